@@ -1,0 +1,40 @@
+# Thin wrapper over CMake: `make demo` (set-up + the main job), `make test`.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_ARGS ?=
+ifeq ($(CI),true)
+  CMAKE_ARGS += -DFLOCK_WERROR=ON
+endif
+# Shared test models and data beside the checkout, when present.
+FLOCK_TEST_DATA ?= $(if $(wildcard ../shared/models),$(abspath ../shared),)
+export FLOCK_TEST_DATA
+
+.PHONY: all build test test-sanitize fuzz demo deps setup clean
+
+all: build
+
+deps:
+	@tools/setup.sh --deps-only
+
+setup:
+	@tools/setup.sh
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+test-sanitize: deps
+	@$(MAKE) --no-print-directory build BUILD=build-asan \
+	  CMAKE_ARGS="$(CMAKE_ARGS) -DFLOCK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+	@cd build-asan && ctest --output-on-failure -j$(JOBS)
+
+demo: setup
+	@$(MAKE) --no-print-directory build
+	@tools/demo.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

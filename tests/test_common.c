@@ -1,0 +1,115 @@
+/* Status strings, dtype helpers and f16/bf16 conversions. */
+#include "test_util.h"
+
+#include "flock/formats.h"
+
+static void test_status_strings(void **state)
+{
+    (void)state;
+    for (int s = 0; s < FLOCK_STATUS_COUNT; s++) {
+        const char *str = flock_status_str((flock_status)s);
+        assert_non_null(str);
+        assert_true(strlen(str) > 0);
+    }
+    assert_string_equal(flock_status_str((flock_status)999), "unknown status");
+}
+
+static void test_error_set_and_prefix(void **state)
+{
+    (void)state;
+    flock_error e = {0};
+    assert_int_equal(flock_error_set(&e, FLOCK_E_CORRUPT, "bad count %d", 7), FLOCK_E_CORRUPT);
+    assert_int_equal(e.status, FLOCK_E_CORRUPT);
+    assert_string_equal(e.msg, "bad count 7");
+    flock_error_prefix(&e, "tensor '%s'", "w");
+    assert_string_equal(e.msg, "tensor 'w': bad count 7");
+    assert_int_equal(flock_error_set(NULL, FLOCK_E_IO, "x"), FLOCK_E_IO);
+}
+
+static void test_dtype_parse(void **state)
+{
+    (void)state;
+    flock_dtype t;
+    assert_int_equal(flock_dtype_parse("BF16", &t), FLOCK_OK);
+    assert_int_equal(t, FLOCK_DTYPE_BF16);
+    assert_int_equal(flock_dtype_parse("f8", &t), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_dtype_size(FLOCK_DTYPE_F16), 2);
+    assert_int_equal(flock_dtype_size((flock_dtype)99), 0);
+}
+
+/* Every f16 value survives f16 -> f32 -> f16 (NaNs stay NaN). */
+static void test_f16_roundtrip_exhaustive(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = flock_f16_to_f32((uint16_t)h);
+        uint16_t back = flock_f32_to_f16(f);
+        if (isnan(f))
+            assert_true(isnan(flock_f16_to_f32(back)));
+        else
+            assert_int_equal(back, h);
+    }
+}
+
+static void test_f16_rounding(void **state)
+{
+    (void)state;
+    assert_int_equal(flock_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(flock_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(flock_f32_to_f16(1e6f), 0x7c00);           /* overflow -> inf */
+    assert_int_equal(flock_f32_to_f16(5.96046448e-8f), 0x0001); /* smallest subnormal */
+    /* 1 + 2^-11 is halfway between 1 and the next f16: ties to even -> 1.0 */
+    assert_int_equal(flock_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);
+    assert_int_equal(flock_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);
+    assert_int_equal(flock_f32_to_f16(-2.0f), 0xc000);
+}
+
+static void test_bf16(void **state)
+{
+    (void)state;
+    assert_int_equal(flock_f32_to_bf16(1.0f), 0x3f80);
+    assert_true(flock_bf16_to_f32(0x3f80) == 1.0f);
+    /* 1 + 2^-8 is halfway: ties to even -> 1.0; a bit more rounds up */
+    assert_int_equal(flock_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);
+    assert_int_equal(flock_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-15f), 0x3f81);
+    assert_true(isnan(flock_bf16_to_f32(flock_f32_to_bf16(NAN))));
+}
+
+static void test_convert_arrays(void **state)
+{
+    (void)state;
+    uint64_t s = 42;
+    float src[257], back[257];
+    uint16_t half[257];
+    for (int i = 0; i < 257; i++)
+        src[i] = flock_test_randf(&s) * 100.0f;
+    assert_int_equal(flock_convert_from_f32(FLOCK_DTYPE_F16, src, half, 257), FLOCK_OK);
+    assert_int_equal(flock_convert_to_f32(FLOCK_DTYPE_F16, half, back, 257), FLOCK_OK);
+    assert_true(flock_test_nrm_err(back, src, 257) < 1e-3);
+    assert_int_equal(flock_convert_from_f32(FLOCK_DTYPE_BF16, src, half, 257), FLOCK_OK);
+    assert_int_equal(flock_convert_to_f32(FLOCK_DTYPE_BF16, half, back, 257), FLOCK_OK);
+    assert_true(flock_test_nrm_err(back, src, 257) < 1e-2);
+    assert_int_equal(flock_convert_from_f32(FLOCK_DTYPE_I32, src, half, 1), FLOCK_E_UNSUPPORTED);
+}
+
+static void test_map_missing_file(void **state)
+{
+    (void)state;
+    flock_file_map m = {0};
+    flock_error e = {0};
+    assert_int_equal(flock_map_file("/nonexistent/flock/x.gguf", &m, &e), FLOCK_E_IO);
+    assert_non_null(strstr(e.msg, "/nonexistent/flock/x.gguf"));
+    assert_null(m.data);
+    flock_unmap_file(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_strings),   cmocka_unit_test(test_error_set_and_prefix),
+        cmocka_unit_test(test_dtype_parse),      cmocka_unit_test(test_f16_roundtrip_exhaustive),
+        cmocka_unit_test(test_f16_rounding),     cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_convert_arrays),   cmocka_unit_test(test_map_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
