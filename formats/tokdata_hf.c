@@ -8,6 +8,7 @@
 #include "tokdata_internal.h"
 
 #include <json-c/json.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,10 @@ typedef struct jstr {
 
 static void js_add(jstr *s, const char *p, size_t n)
 {
-    if (s->oom)
+    if (s->oom || n > SIZE_MAX / 4 - s->len) {
+        s->oom = true;
         return;
+    }
     if (s->len + n + 1 > s->cap) {
         size_t cap = (s->len + n + 1) * 2;
         char *q = realloc(s->p, cap);
