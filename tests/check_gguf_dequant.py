@@ -4,7 +4,9 @@
 usage: check_gguf_dequant.py GGUF_DUMP_EXE MODEL
 
 MODEL is a path, or data:REL (under $FLOCK_TEST_DATA), or models:NAME (under
-$FLOCK_MODEL_DIR, default ~/.cache/flock/models).
+$FLOCK_MODEL_DIR, default ~/.cache/flock/models), or "synthetic": a file
+written here with gguf.GGUFWriter holding random blocks of every type flock
+dequantizes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K).
 
 Runs GGUF_DUMP_EXE (tests/gguf_dump.c) to write every tensor of MODEL as f32,
 then dequantizes every tensor with gguf.GGUFReader + gguf.quants.dequantize and
@@ -43,6 +45,33 @@ def resolve(model):
     return os.path.expanduser(model)
 
 
+def write_synthetic(path, np, gguf):
+    """Random blocks of every dequantizable type; f16 scale fields are set to
+    finite values so no NaN/inf appears (random bytes elsewhere)."""
+    T = gguf.GGMLQuantizationType
+    rng = np.random.default_rng(20241128)
+    # f16 scale fields (byte offsets) in each block layout.
+    scale_offs = {T.Q8_0: [0], T.Q4_0: [0], T.Q4_1: [0, 2], T.Q5_0: [0], T.Q5_1: [0, 2],
+                  T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208]}
+    w = gguf.GGUFWriter(path, "synthetic")
+    rows, cols = 6, 512
+    w.add_tensor("f32", rng.standard_normal((rows, cols)).astype(np.float32))
+    w.add_tensor("f16", rng.standard_normal((rows, cols)).astype(np.float16))
+    bf = (rng.standard_normal((rows, cols)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    w.add_tensor("bf16", bf.view(np.uint8).reshape(rows, cols * 2), raw_dtype=T.BF16)
+    for qt, offs in scale_offs.items():
+        be, bb = gguf.GGML_QUANT_SIZES[qt]
+        blocks = rng.integers(0, 256, size=(rows * cols // be, bb), dtype=np.uint8)
+        for o in offs:
+            scales = (rng.uniform(-0.05, 0.05, size=blocks.shape[0]) + 0.001).astype(np.float16)
+            blocks[:, o:o + 2] = scales.view(np.uint8).reshape(-1, 2)
+        w.add_tensor(qt.name.lower(), blocks.reshape(rows, cols // be * bb), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def read_dump(path):
     """Yields (name, type, n_dims, ne, count, status, offset of the f32 data)."""
     with open(path, "rb") as f:
@@ -67,20 +96,24 @@ def main():
         print(__doc__)
         return 2
     exe, model = sys.argv[1], resolve(sys.argv[2])
-    if not os.path.isfile(model):
-        skip(f"{model} not found")
     try:
         import numpy as np
         import gguf
         from gguf.quants import dequantize
     except ImportError as e:
         skip(f"Python package missing: {e}")
+    tmpdir = tempfile.TemporaryDirectory()
+    if model == "synthetic":
+        model = os.path.join(tmpdir.name, "synthetic.gguf")
+        write_synthetic(model, np, gguf)
+    if not os.path.isfile(model):
+        skip(f"{model} not found")
 
     reader = gguf.GGUFReader(model)
     ref = {t.name: t for t in reader.tensors}
     stats = {}  # type name -> [tensors, elements, max abs diff, max rel diff]
     failures = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tmpdir as tmp:
         dump = os.path.join(tmp, "dump.bin")
         subprocess.run([exe, model, dump], check=True)
         mm = np.memmap(dump, dtype=np.uint8, mode="r")
