@@ -236,8 +236,11 @@ static void test_hf_config_getters(void **state)
     assert_int_equal(flock_hf_config_int(m, "missing", &i, &err), FLOCK_E_NOT_FOUND);
     assert_non_null(strstr(err.msg, "missing"));
     assert_int_equal(flock_hf_config_int(m, "pad_token_id", &i, &err), FLOCK_E_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "null"));
     assert_int_equal(flock_hf_config_int(m, "nothing.below", &i, &err), FLOCK_E_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "'nothing' is null"));
     assert_int_equal(flock_hf_config_int(m, "rope_scaling.missing", &i, &err), FLOCK_E_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "'rope_scaling.missing' is absent"));
     assert_int_equal(flock_hf_config_int(m, "rms_norm_eps", &i, &err), FLOCK_E_TYPE);
     assert_non_null(strstr(err.msg, "rms_norm_eps"));
     assert_int_equal(flock_hf_config_int(m, "model_type", &i, &err), FLOCK_E_TYPE);
@@ -414,6 +417,7 @@ static void test_hf_broken(void **state)
     assert_int_equal(open_folder(bad_config, 4, img, len, &err), FLOCK_E_CORRUPT);
     assert_non_null(strstr(err.msg, "config.json"));
     assert_non_null(strstr(err.msg, "line 3"));
+    assert_non_null(strstr(err.msg, "separator")); /* json-c's own description */
 
     const char *array_config[] = {"config.json", "[]", "model.safetensors", NULL};
     assert_int_equal(open_folder(array_config, 4, img, len, &err), FLOCK_E_CORRUPT);
@@ -513,6 +517,8 @@ static void test_st_corruption(void **state)
     size_t cases = 0, valid = 0;
     for (size_t cut = 0; cut < len; cut++, cases++)
         valid += (size_t)open_mutant(img, cut);
+    /* No truncation is valid: the tensors must tile the whole data region. */
+    assert_int_equal(valid, 0);
     size_t trunc_cases = cases;
     for (size_t byte = 0; byte < 8 + hlen; byte++) {
         for (int bit = 0; bit < 8; bit++, cases++) {
@@ -525,7 +531,6 @@ static void test_st_corruption(void **state)
     printf("safetensors corruption: %zu cases (%zu truncations, %zu bit flips over the %zu-byte length+header), "
            "%zu still parse\n",
            cases, trunc_cases, cases - trunc_cases, 8 + hlen, valid);
-    /* No truncation is valid: the tensors must tile the whole data region. */
     assert_true(valid < cases);
     st_free_specs(t, 3);
     free(img);
