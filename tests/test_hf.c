@@ -69,6 +69,41 @@ static void test_st_memory_all_dtypes(void **state)
     free(img2);
 }
 
+/* Writers need not align the data region: one more byte of header padding
+ * shifts every tensor to an odd address, which must read the same values. */
+static void test_st_unaligned(void **state)
+{
+    (void)state;
+    uint64_t seed = 0x5eed0007;
+    st_spec t[3];
+    make_specs(t);
+    size_t len;
+    uint8_t *img = st_build_image(t, 3, NULL, &seed, &len);
+    size_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (size_t)img[i] << (8 * i);
+    char *hdr = malloc(hlen + 2);
+    assert_non_null(hdr);
+    memcpy(hdr, img + 8, hlen);
+    hdr[hlen] = ' ';
+    size_t len2;
+    uint8_t *img2 = st_raw_image(hdr, hlen + 1, img + 8 + hlen, len - 8 - hlen, &len2);
+    flock_safetensors *st = NULL;
+    flock_error err = {0};
+    assert_int_equal(flock_safetensors_open_memory(img2, len2, &st, &err), FLOCK_OK);
+    for (int i = 0; i < 3; i++) {
+        flock_st_tensor x;
+        assert_int_equal(flock_safetensors_tensor(st, (uint64_t)i, &x), FLOCK_OK);
+        assert_true(((uintptr_t)x.data & 1) == 1); /* malloc is aligned; data starts at odd 9 + hlen */
+        expect_tensor(&x, &t[sorted_order[i]]);
+    }
+    flock_safetensors_free(st);
+    st_free_specs(t, 3);
+    free(hdr);
+    free(img);
+    free(img2);
+}
+
 static void test_hf_single_file(void **state)
 {
     (void)state;
@@ -540,6 +575,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_st_memory_all_dtypes),
+        cmocka_unit_test(test_st_unaligned),
         cmocka_unit_test(test_hf_single_file),
         cmocka_unit_test(test_hf_sharded),
         cmocka_unit_test(test_hf_config_getters),
