@@ -500,6 +500,21 @@ static void test_hf_broken(void **state)
     assert_non_null(strstr(err.msg, "weight_map"));
 
     assert_int_equal(flock_hf_open("/nonexistent/flock/dir", &(flock_hf_model *){NULL}, &err), FLOCK_E_NOT_FOUND);
+    /* Without an error record the status is still the real one. */
+    const char *trunc[] = {"config.json", "{}", "model.safetensors", "{}"};
+    char dir[512];
+    st_tmpdir(dir, sizeof dir);
+    for (size_t i = 0; i < 4; i += 2)
+        st_write_text(dir, trunc[i], trunc[i + 1]);
+    flock_hf_model *m = NULL;
+    assert_int_equal(flock_hf_open(dir, &m, NULL), FLOCK_E_TRUNCATED);
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    flock_safetensors *st = NULL;
+    assert_int_equal(flock_safetensors_open(path, &st, NULL), FLOCK_E_TRUNCATED);
+    assert_null(m);
+    assert_null(st);
+    st_rmtree(dir);
     assert_int_equal(flock_hf_open(NULL, &(flock_hf_model *){NULL}, &err), FLOCK_E_INVALID_ARG);
     st_free_specs(t, 1);
     free(img);

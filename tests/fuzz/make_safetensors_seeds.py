@@ -11,7 +11,7 @@ import sys
 SIZES = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}
 
 
-def image(tensors, metadata=None):
+def image(tensors, metadata=None, pad_to=8):
     header, data = {}, b""
     if metadata is not None:
         header["__metadata__"] = metadata
@@ -23,7 +23,9 @@ def image(tensors, metadata=None):
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + nbytes]}
         data += bytes((len(data) + i) * 37 % 251 for i in range(nbytes))
     text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
+    text += b" " * (-len(text) % pad_to)
+    if pad_to == 1:
+        text += b" " * (1 - len(text) % 2)  # odd length: every tensor lands unaligned
     return struct.pack("<Q", len(text)) + text + data
 
 
@@ -34,6 +36,7 @@ def main():
         "three_dtypes": image([("a.weight", "F32", [3, 2]), ("b", "F16", [5]), ("c.bias", "BF16", [2, 2, 2])],
                               {"format": "pt"}),
         "scalar_empty": image([("s", "F32", []), ("e", "F16", [0, 7])]),
+        "unaligned": image([("h", "F16", [3]), ("f", "F32", [2]), ("b", "BF16", [1])], pad_to=1),
         "int64": image([("position_ids", "I64", [1, 4])]),
         "empty_header": image([]),
     }
