@@ -586,6 +586,61 @@ static void test_st_corruption(void **state)
     free(img);
 }
 
+/* Every truncation and bit flip of a sharded folder's index: a clean error or
+ * a consistent model, never a crash, never a tensor outside its shard. */
+static void test_hf_index_corruption(void **state)
+{
+    (void)state;
+    char dir[512];
+    st_tmpdir(dir, sizeof dir);
+    uint64_t seed = 0x5eed0008;
+    st_spec a[2] = {{"x", FLOCK_DTYPE_F32, 1, {3}, NULL}, {"y", FLOCK_DTYPE_F16, 1, {2}, NULL}};
+    st_spec b[1] = {{"z", FLOCK_DTYPE_BF16, 2, {2, 2}, NULL}};
+    size_t la, lb;
+    uint8_t *ia = st_build_image(a, 2, NULL, &seed, &la);
+    uint8_t *ib = st_build_image(b, 1, NULL, &seed, &lb);
+    st_write_file(dir, "s1.safetensors", ia, la);
+    st_write_file(dir, "s2.safetensors", ib, lb);
+    st_write_text(dir, "config.json", "{\"hidden_size\": 4}");
+    char index[] = "{\"weight_map\": {\"x\": \"s1.safetensors\", \"y\": \"s1.safetensors\", "
+                   "\"z\": \"s2.safetensors\"}}";
+    size_t n = strlen(index), cases = 0, opened = 0, opened_cut = 0;
+    for (size_t k = 0; k <= n + 8 * n; k++, cases++) {
+        size_t cut = k <= n ? k : n;
+        size_t flip = k <= n ? SIZE_MAX : k - n - 1; /* byte flip / 8, bit flip % 8 */
+        if (flip != SIZE_MAX)
+            index[flip / 8] ^= (char)(1u << (flip % 8));
+        st_write_file(dir, "model.safetensors.index.json", index, cut);
+        flock_hf_model *m = NULL;
+        flock_error err = {0};
+        flock_status s = flock_hf_open(dir, &m, &err);
+        if (flip != SIZE_MAX)
+            index[flip / 8] ^= (char)(1u << (flip % 8));
+        if (s != FLOCK_OK) {
+            assert_true(s > FLOCK_OK && s < FLOCK_STATUS_COUNT && err.msg[0]);
+            assert_null(m);
+            continue;
+        }
+        opened++;
+        opened_cut += flip == SIZE_MAX;
+        for (uint64_t i = 0; i < flock_hf_tensor_count(m); i++) {
+            flock_st_tensor t;
+            assert_int_equal(flock_hf_tensor(m, i, &t), FLOCK_OK);
+            assert_int_equal(flock_hf_find_tensor(m, t.name), (int64_t)i);
+        }
+        flock_hf_free(m);
+    }
+    /* The intact index opens; no strict prefix of it does. */
+    assert_int_equal(opened_cut, 1);
+    printf("hf index corruption: %zu cases (%zu truncations, %zu bit flips), %zu open\n", cases, n + 1, 8 * n,
+           opened);
+    st_free_specs(a, 2);
+    st_free_specs(b, 1);
+    free(ia);
+    free(ib);
+    st_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -597,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_st_broken),
         cmocka_unit_test(test_hf_broken),
         cmocka_unit_test(test_st_corruption),
+        cmocka_unit_test(test_hf_index_corruption),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
