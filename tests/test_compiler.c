@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 enum { D = 16, H = 4, KV = 2, FF = 24, L = 2, V = 32, CTX = 64 };
 
@@ -647,6 +648,14 @@ static void test_stories(void **state)
             fail_msg("manifest %s = %lld, expected %lld", want[i].key, (long long)v, (long long)want[i].v);
     }
     assert_true(flock_bundle_find_tensor(b, "output") >= 0); /* stories260K has output.weight */
+    /* source_hash is xxh64 of the GGUF file, computed here independently. */
+    size_t sn;
+    char *src = slurp(stories, &sn), hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)XXH64(src, sn, 0));
+    const char *h = NULL;
+    assert_int_equal(flock_manifest_get_str(m, "source_hash", &h, NULL), FLOCK_OK);
+    assert_string_equal(h, hex);
+    free(src);
     flock_bundle_close(b);
 }
 
