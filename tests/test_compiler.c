@@ -82,6 +82,18 @@ static void write_llama(const char *dir, hfw *w)
               V);
 }
 
+static void write_mistral(const char *dir, hfw *w)
+{
+    hfw_init(w, 9);
+    llama_tensors(w, D / H, KV, false, false);
+    hfw_write(w, dir,
+              "{\"model_type\":\"mistral\",\"num_hidden_layers\":2,\"hidden_size\":16,\"intermediate_size\":24,"
+              "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"max_position_embeddings\":64,"
+              "\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,\"vocab_size\":32,\"hidden_act\":\"silu\","
+              "\"sliding_window\":16,\"tie_word_embeddings\":false}",
+              V);
+}
+
 static void write_qwen2(const char *dir, hfw *w)
 {
     hfw_init(w, 2);
@@ -131,6 +143,27 @@ static void write_gemma3(const char *dir, hfw *w)
               "\"vocab_size\":32,\"hidden_activation\":\"gelu_pytorch_tanh\",\"query_pre_attn_scalar\":8,"
               "\"attn_logit_softcapping\":null,\"final_logit_softcapping\":null,\"sliding_window\":8,"
               "\"sliding_window_pattern\":2,\"rope_scaling\":null}",
+              V);
+}
+
+/* Gemma 3 4B+ checkpoints wrap the language model: text_config and
+ * "language_model." names; the program must be the same as gemma3_text's. */
+static void write_gemma3_wrapped(const char *dir, hfw *w)
+{
+    hfw_init(w, 4);
+    gemma_tensors(w, true);
+    for (int i = 0; i < w->n; i++) {
+        char n[96];
+        snprintf(n, sizeof n, "language_model.%s", w->t[i].name);
+        memcpy(w->t[i].name, n, sizeof n);
+    }
+    hfw_write(w, dir,
+              "{\"model_type\":\"gemma3\",\"text_config\":{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":2,"
+              "\"hidden_size\":16,\"intermediate_size\":24,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+              "\"head_dim\":8,\"max_position_embeddings\":64,\"rms_norm_eps\":1e-06,\"rope_theta\":1000000.0,"
+              "\"rope_local_base_freq\":10000.0,\"vocab_size\":32,\"hidden_activation\":\"gelu_pytorch_tanh\","
+              "\"query_pre_attn_scalar\":8,\"sliding_window\":8,\"layer_types\":[\"sliding_attention\","
+              "\"full_attention\"]},\"vision_config\":{\"hidden_size\":8}}",
               V);
 }
 
@@ -392,6 +425,7 @@ static void test_golden_families(void **state)
     } fams[] = {
         {"llama_hf", write_llama}, {"qwen2_hf", write_qwen2}, {"gemma2_hf", write_gemma2},
         {"gemma3_hf", write_gemma3}, {"opt_hf", write_opt}, {"gpt2_hf", write_gpt2},
+        {"gemma3_hf", write_gemma3_wrapped}, {"mistral_hf", write_mistral},
     };
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
         hfw w;
