@@ -122,9 +122,10 @@ static void write_gemma3_wrapped(const char *dir, hfw *w)
     hfw_init(w, 4);
     gemma_tensors(w, true);
     for (int i = 0; i < w->n; i++) {
-        char n[96];
+        char n[160];
         snprintf(n, sizeof n, "language_model.%s", w->t[i].name);
-        memcpy(w->t[i].name, n, sizeof n);
+        assert_true(strlen(n) < sizeof w->t[i].name);
+        memcpy(w->t[i].name, n, strlen(n) + 1);
     }
     hfw_write(w, dir,
               "{\"model_type\":\"gemma3\",\"text_config\":{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":2,"
