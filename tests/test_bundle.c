@@ -268,13 +268,37 @@ static flock_bundle *check_bundle(const char *path, const ttensor *t, int thread
 
 /* ---- round trips --------------------------------------------------------- */
 
+typedef struct progress_log {
+    int calls;
+    uint64_t raw;
+    char last[64];
+} progress_log;
+
+static void on_progress(void *user, const char *name, uint64_t raw, uint64_t stored)
+{
+    progress_log *p = user;
+    p->calls++;
+    p->raw += raw;
+    snprintf(p->last, sizeof p->last, "%s", name);
+    assert_true(stored > 0 || raw == 0);
+}
+
 static void test_roundtrip_compressed(void **state)
 {
     (void)state;
     ttensor *t = make_tensors(1);
     flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
     o.chunk_bytes = 4096;
+    progress_log pl = {0};
+    o.progress = on_progress;
+    o.progress_user = &pl;
     write_bundle(tmp("c.flock"), t, &o);
+    uint64_t raw = 0;
+    for (int i = 0; i < N_TT; i++)
+        raw += t[i].nbytes;
+    assert_int_equal(pl.calls, N_TT);
+    assert_int_equal(pl.raw, raw);
+    assert_string_equal(pl.last, t[N_TT - 1].name);
     flock_bundle *b = check_bundle(tmp("c.flock"), t, 0);
     flock_error err;
     assert_null(flock_bundle_tensor_mapped(b, 0, &err)); /* compressed: not in place */
@@ -860,6 +884,32 @@ static void test_inspect_cli(void **state)
     assert_true(json_object_object_get_ex(j, "manifest", &manifest));
     assert_true(json_object_object_get_ex(manifest, "names", &v));
     assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 2)), "ünï");
+    json_object_put(j);
+    free(out);
+
+    /* Names and strings that need escaping still give valid JSON. */
+    flock_bundle_writer *w;
+    flock_manifest *m;
+    flock_error err;
+    assert_int_equal(flock_manifest_create(&m), FLOCK_OK);
+    assert_int_equal(flock_manifest_set_str(m, "q\"uote\\", "tab\there\nnew \x01 \xff bad utf8"), FLOCK_OK);
+    assert_int_equal(flock_manifest_set_float(m, "inf", 1.0 / 0.0), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_create(tmp("esc.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_set_manifest(w, m, &err), FLOCK_OK);
+    uint64_t one = 1;
+    assert_int_equal(flock_bundle_writer_add_tensor(w, "a\"b\nc", FLOCK_DTYPE_U8, 1, &one, "x", 1, &err),
+                     FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
+    flock_bundle_writer_free(w);
+    flock_manifest_free(m);
+    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --json '%s'", bdir, tmp("esc.flock"));
+    assert_int_equal(run_capture(cmd, &out), 0);
+    j = json_tokener_parse(out);
+    if (!j)
+        fail_msg("inspect --json is not JSON:\n%s", out);
+    assert_true(json_object_object_get_ex(j, "tensors", &tensors));
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(tensors, 0), "name", &v));
+    assert_string_equal(json_object_get_string(v), "a\"b\nc");
     json_object_put(j);
     free(out);
 
