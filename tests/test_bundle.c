@@ -412,6 +412,58 @@ static void test_many_chunks_threads_determinism(void **state)
     free(big.data);
 }
 
+/* Many keys (index growth), replacement with another type, bad arguments,
+ * and a round trip of all of it through a bundle. */
+static void test_manifest_many_keys(void **state)
+{
+    (void)state;
+    flock_manifest *m;
+    assert_int_equal(flock_manifest_create(&m), FLOCK_OK);
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(flock_manifest_set_int(m, key, i), FLOCK_OK);
+    }
+    for (int i = 0; i < 1000; i += 2) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(flock_manifest_set_str(m, key, key), FLOCK_OK); /* int -> string */
+    }
+    assert_int_equal(flock_manifest_set_int(m, NULL, 1), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_set_int(m, "", 1), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_set_str(m, "x", NULL), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_set_int_arr(m, "x", NULL, 3), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_count(m), 1000);
+    assert_null(flock_manifest_key(m, 1000));
+    assert_int_equal(flock_manifest_type(m, 1000), FLOCK_MVAL_TYPE_COUNT);
+
+    flock_bundle_writer *w;
+    flock_error err;
+    assert_int_equal(flock_bundle_writer_create(tmp("m.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_set_manifest(w, m, &err), FLOCK_OK);
+    flock_manifest_free(m); /* the writer keeps its own copy */
+    assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
+    flock_bundle_writer_free(w);
+    flock_bundle *b;
+    assert_int_equal(flock_bundle_open(tmp("m.flock"), &b, &err), FLOCK_OK);
+    const flock_manifest *r = flock_bundle_manifest(b);
+    assert_int_equal(flock_manifest_count(r), 1000);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_string_equal(flock_manifest_key(r, (size_t)i), key); /* insertion order kept */
+        if (i % 2) {
+            int64_t v;
+            assert_int_equal(flock_manifest_get_int(r, key, &v, &err), FLOCK_OK);
+            assert_int_equal(v, i);
+        } else {
+            const char *v;
+            assert_int_equal(flock_manifest_get_str(r, key, &v, &err), FLOCK_OK);
+            assert_string_equal(v, key);
+        }
+    }
+    flock_bundle_close(b);
+    flock_manifest_free(NULL);
+}
+
 static void test_writer_errors(void **state)
 {
     (void)state;
@@ -944,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_uncompressed_mmap),
         cmocka_unit_test(test_byte_planes),
         cmocka_unit_test(test_many_chunks_threads_determinism),
+        cmocka_unit_test(test_manifest_many_keys),
         cmocka_unit_test(test_writer_errors),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_bit_flips),
