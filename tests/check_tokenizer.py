@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 
 def skip(why):
@@ -162,15 +163,30 @@ def main():
     if any("\0" in t for t in items):
         sys.exit("texts may not hold NUL")
     inp = "\0".join(items).encode("utf-8") + b"\0"
-    res = subprocess.run([a.tok_dump, path, "-0"], input=inp, capture_output=True)
+    want_ids = [ref.encode(text, add_special_tokens=False).ids for text in items]
+    ok = compare(ref, items, want_ids, run_dump([a.tok_dump, path, "-0"], inp), os.path.basename(path))
+    # The same reference saved as tokenizer.json and loaded by flock's
+    # tokenizer.json reader (flock_tokdata_from_hf_json).
+    with tempfile.TemporaryDirectory() as tmp:
+        tj = os.path.join(tmp, "tokenizer.json")
+        ref.save(tj)
+        ok_hf = compare(ref, items, want_ids, run_dump([a.tok_dump, tj, "-0", "--hf-json"], inp),
+                        os.path.basename(path) + " via tokenizer.json")
+    sys.exit(0 if ok and ok_hf else 1)
+
+
+def run_dump(cmd, inp):
+    res = subprocess.run(cmd, input=inp, capture_output=True)
     if res.returncode != 0:
         print(res.stderr.decode(errors="replace"))
         sys.exit(1)
-    got = res.stdout.decode().split("\n")[:len(items)]
+    return res.stdout.decode().split("\n")
+
+
+def compare(ref, items, want_ids, got, label):
     match, shown = 0, 0
-    for text, line in zip(items, got):
+    for text, line, want in zip(items, got, want_ids):
         mine = [int(x) for x in line.split()]
-        want = ref.encode(text, add_special_tokens=False).ids
         if mine == want:
             match += 1
             continue
@@ -181,8 +197,8 @@ def main():
                   f" {[ref.id_to_token(x) for x in mine[max(0,k-3):k+5]]}\n  ref:   {want[max(0,k-3):k+5]}"
                   f" {[ref.id_to_token(x) for x in want[max(0,k-3):k+5]]}")
     n = len(items)
-    print(f"{os.path.basename(path)}: {match}/{n} texts identical ({100.0 * match / n:.2f}%)")
-    sys.exit(0 if match == n else 1)
+    print(f"{label}: {match}/{n} texts identical ({100.0 * match / n:.2f}%)")
+    return match == n
 
 
 if __name__ == "__main__":

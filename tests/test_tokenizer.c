@@ -10,6 +10,7 @@
 #include "tokenizer.h"
 
 #include <stdbool.h>
+#include <sys/stat.h>
 
 /* ---- hand-built vocabularies ----------------------------------------------- */
 
@@ -184,6 +185,26 @@ static void assert_same_data(const flock_tokenizer_data *a, const flock_tokenize
         assert_string_equal(a->model_name, b->model_name);
 }
 
+/* Seeds for tests/fuzz/fuzz_tokdata: written under $FLOCK_BUILD_DIR/seeds/tokdata
+ * when ctest runs this program (best effort: a failure to write is no error). */
+static void write_seed(const char *name, const uint8_t *blob, size_t size)
+{
+    const char *build = getenv("FLOCK_BUILD_DIR");
+    if (!build || !*build || size > 64 * 1024)
+        return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/seeds", build);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/tokdata", build);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/tokdata/%s", build, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(blob, 1, size, f);
+        fclose(f);
+    }
+}
+
 static void roundtrip_one(flock_tokenizer_data *d)
 {
     uint8_t *blob = NULL, *blob2 = NULL;
@@ -210,6 +231,15 @@ static void test_tokdata_roundtrip(void **state)
     b->add_eos = true;
     roundtrip_one(b);
     roundtrip_one(s);
+    uint8_t *blob = NULL;
+    size_t size = 0;
+    flock_error err = {0};
+    assert_int_equal(flock_tokdata_serialize(b, &blob, &size, &err), FLOCK_OK);
+    write_seed("bpe", blob, size);
+    free(blob);
+    assert_int_equal(flock_tokdata_serialize(s, &blob, &size, &err), FLOCK_OK);
+    write_seed("spm", blob, size);
+    free(blob);
     flock_tokdata_free(b);
     flock_tokdata_free(s);
     flock_tokdata_free(NULL);
@@ -236,6 +266,7 @@ static void test_tokdata_corruption(void **state)
     flock_error err = {0};
     assert_int_equal(flock_tokdata_serialize(d, &blob, &size, &err), FLOCK_OK);
     flock_tokdata_free(d);
+    write_seed("small_spm", blob, size);
 
     flock_tokenizer_data *out = NULL;
     for (size_t cut = 0; cut < size; cut++) {

@@ -3,7 +3,9 @@
  * part of the text). For tests/check_tokenizer.py.
  *   tok_dump MODEL.gguf [--add-special] [--roundtrip] [-0]
  * -0: texts are separated by NUL bytes instead of newlines (multi-line texts).
+ * --hf-json: MODEL is a Hugging Face tokenizer.json instead of a GGUF.
  * --roundtrip prints "OK" or "DIFF" per line instead: decode(encode(line)) == line. */
+#include "tokdata_internal.h"
 #include "tokenizer.h"
 
 #include <stdio.h>
@@ -13,16 +15,18 @@
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf [--add-special] [--roundtrip] [-0]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf [--add-special] [--roundtrip] [-0] [--hf-json]\n", argv[0]);
         return 2;
     }
-    bool add_special = false, roundtrip = false;
+    bool add_special = false, roundtrip = false, hf_json = false;
     int delim = '\n';
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--add-special") == 0)
             add_special = true;
         else if (strcmp(argv[i], "--roundtrip") == 0)
             roundtrip = true;
+        else if (strcmp(argv[i], "--hf-json") == 0)
+            hf_json = true;
         else if (strcmp(argv[i], "-0") == 0)
             delim = '\0';
     }
@@ -30,8 +34,19 @@ int main(int argc, char **argv)
     flock_gguf *g = NULL;
     flock_tokenizer_data *d = NULL;
     flock_tokenizer *t = NULL;
-    if (flock_gguf_open(argv[1], &g, &err) || flock_tokdata_from_gguf(g, &d, &err) ||
-        flock_tokenizer_create(d, &t, &err)) {
+    flock_status st;
+    if (hf_json) {
+        flock_file_map m = {0};
+        st = flock_map_file(argv[1], &m, &err);
+        if (!st)
+            st = flock_tokdata_from_hf_json((const char *)m.data, m.size, NULL, 0, &d, &err);
+        flock_unmap_file(&m);
+    } else {
+        st = flock_gguf_open(argv[1], &g, &err);
+        if (!st)
+            st = flock_tokdata_from_gguf(g, &d, &err);
+    }
+    if (st || flock_tokenizer_create(d, &t, &err)) {
         fprintf(stderr, "tok_dump: %s: %s\n", argv[1], err.msg);
         flock_tokdata_free(d);
         flock_gguf_free(g);
