@@ -29,18 +29,15 @@ static uint32_t byte_to_cp(int b)
     return 256 + n;
 }
 
-/* Byte of a GPT-2 code point, or -1. */
-static int cp_to_byte(uint32_t cp)
+/* Inverse mapping: byte of each GPT-2 code point below 256 + 68, or -1. */
+#define GPT2_CP_COUNT (256 + 68)
+
+static void gpt2_cp_table(int16_t tab[GPT2_CP_COUNT])
 {
-    if (cp < 256)
-        return byte_is_printable((int)cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
-    uint32_t n = cp - 256;
+    for (int i = 0; i < GPT2_CP_COUNT; i++)
+        tab[i] = -1;
     for (int b = 0; b < 256; b++)
-        if (!byte_is_printable(b) && n-- == 0)
-            return b;
-    return -1;
+        tab[byte_to_cp(b)] = (int16_t)b;
 }
 
 static size_t put_utf8(char *o, uint32_t cp)
@@ -240,7 +237,7 @@ static flock_status build_special(flock_tokenizer *t, flock_error *err)
 
 /* Writes the bytes token i stands for into o (capacity >= len[i]; decoding
  * never grows a token) and returns the count. */
-static size_t decode_token_text(const flock_tokenizer *t, uint32_t i, char *o)
+static size_t decode_token_text(const flock_tokenizer *t, uint32_t i, const int16_t *cp2b, char *o)
 {
     const char *s = t->text[i];
     size_t n = t->len[i], k = 0;
@@ -270,7 +267,7 @@ static size_t decode_token_text(const flock_tokenizer *t, uint32_t i, char *o)
     for (size_t p = 0; p < n;) { /* byte-level: each char is one byte */
         uint32_t cp;
         size_t l = get_utf8((const uint8_t *)s + p, n - p, &cp);
-        int b = l ? cp_to_byte(cp) : -1;
+        int b = l && cp < GPT2_CP_COUNT ? cp2b[cp] : -1;
         if (b >= 0) {
             o[k++] = (char)b;
             p += l;
@@ -293,10 +290,12 @@ static flock_status build_decoded(flock_tokenizer *t, flock_error *err)
     t->dec_off = malloc(((size_t)t->n_vocab + 1) * sizeof *t->dec_off);
     if (!t->dec || !t->dec_off)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    int16_t cp2b[GPT2_CP_COUNT];
+    gpt2_cp_table(cp2b);
     uint64_t off = 0;
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         t->dec_off[i] = off;
-        size_t k = decode_token_text(t, i, t->dec + off);
+        size_t k = decode_token_text(t, i, cp2b, t->dec + off);
         off += k;
         if (k > t->max_dec)
             t->max_dec = k;
