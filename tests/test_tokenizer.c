@@ -77,7 +77,7 @@ static flock_tokenizer_data *make_bpe(void)
 }
 
 /* SPM: <unk> <s> </s>, 256 byte tokens, then pieces with scores. */
-enum { S_UNK = 0, S_BOS, S_EOS, S_BYTE0, S_SP = 3 + 256, S_A, S_B, S_C, S_SPA, S_AB, S_BC, S_NV };
+enum { S_UNK = 0, S_BOS, S_EOS, S_BYTE0, S_SP = 3 + 256, S_A, S_B, S_C, S_SPA, S_AB, S_BC, S_CA, S_UAB, S_NV };
 
 static flock_tokenizer_data *make_spm(void)
 {
@@ -100,6 +100,11 @@ static flock_tokenizer_data *make_spm(void)
         d->tokens[S_SP + i] = dup(pieces[i]);
         d->scores[S_SP + i] = scores[i];
     }
+    /* A control token that is a prefix of a user-defined one. */
+    d->tokens[S_CA] = dup("<a>");
+    d->token_types[S_CA] = FLOCK_TOKTYPE_CONTROL;
+    d->tokens[S_UAB] = dup("<a><b>");
+    d->token_types[S_UAB] = FLOCK_TOKTYPE_USER_DEFINED;
     d->unk_id = S_UNK;
     d->bos_id = S_BOS;
     d->eos_id = S_EOS;
@@ -387,6 +392,11 @@ static void test_spm_encode(void **state)
      * llama.cpp does), so the text does not come back unchanged. */
     expect_ids_dec(t, "a</s>a", false, true, (const int32_t[]){S_SPA, S_EOS, S_SPA}, 3, "a</s> a");
     expect_ids(t, "", false, false, NULL, 0);
+    /* Longest special token wins; control tokens need parse_special, user-
+     * defined ones do not. "<" ">" have no pieces: byte fallback. */
+    expect_ids_dec(t, "<a><b>b<a>", false, true, (const int32_t[]){S_UAB, S_SP, S_B, S_CA}, 4, "<a><b> b<a>");
+    expect_ids_dec(t, "<a>b<a><b>", false, false,
+                   (const int32_t[]){S_SP, S_BYTE0 + '<', S_A, S_BYTE0 + '>', S_B, S_UAB}, 6, NULL);
 
     /* Streaming: <0xC3> alone prints nothing, <0xA9> completes "é". */
     flock_tok_decoder dec;
