@@ -94,7 +94,7 @@ static flock_tokenizer_data *make_spm(void)
         d->tokens[S_BYTE0 + b] = dup(buf);
         d->token_types[S_BYTE0 + b] = FLOCK_TOKTYPE_BYTE;
     }
-    static const char *const pieces[] = {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96\x81" "a", "ab", "bc"};
+    static const char *const pieces[] = {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96\x81\x61" /* ▁a */, "ab", "bc"};
     static const float scores[] = {-1, -2, -2, -2, -3, -1, -0.5f};
     for (int i = 0; i < 7; i++) {
         d->tokens[S_SP + i] = dup(pieces[i]);
