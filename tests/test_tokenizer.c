@@ -620,6 +620,23 @@ static void test_chat_templates(void **state)
                              "<|im_start|>assistant\n");
     free(out);
 
+    /* A literal default system prompt (SmolLM2's) is added before the first
+     * message when that is not a system message, and not for no message. */
+    assert_int_equal(flock_chat_init("{% for m in messages %}{{ '<|im_start|>system\nBe kind.<|im_end|>\n' }}",
+                                     "llama", &ct, &err), FLOCK_OK);
+    assert_string_equal(ct.default_system, "Be kind.");
+    assert_int_equal(flock_chat_apply(&ct, msgs + 1, 1, true, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                             "<|im_start|>assistant\n");
+    free(out);
+    assert_int_equal(flock_chat_apply(&ct, msgs, 1, false, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>system\nBe brief.<|im_end|>\n");
+    free(out);
+    assert_int_equal(flock_chat_apply(&ct, NULL, 0, true, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>assistant\n");
+    free(out);
+    flock_chat_template_free(&ct);
+
     /* Gemma: no system turn (its text opens the first user turn), "model". */
     assert_int_equal(flock_chat_init(NULL, "gemma3", &ct, &err), FLOCK_OK);
     assert_int_equal(ct.style, FLOCK_CHAT_GEMMA);
