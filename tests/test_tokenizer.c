@@ -5,11 +5,13 @@
  * models is tests/check_tokenizer.py. */
 #include "test_util.h"
 
+#include "gguf_writer.h"
 #include "reader.h"
 #include "tokdata_internal.h"
 #include "tokenizer.h"
 
 #include <stdbool.h>
+#include <sys/stat.h>
 
 /* ---- hand-built vocabularies ----------------------------------------------- */
 
@@ -76,7 +78,7 @@ static flock_tokenizer_data *make_bpe(void)
 }
 
 /* SPM: <unk> <s> </s>, 256 byte tokens, then pieces with scores. */
-enum { S_UNK = 0, S_BOS, S_EOS, S_BYTE0, S_SP = 3 + 256, S_A, S_B, S_C, S_SPA, S_AB, S_BC, S_NV };
+enum { S_UNK = 0, S_BOS, S_EOS, S_BYTE0, S_SP = 3 + 256, S_A, S_B, S_C, S_SPA, S_AB, S_BC, S_CA, S_UAB, S_NV };
 
 static flock_tokenizer_data *make_spm(void)
 {
@@ -93,12 +95,17 @@ static flock_tokenizer_data *make_spm(void)
         d->tokens[S_BYTE0 + b] = dup(buf);
         d->token_types[S_BYTE0 + b] = FLOCK_TOKTYPE_BYTE;
     }
-    static const char *const pieces[] = {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96\x81" "a", "ab", "bc"};
+    static const char *const pieces[] = {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96\x81\x61" /* ▁a */, "ab", "bc"};
     static const float scores[] = {-1, -2, -2, -2, -3, -1, -0.5f};
     for (int i = 0; i < 7; i++) {
         d->tokens[S_SP + i] = dup(pieces[i]);
         d->scores[S_SP + i] = scores[i];
     }
+    /* A control token that is a prefix of a user-defined one. */
+    d->tokens[S_CA] = dup("<a>");
+    d->token_types[S_CA] = FLOCK_TOKTYPE_CONTROL;
+    d->tokens[S_UAB] = dup("<a><b>");
+    d->token_types[S_UAB] = FLOCK_TOKTYPE_USER_DEFINED;
     d->unk_id = S_UNK;
     d->bos_id = S_BOS;
     d->eos_id = S_EOS;
@@ -184,6 +191,26 @@ static void assert_same_data(const flock_tokenizer_data *a, const flock_tokenize
         assert_string_equal(a->model_name, b->model_name);
 }
 
+/* Seeds for tests/fuzz/fuzz_tokdata: written under $FLOCK_BUILD_DIR/seeds/tokdata
+ * when ctest runs this program (best effort: a failure to write is no error). */
+static void write_seed(const char *name, const uint8_t *blob, size_t size)
+{
+    const char *build = getenv("FLOCK_BUILD_DIR");
+    if (!build || !*build || size > 64 * 1024)
+        return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/seeds", build);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/tokdata", build);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/tokdata/%s", build, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(blob, 1, size, f);
+        fclose(f);
+    }
+}
+
 static void roundtrip_one(flock_tokenizer_data *d)
 {
     uint8_t *blob = NULL, *blob2 = NULL;
@@ -210,6 +237,15 @@ static void test_tokdata_roundtrip(void **state)
     b->add_eos = true;
     roundtrip_one(b);
     roundtrip_one(s);
+    uint8_t *blob = NULL;
+    size_t size = 0;
+    flock_error err = {0};
+    assert_int_equal(flock_tokdata_serialize(b, &blob, &size, &err), FLOCK_OK);
+    write_seed("bpe", blob, size);
+    free(blob);
+    assert_int_equal(flock_tokdata_serialize(s, &blob, &size, &err), FLOCK_OK);
+    write_seed("spm", blob, size);
+    free(blob);
     flock_tokdata_free(b);
     flock_tokdata_free(s);
     flock_tokdata_free(NULL);
@@ -236,6 +272,7 @@ static void test_tokdata_corruption(void **state)
     flock_error err = {0};
     assert_int_equal(flock_tokdata_serialize(d, &blob, &size, &err), FLOCK_OK);
     flock_tokdata_free(d);
+    write_seed("small_spm", blob, size);
 
     flock_tokenizer_data *out = NULL;
     for (size_t cut = 0; cut < size; cut++) {
@@ -356,6 +393,11 @@ static void test_spm_encode(void **state)
      * llama.cpp does), so the text does not come back unchanged. */
     expect_ids_dec(t, "a</s>a", false, true, (const int32_t[]){S_SPA, S_EOS, S_SPA}, 3, "a</s> a");
     expect_ids(t, "", false, false, NULL, 0);
+    /* Longest special token wins; control tokens need parse_special, user-
+     * defined ones do not. "<" ">" have no pieces: byte fallback. */
+    expect_ids_dec(t, "<a><b>b<a>", false, true, (const int32_t[]){S_UAB, S_SP, S_B, S_CA}, 4, "<a><b> b<a>");
+    expect_ids_dec(t, "<a>b<a><b>", false, false,
+                   (const int32_t[]){S_SP, S_BYTE0 + '<', S_A, S_BYTE0 + '>', S_B, S_UAB}, 6, NULL);
 
     /* Streaming: <0xC3> alone prints nothing, <0xA9> completes "é". */
     flock_tok_decoder dec;
@@ -442,6 +484,113 @@ static void test_from_hf_json(void **state)
     const char *uni = "{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}";
     assert_int_equal(flock_tokdata_from_hf_json(uni, strlen(uni), NULL, 0, &d, &err), FLOCK_E_UNSUPPORTED);
     free(json);
+}
+
+/* ---- GGUF metadata -> tokenizer data ---------------------------------------- */
+
+typedef struct gguf_tok_opts {
+    const char *model;       /* tokenizer.ggml.model; NULL: key absent */
+    const char *pre;         /* tokenizer.ggml.pre; NULL: absent */
+    bool tokens;             /* write tokenizer.ggml.tokens */
+    uint64_t n_scores;       /* scores written (0: key absent) */
+    int32_t bad_type;        /* token type written for token 3 */
+    bool ids;                /* bos = 0xFFFFFFFF, eos = 2, add_bos_token = false */
+} gguf_tok_opts;
+
+/* A GGUF image with a 4-token vocabulary ("<s>", "</s>", "a", "b") and one merge. */
+static flock_status gguf_tokdata(const gguf_tok_opts *o, flock_tokenizer_data **out, flock_error *err)
+{
+    static const char *const toks[4] = {"<s>", "</s>", "a", "b"};
+    gw_buf kv = {0};
+    if (o->model)
+        gw_kv_str(&kv, "tokenizer.ggml.model", o->model);
+    if (o->pre)
+        gw_kv_str(&kv, "tokenizer.ggml.pre", o->pre);
+    if (o->tokens) {
+        gw_kv_arr(&kv, "tokenizer.ggml.tokens", 8, 4);
+        for (int i = 0; i < 4; i++)
+            gw_str(&kv, toks[i]);
+    }
+    if (o->n_scores) {
+        gw_kv_arr(&kv, "tokenizer.ggml.scores", 6, o->n_scores);
+        for (uint64_t i = 0; i < o->n_scores; i++)
+            gw_f32(&kv, -(float)i);
+    }
+    gw_kv_arr(&kv, "tokenizer.ggml.token_type", 5, 4);
+    for (int i = 0; i < 4; i++)
+        gw_u32(&kv, (uint32_t)(i < 2 ? 3 : i == 3 ? o->bad_type : 1));
+    gw_kv_arr(&kv, "tokenizer.ggml.merges", 8, 1);
+    gw_str(&kv, "a b");
+    if (o->ids) {
+        gw_kv_scalar(&kv, "tokenizer.ggml.bos_token_id", 4, 0xFFFFFFFFu, 4);
+        gw_kv_scalar(&kv, "tokenizer.ggml.eos_token_id", 4, 1, 4);
+        gw_kv_scalar(&kv, "tokenizer.ggml.add_bos_token", 7, 0, 1);
+        gw_kv_str(&kv, "tokenizer.chat_template", "<start_of_turn>");
+    }
+    size_t size = 0;
+    uint8_t *img = gw_build(3, &kv, NULL, 0, 32, &size);
+    free(kv.p);
+    flock_gguf *g = NULL;
+    flock_status st = flock_gguf_open_memory(img, size, &g, err);
+    if (!st)
+        st = flock_tokdata_from_gguf(g, out, err);
+    flock_gguf_free(g);
+    free(img);
+    return st;
+}
+
+static void test_from_gguf_keys(void **state)
+{
+    (void)state;
+    flock_tokenizer_data *d = NULL;
+    flock_error err = {0};
+    /* SPM with no ids or flags: llama.cpp's defaults. */
+    gguf_tok_opts o = {.model = "llama", .tokens = true, .n_scores = 4, .bad_type = 1};
+    if (gguf_tokdata(&o, &d, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(d->kind, FLOCK_TOK_SPM);
+    assert_int_equal(d->bos_id, 1);
+    assert_int_equal(d->eos_id, 2);
+    assert_int_equal(d->unk_id, 0);
+    assert_true(d->add_bos);
+    assert_true(d->add_space_prefix);
+    assert_float_equal(d->scores[3], -3.0f, 0);
+    assert_int_equal(d->token_types[0], FLOCK_TOKTYPE_CONTROL);
+    flock_tokdata_free(d);
+    /* BPE, Qwen 2 pre-tokenizer, explicit ids: 0xFFFFFFFF is absent. */
+    o = (gguf_tok_opts){.model = "gpt2", .pre = "qwen2", .tokens = true, .bad_type = 1, .ids = true};
+    assert_int_equal(gguf_tokdata(&o, &d, &err), FLOCK_OK);
+    assert_int_equal(d->kind, FLOCK_TOK_BPE);
+    assert_int_equal(d->bos_id, -1);
+    assert_int_equal(d->eos_id, 1);
+    assert_false(d->add_bos);
+    assert_false(d->add_space_prefix);
+    assert_null(d->scores);
+    assert_non_null(strstr(d->pre_pattern, "\\p{N}|"));
+    assert_string_equal(d->model_name, "qwen2");
+    assert_string_equal(d->chat_template, "<start_of_turn>");
+    assert_string_equal(d->merges[0], "a b");
+    flock_tokdata_free(d);
+    /* Errors: unknown model or pre-tokenizer, missing vocabulary, scores of
+     * the wrong length, a token type out of range. */
+    const struct {
+        gguf_tok_opts o;
+        flock_status want;
+    } bad[] = {
+        {{.model = "bert", .tokens = true, .bad_type = 1}, FLOCK_E_UNSUPPORTED},
+        {{.model = "gpt2", .pre = "no-such-pre", .tokens = true, .bad_type = 1}, FLOCK_E_UNSUPPORTED},
+        {{.tokens = true, .bad_type = 1}, FLOCK_E_NOT_FOUND},
+        {{.model = "llama", .bad_type = 1}, FLOCK_E_NOT_FOUND},
+        {{.model = "llama", .tokens = true, .n_scores = 3, .bad_type = 1}, FLOCK_E_CORRUPT},
+        {{.model = "llama", .tokens = true, .bad_type = 9}, FLOCK_E_CORRUPT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        d = NULL;
+        err.msg[0] = '\0';
+        assert_int_equal(gguf_tokdata(&bad[i].o, &d, &err), bad[i].want);
+        assert_null(d);
+        assert_non_null(strstr(err.msg, "GGUF tokenizer"));
+    }
 }
 
 /* ---- real models ------------------------------------------------------------ */
@@ -579,6 +728,23 @@ static void test_chat_templates(void **state)
                              "<|im_start|>assistant\n");
     free(out);
 
+    /* A literal default system prompt (SmolLM2's) is added before the first
+     * message when that is not a system message, and not for no message. */
+    assert_int_equal(flock_chat_init("{% for m in messages %}{{ '<|im_start|>system\nBe kind.<|im_end|>\n' }}",
+                                     "llama", &ct, &err), FLOCK_OK);
+    assert_string_equal(ct.default_system, "Be kind.");
+    assert_int_equal(flock_chat_apply(&ct, msgs + 1, 1, true, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                             "<|im_start|>assistant\n");
+    free(out);
+    assert_int_equal(flock_chat_apply(&ct, msgs, 1, false, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>system\nBe brief.<|im_end|>\n");
+    free(out);
+    assert_int_equal(flock_chat_apply(&ct, NULL, 0, true, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>assistant\n");
+    free(out);
+    flock_chat_template_free(&ct);
+
     /* Gemma: no system turn (its text opens the first user turn), "model". */
     assert_int_equal(flock_chat_init(NULL, "gemma3", &ct, &err), FLOCK_OK);
     assert_int_equal(ct.style, FLOCK_CHAT_GEMMA);
@@ -613,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_bpe_encode),
         cmocka_unit_test(test_spm_encode),
         cmocka_unit_test(test_from_hf_json),
+        cmocka_unit_test(test_from_gguf_keys),
         cmocka_unit_test(test_stories260k),
         cmocka_unit_test(test_smollm2_gguf),
         cmocka_unit_test(test_chat_templates),
