@@ -27,6 +27,7 @@ flock_compile_opts flock_compile_default_opts(void)
     o.dtype = FLOCK_DTYPE_F16;
     snprintf(o.targets[0], sizeof o.targets[0], "cpu");
     o.n_targets = 1;
+    o.level = 3; /* zstd-compressed chunks; 0 = stored, mapped in place */
     return o;
 }
 

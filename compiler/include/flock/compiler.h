@@ -136,7 +136,7 @@ typedef struct flock_compile_opts {
     void *progress_user;
 } flock_compile_opts;
 
-/* keep = {0.25, 0.5, 0.75}, dtype f16, targets {"cpu"}, level 0. */
+/* keep = {0.25, 0.5, 0.75}, dtype f16, targets {"cpu"}, level 3. */
 flock_compile_opts flock_compile_default_opts(void);
 
 /* Parses "0.25,0.5" / "f16" / "cpu,sm_90" into `o`; the message names the bad item. */
