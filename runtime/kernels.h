@@ -1,0 +1,49 @@
+/* Private: the CPU kernels the executor calls, with one table per
+ * instruction set (scalar, AVX2+FMA+F16C) chosen at run time.
+ *
+ * Weights are row-major [rows, cols] in f32, f16 or bf16; activations are
+ * always f32. A "row" of a weight is contiguous (cols elements). */
+#ifndef FLOCK_RUNTIME_KERNELS_H
+#define FLOCK_RUNTIME_KERNELS_H
+
+#include "flock/formats.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Weight dtypes the kernels accept: index = flock_dtype (F32, F16, BF16). */
+#define FLOCK_KDT_COUNT 3
+
+typedef struct flock_kernel_table {
+    const char *name; /* "scalar", "avx2" */
+    /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
+    float (*dot[FLOCK_KDT_COUNT])(const void *w, const float *x, size_t n);
+    /* y[i] += a * w[i]. */
+    void (*axpy[FLOCK_KDT_COUNT])(float a, const void *w, float *y, size_t n);
+    /* dst[i] = (float)w[i]. */
+    void (*to_f32[FLOCK_KDT_COUNT])(const void *w, float *dst, size_t n);
+    /* y[i] += a * x[i] (f32 only; used by attention and reductions). */
+    void (*axpy_f32)(float a, const float *x, float *y, size_t n);
+} flock_kernel_table;
+
+/* The portable table (always available). */
+const flock_kernel_table *flock_kernels_scalar(void);
+/* The AVX2/FMA/F16C table, or NULL when the CPU (or compiler) lacks it. */
+const flock_kernel_table *flock_kernels_avx2(void);
+/* The best table for this CPU; FLOCK_KERNELS=scalar in the environment
+ * forces the portable one (for comparisons). */
+const flock_kernel_table *flock_kernels_best(void);
+
+/* A weight matrix as the executor sees it. */
+typedef struct flock_wmat {
+    flock_dtype dtype; /* F32, F16 or BF16 */
+    int64_t rows, cols;
+    const void *data;  /* rows*cols elements, row-major */
+} flock_wmat;
+
+static inline const void *flock_wmat_row(const flock_wmat *w, int64_t r)
+{
+    return (const uint8_t *)w->data + (size_t)r * (size_t)w->cols * flock_dtype_size(w->dtype);
+}
+
+#endif

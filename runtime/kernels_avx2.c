@@ -1,0 +1,193 @@
+/* AVX2 + FMA + F16C kernels. Each function carries a target attribute, so
+ * the file builds with the default flags and the library still runs on a
+ * CPU without AVX2: flock_kernels_avx2() only hands out this table after
+ * __builtin_cpu_supports says the instructions exist. */
+#include "kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+
+AVX2_FN static inline float hsum8(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+/* 8 bf16 -> 8 f32: widen to 32 bits and shift into the high half. */
+AVX2_FN static inline __m256 load_bf16(const uint16_t *p)
+{
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+AVX2_FN static inline __m256 load_f16(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline float bf16_1(uint16_t h)
+{
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
+AVX2_FN static inline float f16_1(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* Dot products: 4 independent accumulators (32 elements per step) hide the
+ * FMA latency; the weight stream is read exactly once. */
+AVX2_FN static float dot_f32(const void *w, const float *x, size_t n)
+{
+    const float *a = w;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(x + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i), s0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        s += a[i] * x[i];
+    return s;
+}
+
+AVX2_FN static float dot_f16(const void *w, const float *x, size_t n)
+{
+    const uint16_t *a = w;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(load_f16(a + i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(load_f16(a + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_f16(a + i + 16), _mm256_loadu_ps(x + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_f16(a + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(load_f16(a + i), _mm256_loadu_ps(x + i), s0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        s += f16_1(a[i]) * x[i];
+    return s;
+}
+
+AVX2_FN static float dot_bf16(const void *w, const float *x, size_t n)
+{
+    const uint16_t *a = w;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(load_bf16(a + i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(load_bf16(a + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_bf16(a + i + 16), _mm256_loadu_ps(x + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_bf16(a + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(load_bf16(a + i), _mm256_loadu_ps(x + i), s0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        s += bf16_1(a[i]) * x[i];
+    return s;
+}
+
+AVX2_FN static void axpy_f32(float a, const void *w, float *y, size_t n)
+{
+    const float *x = w;
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+AVX2_FN static void axpy_f16(float a, const void *w, float *y, size_t n)
+{
+    const uint16_t *x = w;
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * f16_1(x[i]);
+}
+
+AVX2_FN static void axpy_bf16(float a, const void *w, float *y, size_t n)
+{
+    const uint16_t *x = w;
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_bf16(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * bf16_1(x[i]);
+}
+
+AVX2_FN static void cvt_f32(const void *w, float *dst, size_t n)
+{
+    const float *x = w;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = x[i];
+}
+
+AVX2_FN static void cvt_f16(const void *w, float *dst, size_t n)
+{
+    const uint16_t *x = w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, load_f16(x + i));
+    for (; i < n; i++)
+        dst[i] = f16_1(x[i]);
+}
+
+AVX2_FN static void cvt_bf16(const void *w, float *dst, size_t n)
+{
+    const uint16_t *x = w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, load_bf16(x + i));
+    for (; i < n; i++)
+        dst[i] = bf16_1(x[i]);
+}
+
+AVX2_FN static void axpy_plain(float a, const float *x, float *y, size_t n)
+{
+    axpy_f32(a, x, y, n);
+}
+
+static const flock_kernel_table avx2_table = {
+    .name = "avx2",
+    .dot = {dot_f32, dot_f16, dot_bf16},
+    .axpy = {axpy_f32, axpy_f16, axpy_bf16},
+    .to_f32 = {cvt_f32, cvt_f16, cvt_bf16},
+    .axpy_f32 = axpy_plain,
+};
+
+const flock_kernel_table *flock_kernels_avx2(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        return &avx2_table;
+    return NULL;
+}
+
+#else
+
+const flock_kernel_table *flock_kernels_avx2(void)
+{
+    return NULL;
+}
+
+#endif
