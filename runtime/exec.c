@@ -16,14 +16,6 @@ void *flock_aligned_alloc(size_t bytes)
     return p;
 }
 
-static const char *kind_name(flock_op_kind k)
-{
-    static const char *const names[] = {"embed", "pos_embed", "rmsnorm", "layernorm", "linear",
-                                        "rope", "attention", "add", "ffn", "lm_head"};
-    _Static_assert(sizeof names / sizeof names[0] == FLOCK_OP_COUNT, "a name per op kind");
-    return (unsigned)k < FLOCK_OP_COUNT ? names[k] : "?";
-}
-
 static const flock_wmat *wt(const flock_exec *e, int32_t id)
 {
     return id >= 0 && (uint32_t)id < e->prog->n_tensors ? &e->tensors[id] : NULL;
@@ -36,7 +28,7 @@ static flock_status need_w(const flock_exec *e, int i, int slot, int64_t rows, i
 {
     const flock_op *op = &e->prog->ops[i];
     const flock_wmat *w = wt(e, op->w[slot]);
-    const char *kind = kind_name(op->kind);
+    const char *kind = flock_op_kind_name(op->kind);
     if (!w || !w->data)
         return flock_error_set(err, FLOCK_E_CORRUPT, "op %d (%s, layer %d): weight %d is missing", i, kind,
                                op->layer, slot);
@@ -83,7 +75,7 @@ static flock_status validate(flock_exec *e, flock_error *err)
 #define CHECK(x) do { if ((st = (x)) != FLOCK_OK) goto done; } while (0)
     for (uint32_t i = 0; i < p->n_ops; i++) {
         const flock_op *op = &p->ops[i];
-        const char *kind = kind_name(op->kind);
+        const char *kind = flock_op_kind_name(op->kind);
         if ((unsigned)op->kind >= FLOCK_OP_COUNT)
             FAIL("op %u: unknown kind %d", i, (int)op->kind);
         if (op->n_in < 1 || op->n_in > FLOCK_OP_MAX_IN)
@@ -250,7 +242,7 @@ static flock_status plan_buffers(flock_exec *e, flock_error *err)
                 free(last_use);
                 free(slot_owner);
                 return flock_error_set(err, FLOCK_E_CORRUPT, "op %u (%s): reads the logits value %d", i,
-                                       kind_name(op->kind), v);
+                                       flock_op_kind_name(op->kind), v);
             }
             if (v > 0 && last_use[v] == (int32_t)i && e->value_slot[v] >= 0)
                 slot_owner[e->value_slot[v]] = -1;

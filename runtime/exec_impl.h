@@ -41,7 +41,6 @@ struct flock_exec {
     int32_t *op_ffn;     /* [n_ops]: index into ffn, or -1 */
 };
 
-void *flock_aligned_alloc(size_t bytes);
 /* The [chunk, width] buffer of value v. */
 float *flock_exec_value(flock_exec *e, int32_t v);
 /* FLOCK_E_RANGE when positions n_past..n_past+n-1 exceed a position table. */

@@ -34,6 +34,9 @@ const flock_kernel_table *flock_kernels_avx2(void);
  * forces the portable one (for comparisons). */
 const flock_kernel_table *flock_kernels_best(void);
 
+/* Zeroed, 64-byte aligned memory (size rounded up to 64); free() releases it. */
+void *flock_aligned_alloc(size_t bytes);
+
 /* A weight matrix as the executor sees it. */
 typedef struct flock_wmat {
     flock_dtype dtype; /* F32, F16 or BF16 */
