@@ -50,7 +50,7 @@ int32_t flock_model_n_ctx(const flock_model *m);   /* trained context length */
 const char *flock_model_arch(const flock_model *m);
 /* Bytes of weight data the model holds (all tensors, as stored in memory). */
 uint64_t flock_model_weight_bytes(const flock_model *m);
-/* Keep ratios the bundle was compiled for (manifest "griffin.keep"); *n = 0
+/* Keep ratios the bundle was compiled for (manifest "keep_ratios"); *n = 0
  * when the bundle names none, in which case any keep in (0, 1] is allowed. */
 const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
 /* Special tokens: -1 when the model has none. */
