@@ -7,7 +7,7 @@
 
 #define FLOCK_MAX_KV_SLOTS 256
 #define FLOCK_EXEC_CHUNK 64 /* prompt tokens per step: each weight is streamed once per chunk */
-#define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill */
+#define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill (= dot4) */
 
 struct flock_exec {
     const flock_program *prog;

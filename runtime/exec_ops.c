@@ -39,24 +39,40 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     size_t n = (size_t)w->cols;
     int dt = (int)w->dtype;
     if (c->T == 1) {
-        /* decode: bandwidth-bound, each row read once straight from memory */
-        for (int64_t r = b; r < end; r++)
+        /* decode: bandwidth-bound, each row read once straight from memory,
+         * four rows at a time */
+        int64_t r = b;
+        for (; r + 4 <= end; r += 4) {
+            float o[4];
+            k->dot4[dt](flock_wmat_row(w, r), n, c->x, n, o);
+            for (int j = 0; j < 4; j++)
+                c->y[r + j] = o[j] + (c->bias ? c->bias[r + j] : 0.f);
+        }
+        for (; r < end; r++)
             c->y[r] = k->dot[dt](flock_wmat_row(w, r), c->x, n) + (c->bias ? c->bias[r] : 0.f);
         return;
     }
-    /* prefill: convert a row to f32 once, then reuse it for every token */
-    float *row = c->e->tile + (size_t)thread * FLOCK_EXEC_TILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
-                                                                              ? c->e->max_width * 2
-                                                                              : c->e->max_dff);
-    for (int64_t r = b; r < end; r++) {
-        const float *wr = flock_wmat_row(w, r);
-        if (w->dtype != FLOCK_DTYPE_F32) {
-            k->to_f32[dt](wr, row, n);
-            wr = row;
+    /* prefill: convert four rows to f32 once, then reuse them for every token */
+    float *tile = c->e->tile + (size_t)thread * FLOCK_EXEC_TILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
+                                                                               ? c->e->max_width * 2
+                                                                               : c->e->max_dff);
+    for (int64_t r = b; r < end; r += FLOCK_EXEC_TILE) {
+        int64_t nr = end - r < FLOCK_EXEC_TILE ? end - r : FLOCK_EXEC_TILE;
+        for (int64_t j = 0; j < nr; j++)
+            k->to_f32[dt](flock_wmat_row(w, r + j), tile + j * n, n);
+        for (int32_t t = 0; t < c->T; t++) {
+            const float *xt = c->x + t * c->ldx;
+            float *yt = c->y + t * c->ldy + r;
+            if (nr == FLOCK_EXEC_TILE) {
+                k->dot4[FLOCK_DTYPE_F32](tile, n, xt, n, yt);
+            } else {
+                for (int64_t j = 0; j < nr; j++)
+                    yt[j] = k->dot[FLOCK_DTYPE_F32](tile + j * n, xt, n);
+            }
+            if (c->bias)
+                for (int64_t j = 0; j < nr; j++)
+                    yt[j] += c->bias[r + j];
         }
-        float bias = c->bias ? c->bias[r] : 0.f;
-        for (int32_t t = 0; t < c->T; t++)
-            c->y[t * c->ldy + r] = k->dot[FLOCK_DTYPE_F32](wr, c->x + t * c->ldx, n) + bias;
     }
 }
 
@@ -67,7 +83,8 @@ static void matmul(flock_exec *e, const flock_wmat *w, const float *x, int64_t l
                    int64_t ldy, const float *bias)
 {
     mm_ctx c = {e, w, x, ldx, T, y, ldy, bias};
-    int64_t grain = w->rows / ((int64_t)e->n_threads * 8);
+    /* rows handed out in multiples of 4 (the dot4 kernel), ~8 chunks per thread */
+    int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 3) & ~(int64_t)3;
     flock_pool_run(e->pool, w->rows, grain < 4 ? 4 : grain, mm_task, &c);
 }
 

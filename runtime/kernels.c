@@ -86,6 +86,24 @@ static float dot_bf16(const void *w, const float *x, size_t n)
     return s0 + s1;
 }
 
+static void dot4_f32(const void *w, size_t stride, const float *x, size_t n, float *out)
+{
+    for (int r = 0; r < 4; r++)
+        out[r] = dot_f32((const float *)w + r * stride, x, n);
+}
+
+static void dot4_f16(const void *w, size_t stride, const float *x, size_t n, float *out)
+{
+    for (int r = 0; r < 4; r++)
+        out[r] = dot_f16((const uint16_t *)w + r * stride, x, n);
+}
+
+static void dot4_bf16(const void *w, size_t stride, const float *x, size_t n, float *out)
+{
+    for (int r = 0; r < 4; r++)
+        out[r] = dot_bf16((const uint16_t *)w + r * stride, x, n);
+}
+
 static void axpy_f32(float a, const void *w, float *y, size_t n)
 {
     const float *x = w;
@@ -134,6 +152,7 @@ static void axpy_plain(float a, const float *x, float *y, size_t n)
 static const flock_kernel_table scalar_table = {
     .name = "scalar",
     .dot = {dot_f32, dot_f16, dot_bf16},
+    .dot4 = {dot4_f32, dot4_f16, dot4_bf16},
     .axpy = {axpy_f32, axpy_f16, axpy_bf16},
     .to_f32 = {cvt_f32, cvt_f16, cvt_bf16},
     .axpy_f32 = axpy_plain,

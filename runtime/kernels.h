@@ -18,6 +18,11 @@ typedef struct flock_kernel_table {
     const char *name; /* "scalar", "avx2" */
     /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
     float (*dot[FLOCK_KDT_COUNT])(const void *w, const float *x, size_t n);
+    /* Four dot products at once: rows w, w + stride, w + 2 stride, w + 3
+     * stride (stride in elements) against the same x; out[0..3]. Sharing
+     * the x loads and keeping four row streams in flight is what makes the
+     * decode matrix-vector product run at memory bandwidth. */
+    void (*dot4[FLOCK_KDT_COUNT])(const void *w, size_t stride, const float *x, size_t n, float *out);
     /* y[i] += a * w[i]. */
     void (*axpy[FLOCK_KDT_COUNT])(float a, const void *w, float *y, size_t n);
     /* dst[i] = (float)w[i]. */

@@ -101,6 +101,51 @@ AVX2_FN static float dot_bf16(const void *w, const float *x, size_t n)
     return s;
 }
 
+/* hsum of four vectors into out[0..3]. */
+AVX2_FN static inline void hsum4(__m256 a, __m256 b, __m256 c, __m256 d, float *out)
+{
+    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    __m256 abcd = _mm256_hadd_ps(ab, cd); /* per 128-bit lane: a, b, c, d partials */
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+    _mm_storeu_ps(out, r);
+}
+
+/* LOAD(p) gives 8 floats from element p of a row. */
+#define DOT4_BODY(T, LOAD, ONE)                                                               \
+    const T *w0 = w, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;                \
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                              \
+    size_t i = 0;                                                                            \
+    for (; i + 8 <= n; i += 8) {                                                             \
+        __m256 xv = _mm256_loadu_ps(x + i);                                                  \
+        s0 = _mm256_fmadd_ps(LOAD(w0 + i), xv, s0);                                          \
+        s1 = _mm256_fmadd_ps(LOAD(w1 + i), xv, s1);                                          \
+        s2 = _mm256_fmadd_ps(LOAD(w2 + i), xv, s2);                                          \
+        s3 = _mm256_fmadd_ps(LOAD(w3 + i), xv, s3);                                          \
+    }                                                                                        \
+    hsum4(s0, s1, s2, s3, out);                                                              \
+    for (; i < n; i++) {                                                                     \
+        out[0] += ONE(w0[i]) * x[i];                                                         \
+        out[1] += ONE(w1[i]) * x[i];                                                         \
+        out[2] += ONE(w2[i]) * x[i];                                                         \
+        out[3] += ONE(w3[i]) * x[i];                                                         \
+    }
+
+#define ID(v) (v)
+AVX2_FN static void dot4_f32(const void *w, size_t stride, const float *x, size_t n, float *out)
+{
+    DOT4_BODY(float, _mm256_loadu_ps, ID)
+}
+
+AVX2_FN static void dot4_f16(const void *w, size_t stride, const float *x, size_t n, float *out)
+{
+    DOT4_BODY(uint16_t, load_f16, f16_1)
+}
+
+AVX2_FN static void dot4_bf16(const void *w, size_t stride, const float *x, size_t n, float *out)
+{
+    DOT4_BODY(uint16_t, load_bf16, bf16_1)
+}
+
 AVX2_FN static void axpy_f32(float a, const void *w, float *y, size_t n)
 {
     const float *x = w;
@@ -169,6 +214,7 @@ AVX2_FN static void axpy_plain(float a, const float *x, float *y, size_t n)
 static const flock_kernel_table avx2_table = {
     .name = "avx2",
     .dot = {dot_f32, dot_f16, dot_bf16},
+    .dot4 = {dot4_f32, dot4_f16, dot4_bf16},
     .axpy = {axpy_f32, axpy_f16, axpy_bf16},
     .to_f32 = {cvt_f32, cvt_f16, cvt_bf16},
     .axpy_f32 = axpy_plain,

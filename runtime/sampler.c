@@ -68,9 +68,36 @@ static int cand_before(const cand *a, const cand *b)
     return a->v > b->v || (a->v == b->v && a->id < b->id);
 }
 
-static int cmp_cand(const void *a, const void *b)
+/* In-place heapsort, best candidate first (qsort may allocate, and this
+ * runs once per generated token). */
+static void sift_down(cand *c, int32_t i, int32_t n)
 {
-    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
+    for (;;) {
+        int32_t worst = i, l = 2 * i + 1, r = l + 1;
+        /* a min-heap in "before" order: the root is the candidate that sorts last */
+        if (l < n && cand_before(&c[worst], &c[l]))
+            worst = l;
+        if (r < n && cand_before(&c[worst], &c[r]))
+            worst = r;
+        if (worst == i)
+            return;
+        cand t = c[i];
+        c[i] = c[worst];
+        c[worst] = t;
+        i = worst;
+    }
+}
+
+static void sort_cands(cand *c, int32_t n)
+{
+    for (int32_t i = n / 2 - 1; i >= 0; i--)
+        sift_down(c, i, n);
+    for (int32_t end = n - 1; end > 0; end--) {
+        cand t = c[0];
+        c[0] = c[end];
+        c[end] = t;
+        sift_down(c, 0, end);
+    }
 }
 
 /* Moves the k best candidates to c[0..k-1] (any order): quickselect. */
@@ -133,7 +160,7 @@ int32_t flock_sampler_sample(flock_sampler *s, const float *logits, const int32_
         select_k(c, n, s->o.top_k);
         m = s->o.top_k;
     }
-    qsort(c, (size_t)m, sizeof *c, cmp_cand);
+    sort_cands(c, m);
     /* softmax over the m candidates (c[0] is the largest) */
     double sum = 0;
     float mx = c[0].v;

@@ -49,6 +49,18 @@ static void check_table(const flock_kernel_table *k)
             assert_true(flock_test_nrm_err(y, yr, n) < 1e-6);
             k->to_f32[dt](w, y, n);
             assert_true(flock_test_nrm_err(y, ex, n) == 0);
+            /* dot4: four rows with a stride */
+            size_t stride = n + 3;
+            float *ex4 = malloc(4 * stride * 4), o4[4];
+            void *w4 = rand_weights(dt, 4 * stride, ex4, &s);
+            k->dot4[dt](w4, stride, x, n, o4);
+            for (int r = 0; r < 4; r++) {
+                double ref4 = 0;
+                for (size_t i = 0; i < n; i++)
+                    ref4 += (double)ex4[r * stride + i] * x[i];
+                assert_true(fabs(o4[r] - ref4) <= 1e-5 * (fabs(ref4) + 1));
+            }
+            free(ex4), free(w4);
             for (size_t i = 0; i < n; i++)
                 y[i] = yr[i] = flock_test_randf(&s);
             k->axpy_f32(a, x, y, n);
@@ -284,6 +296,52 @@ static void test_sampler_distribution(void **state)
     assert_true(counts[0] > 0 && counts[1] > 0);
     for (int i = 2; i < 6; i++)
         assert_int_equal(counts[i], 0);
+    flock_sampler_free(s);
+}
+
+/* top-p without top-k sorts the whole vocabulary: only the nucleus comes out. */
+static void test_sampler_top_p_full_sort(void **state)
+{
+    (void)state;
+    enum { V = 300 };
+    float l[V];
+    uint64_t r = 99;
+    for (int i = 0; i < V; i++)
+        l[i] = flock_test_randf(&r) * 4;
+    /* reference nucleus: sort probabilities by value, smallest prefix with mass >= 0.5 */
+    double p[V], sum = 0;
+    int order[V];
+    for (int i = 0; i < V; i++) {
+        p[i] = exp(l[i]);
+        sum += p[i];
+        order[i] = i;
+    }
+    for (int i = 0; i < V; i++) /* selection sort, descending */
+        for (int j = i + 1; j < V; j++)
+            if (p[order[j]] > p[order[i]]) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    char in[V] = {0};
+    double cum = 0;
+    for (int i = 0; i < V && cum < 0.5; i++) {
+        cum += p[order[i]] / sum;
+        in[order[i]] = 1;
+    }
+    flock_sampler_opts o = {.temperature = 1, .top_k = 0, .top_p = 0.5f, .min_p = 0, .repeat_penalty = 1,
+                            .repeat_last_n = 64, .seed = 3};
+    flock_sampler *s;
+    assert_int_equal(flock_sampler_create(&o, V, &s, NULL), FLOCK_OK);
+    int seen_any[V] = {0};
+    for (int i = 0; i < 20000; i++) {
+        int32_t t = flock_sampler_sample(s, l, NULL, 0);
+        assert_true(t >= 0 && t < V && in[t]);
+        seen_any[t] = 1;
+    }
+    for (int i = 0; i < V; i++)
+        if (in[i])
+            assert_true(seen_any[i]);
     flock_sampler_free(s);
 }
 
@@ -695,6 +753,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_select_rank_random),
         cmocka_unit_test(test_sampler_greedy_penalty),
         cmocka_unit_test(test_sampler_distribution),
+        cmocka_unit_test(test_sampler_top_p_full_sort),
         cmocka_unit_test(test_exec_vs_reference),
         cmocka_unit_test(test_exec_rejects_bad_program),
     };
