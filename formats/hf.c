@@ -413,9 +413,10 @@ static flock_status config_lookup(const flock_hf_model *m, const char *path, str
                                    "config.json: '%.*s' is %s, not an object, so '%.200s' cannot be looked up",
                                    (int)(p - path - 1), path, flock_json_type_word(cur), path);
         struct json_object *next = NULL;
-        if (!json_object_object_get_ex(cur, seg, &next) || !next)
-            return flock_error_set(err, FLOCK_E_NOT_FOUND, "config.json: '%.200s' is %s", path,
-                                   next || dot ? "absent" : "absent or null");
+        bool present = json_object_object_get_ex(cur, seg, &next);
+        if (!present || !next)
+            return flock_error_set(err, FLOCK_E_NOT_FOUND, "config.json: '%.200s' not found: '%.*s' is %s", path,
+                                   (int)(p - path) + (int)len, path, present ? "null" : "absent");
         cur = next;
         if (!dot)
             break;

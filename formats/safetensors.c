@@ -346,7 +346,9 @@ flock_status flock_safetensors_open(const char *path, flock_safetensors **out, f
     s = parse_image(st, map.data, map.size, err);
     if (s != FLOCK_OK) {
         flock_safetensors_free(st);
-        return flock_error_prefix(err, "%s", path);
+        if (err)
+            flock_error_prefix(err, "%s", path);
+        return s;
     }
     *out = st;
     return FLOCK_OK;

@@ -367,19 +367,22 @@ static void spm_fragment(enc *e, const uint8_t *p, size_t n, bool prefix_space)
 
 /* ---- driver --------------------------------------------------------------- */
 
-/* Control / user-defined token spelled at text[pos], longest first. */
+/* The longest control / user-defined token spelled at the start of s
+ * (control tokens only when parse_special), or -1. */
 static int32_t match_special(const flock_tokenizer *t, const uint8_t *s, size_t n, bool parse_special)
 {
     const tok_special *sp = &t->special;
-    uint8_t b = s[0];
-    for (uint32_t k = sp->start[b]; k < sp->start[b + 1]; k++) {
-        int32_t id = sp->ids[k];
-        if (t->type[id] == FLOCK_TOKTYPE_CONTROL && !parse_special)
-            continue;
-        if (t->len[id] <= n && memcmp(t->text[id], s, t->len[id]) == 0)
-            return id;
+    int32_t best = -1;
+    uint32_t node = 0;
+    for (size_t k = 0; k < n; k++) {
+        node = flock_tok_trie_child(sp, node, s[k]);
+        if (!node)
+            break;
+        int32_t id = sp->term[node];
+        if (id >= 0 && (parse_special || t->type[id] != FLOCK_TOKTYPE_CONTROL))
+            best = id;
     }
-    return -1;
+    return best;
 }
 
 static void raw_fragment(enc *e, const uint8_t *p, size_t n, bool prev_special)

@@ -29,18 +29,15 @@ static uint32_t byte_to_cp(int b)
     return 256 + n;
 }
 
-/* Byte of a GPT-2 code point, or -1. */
-static int cp_to_byte(uint32_t cp)
+/* Inverse mapping: byte of each GPT-2 code point below 256 + 68, or -1. */
+#define GPT2_CP_COUNT (256 + 68)
+
+static void gpt2_cp_table(int16_t tab[GPT2_CP_COUNT])
 {
-    if (cp < 256)
-        return byte_is_printable((int)cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
-    uint32_t n = cp - 256;
+    for (int i = 0; i < GPT2_CP_COUNT; i++)
+        tab[i] = -1;
     for (int b = 0; b < 256; b++)
-        if (!byte_is_printable(b) && n-- == 0)
-            return b;
-    return -1;
+        tab[byte_to_cp(b)] = (int16_t)b;
 }
 
 static size_t put_utf8(char *o, uint32_t cp)
@@ -197,41 +194,45 @@ static flock_status build_merges(flock_tokenizer *t, const flock_tokenizer_data 
 
 static flock_status build_special(flock_tokenizer *t, flock_error *err)
 {
-    uint32_t count[256] = {0}, n = 0;
+    tok_special *sp = &t->special;
+    uint64_t bytes = 0;
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         uint8_t ty = t->type[i];
-        if ((ty == FLOCK_TOKTYPE_CONTROL || ty == FLOCK_TOKTYPE_USER_DEFINED) && t->len[i] > 0) {
-            count[(uint8_t)t->text[i][0]]++;
-            n++;
-        }
+        if (ty == FLOCK_TOKTYPE_CONTROL || ty == FLOCK_TOKTYPE_USER_DEFINED)
+            bytes += t->len[i];
     }
-    t->special.ids = malloc((n ? n : 1) * sizeof *t->special.ids);
-    if (!t->special.ids)
-        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
-    t->special.start[0] = 0;
-    for (int b = 0; b < 256; b++)
-        t->special.start[b + 1] = t->special.start[b] + count[b];
-    uint32_t fill[256];
-    memcpy(fill, t->special.start, sizeof fill);
+    /* At most one node per byte, plus the root. */
+    uint64_t size = table_size(bytes);
+    sp->term = malloc((bytes + 1) * sizeof *sp->term);
+    sp->ekey = calloc(size, sizeof *sp->ekey);
+    sp->echild = malloc(size * sizeof *sp->echild);
+    if (!sp->term || !sp->ekey || !sp->echild)
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory for the special-token trie");
+    sp->emask = size - 1;
+    sp->n_nodes = 1;
+    sp->term[0] = -1;
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         uint8_t ty = t->type[i];
-        if ((ty == FLOCK_TOKTYPE_CONTROL || ty == FLOCK_TOKTYPE_USER_DEFINED) && t->len[i] > 0)
-            t->special.ids[fill[(uint8_t)t->text[i][0]]++] = (int32_t)i;
-    }
-    /* Longest first within each bucket (insertion sort: buckets are small
-     * except '<', and this runs once). Equal lengths keep id order. */
-    for (int b = 0; b < 256; b++) {
-        int32_t *a = t->special.ids + t->special.start[b];
-        uint32_t m = t->special.start[b + 1] - t->special.start[b];
-        for (uint32_t i = 1; i < m; i++) {
-            int32_t v = a[i];
-            uint32_t j = i;
-            while (j > 0 && t->len[a[j - 1]] < t->len[v]) {
-                a[j] = a[j - 1];
-                j--;
+        if ((ty != FLOCK_TOKTYPE_CONTROL && ty != FLOCK_TOKTYPE_USER_DEFINED) || t->len[i] == 0)
+            continue;
+        uint32_t node = 0;
+        for (uint32_t k = 0; k < t->len[i]; k++) {
+            uint8_t b = (uint8_t)t->text[i][k];
+            uint32_t child = flock_tok_trie_child(sp, node, b);
+            if (!child) {
+                child = sp->n_nodes++;
+                sp->term[child] = -1;
+                uint64_t key = ((uint64_t)node << 8 | b) + 1;
+                uint64_t h = (key * 0x9E3779B97F4A7C15ull) >> 20 & sp->emask;
+                while (sp->ekey[h])
+                    h = (h + 1) & sp->emask;
+                sp->ekey[h] = key;
+                sp->echild[h] = child;
             }
-            a[j] = v;
+            node = child;
         }
+        if (sp->term[node] < 0)
+            sp->term[node] = (int32_t)i; /* a repeated spelling keeps the first id */
     }
     return FLOCK_OK;
 }
@@ -240,7 +241,7 @@ static flock_status build_special(flock_tokenizer *t, flock_error *err)
 
 /* Writes the bytes token i stands for into o (capacity >= len[i]; decoding
  * never grows a token) and returns the count. */
-static size_t decode_token_text(const flock_tokenizer *t, uint32_t i, char *o)
+static size_t decode_token_text(const flock_tokenizer *t, uint32_t i, const int16_t *cp2b, char *o)
 {
     const char *s = t->text[i];
     size_t n = t->len[i], k = 0;
@@ -270,7 +271,7 @@ static size_t decode_token_text(const flock_tokenizer *t, uint32_t i, char *o)
     for (size_t p = 0; p < n;) { /* byte-level: each char is one byte */
         uint32_t cp;
         size_t l = get_utf8((const uint8_t *)s + p, n - p, &cp);
-        int b = l ? cp_to_byte(cp) : -1;
+        int b = l && cp < GPT2_CP_COUNT ? cp2b[cp] : -1;
         if (b >= 0) {
             o[k++] = (char)b;
             p += l;
@@ -293,10 +294,12 @@ static flock_status build_decoded(flock_tokenizer *t, flock_error *err)
     t->dec_off = malloc(((size_t)t->n_vocab + 1) * sizeof *t->dec_off);
     if (!t->dec || !t->dec_off)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    int16_t cp2b[GPT2_CP_COUNT];
+    gpt2_cp_table(cp2b);
     uint64_t off = 0;
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         t->dec_off[i] = off;
-        size_t k = decode_token_text(t, i, t->dec + off);
+        size_t k = decode_token_text(t, i, cp2b, t->dec + off);
         off += k;
         if (k > t->max_dec)
             t->max_dec = k;
@@ -418,7 +421,9 @@ void flock_tokenizer_free(flock_tokenizer *t)
     free(t->merges.key);
     free(t->merges.rank);
     free(t->merges.result);
-    free(t->special.ids);
+    free(t->special.term);
+    free(t->special.ekey);
+    free(t->special.echild);
     free(t->dec);
     free(t->dec_off);
     for (int i = 0; i < t->n_re; i++)

@@ -22,12 +22,30 @@ typedef struct tok_pairmap {
     uint64_t mask;
 } tok_pairmap;
 
-/* Control / user-defined tokens that can appear in text, bucketed by first
- * byte, longest first within a bucket. */
+/* Byte trie of the control / user-defined tokens that can appear in text
+ * (Gemma has 6,400 of them, most starting with '<'), so finding the longest
+ * one at a text position costs one hash probe per matched byte. Node 0 is
+ * the root; edges live in an open-addressing table keyed by (node, byte). */
 typedef struct tok_special {
-    int32_t *ids;
-    uint32_t start[257]; /* bucket b is ids[start[b] .. start[b+1]) */
+    int32_t *term;     /* per node: the token spelled by the path, or -1 */
+    uint32_t n_nodes;
+    uint64_t *ekey;    /* (node << 8 | byte) + 1; 0 = empty */
+    uint32_t *echild;
+    uint64_t emask;
 } tok_special;
+
+/* Child of `node` along byte b, or 0 (the root is never a child). */
+static inline uint32_t flock_tok_trie_child(const tok_special *sp, uint32_t node, uint8_t b)
+{
+    uint64_t key = ((uint64_t)node << 8 | b) + 1;
+    uint64_t h = (key * 0x9E3779B97F4A7C15ull) >> 20 & sp->emask;
+    while (sp->ekey[h]) {
+        if (sp->ekey[h] == key)
+            return sp->echild[h];
+        h = (h + 1) & sp->emask;
+    }
+    return 0;
+}
 
 struct flock_tokenizer {
     flock_tok_kind kind;

@@ -14,13 +14,14 @@ It encodes lines of moby-dick.txt and the first xsum prompts with both and
 reports the exact-match rate. Exit 0 when every text matches, 1 otherwise,
 77 (skipped) when a package or a file is missing.
 
-usage: check_tokenizer.py TOK_DUMP (data:REL | models:NAME | PATH) [--n-moby N] [--n-xsum N]
+usage: check_tokenizer.py TOK_DUMP (data:REL | models:NAME | PATH) [--n-moby N] [--n-xsum N] [--pre NAME]
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 
 def skip(why):
@@ -63,7 +64,7 @@ SPLITS = {
 SPLITS["llama-bpe"] = SPLITS["llama3"]
 
 
-def build_reference(path):
+def build_reference(path, pre_override=None):
     try:
         import gguf
         from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -71,7 +72,7 @@ def build_reference(path):
         skip(f"Python package missing: {e.name} (pip install gguf tokenizers)")
     r = gguf.GGUFReader(path)
     kind = field(r, "tokenizer.ggml.model")
-    pre = field(r, "tokenizer.ggml.pre") or "gpt2"
+    pre = pre_override or field(r, "tokenizer.ggml.pre") or "gpt2"
     tokens = field(r, "tokenizer.ggml.tokens")
     types = field(r, "tokenizer.ggml.token_type") or [1] * len(tokens)
     vocab = {}
@@ -140,7 +141,8 @@ def texts(data_root, n_moby, n_xsum):
     # Edge cases: whitespace runs, digits, contractions, non-ASCII, newlines.
     out += ["", " ", "  leading", "trailing  ", "a\n\nb\n", "\t tab", "I'm we'll they've DON'T",
             "1234567 3.14159 x=42", "naïve café über Æsir — “quotes” …", "日本語のテキスト",
-            "emoji 🙂👍🏽 done", "   \n   \n", "<|im_start|>user\nhi<|im_end|>", "<start_of_turn>user"]
+            "emoji 🙂👍🏽 done", "   \n   \n", "line\r\nbreaks\r\n\r\n  x", "12345678901 a1b22c333",
+            "it's IT'S It'Ll ?!... ---", "\u00a0nbsp\u2003em space\u3000ideographic", "<|im_start|>user\nhi<|im_end|>", "<start_of_turn>user"]
     return out
 
 
@@ -150,6 +152,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--n-moby", type=int, default=400)
     ap.add_argument("--n-xsum", type=int, default=200)
+    ap.add_argument("--pre", help="use this llama.cpp pre-tokenizer (llama3, qwen2) on the model's BPE vocabulary")
     a = ap.parse_args()
     path = resolve(a.model)
     if not os.path.exists(path):
@@ -157,20 +160,39 @@ def main():
     data_root = os.environ.get("FLOCK_TEST_DATA")
     if not data_root:
         skip("FLOCK_TEST_DATA is not set (moby-dick.txt, xsum prompts)")
-    ref = build_reference(path)
+    ref = build_reference(path, a.pre)
+    extra = ["--pre", a.pre] if a.pre else []
     items = texts(data_root, a.n_moby, a.n_xsum)
     if any("\0" in t for t in items):
         sys.exit("texts may not hold NUL")
     inp = "\0".join(items).encode("utf-8") + b"\0"
-    res = subprocess.run([a.tok_dump, path, "-0"], input=inp, capture_output=True)
+    want_ids = [ref.encode(text, add_special_tokens=False).ids for text in items]
+    ok = compare(ref, items, want_ids, run_dump([a.tok_dump, path, "-0"] + extra, inp),
+                 os.path.basename(path) + (f" (pre {a.pre})" if a.pre else ""))
+    # The same reference saved as tokenizer.json and loaded by flock's
+    # tokenizer.json reader (flock_tokdata_from_hf_json).
+    if a.pre:
+        sys.exit(0 if ok else 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        tj = os.path.join(tmp, "tokenizer.json")
+        ref.save(tj)
+        ok_hf = compare(ref, items, want_ids, run_dump([a.tok_dump, tj, "-0", "--hf-json"], inp),
+                        os.path.basename(path) + " via tokenizer.json")
+    sys.exit(0 if ok and ok_hf else 1)
+
+
+def run_dump(cmd, inp):
+    res = subprocess.run(cmd, input=inp, capture_output=True)
     if res.returncode != 0:
         print(res.stderr.decode(errors="replace"))
         sys.exit(1)
-    got = res.stdout.decode().split("\n")[:len(items)]
+    return res.stdout.decode().split("\n")
+
+
+def compare(ref, items, want_ids, got, label):
     match, shown = 0, 0
-    for text, line in zip(items, got):
+    for text, line, want in zip(items, got, want_ids):
         mine = [int(x) for x in line.split()]
-        want = ref.encode(text, add_special_tokens=False).ids
         if mine == want:
             match += 1
             continue
@@ -181,8 +203,8 @@ def main():
                   f" {[ref.id_to_token(x) for x in mine[max(0,k-3):k+5]]}\n  ref:   {want[max(0,k-3):k+5]}"
                   f" {[ref.id_to_token(x) for x in want[max(0,k-3):k+5]]}")
     n = len(items)
-    print(f"{os.path.basename(path)}: {match}/{n} texts identical ({100.0 * match / n:.2f}%)")
-    sys.exit(0 if match == n else 1)
+    print(f"{label}: {match}/{n} texts identical ({100.0 * match / n:.2f}%)")
+    return match == n
 
 
 if __name__ == "__main__":

@@ -149,6 +149,21 @@ static void test_dequant_float_types(void **state)
     assert_memory_equal(out, ref, sizeof ref);
     assert_true(flock_test_nrm_err(out, x, N) < 1e-2); /* bf16 keeps ~3 significant digits */
 
+    /* The kernel's branch-free f16 conversion matches the library's on every
+     * f16 bit pattern (subnormals, inf and NaN included), bit for bit. */
+    uint16_t *all = malloc(65536 * sizeof *all);
+    float *all_out = malloc(65536 * sizeof *all_out);
+    assert_true(all && all_out);
+    for (uint32_t i = 0; i < 65536; i++)
+        all[i] = (uint16_t)i;
+    assert_int_equal(flock_dequantize(FLOCK_GGML_F16, all, 65536 * 2, all_out, 65536, NULL), FLOCK_OK);
+    for (uint32_t i = 0; i < 65536; i++) {
+        float r = flock_f16_to_f32(all[i]);
+        assert_memory_equal(&r, &all_out[i], 4);
+    }
+    free(all);
+    free(all_out);
+
     flock_error e = {0};
     assert_int_equal(flock_dequantize(FLOCK_GGML_Q2_K, h, sizeof h, out, 256, &e), FLOCK_E_UNSUPPORTED);
     assert_non_null(strstr(e.msg, "q2_K"));

@@ -10,6 +10,7 @@
 #include "tokenizer.h"
 
 #include <stdbool.h>
+#include <sys/stat.h>
 
 /* ---- hand-built vocabularies ----------------------------------------------- */
 
@@ -76,7 +77,7 @@ static flock_tokenizer_data *make_bpe(void)
 }
 
 /* SPM: <unk> <s> </s>, 256 byte tokens, then pieces with scores. */
-enum { S_UNK = 0, S_BOS, S_EOS, S_BYTE0, S_SP = 3 + 256, S_A, S_B, S_C, S_SPA, S_AB, S_BC, S_NV };
+enum { S_UNK = 0, S_BOS, S_EOS, S_BYTE0, S_SP = 3 + 256, S_A, S_B, S_C, S_SPA, S_AB, S_BC, S_CA, S_UAB, S_NV };
 
 static flock_tokenizer_data *make_spm(void)
 {
@@ -99,6 +100,11 @@ static flock_tokenizer_data *make_spm(void)
         d->tokens[S_SP + i] = dup(pieces[i]);
         d->scores[S_SP + i] = scores[i];
     }
+    /* A control token that is a prefix of a user-defined one. */
+    d->tokens[S_CA] = dup("<a>");
+    d->token_types[S_CA] = FLOCK_TOKTYPE_CONTROL;
+    d->tokens[S_UAB] = dup("<a><b>");
+    d->token_types[S_UAB] = FLOCK_TOKTYPE_USER_DEFINED;
     d->unk_id = S_UNK;
     d->bos_id = S_BOS;
     d->eos_id = S_EOS;
@@ -117,8 +123,10 @@ static flock_tokenizer *make_tok(flock_tokenizer_data *d)
     return t;
 }
 
-static void expect_ids(const flock_tokenizer *t, const char *text, bool add_special, bool parse_special,
-                       const int32_t *want, size_t n_want)
+/* Encodes `text`, compares with the expected ids, and decodes back: the
+ * result must be `decoded` (NULL: the text itself; skipped with add_special). */
+static void expect_ids_dec(const flock_tokenizer *t, const char *text, bool add_special, bool parse_special,
+                           const int32_t *want, size_t n_want, const char *decoded)
 {
     int32_t *ids = NULL;
     size_t n = 0;
@@ -133,10 +141,18 @@ static void expect_ids(const flock_tokenizer *t, const char *text, bool add_spec
     /* And back: decoding gives the text (control tokens printed). */
     char *back = NULL;
     assert_int_equal(flock_tokenizer_decode_all(t, ids, n, true, &back, &err), FLOCK_OK);
-    if (!add_special)
+    if (decoded)
+        assert_string_equal(back, decoded);
+    else if (!add_special)
         assert_string_equal(back, text);
     free(back);
     free(ids);
+}
+
+static void expect_ids(const flock_tokenizer *t, const char *text, bool add_special, bool parse_special,
+                       const int32_t *want, size_t n_want)
+{
+    expect_ids_dec(t, text, add_special, parse_special, want, n_want, NULL);
 }
 
 /* ---- tokenizer data encoding --------------------------------------------- */
@@ -174,6 +190,26 @@ static void assert_same_data(const flock_tokenizer_data *a, const flock_tokenize
         assert_string_equal(a->model_name, b->model_name);
 }
 
+/* Seeds for tests/fuzz/fuzz_tokdata: written under $FLOCK_BUILD_DIR/seeds/tokdata
+ * when ctest runs this program (best effort: a failure to write is no error). */
+static void write_seed(const char *name, const uint8_t *blob, size_t size)
+{
+    const char *build = getenv("FLOCK_BUILD_DIR");
+    if (!build || !*build || size > 64 * 1024)
+        return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/seeds", build);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/tokdata", build);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/tokdata/%s", build, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(blob, 1, size, f);
+        fclose(f);
+    }
+}
+
 static void roundtrip_one(flock_tokenizer_data *d)
 {
     uint8_t *blob = NULL, *blob2 = NULL;
@@ -200,6 +236,15 @@ static void test_tokdata_roundtrip(void **state)
     b->add_eos = true;
     roundtrip_one(b);
     roundtrip_one(s);
+    uint8_t *blob = NULL;
+    size_t size = 0;
+    flock_error err = {0};
+    assert_int_equal(flock_tokdata_serialize(b, &blob, &size, &err), FLOCK_OK);
+    write_seed("bpe", blob, size);
+    free(blob);
+    assert_int_equal(flock_tokdata_serialize(s, &blob, &size, &err), FLOCK_OK);
+    write_seed("spm", blob, size);
+    free(blob);
     flock_tokdata_free(b);
     flock_tokdata_free(s);
     flock_tokdata_free(NULL);
@@ -226,6 +271,7 @@ static void test_tokdata_corruption(void **state)
     flock_error err = {0};
     assert_int_equal(flock_tokdata_serialize(d, &blob, &size, &err), FLOCK_OK);
     flock_tokdata_free(d);
+    write_seed("small_spm", blob, size);
 
     flock_tokenizer_data *out = NULL;
     for (size_t cut = 0; cut < size; cut++) {
@@ -342,9 +388,15 @@ static void test_spm_encode(void **state)
     /* Spaces become ▁; "é" has no token: byte fallback to <0xC3> <0xA9>. */
     expect_ids(t, "a é", false, false,
                (const int32_t[]){S_SPA, S_SP, S_BYTE0 + 0xC3, S_BYTE0 + 0xA9}, 4);
-    /* A control token spelled in the text, then the prefix space again. */
-    expect_ids(t, "a</s>a", false, true, (const int32_t[]){S_SPA, S_EOS, S_SPA}, 3);
+    /* A control token spelled in the text, then the prefix space again (as
+     * llama.cpp does), so the text does not come back unchanged. */
+    expect_ids_dec(t, "a</s>a", false, true, (const int32_t[]){S_SPA, S_EOS, S_SPA}, 3, "a</s> a");
     expect_ids(t, "", false, false, NULL, 0);
+    /* Longest special token wins; control tokens need parse_special, user-
+     * defined ones do not. "<" ">" have no pieces: byte fallback. */
+    expect_ids_dec(t, "<a><b>b<a>", false, true, (const int32_t[]){S_UAB, S_SP, S_B, S_CA}, 4, "<a><b> b<a>");
+    expect_ids_dec(t, "<a>b<a><b>", false, false,
+                   (const int32_t[]){S_SP, S_BYTE0 + '<', S_A, S_BYTE0 + '>', S_B, S_UAB}, 6, NULL);
 
     /* Streaming: <0xC3> alone prints nothing, <0xA9> completes "é". */
     flock_tok_decoder dec;

@@ -3,7 +3,11 @@
  * part of the text). For tests/check_tokenizer.py.
  *   tok_dump MODEL.gguf [--add-special] [--roundtrip] [-0]
  * -0: texts are separated by NUL bytes instead of newlines (multi-line texts).
+ * --hf-json: MODEL is a Hugging Face tokenizer.json instead of a GGUF.
+ * --pre NAME: replace a BPE model's pre-tokenizer by the one llama.cpp names
+ *   NAME ("llama3", "qwen2", ...), to test those patterns on a vocabulary at hand.
  * --roundtrip prints "OK" or "DIFF" per line instead: decode(encode(line)) == line. */
+#include "tokdata_internal.h"
 #include "tokenizer.h"
 
 #include <stdio.h>
@@ -13,16 +17,21 @@
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf [--add-special] [--roundtrip] [-0]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf [--add-special] [--roundtrip] [-0] [--hf-json] [--pre NAME]\n", argv[0]);
         return 2;
     }
-    bool add_special = false, roundtrip = false;
+    bool add_special = false, roundtrip = false, hf_json = false;
+    const char *pre = NULL;
     int delim = '\n';
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--add-special") == 0)
             add_special = true;
         else if (strcmp(argv[i], "--roundtrip") == 0)
             roundtrip = true;
+        else if (strcmp(argv[i], "--pre") == 0 && i + 1 < argc)
+            pre = argv[++i];
+        else if (strcmp(argv[i], "--hf-json") == 0)
+            hf_json = true;
         else if (strcmp(argv[i], "-0") == 0)
             delim = '\0';
     }
@@ -30,8 +39,32 @@ int main(int argc, char **argv)
     flock_gguf *g = NULL;
     flock_tokenizer_data *d = NULL;
     flock_tokenizer *t = NULL;
-    if (flock_gguf_open(argv[1], &g, &err) || flock_tokdata_from_gguf(g, &d, &err) ||
-        flock_tokenizer_create(d, &t, &err)) {
+    flock_status st;
+    if (hf_json) {
+        flock_file_map m = {0};
+        st = flock_map_file(argv[1], &m, &err);
+        if (!st)
+            st = flock_tokdata_from_hf_json((const char *)m.data, m.size, NULL, 0, &d, &err);
+        flock_unmap_file(&m);
+    } else {
+        st = flock_gguf_open(argv[1], &g, &err);
+        if (!st)
+            st = flock_tokdata_from_gguf(g, &d, &err);
+    }
+    if (!st && pre) {
+        const char *pat = flock_tokdata_pre_pattern(pre, strlen(pre));
+        if (!pat) {
+            fprintf(stderr, "tok_dump: unknown pre-tokenizer '%s'\n", pre);
+            flock_tokdata_free(d);
+            flock_gguf_free(g);
+            return 2;
+        }
+        free(d->pre_pattern);
+        free(d->model_name);
+        d->pre_pattern = strdup(pat);
+        d->model_name = strdup(pre);
+    }
+    if (st || flock_tokenizer_create(d, &t, &err)) {
         fprintf(stderr, "tok_dump: %s: %s\n", argv[1], err.msg);
         flock_tokdata_free(d);
         flock_gguf_free(g);
