@@ -62,6 +62,10 @@ flock_status flock_frontend_gemma(fe *f)
         return flock_error_set(f->err, FLOCK_E_UNSUPPORTED, "%s: activation '%s' is not supported "
                                "(expected gelu_pytorch_tanh)", f->family, act);
     double qpas = (double)s.head_dim, attn_cap = 0, final_cap = 0, factor = 0;
+    /* GGUF does not store query_pre_attn_scalar; the 27B models use d / n_head
+     * instead of head_dim (llama.cpp recognizes them by their layer count). */
+    if (gguf && ((version == 2 && s.n_layer == 46) || (version == 3 && s.n_layer == 62)))
+        qpas = (double)s.d_model / (double)s.n_head;
     TRY(fe_float(f, "query_pre_attn_scalar", false, &qpas));
     if (qpas <= 0)
         return flock_error_set(f->err, FLOCK_E_CORRUPT, "%s: query_pre_attn_scalar %g must be > 0", f->family, qpas);

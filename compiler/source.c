@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 struct flock_source {
@@ -436,6 +437,12 @@ flock_status flock_source_hash(const flock_source *s, uint64_t *out, flock_error
         char path[4096];
         snprintf(path, sizeof path, "%s/config.json", s->path);
         st = hash_file(h, path, err);
+        static const char *const optional[] = {"tokenizer.json", "tokenizer_config.json"};
+        for (int i = 0; i < 2 && !st; i++) {
+            snprintf(path, sizeof path, "%s/%s", s->path, optional[i]);
+            if (access(path, F_OK) == 0)
+                st = hash_file(h, path, err);
+        }
         DIR *d = st ? NULL : opendir(s->path);
         char **names = NULL;
         size_t n = 0;

@@ -14,14 +14,6 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-/* Fuzz builds skip checksum comparisons (still computing them) so the fuzzer
- * reaches the parsers behind them; never defined in a normal build. */
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-#define CHECKSUM_MATCHES(a, b) ((void)(a), (void)(b), true)
-#else
-#define CHECKSUM_MATCHES(a, b) ((a) == (b))
-#endif
-
 #define MAX_SECTIONS 4096u
 #define MAX_CHUNK_BYTES (1u << 30)
 
@@ -120,7 +112,7 @@ static flock_status parse_header(flock_bundle *b, flock_reader *tbl, uint32_t *c
     XXH64_update(h, d + toff, (size_t)tsize);
     uint64_t got = XXH64_digest(h);
     XXH64_freeState(h);
-    if (!CHECKSUM_MATCHES(got, cksum))
+    if (got != cksum)
         return flock_error_set(err, FLOCK_E_CHECKSUM, "header/section table checksum mismatch: stored "
                                "%016llx, computed %016llx", (unsigned long long)cksum, (unsigned long long)got);
     if (fsize != size)
@@ -545,7 +537,7 @@ flock_status flock_bundle_read_section(const flock_bundle *b, size_t i, void **o
                                (unsigned long long)s->raw_size);
     const uint8_t *src = b->data + s->offset;
     uint64_t got = XXH64(src, (size_t)s->stored_size, 0);
-    if (!CHECKSUM_MATCHES(got, s->checksum))
+    if (got != s->checksum)
         return flock_error_set(err, FLOCK_E_CHECKSUM, "section %zu at offset %llu: checksum mismatch "
                                "(stored %016llx, computed %016llx)", i, (unsigned long long)s->offset,
                                (unsigned long long)s->checksum, (unsigned long long)got);
@@ -636,7 +628,7 @@ static void read_chunk(void *ctx, size_t k, int tid)
     uint64_t off = (uint64_t)k * t->chunk_bytes;
     size_t len = (size_t)(t->nbytes - off < t->chunk_bytes ? t->nbytes - off : t->chunk_bytes);
     const uint8_t *src = j->b->data + j->chunk_off[k];
-    if (!CHECKSUM_MATCHES(XXH64(src, (size_t)cs, 0), ck)) {
+    if (XXH64(src, (size_t)cs, 0) != ck) {
         j->st[k] = FLOCK_E_CHECKSUM;
         return;
     }
@@ -745,7 +737,7 @@ const void *flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, flock_er
             uint64_t off = (uint64_t)k * t->chunk_bytes;
             size_t len = (size_t)(t->nbytes - off < t->chunk_bytes ? t->nbytes - off : t->chunk_bytes);
             uint64_t got = XXH64(p + off, len, 0);
-            if (!CHECKSUM_MATCHES(got, ck)) {
+            if (got != ck) {
                 flock_error_set(err, FLOCK_E_CHECKSUM, "tensor '%s': chunk %u at offset %llu: checksum "
                                 "mismatch", t->name, k, (unsigned long long)(t->file_offset + off));
                 return NULL;

@@ -4,12 +4,14 @@
  * and determinism, and (separate ctest entries, skipped without the files)
  * stories260K and the real models. */
 #include "hf_writer.h"
+#include "gguf_writer.h"
 
 #include "flock/compiler.h"
 
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 enum { D = 16, H = 4, KV = 2, FF = 24, L = 2, V = 32, CTX = 64 };
 
@@ -193,6 +195,124 @@ static void write_gpt2(const char *dir, hfw *w)
               V);
 }
 
+/* ---- small GGUF files (F32 tensors, llama.cpp names and keys) ------------------------ */
+
+typedef struct gguf_model {
+    gw_buf kv;
+    gw_tensor t[64];
+    float *data[64];
+    char names[64][64];
+    int n;
+    uint64_t seed;
+} gguf_model;
+
+static void gm_u32(gguf_model *g, const char *key, uint32_t v) { gw_kv_scalar(&g->kv, key, 4 /* UINT32 */, v, 4); }
+
+static void gm_f32(gguf_model *g, const char *key, float v)
+{
+    gw_kv(&g->kv, key, 6 /* FLOAT32 */);
+    gw_f32(&g->kv, v);
+}
+
+/* A row-major [rows, cols] tensor (cols = 0: 1-D); GGUF's ne[0] is the row length. */
+static void gm_tensor(gguf_model *g, const char *fmt, int layer, uint64_t rows, uint64_t cols)
+{
+    assert_true(g->n < 64);
+    int i = g->n++;
+    snprintf(g->names[i], sizeof g->names[i], fmt, layer);
+    uint64_t n = rows * (cols ? cols : 1);
+    g->data[i] = malloc(n * 4);
+    for (uint64_t k = 0; k < n; k++)
+        g->data[i][k] = flock_test_randf(&g->seed);
+    g->t[i] = (gw_tensor){g->names[i], cols ? 2u : 1u, {cols ? cols : rows, cols ? rows : 1, 1, 1}, 0 /* F32 */,
+                          g->data[i], n * 4};
+}
+
+static void gm_write(gguf_model *g, const char *path)
+{
+    size_t size;
+    uint8_t *img = gw_build(3, &g->kv, g->t, (size_t)g->n, 32, &size);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, 1, size, f), size);
+    fclose(f);
+    free(img);
+    for (int i = 0; i < g->n; i++)
+        free(g->data[i]);
+    free(g->kv.p);
+}
+
+static void gm_blocks(gguf_model *g, int head_dim, bool bias, bool post_norms)
+{
+    gm_tensor(g, "token_embd.weight", 0, V, D);
+    for (int l = 0; l < L; l++) {
+        gm_tensor(g, "blk.%d.attn_norm.weight", l, D, 0);
+        gm_tensor(g, "blk.%d.attn_q.weight", l, H * head_dim, D);
+        gm_tensor(g, "blk.%d.attn_k.weight", l, KV * head_dim, D);
+        gm_tensor(g, "blk.%d.attn_v.weight", l, KV * head_dim, D);
+        if (bias) {
+            gm_tensor(g, "blk.%d.attn_q.bias", l, H * head_dim, 0);
+            gm_tensor(g, "blk.%d.attn_k.bias", l, KV * head_dim, 0);
+            gm_tensor(g, "blk.%d.attn_v.bias", l, KV * head_dim, 0);
+        }
+        gm_tensor(g, "blk.%d.attn_output.weight", l, D, H * head_dim);
+        gm_tensor(g, "blk.%d.ffn_norm.weight", l, D, 0);
+        gm_tensor(g, "blk.%d.ffn_gate.weight", l, FF, D);
+        gm_tensor(g, "blk.%d.ffn_up.weight", l, FF, D);
+        gm_tensor(g, "blk.%d.ffn_down.weight", l, D, FF);
+        if (post_norms) {
+            gm_tensor(g, "blk.%d.post_attention_norm.weight", l, D, 0);
+            gm_tensor(g, "blk.%d.post_ffw_norm.weight", l, D, 0);
+        }
+    }
+    gm_tensor(g, "output_norm.weight", 0, D, 0);
+}
+
+static void gm_common(gguf_model *g, const char *arch, uint64_t seed)
+{
+    memset(g, 0, sizeof *g);
+    g->seed = seed;
+    char k[128];
+    gw_kv_str(&g->kv, "general.architecture", arch);
+#define KEY(suffix) (snprintf(k, sizeof k, "%s." suffix, arch), k)
+    gm_u32(g, KEY("block_count"), L);
+    gm_u32(g, KEY("embedding_length"), D);
+    gm_u32(g, KEY("feed_forward_length"), FF);
+    gm_u32(g, KEY("attention.head_count"), H);
+    gm_u32(g, KEY("attention.head_count_kv"), KV);
+    gm_u32(g, KEY("context_length"), CTX);
+    gm_f32(g, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
+}
+
+static void write_gemma2_gguf(const char *path)
+{
+    gguf_model g;
+    gm_common(&g, "gemma2", 7);
+    char k[128];
+    const char *arch = "gemma2";
+    gm_u32(&g, KEY("attention.key_length"), 8);
+    gm_u32(&g, KEY("attention.sliding_window"), 8);
+    gm_f32(&g, KEY("attn_logit_softcapping"), 50.0f);
+    gm_f32(&g, KEY("final_logit_softcapping"), 30.0f);
+    gm_blocks(&g, 8, false, true);
+    gm_write(&g, path);
+}
+
+static void write_qwen2_gguf(const char *path, bool rope_freqs)
+{
+    gguf_model g;
+    gm_common(&g, rope_freqs ? "llama" : "qwen2", 8);
+    char k[128];
+    const char *arch = rope_freqs ? "llama" : "qwen2";
+    gm_f32(&g, KEY("rope.freq_base"), 1000000.0f);
+#undef KEY
+    gm_blocks(&g, D / H, !rope_freqs, false);
+    gm_tensor(&g, "output.weight", 0, V, D);
+    if (rope_freqs)
+        gm_tensor(&g, "rope_freqs.weight", 0, D / H / 2, 0);
+    gm_write(&g, path);
+}
+
 /* ---- helpers ----------------------------------------------------------------- */
 
 static const char *flockc_path(void)
@@ -279,7 +399,14 @@ static void test_golden_families(void **state)
         fams[i].write(dir, &w);
         check_golden(dir, fams[i].name);
         hfw_free(&w);
-    }
+    }    /* GGUF: Gemma norms used as stored (unit_offset 0), Qwen2 NEOX with biases. */
+    char path[512];
+    snprintf(path, sizeof path, "%s", tmp("gemma2.gguf"));
+    write_gemma2_gguf(path);
+    check_golden(path, "gemma2_gguf");
+    snprintf(path, sizeof path, "%s", tmp("qwen2.gguf"));
+    write_qwen2_gguf(path, false);
+    check_golden(path, "qwen2_gguf");
 }
 
 /* ---- bundles: packed layout, ranking, GPT-2 splitting -------------------------- */
@@ -532,8 +659,18 @@ static void test_frontend_errors(void **state)
     expect_compile_error("{\"model_type\":\"llama\",\"num_hidden_layers\":2,\"hidden_size\":16,\"intermediate_size\""
                          ":25,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"rms_norm_eps\":1e-05}",
                          FLOCK_E_CORRUPT, "(ffn, layer 0): w[0] 'blk.0.ffn_gate': shape [24, 16], expected [25, 16]");
-    flock_source *s = (flock_source *)0x1;
+    /* GGUF Llama 3.1's per-dimension RoPE factors are refused by name. */
+    char path[512];
+    snprintf(path, sizeof path, "%s", tmp("llama31.gguf"));
+    write_qwen2_gguf(path, true);
+    flock_source *s = NULL;
     flock_error e = {0};
+    flock_program *p = NULL;
+    assert_int_equal(flock_source_open(path, &s, &e), FLOCK_OK);
+    assert_int_equal(flock_compile_program(s, NULL, &p, &e), FLOCK_E_UNSUPPORTED);
+    assert_non_null(strstr(e.msg, "rope_freqs.weight"));
+    flock_source_free(s);
+    s = (flock_source *)0x1;
     assert_int_equal(flock_source_open(tmp("no-such-model.gguf"), &s, &e), FLOCK_E_IO);
     assert_ptr_equal(s, (flock_source *)0x1);
     assert_non_null(strstr(e.msg, "no such file"));
@@ -647,6 +784,14 @@ static void test_stories(void **state)
             fail_msg("manifest %s = %lld, expected %lld", want[i].key, (long long)v, (long long)want[i].v);
     }
     assert_true(flock_bundle_find_tensor(b, "output") >= 0); /* stories260K has output.weight */
+    /* source_hash is xxh64 of the GGUF file, computed here independently. */
+    size_t sn;
+    char *src = slurp(stories, &sn), hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)XXH64(src, sn, 0));
+    const char *h = NULL;
+    assert_int_equal(flock_manifest_get_str(m, "source_hash", &h, NULL), FLOCK_OK);
+    assert_string_equal(h, hex);
+    free(src);
     flock_bundle_close(b);
 }
 

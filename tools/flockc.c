@@ -54,10 +54,15 @@ static double now(void)
 static void on_progress(void *user, const char *tensor, size_t index, size_t count, uint64_t bytes, int done)
 {
     progress *pr = user;
-    if (pr->quiet || !done)
+    if (pr->quiet || (!done && !pr->tty))
         return;
     pr->bytes += bytes;
     double t = now(), el = t - pr->t0;
+    if (!done) { /* name the tensor being produced (the large ones take seconds) */
+        if (t - pr->t_last >= 0.05)
+            fprintf(stderr, "\r\033[K%zu/%zu %s ...", index + 1, count, tensor);
+        return;
+    }
     double mbs = el > 0 ? pr->bytes / 1e6 / el : 0;
     if (!pr->tty) {
         fprintf(stderr, "flockc: [%zu/%zu] %s %.2f MB\n", index + 1, count, tensor, bytes / 1e6);

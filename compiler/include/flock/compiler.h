@@ -51,7 +51,8 @@
  *   compiler_version (str, FLOCK_COMPILER_VERSION),
  *   source_kind (str: "gguf" or "hf"),
  *   source_hash (str, 16 lowercase hex digits: xxh64 of the GGUF file, or of
- *     the HF folder's config.json then its *.safetensors files in name order),
+ *     the HF folder's config.json, tokenizer.json and
+ *     tokenizer_config.json (when present), then its *.safetensors files in name order),
  *   targets (str array, e.g. ["cpu", "sm_90"]; kernels: not yet generated),
  *   bos_id, eos_id, eot_id, pad_id, unk_id (int, -1 when absent),
  *   add_bos (int 0/1).
