@@ -357,9 +357,17 @@ static void gather_task(void *arg, int64_t b, int64_t end, int thread)
     float *part = c->e->part + (size_t)thread * c->e->max_width;
     size_t d = (size_t)c->d;
     int dt1 = (int)w1->dtype, dt2 = (int)w2->dtype;
+    size_t bytes1 = (size_t)w1->cols * flock_dtype_size(w1->dtype), bytes2 = d * flock_dtype_size(w2->dtype);
     for (int64_t j = b; j < end; j++) {
         int32_t i = c->idx[j];
         const void *r1 = flock_wmat_row(w1, i);
+        if (j + 1 < end) { /* the kept rows are scattered: fetch the next neuron's while this one computes */
+            const char *n1 = flock_wmat_row(w1, c->idx[j + 1]), *n2 = flock_wmat_row(w2, c->idx[j + 1]);
+            for (size_t o = 0; o < bytes1; o += 64)
+                __builtin_prefetch(n1 + o);
+            for (size_t o = 0; o < bytes2; o += 64)
+                __builtin_prefetch(n2 + o);
+        }
         float z;
         if (op->gated) {
             float g = k->dot[dt1](r1, c->x, d);
