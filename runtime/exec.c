@@ -301,11 +301,12 @@ flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors
     e->part = flock_aligned_alloc(nt * maxw * sizeof(float));
     e->scores = flock_aligned_alloc(nt * (size_t)n_ctx * sizeof(float));
     e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_TILE * sizeof(float));
+    e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));
     e->rope_cs = flock_aligned_alloc((size_t)(e->max_rope_dim + 2) * sizeof(float));
     e->logits = flock_aligned_alloc((all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
     e->ffn = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->ffn);
     e->op_ffn = malloc(p->n_ops * sizeof *e->op_ffn);
-    ok = ok && e->ffn_h && e->ffn_z && e->part && e->scores && e->tile && e->rope_cs && e->logits && e->ffn &&
+    ok = ok && e->ffn_h && e->ffn_z && e->part && e->scores && e->tile && e->dscratch && e->rope_cs && e->logits && e->ffn &&
          e->op_ffn;
     int32_t fi = 0;
     for (uint32_t i = 0; ok && i < p->n_ops; i++) {
@@ -346,6 +347,7 @@ void flock_exec_free(flock_exec *e)
     free(e->scores);
     free(e->tile);
     free(e->rope_cs);
+    free(e->dscratch);
     free(e->logits);
     if (e->ffn)
         for (int32_t i = 0; i < e->n_ffn; i++) {

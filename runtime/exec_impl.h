@@ -35,6 +35,7 @@ struct flock_exec {
     float *part;         /* [threads][max_width]: per-thread partial sums of the gather FF */
     float *scores;       /* [threads][n_ctx]: attention scores */
     float *tile;         /* [threads][TILE][max row]: weight rows converted to f32 */
+    float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */
     float *rope_cs;      /* [max_rope_dim]: cos, sin pairs of one position */
     float *logits;       /* [n_ctx or 1][n_vocab] */
     flock_exec_ffn *ffn; /* [n_ffn] */

@@ -60,7 +60,11 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
         int64_t nr = end - r < FLOCK_EXEC_TILE ? end - r : FLOCK_EXEC_TILE;
         for (int64_t j = 0; j < nr; j++)
             k->to_f32[dt](flock_wmat_row(w, r + j), tile + j * n, n);
-        for (int32_t t = 0; t < c->T; t++) {
+        int32_t t = 0;
+        if (nr == FLOCK_EXEC_TILE) /* 4 rows x 3 tokens in registers */
+            for (; t + 3 <= c->T; t += 3)
+                k->gemm4x3(tile, n, c->x + t * c->ldx, (size_t)c->ldx, n, c->y + t * c->ldy + r, (size_t)c->ldy);
+        for (; t < c->T; t++) {
             const float *xt = c->x + t * c->ldx;
             float *yt = c->y + t * c->ldy + r;
             if (nr == FLOCK_EXEC_TILE) {
@@ -69,10 +73,11 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
                 for (int64_t j = 0; j < nr; j++)
                     yt[j] = k->dot[FLOCK_DTYPE_F32](tile + j * n, xt, n);
             }
-            if (c->bias)
-                for (int64_t j = 0; j < nr; j++)
-                    yt[j] += c->bias[r + j];
         }
+        if (c->bias)
+            for (t = 0; t < c->T; t++)
+                for (int64_t j = 0; j < nr; j++)
+                    c->y[t * c->ldy + r + j] += c->bias[r + j];
     }
 }
 
@@ -287,19 +292,38 @@ static void down_task(void *arg, int64_t b, int64_t end, int thread)
 {
     const down_ctx *c = arg;
     const flock_kernel_table *k = c->e->k;
-    float *row = c->e->tile + (size_t)thread * FLOCK_EXEC_TILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
-                                                                              ? c->e->max_width * 2
-                                                                              : c->e->max_dff);
+    float *blk = c->e->dscratch + (size_t)thread * (size_t)c->e->max_dff * DOWN_COLS;
     size_t es = flock_dtype_size(c->w->dtype);
-    for (int64_t blk = b; blk < end; blk++) {
-        int32_t c0 = (int32_t)blk * DOWN_COLS, cn = c->d - c0 < DOWN_COLS ? c->d - c0 : DOWN_COLS;
-        for (int32_t i = 0; i < c->d_ff; i++) {
-            const void *src = (const uint8_t *)flock_wmat_row(c->w, i) + (size_t)c0 * es;
-            k->to_f32[c->w->dtype](src, row, (size_t)cn);
-            for (int32_t t = 0; t < c->T; t++) {
-                float a = c->z[(size_t)t * c->d_ff + i];
+    for (int64_t bi = b; bi < end; bi++) {
+        int32_t c0 = (int32_t)bi * DOWN_COLS, cn = c->d - c0 < DOWN_COLS ? c->d - c0 : DOWN_COLS;
+        /* the block D[:, c0:c0+cn] as f32 rows of ldd floats (in place for f32) */
+        const float *D;
+        size_t ldd;
+        if (c->w->dtype == FLOCK_DTYPE_F32) {
+            D = (const float *)c->w->data + c0;
+            ldd = (size_t)c->d;
+        } else {
+            for (int32_t i = 0; i < c->d_ff; i++)
+                k->to_f32[c->w->dtype]((const uint8_t *)flock_wmat_row(c->w, i) + (size_t)c0 * es,
+                                       blk + (size_t)i * DOWN_COLS, (size_t)cn);
+            D = blk;
+            ldd = DOWN_COLS;
+        }
+        int32_t t = 0, c16 = cn & ~15;
+        for (; t + 4 <= c->T; t += 4) /* 4 tokens x 16 columns in registers */
+            for (int32_t cc = 0; cc < c16; cc += 16)
+                k->down4x16(c->z + (size_t)t * c->d_ff, (size_t)c->d_ff, D + cc, ldd, (size_t)c->d_ff,
+                            c->out + (size_t)t * c->d + c0 + cc, (size_t)c->d);
+        /* leftover tokens (all columns) and leftover columns (the 4-token groups) */
+        for (int32_t tt = 0; tt < c->T; tt++) {
+            int32_t from = tt < t ? c16 : 0;
+            if (from == cn)
+                continue;
+            float *o = c->out + (size_t)tt * c->d + c0 + from;
+            for (int32_t i = 0; i < c->d_ff; i++) {
+                float a = c->z[(size_t)tt * c->d_ff + i];
                 if (a != 0)
-                    k->axpy_f32(a, row, c->out + (size_t)t * c->d + c0, (size_t)cn);
+                    k->axpy_f32(a, D + (size_t)i * ldd + from, o, (size_t)(cn - from));
             }
         }
     }

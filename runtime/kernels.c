@@ -104,6 +104,23 @@ static void dot4_bf16(const void *w, size_t stride, const float *x, size_t n, fl
         out[r] = dot_bf16((const uint16_t *)w + r * stride, x, n);
 }
 
+static void gemm4x3(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy)
+{
+    for (int t = 0; t < 3; t++)
+        for (int r = 0; r < 4; r++)
+            y[t * ldy + r] = dot_f32(w + r * ws, x + t * xs, n);
+}
+
+static void down4x16(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo)
+{
+    for (int t = 0; t < 4; t++)
+        for (size_t i = 0; i < K; i++) {
+            float a = z[t * ldz + i];
+            for (int c = 0; c < 16; c++)
+                out[t * ldo + c] += a * D[i * ldd + c];
+        }
+}
+
 static void axpy_f32(float a, const void *w, float *y, size_t n)
 {
     const float *x = w;
@@ -153,6 +170,8 @@ static const flock_kernel_table scalar_table = {
     .name = "scalar",
     .dot = {dot_f32, dot_f16, dot_bf16},
     .dot4 = {dot4_f32, dot4_f16, dot4_bf16},
+    .gemm4x3 = gemm4x3,
+    .down4x16 = down4x16,
     .axpy = {axpy_f32, axpy_f16, axpy_bf16},
     .to_f32 = {cvt_f32, cvt_f16, cvt_bf16},
     .axpy_f32 = axpy_plain,

@@ -23,6 +23,15 @@ typedef struct flock_kernel_table {
      * the x loads and keeping four row streams in flight is what makes the
      * decode matrix-vector product run at memory bandwidth. */
     void (*dot4[FLOCK_KDT_COUNT])(const void *w, size_t stride, const float *x, size_t n, float *out);
+    /* Prefill micro-kernels over f32 operands (weights converted first):
+     * gemm4x3: y[t * ldy + r] = sum_k w[r * ws + k] * x[t * xs + k] for
+     * rows r < 4 and tokens t < 3 (12 accumulators in registers; each w and
+     * x load feeds 3 or 4 FMAs).
+     * down4x16: out[t * ldo + c] += sum_{i < K} z[t * ldz + i] * D[i * ldd + c]
+     * for tokens t < 4 and columns c < 16 (the FF down projection over the
+     * packed down_t rows). */
+    void (*gemm4x3)(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy);
+    void (*down4x16)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
     /* y[i] += a * w[i]. */
     void (*axpy[FLOCK_KDT_COUNT])(float a, const void *w, float *y, size_t n);
     /* dst[i] = (float)w[i]. */

@@ -156,6 +156,74 @@ AVX2_FN static void dot4_bf16(const void *w, size_t stride, const float *x, size
     DOT4_BODY(uint16_t, load_bf16, bf16_1)
 }
 
+AVX2_FN static void gemm4x3(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy)
+{
+    const float *w0 = w, *w1 = w + ws, *w2 = w + 2 * ws, *w3 = w + 3 * ws;
+    const float *x0 = x, *x1 = x + xs, *x2 = x + 2 * xs;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m256 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
+        __m256 v2 = _mm256_loadu_ps(w2 + k), v3 = _mm256_loadu_ps(w3 + k);
+        __m256 xv = _mm256_loadu_ps(x0 + k);
+        a00 = _mm256_fmadd_ps(v0, xv, a00);
+        a01 = _mm256_fmadd_ps(v1, xv, a01);
+        a02 = _mm256_fmadd_ps(v2, xv, a02);
+        a03 = _mm256_fmadd_ps(v3, xv, a03);
+        xv = _mm256_loadu_ps(x1 + k);
+        a10 = _mm256_fmadd_ps(v0, xv, a10);
+        a11 = _mm256_fmadd_ps(v1, xv, a11);
+        a12 = _mm256_fmadd_ps(v2, xv, a12);
+        a13 = _mm256_fmadd_ps(v3, xv, a13);
+        xv = _mm256_loadu_ps(x2 + k);
+        a20 = _mm256_fmadd_ps(v0, xv, a20);
+        a21 = _mm256_fmadd_ps(v1, xv, a21);
+        a22 = _mm256_fmadd_ps(v2, xv, a22);
+        a23 = _mm256_fmadd_ps(v3, xv, a23);
+    }
+    hsum4(a00, a01, a02, a03, y);
+    hsum4(a10, a11, a12, a13, y + ldy);
+    hsum4(a20, a21, a22, a23, y + 2 * ldy);
+    for (; k < n; k++)
+        for (size_t t = 0; t < 3; t++)
+            for (size_t r = 0; r < 4; r++)
+                y[t * ldy + r] += w[r * ws + k] * x[t * xs + k];
+}
+
+AVX2_FN static void down4x16(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out,
+                             size_t ldo)
+{
+    __m256 o00 = _mm256_loadu_ps(out), o01 = _mm256_loadu_ps(out + 8);
+    __m256 o10 = _mm256_loadu_ps(out + ldo), o11 = _mm256_loadu_ps(out + ldo + 8);
+    __m256 o20 = _mm256_loadu_ps(out + 2 * ldo), o21 = _mm256_loadu_ps(out + 2 * ldo + 8);
+    __m256 o30 = _mm256_loadu_ps(out + 3 * ldo), o31 = _mm256_loadu_ps(out + 3 * ldo + 8);
+    for (size_t i = 0; i < K; i++) {
+        __m256 d0 = _mm256_loadu_ps(D + i * ldd), d1 = _mm256_loadu_ps(D + i * ldd + 8);
+        __m256 a = _mm256_broadcast_ss(z + i);
+        o00 = _mm256_fmadd_ps(a, d0, o00);
+        o01 = _mm256_fmadd_ps(a, d1, o01);
+        a = _mm256_broadcast_ss(z + ldz + i);
+        o10 = _mm256_fmadd_ps(a, d0, o10);
+        o11 = _mm256_fmadd_ps(a, d1, o11);
+        a = _mm256_broadcast_ss(z + 2 * ldz + i);
+        o20 = _mm256_fmadd_ps(a, d0, o20);
+        o21 = _mm256_fmadd_ps(a, d1, o21);
+        a = _mm256_broadcast_ss(z + 3 * ldz + i);
+        o30 = _mm256_fmadd_ps(a, d0, o30);
+        o31 = _mm256_fmadd_ps(a, d1, o31);
+    }
+    _mm256_storeu_ps(out, o00);
+    _mm256_storeu_ps(out + 8, o01);
+    _mm256_storeu_ps(out + ldo, o10);
+    _mm256_storeu_ps(out + ldo + 8, o11);
+    _mm256_storeu_ps(out + 2 * ldo, o20);
+    _mm256_storeu_ps(out + 2 * ldo + 8, o21);
+    _mm256_storeu_ps(out + 3 * ldo, o30);
+    _mm256_storeu_ps(out + 3 * ldo + 8, o31);
+}
+
 AVX2_FN static void axpy_f32(float a, const void *w, float *y, size_t n)
 {
     const float *x = w;
@@ -225,6 +293,8 @@ static const flock_kernel_table avx2_table = {
     .name = "avx2",
     .dot = {dot_f32, dot_f16, dot_bf16},
     .dot4 = {dot4_f32, dot4_f16, dot4_bf16},
+    .gemm4x3 = gemm4x3,
+    .down4x16 = down4x16,
     .axpy = {axpy_f32, axpy_f16, axpy_bf16},
     .to_f32 = {cvt_f32, cvt_f16, cvt_bf16},
     .axpy_f32 = axpy_plain,

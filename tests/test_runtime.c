@@ -73,10 +73,54 @@ static void check_table(const flock_kernel_table *k)
     }
 }
 
+/* The prefill micro-kernels against plain loops in double. */
+static void check_microkernels(const flock_kernel_table *k)
+{
+    uint64_t s = 0x777;
+    static const size_t lens[] = {8, 13, 64, 577};
+    for (size_t li = 0; li < 4; li++) {
+        size_t n = lens[li], ws = n + 5, xs = n + 2, ldy = 9;
+        float *w = malloc(4 * ws * 4), *x = malloc(3 * xs * 4), y[3 * 9];
+        for (size_t i = 0; i < 4 * ws; i++)
+            w[i] = flock_test_randf(&s);
+        for (size_t i = 0; i < 3 * xs; i++)
+            x[i] = flock_test_randf(&s);
+        k->gemm4x3(w, ws, x, xs, n, y, ldy);
+        for (int t = 0; t < 3; t++)
+            for (int r = 0; r < 4; r++) {
+                double acc = 0;
+                for (size_t i = 0; i < n; i++)
+                    acc += (double)w[r * ws + i] * x[t * xs + i];
+                assert_true(fabs(y[t * ldy + r] - acc) <= 1e-5 * (fabs(acc) + 1));
+            }
+        free(w), free(x);
+        /* down4x16 over K = n rows */
+        size_t K = n, ldz = K + 3, ldd = 21, ldo = 19;
+        float *z = malloc(4 * ldz * 4), *D = malloc(K * ldd * 4), out[4 * 19], ref[4 * 19];
+        for (size_t i = 0; i < 4 * ldz; i++)
+            z[i] = flock_test_randf(&s);
+        for (size_t i = 0; i < K * ldd; i++)
+            D[i] = flock_test_randf(&s);
+        for (size_t i = 0; i < 4 * ldo; i++)
+            out[i] = ref[i] = flock_test_randf(&s);
+        k->down4x16(z, ldz, D, ldd, K, out, ldo);
+        for (int t = 0; t < 4; t++)
+            for (int c = 0; c < 16; c++) {
+                double acc = ref[t * ldo + c];
+                for (size_t i = 0; i < K; i++)
+                    acc += (double)z[t * ldz + i] * D[i * ldd + c];
+                ref[t * ldo + c] = (float)acc;
+            }
+        assert_true(flock_test_nrm_err(out, ref, 4 * ldo) < 1e-6);
+        free(z), free(D);
+    }
+}
+
 static void test_kernels_scalar(void **state)
 {
     (void)state;
     check_table(flock_kernels_scalar());
+    check_microkernels(flock_kernels_scalar());
 }
 
 static void test_kernels_simd(void **state)
@@ -88,6 +132,7 @@ static void test_kernels_simd(void **state)
         skip();
     }
     check_table(k);
+    check_microkernels(k);
 }
 
 /* ---- thread pool ---- */
