@@ -298,7 +298,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors
     }
     e->ffn_h = flock_aligned_alloc(chunk * 2 * dff * sizeof(float));
     e->ffn_z = flock_aligned_alloc(chunk * dff * sizeof(float));
-    e->part = flock_aligned_alloc(nt * maxw * sizeof(float));
+    e->part = flock_aligned_alloc((size_t)FLOCK_GATHER_SLICES * maxw * sizeof(float));
     e->scores = flock_aligned_alloc(nt * (size_t)n_ctx * sizeof(float));
     e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_TILE * sizeof(float));
     e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));

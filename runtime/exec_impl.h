@@ -7,6 +7,7 @@
 
 #define FLOCK_MAX_KV_SLOTS 256
 #define FLOCK_EXEC_CHUNK 64 /* prompt tokens per step: each weight is streamed once per chunk */
+#define FLOCK_GATHER_SLICES 16 /* fixed split of the decode FF (deterministic sums) */
 #define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill (= dot4) */
 
 struct flock_exec {
@@ -32,7 +33,7 @@ struct flock_exec {
     float *kcache[FLOCK_MAX_KV_SLOTS], *vcache[FLOCK_MAX_KV_SLOTS]; /* [n_ctx][kv_width] */
     float *ffn_h;        /* [chunk][2 * max_dff]: gate/up (interleaved) or fc1 output */
     float *ffn_z;        /* [chunk][max_dff]: the FF intermediate activation */
-    float *part;         /* [threads][max_width]: per-thread partial sums of the gather FF */
+    float *part;         /* [GATHER_SLICES][max_width]: partial sums of the gather FF */
     float *scores;       /* [threads][n_ctx]: attention scores */
     float *tile;         /* [threads][TILE][max row]: weight rows converted to f32 */
     float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */

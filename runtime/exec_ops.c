@@ -362,23 +362,24 @@ static void ffn_full(flock_exec *e, const flock_op *op, int32_t fi, const float 
 
 /* The gather FF for one token: for each kept neuron i, z_i from row i of
  * gate_up (or fc1), then out += z_i * down_t[i]. Reads k * (3 d) weights
- * (gated) instead of d_ff * 3d. Each thread sums into its own partial. */
+ * (gated) instead of d_ff * 3d. The kept list is cut into a fixed number of
+ * slices, each summed into its own partial and the partials added in slice
+ * order, so the result does not depend on the thread count or scheduling. */
 typedef struct gather_ctx {
     flock_exec *e;
     const flock_op *op;
     const int32_t *idx;
+    int64_t k;
     const float *x;
     int32_t d;
 } gather_ctx;
 
-static void gather_task(void *arg, int64_t b, int64_t end, int thread)
+static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part)
 {
-    const gather_ctx *c = arg;
     const flock_kernel_table *k = c->e->k;
     const flock_op *op = c->op;
     const flock_wmat *w1 = W(c->e, op->w[0]), *w2 = W(c->e, op->w[2]);
     const float *b1 = op->gated ? NULL : vecw(c->e, op->w[3]);
-    float *part = c->e->part + (size_t)thread * c->e->max_width;
     size_t d = (size_t)c->d;
     int dt1 = (int)w1->dtype, dt2 = (int)w2->dtype;
     size_t bytes1 = (size_t)w1->cols * flock_dtype_size(w1->dtype), bytes2 = d * flock_dtype_size(w2->dtype);
@@ -405,22 +406,31 @@ static void gather_task(void *arg, int64_t b, int64_t end, int thread)
     }
 }
 
+/* Slice s covers kept neurons [s k / S, (s + 1) k / S). */
+static void gather_slices(void *arg, int64_t b, int64_t end, int thread)
+{
+    const gather_ctx *c = arg;
+    int64_t k = c->k;
+    for (int64_t s = b; s < end; s++) {
+        float *part = c->e->part + (size_t)s * c->e->max_width;
+        memset(part, 0, (size_t)c->d * sizeof(float));
+        gather_task(c, s * k / FLOCK_GATHER_SLICES, (s + 1) * k / FLOCK_GATHER_SLICES, part);
+    }
+}
+
 static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
                        int32_t d)
 {
     const flock_exec_ffn *f = &e->ffn[fi];
     const float *b2 = vecw(e, op->w[4]);
-    int nt = e->n_threads;
-    int64_t grain = f->k / ((int64_t)nt * 4);
     for (int32_t t = 0; t < T; t++) {
-        memset(e->part, 0, (size_t)nt * e->max_width * sizeof(float));
-        gather_ctx c = {e, op, f->idx, x + (size_t)t * d, d};
-        flock_pool_run(e->pool, f->k, grain < 16 ? 16 : grain, gather_task, &c);
+        gather_ctx c = {e, op, f->idx, f->k, x + (size_t)t * d, d};
+        flock_pool_run(e->pool, FLOCK_GATHER_SLICES, 1, gather_slices, &c);
         float *o = out + (size_t)t * d;
         for (int32_t j = 0; j < d; j++)
             o[j] = b2 ? b2[j] : 0.f;
-        for (int th = 0; th < nt; th++)
-            e->k->axpy_f32(1.f, e->part + (size_t)th * e->max_width, o, (size_t)d);
+        for (int sl = 0; sl < FLOCK_GATHER_SLICES; sl++)
+            e->k->axpy_f32(1.f, e->part + (size_t)sl * e->max_width, o, (size_t)d);
     }
 }
 

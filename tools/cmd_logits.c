@@ -40,13 +40,18 @@ int flock_cmd_logits(int argc, char **argv)
         return flock_cli_usage_error("logits", "needs a BUNDLE, --ids (or -p) and --out FILE");
     a.so.all_logits = true;
     flock_model *m;
-    flock_session *s;
-    if (run_open("logits", &a, &m, &s) != FLOCK_EXIT_OK)
+    flock_session *s = NULL;
+    if (run_open_model("logits", &a, &m) != FLOCK_EXIT_OK)
         return FLOCK_EXIT_FAIL;
     size_t n = 0;
     int rc = FLOCK_EXIT_FAIL;
     int32_t *ids = run_prompt_ids("logits", m, &a, NULL, &n);
     if (!ids)
+        goto out;
+    /* the logits of every position are kept: size the context to the tokens */
+    if (a.so.n_ctx == 0)
+        a.so.n_ctx = n < (size_t)flock_model_n_ctx(m) ? (int32_t)n : flock_model_n_ctx(m);
+    if (run_open_session("logits", &a, m, &s) != FLOCK_EXIT_OK)
         goto out;
     size_t p = a.prompt_len > 0 ? (size_t)a.prompt_len : n;
     if (p > n) {

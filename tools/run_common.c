@@ -175,15 +175,31 @@ int32_t *run_prompt_ids(const char *cmd, flock_model *m, const run_args *a, cons
     return ids;
 }
 
-int run_open(const char *cmd, const run_args *a, flock_model **m, flock_session **s)
+int run_open_model(const char *cmd, const run_args *a, flock_model **m)
 {
     flock_error err = {0};
     if (flock_model_open(a->bundle, NULL, m, &err) != FLOCK_OK) {
         fprintf(stderr, "flock %s: %s (%s)\n", cmd, err.msg, flock_status_str(err.status));
         return FLOCK_EXIT_FAIL;
     }
-    if (flock_session_create(*m, &a->so, s, &err) != FLOCK_OK) {
+    return FLOCK_EXIT_OK;
+}
+
+int run_open_session(const char *cmd, const run_args *a, flock_model *m, flock_session **s)
+{
+    flock_error err = {0};
+    if (flock_session_create(m, &a->so, s, &err) != FLOCK_OK) {
         fprintf(stderr, "flock %s: %s (%s)\n", cmd, err.msg, flock_status_str(err.status));
+        return FLOCK_EXIT_FAIL;
+    }
+    return FLOCK_EXIT_OK;
+}
+
+int run_open(const char *cmd, const run_args *a, flock_model **m, flock_session **s)
+{
+    if (run_open_model(cmd, a, m) != FLOCK_EXIT_OK)
+        return FLOCK_EXIT_FAIL;
+    if (run_open_session(cmd, a, *m, s) != FLOCK_EXIT_OK) {
         flock_model_free(*m);
         *m = NULL;
         return FLOCK_EXIT_FAIL;

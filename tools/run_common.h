@@ -33,6 +33,9 @@ int32_t *run_parse_ids(const char *s, size_t *n);
 int32_t *run_prompt_ids(const char *cmd, flock_model *m, const run_args *a, const char *text, size_t *n);
 /* Opens the bundle and a session; prints errors. */
 int run_open(const char *cmd, const run_args *a, flock_model **m, flock_session **s);
+/* The two steps of run_open. */
+int run_open_model(const char *cmd, const run_args *a, flock_model **m);
+int run_open_session(const char *cmd, const run_args *a, flock_model *m, flock_session **s);
 
 /* One user turn in the model's chat template, ready for the assistant's
  * reply (malloc'd), or NULL with a message printed (cmd_chat.c). */
