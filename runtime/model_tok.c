@@ -85,6 +85,15 @@ flock_status flock_tokenize(const flock_model *m, const char *text, size_t len, 
     return FLOCK_OK;
 }
 
+flock_status flock_detokenize(const flock_model *m, const int32_t *ids, size_t n, char **out, flock_error *err)
+{
+    if (!m || !out || (!ids && n))
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_detokenize: NULL argument");
+    if (!m->tok || !m->tok->t)
+        return no_tokenizer(err);
+    return flock_tokenizer_decode_all(m->tok->t, ids, n, false, out, err);
+}
+
 const char *flock_token_piece(const flock_model *m, int32_t id, size_t *len)
 {
     *len = 0;

@@ -102,6 +102,10 @@ void test_e2e_stories_greedy(void **state)
         }
         expect[en] = '\0';
         assert_string_equal(tb.s, expect);
+        char *whole = NULL;
+        assert_int_equal(flock_detokenize(m, e2e_expected, 40, &whole, &err), FLOCK_OK);
+        assert_string_equal(whole + (whole[0] == ' '), expect + (expect[0] == ' '));
+        free(whole);
         /* a stop string ends the text before it */
         flock_session_reset(s);
         tb.n = 0;

@@ -84,6 +84,10 @@ flock_status flock_chat_format(const flock_model *m, const flock_chat_message *m
  * when cap is too small (*n still says how many are needed). */
 flock_status flock_tokenize(const flock_model *m, const char *text, size_t len, bool add_special,
                             int32_t *ids, size_t cap, size_t *n, flock_error *err);
+/* Decodes token ids to UTF-8 text (control tokens omitted; SentencePiece's
+ * leading space dropped; invalid UTF-8 as U+FFFD). *out is malloc'd and
+ * NUL-terminated (caller frees). */
+flock_status flock_detokenize(const flock_model *m, const int32_t *ids, size_t n, char **out, flock_error *err);
 /* The bytes of one token as text (control tokens give ""); the string is
  * owned by the model. A piece may end inside a multi-byte character
  * (byte-level BPE, byte fallback): concatenate the bytes; flock_generate
