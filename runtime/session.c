@@ -207,6 +207,8 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
 flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n)
 {
     flock_error err = {0};
+    if (n == 0)
+        return FLOCK_OK;
     if (!s->selected) {
         flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
         return flock_session_fail(s, &err);

@@ -125,6 +125,9 @@ static int32_t rope_op(tiny_model *m, int layer, int32_t x, int heads)
     op->rope_theta = 10000.0;
     op->rope_scaling = m->c.scaling;
     op->rope_factor = m->c.rope_factor;
+    op->rope_low_freq_factor = 1.0f;
+    op->rope_high_freq_factor = 4.0f;
+    op->rope_orig_ctx = 16;
     return out;
 }
 
@@ -340,7 +343,19 @@ static void rope(const tiny_model *m, double *v, int heads, int pos)
     for (int h = 0; h < heads; h++) {
         double *x = v + h * c->hd;
         for (int i = 0; i < half; i++) {
-            double th = p * pow(10000.0, -2.0 * i / c->rope_dim);
+            double f = pow(10000.0, -2.0 * i / c->rope_dim);
+            if (c->scaling == FLOCK_ROPE_SCALING_LLAMA3) {
+                /* Llama 3.1: long wavelengths slowed by the factor, short ones
+                 * kept, a linear blend in between (orig ctx 16, factors 1 and 4) */
+                double wl = 2 * M_PI / f, lo_wl = 16.0 / 1.0, hi_wl = 16.0 / 4.0;
+                if (wl > lo_wl) {
+                    f /= c->rope_factor;
+                } else if (wl >= hi_wl) {
+                    double sm = (16.0 / wl - 1.0) / (4.0 - 1.0);
+                    f = (1 - sm) * f / c->rope_factor + sm * f;
+                }
+            }
+            double th = p * f;
             int a = c->style == FLOCK_ROPE_NORMAL ? 2 * i : i;
             int b = c->style == FLOCK_ROPE_NORMAL ? 2 * i + 1 : i + half;
             double x0 = x[a], x1 = x[b];

@@ -529,6 +529,10 @@ static const tiny_cfg exec_cfgs[] = {
     /* OPT-like: layernorm, biases, learned positions, plain ReLU FF, bf16 */
     {.n_layer = 3, .d = 24, .n_head = 3, .n_kv = 3, .hd = 8, .d_ff = 64, .vocab = 40, .opt = 1,
      .act = FLOCK_ACT_RELU, .wdtype = FLOCK_DTYPE_BF16, .seed = 13},
+    /* Llama 3.1 RoPE scaling (factor 8, original context 16), bf16 */
+    {.n_layer = 1, .d = 32, .n_head = 2, .n_kv = 1, .hd = 16, .d_ff = 40, .vocab = 30, .rope_dim = 16,
+     .style = FLOCK_ROPE_NORMAL, .scaling = FLOCK_ROPE_SCALING_LLAMA3, .rope_factor = 8, .act = FLOCK_ACT_SILU,
+     .wdtype = FLOCK_DTYPE_BF16, .seed = 15},
     /* plain GELU (erf) FF with biases */
     {.n_layer = 1, .d = 16, .n_head = 2, .n_kv = 2, .hd = 8, .d_ff = 40, .vocab = 30, .opt = 1,
      .act = FLOCK_ACT_GELU, .wdtype = FLOCK_DTYPE_F32, .seed = 14},
