@@ -149,7 +149,8 @@ flock_status flock_chat_apply(const flock_chat_template *ct, const flock_chat_ms
     size_t i = 0;
     switch (ct->style) {
     case FLOCK_CHAT_CHATML:
-        if (ct->default_system && (n == 0 || strcmp(msgs[0].role, "system") != 0))
+        /* SmolLM2's template adds it inside its loop over messages: not for n == 0. */
+        if (ct->default_system && n > 0 && strcmp(msgs[0].role, "system") != 0)
             chatml_turn(&b, "system", ct->default_system);
         for (; i < n; i++)
             chatml_turn(&b, msgs[i].role, msgs[i].content);

@@ -161,15 +161,15 @@ static void bpe_piece(enc *e, const uint8_t *p, size_t n)
             e->oom = true;
             return;
         }
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
+        size_t k = 0, i = 0;
+        for (; i < n; i++) {
             int32_t id = t->byte_id[p[i]];
-            if (id < 0)
-                break;
+            if (id < 0 || t->len[id] > 2)
+                break; /* a byte without its token: no whole-piece shortcut */
             memcpy(e->buf + k, t->text[id], t->len[id]);
             k += t->len[id];
         }
-        int32_t whole = flock_tok_lookup(t, e->buf, k);
+        int32_t whole = i == n ? flock_tok_lookup(t, e->buf, k) : -1;
         if (whole >= 0) {
             push_id(e, whole);
             return;

@@ -5,6 +5,7 @@
  * models is tests/check_tokenizer.py. */
 #include "test_util.h"
 
+#include "gguf_writer.h"
 #include "reader.h"
 #include "tokdata_internal.h"
 #include "tokenizer.h"
@@ -94,7 +95,7 @@ static flock_tokenizer_data *make_spm(void)
         d->tokens[S_BYTE0 + b] = dup(buf);
         d->token_types[S_BYTE0 + b] = FLOCK_TOKTYPE_BYTE;
     }
-    static const char *const pieces[] = {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96\x81" "a", "ab", "bc"};
+    static const char *const pieces[] = {"\xE2\x96\x81", "a", "b", "c", "\xE2\x96\x81\x61" /* ▁a */, "ab", "bc"};
     static const float scores[] = {-1, -2, -2, -2, -3, -1, -0.5f};
     for (int i = 0; i < 7; i++) {
         d->tokens[S_SP + i] = dup(pieces[i]);
@@ -485,6 +486,113 @@ static void test_from_hf_json(void **state)
     free(json);
 }
 
+/* ---- GGUF metadata -> tokenizer data ---------------------------------------- */
+
+typedef struct gguf_tok_opts {
+    const char *model;       /* tokenizer.ggml.model; NULL: key absent */
+    const char *pre;         /* tokenizer.ggml.pre; NULL: absent */
+    bool tokens;             /* write tokenizer.ggml.tokens */
+    uint64_t n_scores;       /* scores written (0: key absent) */
+    int32_t bad_type;        /* token type written for token 3 */
+    bool ids;                /* bos = 0xFFFFFFFF, eos = 2, add_bos_token = false */
+} gguf_tok_opts;
+
+/* A GGUF image with a 4-token vocabulary ("<s>", "</s>", "a", "b") and one merge. */
+static flock_status gguf_tokdata(const gguf_tok_opts *o, flock_tokenizer_data **out, flock_error *err)
+{
+    static const char *const toks[4] = {"<s>", "</s>", "a", "b"};
+    gw_buf kv = {0};
+    if (o->model)
+        gw_kv_str(&kv, "tokenizer.ggml.model", o->model);
+    if (o->pre)
+        gw_kv_str(&kv, "tokenizer.ggml.pre", o->pre);
+    if (o->tokens) {
+        gw_kv_arr(&kv, "tokenizer.ggml.tokens", 8, 4);
+        for (int i = 0; i < 4; i++)
+            gw_str(&kv, toks[i]);
+    }
+    if (o->n_scores) {
+        gw_kv_arr(&kv, "tokenizer.ggml.scores", 6, o->n_scores);
+        for (uint64_t i = 0; i < o->n_scores; i++)
+            gw_f32(&kv, -(float)i);
+    }
+    gw_kv_arr(&kv, "tokenizer.ggml.token_type", 5, 4);
+    for (int i = 0; i < 4; i++)
+        gw_u32(&kv, (uint32_t)(i < 2 ? 3 : i == 3 ? o->bad_type : 1));
+    gw_kv_arr(&kv, "tokenizer.ggml.merges", 8, 1);
+    gw_str(&kv, "a b");
+    if (o->ids) {
+        gw_kv_scalar(&kv, "tokenizer.ggml.bos_token_id", 4, 0xFFFFFFFFu, 4);
+        gw_kv_scalar(&kv, "tokenizer.ggml.eos_token_id", 4, 1, 4);
+        gw_kv_scalar(&kv, "tokenizer.ggml.add_bos_token", 7, 0, 1);
+        gw_kv_str(&kv, "tokenizer.chat_template", "<start_of_turn>");
+    }
+    size_t size = 0;
+    uint8_t *img = gw_build(3, &kv, NULL, 0, 32, &size);
+    free(kv.p);
+    flock_gguf *g = NULL;
+    flock_status st = flock_gguf_open_memory(img, size, &g, err);
+    if (!st)
+        st = flock_tokdata_from_gguf(g, out, err);
+    flock_gguf_free(g);
+    free(img);
+    return st;
+}
+
+static void test_from_gguf_keys(void **state)
+{
+    (void)state;
+    flock_tokenizer_data *d = NULL;
+    flock_error err = {0};
+    /* SPM with no ids or flags: llama.cpp's defaults. */
+    gguf_tok_opts o = {.model = "llama", .tokens = true, .n_scores = 4, .bad_type = 1};
+    if (gguf_tokdata(&o, &d, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(d->kind, FLOCK_TOK_SPM);
+    assert_int_equal(d->bos_id, 1);
+    assert_int_equal(d->eos_id, 2);
+    assert_int_equal(d->unk_id, 0);
+    assert_true(d->add_bos);
+    assert_true(d->add_space_prefix);
+    assert_float_equal(d->scores[3], -3.0f, 0);
+    assert_int_equal(d->token_types[0], FLOCK_TOKTYPE_CONTROL);
+    flock_tokdata_free(d);
+    /* BPE, Qwen 2 pre-tokenizer, explicit ids: 0xFFFFFFFF is absent. */
+    o = (gguf_tok_opts){.model = "gpt2", .pre = "qwen2", .tokens = true, .bad_type = 1, .ids = true};
+    assert_int_equal(gguf_tokdata(&o, &d, &err), FLOCK_OK);
+    assert_int_equal(d->kind, FLOCK_TOK_BPE);
+    assert_int_equal(d->bos_id, -1);
+    assert_int_equal(d->eos_id, 1);
+    assert_false(d->add_bos);
+    assert_false(d->add_space_prefix);
+    assert_null(d->scores);
+    assert_non_null(strstr(d->pre_pattern, "\\p{N}|"));
+    assert_string_equal(d->model_name, "qwen2");
+    assert_string_equal(d->chat_template, "<start_of_turn>");
+    assert_string_equal(d->merges[0], "a b");
+    flock_tokdata_free(d);
+    /* Errors: unknown model or pre-tokenizer, missing vocabulary, scores of
+     * the wrong length, a token type out of range. */
+    const struct {
+        gguf_tok_opts o;
+        flock_status want;
+    } bad[] = {
+        {{.model = "bert", .tokens = true, .bad_type = 1}, FLOCK_E_UNSUPPORTED},
+        {{.model = "gpt2", .pre = "no-such-pre", .tokens = true, .bad_type = 1}, FLOCK_E_UNSUPPORTED},
+        {{.tokens = true, .bad_type = 1}, FLOCK_E_NOT_FOUND},
+        {{.model = "llama", .bad_type = 1}, FLOCK_E_NOT_FOUND},
+        {{.model = "llama", .tokens = true, .n_scores = 3, .bad_type = 1}, FLOCK_E_CORRUPT},
+        {{.model = "llama", .tokens = true, .bad_type = 9}, FLOCK_E_CORRUPT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        d = NULL;
+        err.msg[0] = '\0';
+        assert_int_equal(gguf_tokdata(&bad[i].o, &d, &err), bad[i].want);
+        assert_null(d);
+        assert_non_null(strstr(err.msg, "GGUF tokenizer"));
+    }
+}
+
 /* ---- real models ------------------------------------------------------------ */
 
 static char *read_file(const char *path, size_t *len)
@@ -620,6 +728,23 @@ static void test_chat_templates(void **state)
                              "<|im_start|>assistant\n");
     free(out);
 
+    /* A literal default system prompt (SmolLM2's) is added before the first
+     * message when that is not a system message, and not for no message. */
+    assert_int_equal(flock_chat_init("{% for m in messages %}{{ '<|im_start|>system\nBe kind.<|im_end|>\n' }}",
+                                     "llama", &ct, &err), FLOCK_OK);
+    assert_string_equal(ct.default_system, "Be kind.");
+    assert_int_equal(flock_chat_apply(&ct, msgs + 1, 1, true, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                             "<|im_start|>assistant\n");
+    free(out);
+    assert_int_equal(flock_chat_apply(&ct, msgs, 1, false, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>system\nBe brief.<|im_end|>\n");
+    free(out);
+    assert_int_equal(flock_chat_apply(&ct, NULL, 0, true, &out, &err), FLOCK_OK);
+    assert_string_equal(out, "<|im_start|>assistant\n");
+    free(out);
+    flock_chat_template_free(&ct);
+
     /* Gemma: no system turn (its text opens the first user turn), "model". */
     assert_int_equal(flock_chat_init(NULL, "gemma3", &ct, &err), FLOCK_OK);
     assert_int_equal(ct.style, FLOCK_CHAT_GEMMA);
@@ -654,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_bpe_encode),
         cmocka_unit_test(test_spm_encode),
         cmocka_unit_test(test_from_hf_json),
+        cmocka_unit_test(test_from_gguf_keys),
         cmocka_unit_test(test_stories260k),
         cmocka_unit_test(test_smollm2_gguf),
         cmocka_unit_test(test_chat_templates),

@@ -299,7 +299,8 @@ typedef struct flock_tokenizer_data {
     int32_t bos_id, eos_id, unk_id, pad_id, eot_id; /* -1 when absent */
     bool add_bos, add_eos;
     bool add_space_prefix;  /* SPM: prepend a space to the text */
-    char *pre_pattern;      /* BPE pre-tokenizer regex (PCRE2 syntax), or NULL for GPT-2's */
+    char *pre_pattern;      /* BPE pre-tokenizer: PCRE2 patterns separated by '\n', applied in
+                             * sequence (each splits the previous pieces); NULL for GPT-2's */
     char *chat_template;    /* Jinja source from the model, or NULL */
     char *model_name;       /* tokenizer.ggml.pre or similar, informational; may be NULL */
 } flock_tokenizer_data;
