@@ -27,10 +27,13 @@ static flock_status gemma3_is_global(fe *f, int32_t l, int64_t pattern, bool *gl
 {
     const flock_hf_model *hf = flock_source_hf(f->src);
     uint64_t n = 0;
-    if (hf && flock_hf_config_len(hf, "layer_types", &n, NULL) == FLOCK_OK) {
+    const char *key = "layer_types";
+    if (hf && flock_hf_config_len(hf, key, &n, NULL) != FLOCK_OK)
+        key = "text_config.layer_types"; /* multimodal wrapper */
+    if (hf && flock_hf_config_len(hf, key, &n, NULL) == FLOCK_OK) {
         const char *t = NULL;
         flock_error e = {0};
-        if ((uint64_t)l >= n || flock_hf_config_str_at(hf, "layer_types", (uint64_t)l, &t, &e))
+        if ((uint64_t)l >= n || flock_hf_config_str_at(hf, key, (uint64_t)l, &t, &e))
             return flock_error_set(f->err, FLOCK_E_CORRUPT, "gemma: layer_types has %llu entries, needs layer %d",
                                    (unsigned long long)n, l);
         if (strcmp(t, "full_attention") && strcmp(t, "sliding_attention"))

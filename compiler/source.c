@@ -18,6 +18,7 @@ struct flock_source {
     flock_hf_model *hf;
     char arch[32];       /* canonical */
     char raw_arch[64];   /* as in the file: GGUF key prefix, HF model_type */
+    const char *cfg_prefix; /* HF: "text_config." for multimodal wrappers (Gemma 3 4B+), else "" */
     char **owned;        /* strings handed out by hparam_str (GGUF strings are not terminated) */
     size_t n_owned;
 };
@@ -99,6 +100,7 @@ flock_status flock_source_open(const char *path, flock_source **out, flock_error
         free(s);
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
     }
+    s->cfg_prefix = "";
     flock_status st;
     if (S_ISDIR(sb.st_mode)) {
         s->kind = FLOCK_SOURCE_HF;
@@ -108,6 +110,14 @@ flock_status flock_source_open(const char *path, flock_source **out, flock_error
             st = flock_hf_config_str(s->hf, "model_type", &mt, err);
             if (st)
                 flock_error_prefix(err, "%s/config.json", path);
+        }
+        /* Multimodal wrappers keep the language model's settings under
+         * text_config and its weights under "language_model.". */
+        const char *inner = NULL;
+        s->cfg_prefix = "";
+        if (!st && flock_hf_config_str(s->hf, "text_config.model_type", &inner, NULL) == FLOCK_OK) {
+            mt = inner;
+            s->cfg_prefix = "text_config.";
         }
         if (!st)
             canonical_arch(s, mt, strlen(mt));
@@ -195,27 +205,32 @@ static flock_status hparam_get(const flock_source *s, const char *name, hp_type 
         return flock_error_set(err, FLOCK_E_NOT_FOUND, "hyper-parameter %s: GGUF key %s is absent", name,
                                m->gguf[0] ? m->gguf[0] : "(none for this format)");
     }
-    for (int i = 0; i < 3 && m->hf[i]; i++) {
-        flock_status st;
-        if (type == HP_INT) {
-            st = flock_hf_config_int(s->hf, m->hf[i], out, &e2);
-            if (st == FLOCK_E_TYPE) { /* booleans answer as 0/1 (tie_word_embeddings) */
-                bool b;
-                if (!flock_hf_config_bool(s->hf, m->hf[i], &b, NULL)) {
-                    *(int64_t *)out = b;
-                    st = FLOCK_OK;
+    /* With a text_config, its keys first, then the top level's. */
+    for (int pass = s->cfg_prefix[0] ? 0 : 1; pass < 2; pass++) {
+        for (int i = 0; i < 3 && m->hf[i]; i++) {
+            char key[160];
+            snprintf(key, sizeof key, "%s%s", pass == 0 ? s->cfg_prefix : "", m->hf[i]);
+            flock_status st;
+            if (type == HP_INT) {
+                st = flock_hf_config_int(s->hf, key, out, &e2);
+                if (st == FLOCK_E_TYPE) { /* booleans answer as 0/1 (tie_word_embeddings) */
+                    bool b;
+                    if (!flock_hf_config_bool(s->hf, key, &b, NULL)) {
+                        *(int64_t *)out = b;
+                        st = FLOCK_OK;
+                    }
                 }
+            } else if (type == HP_FLOAT) {
+                st = flock_hf_config_float(s->hf, key, out, &e2);
+            } else {
+                st = flock_hf_config_str(s->hf, key, out, &e2);
             }
-        } else if (type == HP_FLOAT) {
-            st = flock_hf_config_float(s->hf, m->hf[i], out, &e2);
-        } else {
-            st = flock_hf_config_str(s->hf, m->hf[i], out, &e2);
+            if (st == FLOCK_E_NOT_FOUND)
+                continue;
+            if (st)
+                return flock_error_set(err, st, "hyper-parameter %s (config.json %s): %s", name, key, e2.msg);
+            return FLOCK_OK;
         }
-        if (st == FLOCK_E_NOT_FOUND)
-            continue;
-        if (st)
-            return flock_error_set(err, st, "hyper-parameter %s (config.json %s): %s", name, m->hf[i], e2.msg);
-        return FLOCK_OK;
     }
     return flock_error_set(err, FLOCK_E_NOT_FOUND, "hyper-parameter %s: config.json has no %s", name,
                            m->hf[0] ? m->hf[0] : "key for it");
@@ -269,10 +284,16 @@ static flock_status locate(const flock_source *s, const char *name, located *loc
     if (!flock_hf_name_for(s->arch, name, hf_name, sizeof hf_name, &loc->flags, &loc->part))
         return flock_error_set(err, FLOCK_E_NOT_FOUND, "tensor %s has no Hugging Face name for arch %s", name, s->arch);
     loc->index = flock_hf_find_tensor(s->hf, hf_name);
-    /* Some checkpoints drop the leading "model." / "transformer." prefix. */
+    /* Some checkpoints drop the leading "model." / "transformer." prefix;
+     * multimodal wrappers add "language_model.". */
     const char *dot = strchr(hf_name, '.');
     if (loc->index < 0 && dot && (strncmp(hf_name, "model.", 6) == 0 || strncmp(hf_name, "transformer.", 12) == 0))
         loc->index = flock_hf_find_tensor(s->hf, dot + 1);
+    if (loc->index < 0 && s->cfg_prefix[0]) {
+        char wrapped[300];
+        snprintf(wrapped, sizeof wrapped, "language_model.%s", hf_name);
+        loc->index = flock_hf_find_tensor(s->hf, wrapped);
+    }
     if (loc->index < 0)
         return flock_error_set(err, FLOCK_E_NOT_FOUND, "tensor %s (%s) is absent from the safetensors files", name,
                                hf_name);

@@ -31,7 +31,8 @@ static void usage(FILE *f)
             "  --level N            zstd level for the tensor data, 0..19; 0 (default) stores it\n"
             "                       uncompressed so the runtime can map it in place\n"
             "  --threads N          compression threads (default: all cores)\n"
-            "  --emit-ir            print the compiled program (text IR) to stdout; no bundle\n"
+            "  --emit-ir            print the compiled program (text IR) to stdout (and write\n"
+            "                       the bundle too when -o is given)\n"
             "  --quiet              no progress, no summary\n"
             "  -h, --help           this text\n"
             "\n"
@@ -186,8 +187,10 @@ int main(int argc, char **argv)
         }
         flock_program_print(p, stdout);
         flock_program_free(p);
-        flock_source_free(src);
-        return fflush(stdout) == 0 ? 0 : 1;
+        if (fflush(stdout) != 0 || !out) {
+            flock_source_free(src);
+            return out ? 1 : 0;
+        }
     }
     progress pr = {isatty(STDERR_FILENO) != 0, quiet, t0, 0, 0};
     o.progress = on_progress;

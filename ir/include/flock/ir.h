@@ -104,7 +104,8 @@ typedef struct flock_op {
     float rope_low_freq_factor, rope_high_freq_factor; /* LLAMA3 */
     int32_t rope_orig_ctx;               /* LLAMA3: original context */
 
-    int32_t window;     /* ATTENTION: sliding window in tokens, 0 = full */
+    int32_t window;     /* ATTENTION: sliding window in tokens, 0 = full: the query at
+                         * position i sees keys j with i - window < j <= i */
     int32_t kv_slot;    /* ATTENTION: KV-cache slot (0..n_kv_slots-1) */
 
     int32_t d_ff;       /* FFN */
