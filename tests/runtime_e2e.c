@@ -5,6 +5,43 @@
 #include "runtime_e2e.h"
 
 #include <sys/wait.h>
+
+/* Allocation counter: test_runtime links with --wrap for the allocation
+ * functions, so every call from the runtime's objects comes here. */
+static int alloc_counting;
+static long alloc_calls;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+void *__wrap_aligned_alloc(size_t a, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+    alloc_calls += alloc_counting;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t m)
+{
+    alloc_calls += alloc_counting;
+    return __real_calloc(n, m);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    alloc_calls += alloc_counting;
+    return __real_realloc(p, n);
+}
+
+void *__wrap_aligned_alloc(size_t a, size_t n)
+{
+    alloc_calls += alloc_counting;
+    return __real_aligned_alloc(a, n);
+}
 /* ---- end to end on stories260K (public API over a bundle flockc compiles) ---- */
 
 static char e2e_dir[256];
@@ -119,6 +156,60 @@ void test_e2e_stories_greedy(void **state)
         flock_session_free(s);
     }
     flock_sampler_free(smp);
+    flock_model_free(m);
+}
+
+/* The token loop (sample, decode with the experts, stream the text)
+ * allocates nothing, with a sampler that sorts the whole vocabulary. */
+void test_e2e_stories_no_alloc_in_token_loop(void **state)
+{
+    (void)state;
+    char path[512];
+    e2e_bundle("s32.flock", "--dtype f32", path, sizeof path);
+    flock_model *m;
+    flock_error err = {0};
+    assert_int_equal(flock_model_open(path, NULL, &m, &err), FLOCK_OK);
+    flock_session_opts o = flock_session_default_opts();
+    o.keep = 0.5;
+    o.threads = 2;
+    o.n_ctx = 64;
+    flock_session *s;
+    assert_int_equal(flock_session_create(m, &o, &s, &err), FLOCK_OK);
+    flock_sampler_opts so = {.temperature = 0.9f, .top_k = 0, .top_p = 0.9f, .min_p = 0.02f, .repeat_penalty = 1.1f,
+                             .repeat_last_n = 16, .seed = 5};
+    flock_sampler *smp;
+    assert_int_equal(flock_sampler_create(&so, 512, &smp, NULL), FLOCK_OK);
+    assert_int_equal(flock_session_prefill(s, e2e_prompt, 5), FLOCK_OK);
+    int32_t hist[64];
+    memcpy(hist, e2e_prompt, sizeof e2e_prompt);
+    alloc_calls = 0;
+    alloc_counting = 1;
+    for (int i = 0; i < 30; i++) {
+        int32_t tok = flock_sampler_sample(smp, flock_session_last_logits(s), hist, (size_t)(5 + i));
+        size_t len;
+        flock_token_piece(m, tok, &len);
+        hist[5 + i] = tok;
+        if (flock_session_decode(s, &tok, 1) != FLOCK_OK)
+            break;
+    }
+    alloc_counting = 0;
+    assert_int_equal(alloc_calls, 0);
+    /* flock_generate as a whole (prefill, selection, the loop, stop strings) */
+    flock_session_reset(s);
+    const char *stops[] = {"zebra"};
+    alloc_counting = 1;
+    assert_int_equal(flock_generate(s, smp, e2e_prompt, 5, 30, stops, 1, NULL, NULL, NULL), FLOCK_OK);
+    alloc_counting = 0;
+    assert_int_equal(alloc_calls, 0);
+    /* the counter does see the runtime's allocations */
+    flock_sampler *other;
+    alloc_counting = 1;
+    assert_int_equal(flock_sampler_create(&so, 512, &other, NULL), FLOCK_OK);
+    alloc_counting = 0;
+    assert_true(alloc_calls > 0);
+    flock_sampler_free(other);
+    flock_sampler_free(smp);
+    flock_session_free(s);
     flock_model_free(m);
 }
 

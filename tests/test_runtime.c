@@ -586,6 +586,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_e2e_stories_errors_and_keep),
             cmocka_unit_test(test_e2e_stories_f16_compressed),
             cmocka_unit_test(test_e2e_stories_cli),
+            cmocka_unit_test(test_e2e_stories_no_alloc_in_token_loop),
         };
         return cmocka_run_group_tests(e2e, flock_e2e_setup, flock_e2e_teardown);
     }
