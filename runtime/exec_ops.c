@@ -272,7 +272,11 @@ static void op_attention(flock_exec *e, const flock_op *op, const float *q, cons
         memcpy(e->vcache[op->kv_slot] + (e->n_past + (size_t)t) * kvw, v + (size_t)t * kvw, (size_t)kvw * 4);
     }
     att_ctx c = {e, op, q, out, T};
-    flock_pool_run(e->pool, (int64_t)T * op->n_head, 1, att_task, &c);
+    /* A short context is cheaper to attend to than to hand to the pool
+     * (a wake-up costs microseconds): below ~256k multiply-adds stay inline. */
+    int64_t tasks = (int64_t)T * op->n_head;
+    int64_t macs = tasks * (int64_t)(e->n_past + (size_t)T) * op->head_dim * 2;
+    flock_pool_run(e->pool, tasks, macs < (1 << 18) ? tasks : 1, att_task, &c);
 }
 
 /* ---- feed-forward -------------------------------------------------------- */
