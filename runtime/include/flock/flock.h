@@ -7,14 +7,17 @@
  *   flock_session *s; flock_session_create(m, &opts, &s, &err);
  *   flock_tokenize(m, text, len, true, ids, cap, &n, &err);
  *   flock_session_prefill(s, ids, n);   // full FF; selects each layer's experts
- *   loop: flock_sample(sampler, flock_session_logits(s, NULL), ...) ->
- *         flock_session_decode(s, &tok, 1)  // only the selected experts
+ *   loop: tok = flock_sampler_sample(smp, flock_session_last_logits(s), hist, n_hist);
+ *         flock_session_decode(s, &tok, 1);  // only the selected experts
+ *   (or flock_generate, which does all of this and streams the text)
  *
  * Conventions: opaque handles with create/free pairs, *_free(NULL) is a
  * no-op, on failure `*out` is untouched. Constructors report errors through
  * a flock_error; functions on a session return a flock_status and keep the
- * message on the session (flock_session_error). Nothing allocates after
- * flock_session_create: every buffer is sized from the program then.
+ * message on the session (flock_session_error). Prefill, decode, sampling
+ * and flock_generate allocate nothing: every buffer is sized from the
+ * program at flock_session_create / flock_sampler_create. Results are the
+ * same (bitwise) for any thread count.
  */
 #ifndef FLOCK_FLOCK_H
 #define FLOCK_FLOCK_H
