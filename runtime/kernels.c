@@ -2,6 +2,7 @@
  * These are also the reference the SIMD versions are tested against. */
 #include "kernels.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,19 @@ static inline float h2f(uint16_t h)
     memcpy(&f, &bits, 4);
     return f;
 }
+
+/* All 65536 f16 values as f32 (256 KiB), built once: the portable kernels
+ * look values up instead of converting bit by bit. */
+static float f16_table[65536];
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+
+static void build_f16_table(void)
+{
+    for (uint32_t i = 0; i < 65536; i++)
+        f16_table[i] = h2f((uint16_t)i);
+}
+
+#define H2F(h) f16_table[(h)]
 
 static inline float b2f(uint16_t h)
 {
@@ -64,11 +78,11 @@ static float dot_f16(const void *w, const float *x, size_t n)
     float s0 = 0, s1 = 0;
     size_t i = 0;
     for (; i + 2 <= n; i += 2) {
-        s0 += h2f(a[i]) * x[i];
-        s1 += h2f(a[i + 1]) * x[i + 1];
+        s0 += H2F(a[i]) * x[i];
+        s1 += H2F(a[i + 1]) * x[i + 1];
     }
     for (; i < n; i++)
-        s0 += h2f(a[i]) * x[i];
+        s0 += H2F(a[i]) * x[i];
     return s0 + s1;
 }
 
@@ -132,7 +146,7 @@ static void axpy_f16(float a, const void *w, float *y, size_t n)
 {
     const uint16_t *x = w;
     for (size_t i = 0; i < n; i++)
-        y[i] += a * h2f(x[i]);
+        y[i] += a * H2F(x[i]);
 }
 
 static void axpy_bf16(float a, const void *w, float *y, size_t n)
@@ -151,7 +165,7 @@ static void cvt_f16(const void *w, float *dst, size_t n)
 {
     const uint16_t *x = w;
     for (size_t i = 0; i < n; i++)
-        dst[i] = h2f(x[i]);
+        dst[i] = H2F(x[i]);
 }
 
 static void cvt_bf16(const void *w, float *dst, size_t n)
@@ -179,6 +193,7 @@ static const flock_kernel_table scalar_table = {
 
 const flock_kernel_table *flock_kernels_scalar(void)
 {
+    pthread_once(&f16_once, build_f16_table);
     return &scalar_table;
 }
 
@@ -186,7 +201,7 @@ const flock_kernel_table *flock_kernels_best(void)
 {
     const char *force = getenv("FLOCK_KERNELS");
     if (force && strcmp(force, "scalar") == 0)
-        return &scalar_table;
+        return flock_kernels_scalar();
     const flock_kernel_table *t = flock_kernels_avx2();
-    return t ? t : &scalar_table;
+    return t ? t : flock_kernels_scalar();
 }
