@@ -551,6 +551,76 @@ static void test_exec_vs_reference(void **state)
             }
 }
 
+/* Corruption suite for the executor's validation: random fields of random
+ * ops (ids, widths, heads, dims, slots, enums) set to odd values. Each
+ * program is either refused with a message or runs a prompt and a decode
+ * step without touching memory out of bounds (run under ASan in the
+ * sanitizer build). */
+static void test_exec_corrupt_programs(void **state)
+{
+    (void)state;
+    tiny_model m;
+    tiny_model_init(&m, &exec_cfgs[1]);
+    flock_pool *pool;
+    assert_int_equal(flock_pool_create(2, &pool), FLOCK_OK);
+    flock_op *orig = malloc(m.prog.n_ops * sizeof *orig);
+    flock_value *vorig = malloc(m.prog.n_values * sizeof *vorig);
+    memcpy(orig, m.prog.ops, m.prog.n_ops * sizeof *orig);
+    memcpy(vorig, m.prog.values, m.prog.n_values * sizeof *vorig);
+    static const int32_t odd[] = {-1, 0, 1, 2, 3, 7, 8, 16, 40, 41, 72, 1 << 20, -(1 << 30), 0x7fffffff};
+    uint64_t r = 42;
+    int refused = 0, ran = 0;
+    int32_t ids[6] = {1, 2, 3, 4, 5, 6};
+    for (int it = 0; it < 3000; it++) {
+        memcpy(m.prog.ops, orig, m.prog.n_ops * sizeof *orig);
+        memcpy(m.prog.values, vorig, m.prog.n_values * sizeof *vorig);
+        for (int j = 0; j < 1 + (int)(flock_test_rand(&r) % 2); j++) {
+            flock_op *op = &m.prog.ops[flock_test_rand(&r) % m.prog.n_ops];
+            int32_t v = odd[flock_test_rand(&r) % (sizeof odd / sizeof odd[0])];
+            switch (flock_test_rand(&r) % 14) {
+            case 0: op->in[flock_test_rand(&r) % 3] = v; break;
+            case 1: op->out = v; break;
+            case 2: op->w[flock_test_rand(&r) % FLOCK_OP_MAX_W] = v; break;
+            case 3: op->n_head = v; break;
+            case 4: op->n_kv_head = v; break;
+            case 5: op->head_dim = v; break;
+            case 6: op->rope_dim = v; break;
+            case 7: op->group = v; break;
+            case 8: op->kv_slot = v; break;
+            case 9: op->d_ff = v; break;
+            case 10: op->window = v; break;
+            case 11: op->kind = (flock_op_kind)v; break;
+            case 12: op->n_in = v; break;
+            default: m.prog.values[flock_test_rand(&r) % m.prog.n_values].width = v; break;
+            }
+        }
+        flock_exec *e;
+        flock_error err = {0};
+        if (flock_exec_create(&m.prog, m.tensors, flock_kernels_best(), pool, 16, false, &e, &err) != FLOCK_OK) {
+            assert_true(strlen(err.msg) > 0);
+            refused++;
+            continue;
+        }
+        ran++;
+        if (flock_exec_run(e, ids, 5, FLOCK_FF_FULL, true, &err) == FLOCK_OK) {
+            for (size_t i = 0; i < flock_exec_n_ffn(e); i++) {
+                flock_exec_ffn *f = flock_exec_ffn_at(e, i);
+                f->k = f->d_ff / 2;
+                for (int64_t j = 0; j < f->k; j++)
+                    f->idx[j] = (int32_t)(2 * j);
+            }
+            flock_exec_run(e, ids + 5, 1, FLOCK_FF_SPARSE, false, &err);
+        }
+        flock_exec_free(e);
+    }
+    print_message("corrupted programs: %d refused, %d ran\n", refused, ran);
+    assert_true(refused > 0 && ran > 0);
+    free(orig);
+    free(vorig);
+    flock_pool_free(pool);
+    tiny_model_free(&m);
+}
+
 /* A program the executor must refuse, with a message naming the op. */
 static void test_exec_rejects_bad_program(void **state)
 {
@@ -603,6 +673,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sampler_top_p_full_sort),
         cmocka_unit_test(test_exec_vs_reference),
         cmocka_unit_test(test_exec_rejects_bad_program),
+        cmocka_unit_test(test_exec_corrupt_programs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
