@@ -379,6 +379,10 @@ static flock_status run_chunk(flock_exec *e, const int32_t *ids, int32_t T, floc
 {
     const flock_program *p = e->prog;
     for (uint32_t i = 0; i < p->n_ops; i++) {
+        if (T == 1 && p->ops[i].kind == FLOCK_OP_LINEAR) {
+            i += (uint32_t)flock_exec_linear_group(e, (int32_t)i) - 1;
+            continue;
+        }
         flock_status st = flock_exec_op(e, &p->ops[i], (int32_t)i, ids, T, mode, stats, err);
         if (st != FLOCK_OK)
             return st;

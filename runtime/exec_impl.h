@@ -47,6 +47,9 @@ struct flock_exec {
 float *flock_exec_value(flock_exec *e, int32_t v);
 /* FLOCK_E_RANGE when positions n_past..n_past+n-1 exceed a position table. */
 flock_status flock_exec_check_positions(const flock_exec *e, size_t n, flock_error *err);
+/* Decode (T = 1): runs op i and the LINEAR ops right after it that read the
+ * same input as one job; returns how many ops ran (>= 1; op i is LINEAR). */
+int32_t flock_exec_linear_group(flock_exec *e, int32_t i);
 /* Runs op `op` (index i) over T tokens at positions n_past... */
 flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const int32_t *ids, int32_t T,
                            flock_ff_mode mode, bool stats, flock_error *err);

@@ -93,6 +93,54 @@ static void matmul(flock_exec *e, const flock_wmat *w, const float *x, int64_t l
     flock_pool_run(e->pool, w->rows, grain < 4 ? 4 : grain, mm_task, &c);
 }
 
+/* Decode: up to 4 consecutive LINEAR ops that read the same input (q, k, v)
+ * as one pool job, saving the wake-ups. Tasks are groups of 4 rows of one
+ * matrix, so every row is computed by the same kernel as in a lone matmul
+ * (the results are bitwise those of separate calls). */
+typedef struct mm_group {
+    int n;
+    mm_ctx m[4];
+    int64_t g0[5]; /* first row group of each matrix */
+} mm_group;
+
+static void group_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const mm_group *g = arg;
+    int j = 0;
+    for (int64_t t = b; t < end; t++) {
+        while (t >= g->g0[j + 1])
+            j++;
+        int64_t r = (t - g->g0[j]) * 4, rows = g->m[j].w->rows;
+        mm_task((void *)&g->m[j], r, r + 4 < rows ? r + 4 : rows, thread);
+    }
+}
+
+int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
+{
+    const flock_program *p = e->prog;
+    const flock_op *first = &p->ops[i];
+    mm_group g = {.n = 0};
+    g.g0[0] = 0;
+    for (int32_t j = i; j < (int32_t)p->n_ops && g.n < 4; j++) {
+        const flock_op *op = &p->ops[j];
+        if (op->kind != FLOCK_OP_LINEAR || op->in[0] != first->in[0])
+            break;
+        bool clash = false; /* a dead output may share a slot with another: keep them apart */
+        for (int k = 0; k < g.n; k++)
+            clash = clash || e->value_slot[p->ops[i + k].out] == e->value_slot[op->out];
+        if (clash)
+            break;
+        int32_t wi = p->values[op->in[0]].width, wo = p->values[op->out].width;
+        g.m[g.n] = (mm_ctx){e, W(e, op->w[0]), flock_exec_value(e, op->in[0]), wi, 1, flock_exec_value(e, op->out), wo,
+                            vecw(e, op->w[1])};
+        g.g0[g.n + 1] = g.g0[g.n] + (W(e, op->w[0])->rows + 3) / 4;
+        g.n++;
+    }
+    int64_t groups = g.g0[g.n], grain = groups / ((int64_t)e->n_threads * 8);
+    flock_pool_run(e->pool, groups, grain < 1 ? 1 : grain, group_task, &g);
+    return g.n;
+}
+
 /* ---- small ops ----------------------------------------------------------- */
 
 static float act(flock_act a, float x)
