@@ -41,6 +41,8 @@ fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DFLOCK_FUZZ=ON \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
+	@# seed regression runs, and test_tokenizer, which writes the tokdata seeds
+	@cd build-fuzz && ctest --output-on-failure -R '^(test_tokenizer|fuzz_.*_seeds)$$'
 	@tools/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:

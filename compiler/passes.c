@@ -3,6 +3,8 @@
 #include "frontend.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,6 +235,53 @@ static flock_status rank(const tensor_plan *pl, const flock_source *s, uint64_t 
     return st;
 }
 
+/* f32 -> storage dtype over threads: the conversion is most of a compile's
+ * CPU time (f16 rounding is per element). Each thread converts one range. */
+typedef struct conv_job {
+    flock_dtype dtype;
+    const float *src;
+    uint8_t *dst;
+    size_t n;
+    flock_status st;
+} conv_job;
+
+static void *conv_worker(void *arg)
+{
+    conv_job *j = arg;
+    j->st = flock_convert_from_f32(j->dtype, j->src, j->dst, j->n);
+    return NULL;
+}
+
+static flock_status convert_parallel(flock_dtype dtype, const float *src, void *dst, size_t n)
+{
+    enum { MAX_THREADS = 16, MIN_PER_THREAD = 1 << 18 };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nt = cpus > 1 ? (size_t)cpus : 1;
+    nt = nt > MAX_THREADS ? MAX_THREADS : nt;
+    if (n / MIN_PER_THREAD < nt)
+        nt = n / MIN_PER_THREAD ? n / MIN_PER_THREAD : 1;
+    conv_job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    size_t es = flock_dtype_size(dtype), per = (n + nt - 1) / nt;
+    size_t started = 0;
+    for (size_t t = 0; t < nt; t++) {
+        size_t a = t * per, b = a + per < n ? a + per : n;
+        jobs[t] = (conv_job){dtype, src + a, (uint8_t *)dst + a * es, b > a ? b - a : 0, FLOCK_OK};
+        if (t == 0 || pthread_create(&tid[t], NULL, conv_worker, &jobs[t]) != 0)
+            conv_worker(&jobs[t]); /* the caller's share, or no thread to be had */
+        else
+            started |= (size_t)1 << t;
+    }
+    flock_status st = FLOCK_OK;
+    for (size_t t = 0; t < nt; t++) {
+        if (started & ((size_t)1 << t))
+            pthread_join(tid[t], NULL);
+        if (jobs[t].st)
+            st = jobs[t].st;
+    }
+    return st;
+}
+
 flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32_t i, void **out, size_t *size,
                                  flock_error *err)
 {
@@ -277,7 +326,7 @@ flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32
         free(u);
     }
     if (!st && f)
-        st = flock_convert_from_f32(t->dtype, f, bytes, n);
+        st = convert_parallel(t->dtype, f, bytes, n);
     free(f);
     if (st) {
         free(bytes);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #define MAX_CHUNK_BYTES (1u << 30)
 #define BATCH_PER_THREAD 2 /* chunks in flight per thread: bounds memory to ~2 x threads x chunk */
@@ -53,7 +54,7 @@ struct flock_bundle_writer {
     flock_manifest *manifest;
     ZSTD_CCtx *cctx[FLOCK_MAX_THREADS];
     uint8_t *plane_buf[FLOCK_MAX_THREADS]; /* per thread, chunk_bytes */
-    uint8_t *out_buf;        /* batch slots of ZSTD_compressBound(chunk_bytes) */
+    uint8_t *out_buf;        /* n_slots slots of out_slot bytes */
     size_t out_slot, n_slots;
 };
 
@@ -177,19 +178,48 @@ typedef struct cjob {
     const char **zerr; /* per batch slot */
 } cjob;
 
+/* Compresses byte planes (n high bytes, then n low bytes) as one frame with
+ * a block boundary between the planes: zstd keeps one literal Huffman table
+ * per block, so ending the block after the high plane lets each plane get its
+ * own table even when a chunk is smaller than a 128 KiB block. Returns the
+ * frame size or a zstd error code. */
+static size_t compress_planes(ZSTD_CCtx *cc, uint8_t *dst, size_t cap, const uint8_t *src, size_t len)
+{
+    size_t r = ZSTD_CCtx_reset(cc, ZSTD_reset_session_only);
+    if (!ZSTD_isError(r))
+        r = ZSTD_CCtx_setPledgedSrcSize(cc, len); /* the frame header then carries the size */
+    if (ZSTD_isError(r))
+        return r;
+    ZSTD_outBuffer out = {dst, cap, 0};
+    for (int half = 0; half < 2; half++) {
+        ZSTD_inBuffer in = {src + half * (len / 2), len / 2, 0};
+        ZSTD_EndDirective mode = half ? ZSTD_e_end : ZSTD_e_flush;
+        do {
+            size_t before = out.pos;
+            r = ZSTD_compressStream2(cc, &out, &in, mode);
+            if (!ZSTD_isError(r) && r != 0 && out.pos == before && out.pos == out.size)
+                return (size_t)-ZSTD_error_dstSize_tooSmall;
+        } while (!ZSTD_isError(r) && r != 0);
+        if (ZSTD_isError(r))
+            return r;
+    }
+    return out.pos;
+}
+
 static void compress_chunk(void *ctx, size_t slot, int tid)
 {
     cjob *j = ctx;
     flock_bundle_writer *w = j->w;
     uint64_t off = (uint64_t)(j->first + slot) * w->o.chunk_bytes;
     size_t len = (size_t)(j->nbytes - off < w->o.chunk_bytes ? j->nbytes - off : w->o.chunk_bytes);
-    const uint8_t *src = j->data + off;
+    uint8_t *dst = w->out_buf + slot * w->out_slot;
+    size_t r;
     if (j->planes) {
-        flock_planes_split(src, w->plane_buf[tid], len / 2);
-        src = w->plane_buf[tid];
+        flock_planes_split(j->data + off, w->plane_buf[tid], len / 2);
+        r = compress_planes(w->cctx[tid], dst, w->out_slot, w->plane_buf[tid], len);
+    } else {
+        r = ZSTD_compress2(w->cctx[tid], dst, w->out_slot, j->data + off, len);
     }
-    size_t cap = ZSTD_compressBound(w->o.chunk_bytes);
-    size_t r = ZSTD_compress2(w->cctx[tid], w->out_buf + slot * cap, cap, src, len);
     j->out_size[slot] = ZSTD_isError(r) ? 0 : r;
     j->zerr[slot] = ZSTD_isError(r) ? ZSTD_getErrorName(r) : NULL;
 }
@@ -200,7 +230,8 @@ static flock_status ensure_compressor(flock_bundle_writer *w, flock_error *err)
     if (w->out_buf)
         return FLOCK_OK;
     w->n_slots = (size_t)w->o.threads * BATCH_PER_THREAD;
-    w->out_slot = ZSTD_compressBound(w->o.chunk_bytes);
+    /* compressBound covers one frame; the extra block of the planes needs a few bytes more. */
+    w->out_slot = ZSTD_compressBound(w->o.chunk_bytes) + 64;
     w->out_buf = malloc(w->n_slots * w->out_slot);
     if (!w->out_buf)
         return flock_error_set(err, FLOCK_E_NOMEM, "bundle writer: out of memory for %zu chunk buffers",

@@ -658,8 +658,8 @@ flock_status flock_manifest_deserialize(const void *data, size_t size, flock_man
     if (version != FLOCK_MANIFEST_VERSION)
         return flock_error_set(err, FLOCK_E_VERSION, "manifest version %u, this reader knows %u",
                                version, FLOCK_MANIFEST_VERSION);
-    /* Smallest entry: key length, 1 key byte, type, 8 value bytes... a string
-     * value is 4: so 1 + 2 + 1 + 4 bytes. */
+    /* Smallest entry: key length (2), one key byte, type (1), and an empty
+     * string value (4): 8 bytes. */
     if (count > flock_rd_left(&r) / 8)
         return flock_error_set(err, FLOCK_E_CORRUPT, "manifest: count %u exceeds the %zu bytes left",
                                count, flock_rd_left(&r));

@@ -268,13 +268,37 @@ static flock_bundle *check_bundle(const char *path, const ttensor *t, int thread
 
 /* ---- round trips --------------------------------------------------------- */
 
+typedef struct progress_log {
+    int calls;
+    uint64_t raw;
+    char last[64];
+} progress_log;
+
+static void on_progress(void *user, const char *name, uint64_t raw, uint64_t stored)
+{
+    progress_log *p = user;
+    p->calls++;
+    p->raw += raw;
+    snprintf(p->last, sizeof p->last, "%s", name);
+    assert_true(stored > 0 || raw == 0);
+}
+
 static void test_roundtrip_compressed(void **state)
 {
     (void)state;
     ttensor *t = make_tensors(1);
     flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
     o.chunk_bytes = 4096;
+    progress_log pl = {0};
+    o.progress = on_progress;
+    o.progress_user = &pl;
     write_bundle(tmp("c.flock"), t, &o);
+    uint64_t raw = 0;
+    for (int i = 0; i < N_TT; i++)
+        raw += t[i].nbytes;
+    assert_int_equal(pl.calls, N_TT);
+    assert_int_equal(pl.raw, raw);
+    assert_string_equal(pl.last, t[N_TT - 1].name);
     flock_bundle *b = check_bundle(tmp("c.flock"), t, 0);
     flock_error err;
     assert_null(flock_bundle_tensor_mapped(b, 0, &err)); /* compressed: not in place */
@@ -386,6 +410,58 @@ static void test_many_chunks_threads_determinism(void **state)
     printf("determinism: %zu-byte bundles identical across 1, 2, 3, 8 writer threads\n", first_size);
     free(first);
     free(big.data);
+}
+
+/* Many keys (index growth), replacement with another type, bad arguments,
+ * and a round trip of all of it through a bundle. */
+static void test_manifest_many_keys(void **state)
+{
+    (void)state;
+    flock_manifest *m;
+    assert_int_equal(flock_manifest_create(&m), FLOCK_OK);
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(flock_manifest_set_int(m, key, i), FLOCK_OK);
+    }
+    for (int i = 0; i < 1000; i += 2) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(flock_manifest_set_str(m, key, key), FLOCK_OK); /* int -> string */
+    }
+    assert_int_equal(flock_manifest_set_int(m, NULL, 1), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_set_int(m, "", 1), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_set_str(m, "x", NULL), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_set_int_arr(m, "x", NULL, 3), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_manifest_count(m), 1000);
+    assert_null(flock_manifest_key(m, 1000));
+    assert_int_equal(flock_manifest_type(m, 1000), FLOCK_MVAL_TYPE_COUNT);
+
+    flock_bundle_writer *w;
+    flock_error err;
+    assert_int_equal(flock_bundle_writer_create(tmp("m.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_set_manifest(w, m, &err), FLOCK_OK);
+    flock_manifest_free(m); /* the writer keeps its own copy */
+    assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
+    flock_bundle_writer_free(w);
+    flock_bundle *b;
+    assert_int_equal(flock_bundle_open(tmp("m.flock"), &b, &err), FLOCK_OK);
+    const flock_manifest *r = flock_bundle_manifest(b);
+    assert_int_equal(flock_manifest_count(r), 1000);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_string_equal(flock_manifest_key(r, (size_t)i), key); /* insertion order kept */
+        if (i % 2) {
+            int64_t v;
+            assert_int_equal(flock_manifest_get_int(r, key, &v, &err), FLOCK_OK);
+            assert_int_equal(v, i);
+        } else {
+            const char *v;
+            assert_int_equal(flock_manifest_get_str(r, key, &v, &err), FLOCK_OK);
+            assert_string_equal(v, key);
+        }
+    }
+    flock_bundle_close(b);
+    flock_manifest_free(NULL);
 }
 
 static void test_writer_errors(void **state)
@@ -863,6 +939,32 @@ static void test_inspect_cli(void **state)
     json_object_put(j);
     free(out);
 
+    /* Names and strings that need escaping still give valid JSON. */
+    flock_bundle_writer *w;
+    flock_manifest *m;
+    flock_error err;
+    assert_int_equal(flock_manifest_create(&m), FLOCK_OK);
+    assert_int_equal(flock_manifest_set_str(m, "q\"uote\\", "tab\there\nnew \x01 \xff bad utf8"), FLOCK_OK);
+    assert_int_equal(flock_manifest_set_float(m, "inf", 1.0 / 0.0), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_create(tmp("esc.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_set_manifest(w, m, &err), FLOCK_OK);
+    uint64_t one = 1;
+    assert_int_equal(flock_bundle_writer_add_tensor(w, "a\"b\nc", FLOCK_DTYPE_U8, 1, &one, "x", 1, &err),
+                     FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
+    flock_bundle_writer_free(w);
+    flock_manifest_free(m);
+    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --json '%s'", bdir, tmp("esc.flock"));
+    assert_int_equal(run_capture(cmd, &out), 0);
+    j = json_tokener_parse(out);
+    if (!j)
+        fail_msg("inspect --json is not JSON:\n%s", out);
+    assert_true(json_object_object_get_ex(j, "tensors", &tensors));
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(tensors, 0), "name", &v));
+    assert_string_equal(json_object_get_string(v), "a\"b\nc");
+    json_object_put(j);
+    free(out);
+
     snprintf(cmd, sizeof cmd, "'%s/tools/flock' --help", bdir);
     assert_int_equal(run_capture(cmd, &out), 0);
     assert_non_null(strstr(out, "inspect"));
@@ -894,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_uncompressed_mmap),
         cmocka_unit_test(test_byte_planes),
         cmocka_unit_test(test_many_chunks_threads_determinism),
+        cmocka_unit_test(test_manifest_many_keys),
         cmocka_unit_test(test_writer_errors),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_bit_flips),

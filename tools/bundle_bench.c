@@ -37,7 +37,8 @@ static void usage(FILE *f)
                "  --level N      zstd level (default: the writer's default, 3)\n"
                "  --chunk BYTES  chunk size (default: the writer's default, 1 MiB)\n"
                "  --reps N       timing repetitions, best kept (default 3)\n"
-               "  --out DIR      where the bundles are written (default /tmp)\n");
+               "  --out DIR      where the bundles are written (default /tmp)\n"
+               "  --keep         keep the bundles (bundle_bench_{plain,planes,raw}.flock)\n");
 }
 
 static double now_s(void)
@@ -190,6 +191,7 @@ int main(int argc, char **argv)
     const char *idx = NULL, *binp = NULL, *dir = "/tmp";
     flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
     int reps = 3;
+    bool keep = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -201,6 +203,8 @@ int main(int argc, char **argv)
             o.chunk_bytes = (uint32_t)strtoul(argv[++i], NULL, 0);
         } else if (strcmp(a, "--reps") == 0 && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (strcmp(a, "--keep") == 0) {
+            keep = true;
         } else if (strcmp(a, "--out") == 0 && i + 1 < argc) {
             dir = argv[++i];
         } else if (a[0] == '-') {
@@ -260,7 +264,8 @@ int main(int argc, char **argv)
         }
         printf("%-12s %14llu %14llu %8.3f %12.2f %12.2f   (write %.1f s)\n", planes ? "byte planes" : "plain zstd",
                (unsigned long long)raw, (unsigned long long)stored, (double)raw / stored, s1, s2, wt);
-        remove(path);
+        if (!keep)
+            remove(path);
     }
     if (!rc) {
         uint64_t apart = planes_apart_size(t, n, bin.data, o.zstd_level, o.chunk_bytes);
@@ -274,7 +279,8 @@ int main(int argc, char **argv)
             double s2 = read_speed(path, 2, reps, &raw, &stored);
             printf("%-12s %14llu %14llu %8.3f %12.2f %12.2f   (checksum + copy)\n", "uncompressed",
                    (unsigned long long)raw, (unsigned long long)stored, (double)raw / stored, s1, s2);
-            remove(path);
+            if (!keep)
+                remove(path);
         }
     }
     flock_unmap_file(&bin);
