@@ -17,6 +17,10 @@ typedef struct flock_subcommand {
 
 static const flock_subcommand commands[] = {
     {"inspect", flock_cmd_inspect, "print a bundle's header, sections, manifest and tensors"},
+    {"run", flock_cmd_run, "generate text from a prompt (GRIFFIN experts)"},
+    {"chat", flock_cmd_chat, "interactive chat with the model's chat template"},
+    {"experts", flock_cmd_experts, "print the FF neurons each layer selects for a prompt (JSON)"},
+    {"logits", flock_cmd_logits, "write the logits of every position (raw f32)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

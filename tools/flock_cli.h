@@ -14,6 +14,10 @@
 
 /* Subcommands: argv[0] is the subcommand's name. */
 int flock_cmd_inspect(int argc, char **argv);
+int flock_cmd_run(int argc, char **argv);
+int flock_cmd_chat(int argc, char **argv);
+int flock_cmd_experts(int argc, char **argv);
+int flock_cmd_logits(int argc, char **argv);
 
 /* True for "-h" and "--help". */
 bool flock_cli_is_help(const char *arg);

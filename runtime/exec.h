@@ -1,0 +1,64 @@
+/* Private: the executor. Walks a flock_program's ops over [T, width] f32
+ * value buffers, keeps the KV caches, and runs the FF either in full (the
+ * prompt, optionally accumulating GRIFFIN's statistic) or through the
+ * gather kernel over each layer's selected neurons (generation).
+ *
+ * Memory is sized once at create: value buffers are shared between values
+ * whose lifetimes do not overlap (a few slots of [chunk, max width]); the
+ * prompt runs in chunks of at most `chunk` tokens (the statistic is a sum
+ * over tokens, so chunking does not change it). */
+#ifndef FLOCK_RUNTIME_EXEC_H
+#define FLOCK_RUNTIME_EXEC_H
+
+#include "flock/ir.h"
+#include "kernels.h"
+#include "threads.h"
+
+#include <stdbool.h>
+
+typedef struct flock_exec flock_exec;
+
+/* One FFN op's selection state. */
+typedef struct flock_exec_ffn {
+    int32_t op;      /* op index in the program */
+    int32_t layer;   /* op->layer */
+    int32_t d_ff;
+    int64_t k;       /* selected neurons; -1 = no selection yet */
+    int32_t *idx;    /* [d_ff] capacity, first k used, increasing */
+    double *sumsq;   /* [d_ff] GRIFFIN statistic: sum over prompt tokens of z^2/||z||^2 */
+} flock_exec_ffn;
+
+typedef enum flock_ff_mode {
+    FLOCK_FF_FULL = 0,   /* every neuron (prompt) */
+    FLOCK_FF_SPARSE = 1, /* the selected neurons only */
+} flock_ff_mode;
+
+/* `tensors[i]` is program tensor i (1-D tensors as rows = 1; vectors used by
+ * norms and biases must be F32). The executor keeps the pointers. */
+flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors,
+                               const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
+                               bool all_logits, flock_exec **out, flock_error *err);
+void flock_exec_free(flock_exec *e);
+/* Empties the KV cache, statistic and selection. */
+void flock_exec_reset(flock_exec *e);
+
+/* Appends n tokens. FULL with `stats` accumulates the statistic into each
+ * ffn's sumsq. FLOCK_E_RANGE when the context would overflow (nothing
+ * runs), FLOCK_E_INVALID_ARG for a token id out of the vocabulary. */
+flock_status flock_exec_run(flock_exec *e, const int32_t *ids, size_t n, flock_ff_mode mode, bool stats,
+                            flock_error *err);
+
+/* Tests: run the prompt in chunks of `chunk` tokens (1..the allocated chunk). */
+void flock_exec_set_chunk(flock_exec *e, int32_t chunk);
+
+size_t flock_exec_n_past(const flock_exec *e);
+int32_t flock_exec_n_ctx(const flock_exec *e);
+int32_t flock_exec_n_vocab(const flock_exec *e);
+/* Logits: [n_past, vocab] when all_logits, else [1, vocab] (the last token). */
+const float *flock_exec_logits(const flock_exec *e);
+size_t flock_exec_n_ffn(const flock_exec *e);
+flock_exec_ffn *flock_exec_ffn_at(flock_exec *e, size_t i);
+/* Weight bytes read by one decode step with the current selection. */
+uint64_t flock_exec_decode_bytes(const flock_exec *e);
+
+#endif

@@ -1,0 +1,57 @@
+/* Private to the executor: its state, shared by exec.c (planning) and
+ * exec_ops.c (the per-op compute). */
+#ifndef FLOCK_RUNTIME_EXEC_IMPL_H
+#define FLOCK_RUNTIME_EXEC_IMPL_H
+
+#include "exec.h"
+
+#define FLOCK_MAX_KV_SLOTS 256
+#define FLOCK_EXEC_CHUNK 64 /* prompt tokens per step: each weight is streamed once per chunk */
+#define FLOCK_GATHER_SLICES 16 /* fixed split of the decode FF (deterministic sums) */
+#define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill (= dot4) */
+
+struct flock_exec {
+    const flock_program *prog;
+    const flock_wmat *tensors;
+    const flock_kernel_table *k;
+    flock_pool *pool;
+    int n_threads;
+    int32_t n_ctx, chunk;
+    bool all_logits;
+    size_t n_past;
+
+    /* from validation */
+    int32_t n_vocab, embed_rows, head_op;
+    int32_t max_width, max_dff, max_rope_dim;
+    int32_t n_ffn;
+    int32_t kv_width[FLOCK_MAX_KV_SLOTS];
+
+    /* buffers */
+    int32_t *value_slot; /* [n_values]; -1 for token ids and logits */
+    int32_t n_slots;
+    float *slot_mem;     /* [n_slots][chunk][max_width] */
+    float *kcache[FLOCK_MAX_KV_SLOTS], *vcache[FLOCK_MAX_KV_SLOTS]; /* [n_ctx][kv_width] */
+    float *ffn_h;        /* [chunk][2 * max_dff]: gate/up (interleaved) or fc1 output */
+    float *ffn_z;        /* [chunk][max_dff]: the FF intermediate activation */
+    float *part;         /* [GATHER_SLICES][max_width]: partial sums of the gather FF */
+    float *scores;       /* [threads][n_ctx]: attention scores */
+    float *tile;         /* [threads][TILE][max row]: weight rows converted to f32 */
+    float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */
+    float *rope_cs;      /* [max_rope_dim]: cos, sin pairs of one position */
+    float *logits;       /* [n_ctx or 1][n_vocab] */
+    flock_exec_ffn *ffn; /* [n_ffn] */
+    int32_t *op_ffn;     /* [n_ops]: index into ffn, or -1 */
+};
+
+/* The [chunk, width] buffer of value v. */
+float *flock_exec_value(flock_exec *e, int32_t v);
+/* FLOCK_E_RANGE when positions n_past..n_past+n-1 exceed a position table. */
+flock_status flock_exec_check_positions(const flock_exec *e, size_t n, flock_error *err);
+/* Decode (T = 1): runs op i and the LINEAR ops right after it that read the
+ * same input as one job; returns how many ops ran (>= 1; op i is LINEAR). */
+int32_t flock_exec_linear_group(flock_exec *e, int32_t i);
+/* Runs op `op` (index i) over T tokens at positions n_past... */
+flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const int32_t *ids, int32_t T,
+                           flock_ff_mode mode, bool stats, flock_error *err);
+
+#endif

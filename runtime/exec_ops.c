@@ -1,0 +1,572 @@
+/* The executor's per-op compute over [T, width] buffers. Costs: LINEAR
+ * and LM_HEAD stream each weight row once per call (rows x cols x dtype
+ * bytes); the decode FF reads only the kept rows of gate_up and down_t. */
+#include "exec_impl.h"
+#include "griffin.h"
+
+#include <math.h>
+#include <string.h>
+
+static const flock_wmat *W(const flock_exec *e, int32_t id)
+{
+    return &e->tensors[id];
+}
+
+static const float *vecw(const flock_exec *e, int32_t id)
+{
+    return id >= 0 ? (const float *)e->tensors[id].data : NULL;
+}
+
+/* ---- matrix products ---------------------------------------------------- */
+
+/* y[t, r] = x[t, :] . w[r, :] + bias[r] for t < T, over a range of rows r. */
+typedef struct mm_ctx {
+    const flock_exec *e;
+    const flock_wmat *w;
+    const float *x;
+    int64_t ldx;
+    int32_t T;
+    float *y;
+    int64_t ldy;
+    const float *bias;
+} mm_ctx;
+
+static void mm_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const mm_ctx *c = arg;
+    const flock_kernel_table *k = c->e->k;
+    const flock_wmat *w = c->w;
+    size_t n = (size_t)w->cols;
+    int dt = (int)w->dtype;
+    if (c->T == 1) {
+        /* decode: bandwidth-bound, each row read once straight from memory,
+         * four rows at a time */
+        int64_t r = b;
+        for (; r + 4 <= end; r += 4) {
+            float o[4];
+            k->dot4[dt](flock_wmat_row(w, r), n, c->x, n, o);
+            for (int j = 0; j < 4; j++)
+                c->y[r + j] = o[j] + (c->bias ? c->bias[r + j] : 0.f);
+        }
+        for (; r < end; r++)
+            c->y[r] = k->dot[dt](flock_wmat_row(w, r), c->x, n) + (c->bias ? c->bias[r] : 0.f);
+        return;
+    }
+    /* prefill: convert four rows to f32 once, then reuse them for every token */
+    float *tile = c->e->tile + (size_t)thread * FLOCK_EXEC_TILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
+                                                                               ? c->e->max_width * 2
+                                                                               : c->e->max_dff);
+    for (int64_t r = b; r < end; r += FLOCK_EXEC_TILE) {
+        int64_t nr = end - r < FLOCK_EXEC_TILE ? end - r : FLOCK_EXEC_TILE;
+        for (int64_t j = 0; j < nr; j++)
+            k->to_f32[dt](flock_wmat_row(w, r + j), tile + j * n, n);
+        int32_t t = 0;
+        if (nr == FLOCK_EXEC_TILE) /* 4 rows x 3 tokens in registers */
+            for (; t + 3 <= c->T; t += 3)
+                k->gemm4x3(tile, n, c->x + t * c->ldx, (size_t)c->ldx, n, c->y + t * c->ldy + r, (size_t)c->ldy);
+        for (; t < c->T; t++) {
+            const float *xt = c->x + t * c->ldx;
+            float *yt = c->y + t * c->ldy + r;
+            if (nr == FLOCK_EXEC_TILE) {
+                k->dot4[FLOCK_DTYPE_F32](tile, n, xt, n, yt);
+            } else {
+                for (int64_t j = 0; j < nr; j++)
+                    yt[j] = k->dot[FLOCK_DTYPE_F32](tile + j * n, xt, n);
+            }
+        }
+        if (c->bias)
+            for (t = 0; t < c->T; t++)
+                for (int64_t j = 0; j < nr; j++)
+                    c->y[t * c->ldy + r + j] += c->bias[r + j];
+    }
+}
+
+/* y[T, rows] = x[T, cols] W^T (+ bias). Weight rows may be wider than the
+ * tile only for LM heads over d_model, which fits: tile rows hold max(2 *
+ * max_width, max_dff) floats. */
+static void matmul(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T, float *y,
+                   int64_t ldy, const float *bias)
+{
+    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias};
+    /* rows handed out in multiples of 4 (the dot4 kernel), ~8 chunks per thread */
+    int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 3) & ~(int64_t)3;
+    flock_pool_run(e->pool, w->rows, grain < 4 ? 4 : grain, mm_task, &c);
+}
+
+/* Decode: up to 4 consecutive LINEAR ops that read the same input (q, k, v)
+ * as one pool job, saving the wake-ups. Tasks are groups of 4 rows of one
+ * matrix, so every row is computed by the same kernel as in a lone matmul
+ * (the results are bitwise those of separate calls). */
+typedef struct mm_group {
+    int n;
+    mm_ctx m[4];
+    int64_t g0[5]; /* first row group of each matrix */
+} mm_group;
+
+static void group_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const mm_group *g = arg;
+    int j = 0;
+    for (int64_t t = b; t < end; t++) {
+        while (t >= g->g0[j + 1])
+            j++;
+        int64_t r = (t - g->g0[j]) * 4, rows = g->m[j].w->rows;
+        mm_task((void *)&g->m[j], r, r + 4 < rows ? r + 4 : rows, thread);
+    }
+}
+
+int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
+{
+    const flock_program *p = e->prog;
+    const flock_op *first = &p->ops[i];
+    mm_group g = {.n = 0};
+    g.g0[0] = 0;
+    for (int32_t j = i; j < (int32_t)p->n_ops && g.n < 4; j++) {
+        const flock_op *op = &p->ops[j];
+        if (op->kind != FLOCK_OP_LINEAR || op->in[0] != first->in[0])
+            break;
+        bool clash = false; /* a dead output may share a slot with another: keep them apart */
+        for (int k = 0; k < g.n; k++)
+            clash = clash || e->value_slot[p->ops[i + k].out] == e->value_slot[op->out];
+        if (clash)
+            break;
+        int32_t wi = p->values[op->in[0]].width, wo = p->values[op->out].width;
+        g.m[g.n] = (mm_ctx){e, W(e, op->w[0]), flock_exec_value(e, op->in[0]), wi, 1, flock_exec_value(e, op->out), wo,
+                            vecw(e, op->w[1])};
+        g.g0[g.n + 1] = g.g0[g.n] + (W(e, op->w[0])->rows + 3) / 4;
+        g.n++;
+    }
+    int64_t groups = g.g0[g.n], grain = groups / ((int64_t)e->n_threads * 8);
+    flock_pool_run(e->pool, groups, grain < 1 ? 1 : grain, group_task, &g);
+    return g.n;
+}
+
+/* ---- small ops ----------------------------------------------------------- */
+
+static float act(flock_act a, float x)
+{
+    switch (a) {
+    case FLOCK_ACT_SILU:
+        return x / (1.f + expf(-x));
+    case FLOCK_ACT_GELU:
+        return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+    case FLOCK_ACT_GELU_TANH:
+        return 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case FLOCK_ACT_RELU:
+        return x > 0 ? x : 0.f;
+    default:
+        return x;
+    }
+}
+
+static void op_embed(flock_exec *e, const flock_op *op, const int32_t *ids, int32_t T, float *out, int32_t d)
+{
+    const flock_wmat *w = W(e, op->w[0]);
+    float scale = op->scale != 0 ? op->scale : 1.f; /* 0 = unscaled */
+    for (int32_t t = 0; t < T; t++) {
+        float *o = out + (size_t)t * d;
+        e->k->to_f32[w->dtype](flock_wmat_row(w, ids[t]), o, (size_t)d);
+        if (scale != 1.f)
+            for (int32_t j = 0; j < d; j++)
+                o[j] *= scale;
+    }
+}
+
+static void op_pos_embed(flock_exec *e, const flock_op *op, const float *x, int32_t T, float *out, int32_t d)
+{
+    const flock_wmat *w = W(e, op->w[0]);
+    for (int32_t t = 0; t < T; t++) {
+        int64_t pos = (int64_t)e->n_past + t + op->pos_offset;
+        float *o = out + (size_t)t * d;
+        e->k->to_f32[w->dtype](flock_wmat_row(w, pos), o, (size_t)d);
+        for (int32_t j = 0; j < d; j++)
+            o[j] += x[(size_t)t * d + j];
+    }
+}
+
+static void op_rmsnorm(const flock_op *op, const float *x, int32_t T, float *out, int32_t width, const float *w)
+{
+    int32_t g = op->group;
+    float off = op->unit_offset ? 1.f : 0.f;
+    for (int64_t r = 0; r < (int64_t)T * (width / g); r++) {
+        const float *xi = x + r * g;
+        float *o = out + r * g;
+        double ss = 0;
+        for (int32_t j = 0; j < g; j++)
+            ss += (double)xi[j] * xi[j];
+        float inv = (float)(1.0 / sqrt(ss / g + op->eps));
+        for (int32_t j = 0; j < g; j++)
+            o[j] = xi[j] * inv * (w[j] + off);
+    }
+}
+
+static void op_layernorm(const flock_op *op, const float *x, int32_t T, float *out, int32_t d, const float *w,
+                         const float *b)
+{
+    for (int32_t t = 0; t < T; t++) {
+        const float *xi = x + (size_t)t * d;
+        float *o = out + (size_t)t * d;
+        double mean = 0, var = 0;
+        for (int32_t j = 0; j < d; j++)
+            mean += xi[j];
+        mean /= d;
+        for (int32_t j = 0; j < d; j++)
+            var += ((double)xi[j] - mean) * ((double)xi[j] - mean);
+        float inv = (float)(1.0 / sqrt(var / d + op->eps));
+        for (int32_t j = 0; j < d; j++)
+            o[j] = (float)((xi[j] - mean) * inv) * w[j] + (b ? b[j] : 0.f);
+    }
+}
+
+/* Frequency of rotation pair i (of rope_dim/2), with the op's scaling. */
+static double rope_freq(const flock_op *op, int32_t i)
+{
+    double f = pow(op->rope_theta, -2.0 * i / op->rope_dim);
+    if (op->rope_scaling == FLOCK_ROPE_SCALING_LLAMA3) {
+        double lo = op->rope_low_freq_factor, hi = op->rope_high_freq_factor, orig = op->rope_orig_ctx;
+        double wavelen = 2 * M_PI / f;
+        if (orig <= 0 || lo <= 0 || hi <= lo)
+            return f / op->rope_factor;
+        if (wavelen < orig / hi)
+            return f;
+        if (wavelen > orig / lo)
+            return f / op->rope_factor;
+        double smooth = (orig / wavelen - lo) / (hi - lo);
+        return (1 - smooth) * f / op->rope_factor + smooth * f;
+    }
+    if (op->rope_scaling == FLOCK_ROPE_SCALING_LINEAR)
+        return f / op->rope_factor;
+    return f;
+}
+
+static void op_rope(flock_exec *e, const flock_op *op, const float *x, int32_t T, float *out, int32_t width)
+{
+    int32_t half = op->rope_dim / 2, hd = op->head_dim;
+    float *cs = e->rope_cs;
+    memcpy(out, x, (size_t)T * width * sizeof(float));
+    for (int32_t t = 0; t < T; t++) {
+        double pos = (double)(e->n_past + (size_t)t);
+        for (int32_t i = 0; i < half; i++) {
+            double a = pos * rope_freq(op, i);
+            cs[2 * i] = (float)cos(a);
+            cs[2 * i + 1] = (float)sin(a);
+        }
+        for (int32_t h = 0; h < op->n_head; h++) {
+            float *v = out + (size_t)t * width + (size_t)h * hd;
+            for (int32_t i = 0; i < half; i++) {
+                int32_t a = op->rope_style == FLOCK_ROPE_NORMAL ? 2 * i : i;
+                int32_t b = op->rope_style == FLOCK_ROPE_NORMAL ? 2 * i + 1 : i + half;
+                float c = cs[2 * i], s = cs[2 * i + 1], x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * s;
+                v[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/* ---- attention ----------------------------------------------------------- */
+
+typedef struct att_ctx {
+    flock_exec *e;
+    const flock_op *op;
+    const float *q;
+    float *out;
+    int32_t T;
+} att_ctx;
+
+/* Task index = t * n_head + h: one query row against the cache. */
+static void att_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const att_ctx *c = arg;
+    flock_exec *e = c->e;
+    const flock_op *op = c->op;
+    int32_t hd = op->head_dim, nh = op->n_head, kvw = e->kv_width[op->kv_slot];
+    int32_t group = nh / op->n_kv_head;
+    float scale = op->scale != 0 ? op->scale : 1.f / sqrtf((float)hd);
+    const float *kc = e->kcache[op->kv_slot], *vc = e->vcache[op->kv_slot];
+    float *sc = e->scores + (size_t)thread * e->n_ctx;
+    for (int64_t task = b; task < end; task++) {
+        int32_t t = (int32_t)(task / nh), h = (int32_t)(task % nh), kvh = h / group;
+        int64_t pos = (int64_t)e->n_past + t;
+        int64_t j0 = op->window > 0 && pos - op->window + 1 > 0 ? pos - op->window + 1 : 0;
+        const float *q = c->q + (size_t)t * nh * hd + (size_t)h * hd;
+        float mx = -INFINITY;
+        for (int64_t j = j0; j <= pos; j++) {
+            float s = e->k->dot[FLOCK_DTYPE_F32](kc + (size_t)j * kvw + (size_t)kvh * hd, q, (size_t)hd) * scale;
+            if (op->softcap > 0)
+                s = op->softcap * tanhf(s / op->softcap);
+            sc[j] = s;
+            mx = s > mx ? s : mx;
+        }
+        float sum = 0;
+        for (int64_t j = j0; j <= pos; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += sc[j];
+        }
+        float *o = c->out + (size_t)t * nh * hd + (size_t)h * hd;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        float inv = 1.f / sum;
+        for (int64_t j = j0; j <= pos; j++)
+            e->k->axpy_f32(sc[j] * inv, vc + (size_t)j * kvw + (size_t)kvh * hd, o, (size_t)hd);
+    }
+}
+
+static void op_attention(flock_exec *e, const flock_op *op, const float *q, const float *k, const float *v,
+                         int32_t T, float *out)
+{
+    int32_t kvw = e->kv_width[op->kv_slot];
+    for (int32_t t = 0; t < T; t++) {
+        memcpy(e->kcache[op->kv_slot] + (e->n_past + (size_t)t) * kvw, k + (size_t)t * kvw, (size_t)kvw * 4);
+        memcpy(e->vcache[op->kv_slot] + (e->n_past + (size_t)t) * kvw, v + (size_t)t * kvw, (size_t)kvw * 4);
+    }
+    att_ctx c = {e, op, q, out, T};
+    /* A short context is cheaper to attend to than to hand to the pool
+     * (a wake-up costs microseconds): below ~256k multiply-adds stay inline. */
+    int64_t tasks = (int64_t)T * op->n_head;
+    int64_t macs = tasks * (int64_t)(e->n_past + (size_t)T) * op->head_dim * 2;
+    flock_pool_run(e->pool, tasks, macs < (1 << 18) ? tasks : 1, att_task, &c);
+}
+
+/* ---- feed-forward -------------------------------------------------------- */
+
+/* out[t, c0:c1] = sum_i z[t, i] * down_t[i, c0:c1], over column blocks. */
+typedef struct down_ctx {
+    flock_exec *e;
+    const flock_wmat *w; /* down_t [d_ff, d] */
+    const float *z;      /* [T, d_ff] */
+    float *out;          /* [T, d], already holding the bias or zeros */
+    int32_t T, d_ff, d;
+} down_ctx;
+
+#define DOWN_COLS 64
+
+static void down_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const down_ctx *c = arg;
+    const flock_kernel_table *k = c->e->k;
+    float *blk = c->e->dscratch + (size_t)thread * (size_t)c->e->max_dff * DOWN_COLS;
+    size_t es = flock_dtype_size(c->w->dtype);
+    for (int64_t bi = b; bi < end; bi++) {
+        int32_t c0 = (int32_t)bi * DOWN_COLS, cn = c->d - c0 < DOWN_COLS ? c->d - c0 : DOWN_COLS;
+        /* the block D[:, c0:c0+cn] as f32 rows of ldd floats (in place for f32) */
+        const float *D;
+        size_t ldd;
+        if (c->w->dtype == FLOCK_DTYPE_F32) {
+            D = (const float *)c->w->data + c0;
+            ldd = (size_t)c->d;
+        } else {
+            for (int32_t i = 0; i < c->d_ff; i++)
+                k->to_f32[c->w->dtype]((const uint8_t *)flock_wmat_row(c->w, i) + (size_t)c0 * es,
+                                       blk + (size_t)i * DOWN_COLS, (size_t)cn);
+            D = blk;
+            ldd = DOWN_COLS;
+        }
+        int32_t t = 0, c16 = cn & ~15;
+        for (; t + 4 <= c->T; t += 4) /* 4 tokens x 16 columns in registers */
+            for (int32_t cc = 0; cc < c16; cc += 16)
+                k->down4x16(c->z + (size_t)t * c->d_ff, (size_t)c->d_ff, D + cc, ldd, (size_t)c->d_ff,
+                            c->out + (size_t)t * c->d + c0 + cc, (size_t)c->d);
+        /* leftover tokens (all columns) and leftover columns (the 4-token groups) */
+        for (int32_t tt = 0; tt < c->T; tt++) {
+            int32_t from = tt < t ? c16 : 0;
+            if (from == cn)
+                continue;
+            float *o = c->out + (size_t)tt * c->d + c0 + from;
+            for (int32_t i = 0; i < c->d_ff; i++) {
+                float a = c->z[(size_t)tt * c->d_ff + i];
+                if (a != 0)
+                    k->axpy_f32(a, D + (size_t)i * ldd + from, o, (size_t)(cn - from));
+            }
+        }
+    }
+}
+
+static void ffn_full(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
+                     int32_t d, bool stats)
+{
+    int32_t dff = op->d_ff;
+    const flock_wmat *w1 = W(e, op->w[0]);
+    float *h = e->ffn_h, *z = e->ffn_z;
+    if (op->gated) {
+        /* gate_up [d_ff, 2d] is, byte for byte, a [2 d_ff, d] matrix whose
+         * rows alternate gate_i, up_i: one product gives both. */
+        flock_wmat gu = {w1->dtype, 2 * (int64_t)dff, d, w1->data};
+        matmul(e, &gu, x, d, T, h, 2 * (int64_t)dff, NULL);
+        for (int64_t r = 0; r < (int64_t)T * dff; r++)
+            z[r] = act(op->act, h[2 * r]) * h[2 * r + 1];
+    } else {
+        matmul(e, w1, x, d, T, h, dff, vecw(e, op->w[3]));
+        for (int64_t r = 0; r < (int64_t)T * dff; r++)
+            z[r] = act(op->act, h[r]);
+    }
+    if (stats)
+        flock_griffin_accumulate(z, T, dff, dff, e->ffn[fi].sumsq);
+    const float *b2 = vecw(e, op->w[4]);
+    for (int32_t t = 0; t < T; t++) {
+        if (b2)
+            memcpy(out + (size_t)t * d, b2, (size_t)d * sizeof(float));
+        else
+            memset(out + (size_t)t * d, 0, (size_t)d * sizeof(float));
+    }
+    down_ctx c = {e, W(e, op->w[2]), z, out, T, dff, d};
+    flock_pool_run(e->pool, (d + DOWN_COLS - 1) / DOWN_COLS, 1, down_task, &c);
+}
+
+/* The gather FF for one token: for each kept neuron i, z_i from row i of
+ * gate_up (or fc1), then out += z_i * down_t[i]. Reads k * (3 d) weights
+ * (gated) instead of d_ff * 3d. The kept list is cut into a fixed number of
+ * slices, each summed into its own partial and the partials added in slice
+ * order, so the result does not depend on the thread count or scheduling. */
+typedef struct gather_ctx {
+    flock_exec *e;
+    const flock_op *op;
+    const int32_t *idx;
+    int64_t k;
+    const float *x;
+    int32_t d;
+} gather_ctx;
+
+static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part)
+{
+    const flock_kernel_table *k = c->e->k;
+    const flock_op *op = c->op;
+    const flock_wmat *w1 = W(c->e, op->w[0]), *w2 = W(c->e, op->w[2]);
+    const float *b1 = op->gated ? NULL : vecw(c->e, op->w[3]);
+    size_t d = (size_t)c->d;
+    int dt1 = (int)w1->dtype, dt2 = (int)w2->dtype;
+    size_t bytes1 = (size_t)w1->cols * flock_dtype_size(w1->dtype), bytes2 = d * flock_dtype_size(w2->dtype);
+    for (int64_t j = b; j < end; j++) {
+        int32_t i = c->idx[j];
+        const void *r1 = flock_wmat_row(w1, i);
+        if (j + 1 < end) { /* the kept rows are scattered: fetch the next neuron's while this one computes */
+            const char *n1 = flock_wmat_row(w1, c->idx[j + 1]), *n2 = flock_wmat_row(w2, c->idx[j + 1]);
+            for (size_t o = 0; o < bytes1; o += 64)
+                __builtin_prefetch(n1 + o);
+            for (size_t o = 0; o < bytes2; o += 64)
+                __builtin_prefetch(n2 + o);
+        }
+        float z;
+        if (op->gated) {
+            float g = k->dot[dt1](r1, c->x, d);
+            float u = k->dot[dt1]((const uint8_t *)r1 + d * flock_dtype_size(w1->dtype), c->x, d);
+            z = act(op->act, g) * u;
+        } else {
+            z = act(op->act, k->dot[dt1](r1, c->x, d) + (b1 ? b1[i] : 0.f));
+        }
+        if (z != 0)
+            k->axpy[dt2](z, flock_wmat_row(w2, i), part, d);
+    }
+}
+
+/* Slice s covers kept neurons [s k / S, (s + 1) k / S). */
+static void gather_slices(void *arg, int64_t b, int64_t end, int thread)
+{
+    const gather_ctx *c = arg;
+    int64_t k = c->k;
+    for (int64_t s = b; s < end; s++) {
+        float *part = c->e->part + (size_t)s * c->e->max_width;
+        memset(part, 0, (size_t)c->d * sizeof(float));
+        gather_task(c, s * k / FLOCK_GATHER_SLICES, (s + 1) * k / FLOCK_GATHER_SLICES, part);
+    }
+}
+
+static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
+                       int32_t d)
+{
+    const flock_exec_ffn *f = &e->ffn[fi];
+    const float *b2 = vecw(e, op->w[4]);
+    for (int32_t t = 0; t < T; t++) {
+        gather_ctx c = {e, op, f->idx, f->k, x + (size_t)t * d, d};
+        flock_pool_run(e->pool, FLOCK_GATHER_SLICES, 1, gather_slices, &c);
+        float *o = out + (size_t)t * d;
+        for (int32_t j = 0; j < d; j++)
+            o[j] = b2 ? b2[j] : 0.f;
+        for (int sl = 0; sl < FLOCK_GATHER_SLICES; sl++)
+            e->k->axpy_f32(1.f, e->part + (size_t)sl * e->max_width, o, (size_t)d);
+    }
+}
+
+/* ---- the op switch ------------------------------------------------------- */
+
+flock_status flock_exec_check_positions(const flock_exec *e, size_t n, flock_error *err)
+{
+    const flock_program *p = e->prog;
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+        const flock_op *op = &p->ops[i];
+        if (op->kind != FLOCK_OP_POS_EMBED)
+            continue;
+        int64_t rows = e->tensors[op->w[0]].rows;
+        if ((int64_t)(e->n_past + n) + op->pos_offset > rows)
+            return flock_error_set(err, FLOCK_E_RANGE,
+                                   "position %zu is beyond the model's %lld learned positions",
+                                   e->n_past + n - 1, (long long)(rows - op->pos_offset));
+    }
+    return FLOCK_OK;
+}
+
+flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const int32_t *ids, int32_t T,
+                           flock_ff_mode mode, bool stats, flock_error *err)
+{
+    const flock_program *p = e->prog;
+    int32_t wo = p->values[op->out].width;
+    const float *x = op->kind == FLOCK_OP_EMBED ? NULL : flock_exec_value(e, op->in[0]);
+    float *out = op->kind == FLOCK_OP_LM_HEAD ? NULL : flock_exec_value(e, op->out);
+    switch (op->kind) {
+    case FLOCK_OP_EMBED:
+        op_embed(e, op, ids, T, out, wo);
+        break;
+    case FLOCK_OP_POS_EMBED:
+        op_pos_embed(e, op, x, T, out, wo);
+        break;
+    case FLOCK_OP_RMSNORM:
+        op_rmsnorm(op, x, T, out, wo, vecw(e, op->w[0]));
+        break;
+    case FLOCK_OP_LAYERNORM:
+        op_layernorm(op, x, T, out, wo, vecw(e, op->w[0]), vecw(e, op->w[1]));
+        break;
+    case FLOCK_OP_LINEAR: {
+        int32_t wi = p->values[op->in[0]].width;
+        matmul(e, W(e, op->w[0]), x, wi, T, out, wo, vecw(e, op->w[1]));
+        break;
+    }
+    case FLOCK_OP_ROPE:
+        op_rope(e, op, x, T, out, wo);
+        break;
+    case FLOCK_OP_ATTENTION:
+        op_attention(e, op, x, flock_exec_value(e, op->in[1]), flock_exec_value(e, op->in[2]), T, out);
+        break;
+    case FLOCK_OP_ADD: {
+        const float *y = flock_exec_value(e, op->in[1]);
+        for (int64_t j = 0; j < (int64_t)T * wo; j++)
+            out[j] = x[j] + y[j];
+        break;
+    }
+    case FLOCK_OP_FFN:
+        if (mode == FLOCK_FF_FULL)
+            ffn_full(e, op, e->op_ffn[i], x, T, out, wo, stats);
+        else
+            ffn_sparse(e, op, e->op_ffn[i], x, T, out, wo);
+        break;
+    case FLOCK_OP_LM_HEAD: {
+        int32_t wi = p->values[op->in[0]].width;
+        const flock_wmat *w = W(e, op->w[0]);
+        float *y;
+        int32_t rows = T;
+        if (e->all_logits) {
+            y = e->logits + e->n_past * (size_t)e->n_vocab;
+        } else {
+            x += (size_t)(T - 1) * wi; /* only the last token's logits are kept */
+            rows = 1;
+            y = e->logits;
+        }
+        matmul(e, w, x, wi, rows, y, e->n_vocab, NULL);
+        if (op->softcap > 0)
+            for (int64_t j = 0; j < (int64_t)rows * e->n_vocab; j++)
+                y[j] = op->softcap * tanhf(y[j] / op->softcap);
+        break;
+    }
+    default:
+        return flock_error_set(err, FLOCK_E_INTERNAL, "op %d: kind %d", i, (int)op->kind);
+    }
+    return FLOCK_OK;
+}

@@ -1,0 +1,114 @@
+/* GRIFFIN's statistic and the top-k selection (see griffin.h). */
+#include "griffin.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t flock_griffin_keep_count(double keep, int64_t d_ff)
+{
+    if (!(keep > 0))
+        return 0;
+    if (keep >= 1)
+        return d_ff;
+    /* Exactly the reference's int(d_ff * keep), in double precision. */
+    int64_t k = (int64_t)floor(keep * (double)d_ff);
+    return k < 0 ? 0 : k > d_ff ? d_ff : k;
+}
+
+void flock_griffin_accumulate(const float *z, int64_t T, int64_t d_ff, int64_t ld, double *sumsq)
+{
+    for (int64_t t = 0; t < T; t++) {
+        const float *row = z + t * ld;
+        double nrm2 = 0;
+        for (int64_t i = 0; i < d_ff; i++)
+            nrm2 += (double)row[i] * row[i];
+        if (!(nrm2 > 0))
+            continue; /* zero row: 0/0 in the reference; contributes nothing here */
+        double inv = 1.0 / nrm2; /* (z/||z||)^2 = z^2 / ||z||^2 */
+        for (int64_t i = 0; i < d_ff; i++)
+            sumsq[i] += (double)row[i] * row[i] * inv;
+    }
+}
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const flock_rank_pair *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void flock_select_topk(const double *score, int64_t d_ff, int64_t k, int32_t *idx,
+                       flock_rank_pair *scratch)
+{
+    for (int64_t i = 0; i < d_ff; i++) {
+        /* NaN ranks last rather than poisoning the order. */
+        scratch[i].score = isnan(score[i]) ? -INFINITY : score[i];
+        scratch[i].index = (int32_t)i;
+    }
+    qsort(scratch, (size_t)d_ff, sizeof *scratch, cmp_rank);
+    for (int64_t j = 0; j < k; j++)
+        idx[j] = scratch[j].index;
+    qsort(idx, (size_t)k, sizeof *idx, cmp_i32);
+}
+
+flock_status flock_select_from_rank(const int32_t *rank, int64_t d_ff, int64_t k, int32_t *idx,
+                                    uint8_t *seen, flock_error *err)
+{
+    memset(seen, 0, (size_t)d_ff);
+    for (int64_t j = 0; j < d_ff; j++) {
+        if (rank[j] < 0 || rank[j] >= d_ff || seen[rank[j]])
+            return flock_error_set(err, FLOCK_E_CORRUPT,
+                                   "magnitude ranking entry %lld is %d: not a permutation of 0..%lld",
+                                   (long long)j, rank[j], (long long)d_ff - 1);
+        seen[rank[j]] = 1;
+    }
+    memcpy(idx, rank, (size_t)k * sizeof *idx);
+    qsort(idx, (size_t)k, sizeof *idx, cmp_i32);
+    return FLOCK_OK;
+}
+
+uint64_t flock_rng_seed(uint64_t seed)
+{
+    /* splitmix64 of the seed, never 0 (xorshift's fixed point). */
+    uint64_t z = seed + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z ? z : 0x2545F4914F6CDD1DULL;
+}
+
+uint64_t flock_rng_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ULL;
+}
+
+double flock_rng_uniform(uint64_t *s)
+{
+    return (double)(flock_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void flock_select_random(uint64_t *rng, int64_t d_ff, int64_t k, int32_t *idx, int32_t *perm)
+{
+    for (int64_t i = 0; i < d_ff; i++)
+        perm[i] = (int32_t)i;
+    /* Partial Fisher-Yates: the first k slots become a uniform k-subset. */
+    for (int64_t j = 0; j < k; j++) {
+        int64_t r = j + (int64_t)(flock_rng_next(rng) % (uint64_t)(d_ff - j));
+        int32_t tmp = perm[j];
+        perm[j] = perm[r];
+        perm[r] = tmp;
+    }
+    memcpy(idx, perm, (size_t)k * sizeof *idx);
+    qsort(idx, (size_t)k, sizeof *idx, cmp_i32);
+}

@@ -1,0 +1,219 @@
+/*
+ * flock/flock.h - the flock runtime: load a compiled .flock bundle and
+ * generate text with GRIFFIN's per-prompt FF expert selection, on the CPU.
+ *
+ * Typical use:
+ *   flock_model *m;   flock_model_open("m.flock", NULL, &m, &err);
+ *   flock_session *s; flock_session_create(m, &opts, &s, &err);
+ *   flock_tokenize(m, text, len, true, ids, cap, &n, &err);
+ *   flock_session_prefill(s, ids, n);   // full FF; selects each layer's experts
+ *   loop: tok = flock_sampler_sample(smp, flock_session_last_logits(s), hist, n_hist);
+ *         flock_session_decode(s, &tok, 1);  // only the selected experts
+ *   (or flock_generate, which does all of this and streams the text)
+ *
+ * Conventions: opaque handles with create/free pairs, *_free(NULL) is a
+ * no-op, on failure `*out` is untouched. Constructors report errors through
+ * a flock_error; functions on a session return a flock_status and keep the
+ * message on the session (flock_session_error). Prefill, decode, sampling
+ * and flock_generate allocate nothing: every buffer is sized from the
+ * program at flock_session_create / flock_sampler_create. Results are the
+ * same (bitwise) for any thread count.
+ */
+#ifndef FLOCK_FLOCK_H
+#define FLOCK_FLOCK_H
+
+#include "flock/formats.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- model ------------------------------------------------------------ */
+
+typedef struct flock_model flock_model;
+
+typedef struct flock_model_opts {
+    int load_threads; /* threads used to decompress tensors; 0 = all cores */
+} flock_model_opts;
+
+/* Opens a bundle: reads its program and tokenizer, and makes every weight
+ * available (in place in the mapping when the bundle is uncompressed, else
+ * decompressed into 64-byte aligned memory). `opts` may be NULL. */
+flock_status flock_model_open(const char *path, const flock_model_opts *opts, flock_model **out,
+                              flock_error *err);
+void flock_model_free(flock_model *m);
+
+int32_t flock_model_n_vocab(const flock_model *m);
+int32_t flock_model_n_layer(const flock_model *m);
+int32_t flock_model_n_ctx(const flock_model *m);   /* trained context length */
+const char *flock_model_arch(const flock_model *m);
+/* Bytes of weight data the model holds (all tensors, as stored in memory). */
+uint64_t flock_model_weight_bytes(const flock_model *m);
+/* Keep ratios the bundle was compiled for (manifest "keep_ratios"); *n = 0
+ * when the bundle names none, in which case any keep in (0, 1] is allowed. */
+const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
+/* Special tokens: -1 when the model has none. */
+int32_t flock_model_bos(const flock_model *m);
+int32_t flock_model_eos(const flock_model *m);
+int32_t flock_model_eot(const flock_model *m); /* end of turn (chat), or -1 */
+/* Whether generation ends at `id` (EOS, end of turn). */
+bool flock_model_is_eog(const flock_model *m, int32_t id);
+/* The model's chat template (Jinja source), or NULL. */
+const char *flock_model_chat_template(const flock_model *m);
+
+/* One chat message: role "system", "user" or "assistant". */
+typedef struct flock_chat_message {
+    const char *role;
+    const char *content;
+} flock_chat_message;
+
+/* Formats a conversation with the model's chat template (ChatML, Gemma or
+ * Llama 3 turns, recognized from the template). With add_generation_prompt
+ * the text ends with the assistant's turn header. *out is malloc'd (caller
+ * frees). Tokenize the result with flock_tokenize (markers become their
+ * control tokens). */
+flock_status flock_chat_format(const flock_model *m, const flock_chat_message *msgs, size_t n,
+                               bool add_generation_prompt, char **out, flock_error *err);
+
+/* ---- tokenizer ---------------------------------------------------------- */
+
+/* Encodes UTF-8 text; `add_special` adds BOS/EOS as the model asks;
+ * control tokens spelled in the text (chat markers) become their ids.
+ * Writes up to `cap` ids and sets *n to the count needed; FLOCK_E_RANGE
+ * when cap is too small (*n still says how many are needed). */
+flock_status flock_tokenize(const flock_model *m, const char *text, size_t len, bool add_special,
+                            int32_t *ids, size_t cap, size_t *n, flock_error *err);
+/* Decodes token ids to UTF-8 text (control tokens omitted; SentencePiece's
+ * leading space dropped; invalid UTF-8 as U+FFFD). *out is malloc'd and
+ * NUL-terminated (caller frees). */
+flock_status flock_detokenize(const flock_model *m, const int32_t *ids, size_t n, char **out, flock_error *err);
+/* The bytes of one token as text (control tokens give ""); the string is
+ * owned by the model. A piece may end inside a multi-byte character
+ * (byte-level BPE, byte fallback): concatenate the bytes; flock_generate
+ * streams only complete characters. *len = byte count. */
+const char *flock_token_piece(const flock_model *m, int32_t id, size_t *len);
+
+/* ---- session ------------------------------------------------------------ */
+
+typedef enum flock_select_mode {
+    FLOCK_SELECT_GRIFFIN = 0,   /* per prompt, from the FF activations (the paper) */
+    FLOCK_SELECT_MAGNITUDE = 1, /* static ranking tensor blk.N.ffn_magnitude_rank */
+    FLOCK_SELECT_RANDOM = 2,    /* k neurons drawn with the session seed */
+    FLOCK_SELECT_COUNT
+} flock_select_mode;
+
+/* "griffin", "magnitude", "random" <-> mode. */
+const char *flock_select_mode_name(flock_select_mode m);
+flock_status flock_select_mode_parse(const char *s, flock_select_mode *out);
+
+typedef struct flock_session_opts {
+    double keep;              /* fraction of FF neurons kept in generation, (0, 1]; default 1 */
+    int32_t n_ctx;            /* context length in tokens; 0 = min(trained, 4096) */
+    int threads;              /* 0 = all cores */
+    uint64_t seed;            /* random selection mode */
+    flock_select_mode select; /* default GRIFFIN */
+    bool all_logits;          /* keep the logits of every position, not only the last */
+} flock_session_opts;
+
+flock_session_opts flock_session_default_opts(void);
+
+typedef struct flock_session flock_session;
+
+/* A session: KV cache, activations, selected experts. Allocates all
+ * buffers now. `opts` may be NULL (defaults). The keep ratio must be one the
+ * bundle was compiled for, or 1.0. */
+flock_status flock_session_create(flock_model *m, const flock_session_opts *opts, flock_session **out,
+                                  flock_error *err);
+void flock_session_free(flock_session *s);
+/* The message of the last failure on this session ("" when none). */
+const char *flock_session_error(const flock_session *s);
+
+/* Runs the prompt with the full FF, accumulating GRIFFIN's statistic, and
+ * then selects each layer's experts (for the session's mode). Can be called
+ * on a fresh or reset session only. n_tokens > n_ctx is FLOCK_E_RANGE. */
+flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n);
+/* Appends tokens that run with the selected experts only (generation; or
+ * the rest of a sequence after a prompt, as in the paper's classification
+ * setting). Before any prefill, no experts are selected: FLOCK_E_INVALID_ARG. */
+flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n);
+/* Forgets the context and the selection. */
+void flock_session_reset(flock_session *s);
+
+/* Tokens in the context so far, and the context length. */
+size_t flock_session_n_past(const flock_session *s);
+size_t flock_session_n_ctx(const flock_session *s);
+
+/* Logits of the last token, [n_vocab]. With all_logits, *n_pos (if not
+ * NULL) is set to n_past and the return value points at [n_past, n_vocab]
+ * (row p = the logits after token p); otherwise *n_pos = 1. Owned by the
+ * session, valid until the next call that runs the model. */
+const float *flock_session_logits(const flock_session *s, size_t *n_pos);
+/* Pointer to the last token's logits row. */
+const float *flock_session_last_logits(const flock_session *s);
+
+/* Number of FF layers, and the experts (sorted neuron indices) selected for
+ * FF layer `i` (in program order). FLOCK_E_INVALID_ARG before a prefill. */
+size_t flock_session_n_ffn(const flock_session *s);
+flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *layer,
+                                   const int32_t **idx, size_t *k);
+
+/* Bytes of weights read per generated token with the current selection
+ * (matrices of every op, counting only the kept FF rows). */
+uint64_t flock_session_decode_bytes(const flock_session *s);
+/* The kernel set in use ("avx2" or "scalar") and the thread count. */
+const char *flock_session_kernels(const flock_session *s);
+int flock_session_threads(const flock_session *s);
+
+/* ---- sampler ------------------------------------------------------------ */
+
+typedef struct flock_sampler_opts {
+    float temperature;    /* 0 = greedy (argmax, lowest id on ties) */
+    int32_t top_k;        /* 0 = off */
+    float top_p;          /* 1 = off */
+    float min_p;          /* 0 = off: drop tokens with p < min_p * p_max */
+    float repeat_penalty; /* 1 = off: logits of recent tokens: >0 divided, <0 multiplied */
+    int32_t repeat_last_n;/* tokens of history the penalty looks at; default 64 */
+    uint64_t seed;
+} flock_sampler_opts;
+
+flock_sampler_opts flock_sampler_default_opts(void);
+
+typedef struct flock_sampler flock_sampler;
+
+/* A sampler for a vocabulary of n_vocab tokens (scratch allocated here). */
+flock_status flock_sampler_create(const flock_sampler_opts *opts, int32_t n_vocab, flock_sampler **out,
+                                  flock_error *err);
+void flock_sampler_free(flock_sampler *s);
+/* Picks the next token from logits[n_vocab] (not modified), given the
+ * `history` of tokens so far (for the repetition penalty). Order: penalty,
+ * temperature, top-k, softmax, top-p, min-p, draw. No allocation. */
+int32_t flock_sampler_sample(flock_sampler *s, const float *logits, const int32_t *history,
+                             size_t n_history);
+
+/* ---- generation ---------------------------------------------------------- */
+
+/* Called with each piece of generated text; return false to stop. */
+typedef bool (*flock_text_fn)(void *user, const char *text, size_t len);
+
+typedef struct flock_gen_stats {
+    size_t prompt_tokens, generated_tokens;
+    double prefill_s, decode_s;
+    bool stopped_eos, stopped_string;
+} flock_gen_stats;
+
+/* Prefills `prompt` (already tokenized), then generates up to max_tokens
+ * tokens, streaming their text through `fn`; stops at EOS / end-of-turn or
+ * when the text ends with one of `stops` (the stop string is not emitted).
+ * The session must be fresh or reset. */
+flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t *prompt, size_t n_prompt,
+                            size_t max_tokens, const char *const *stops, size_t n_stops,
+                            flock_text_fn fn, void *user, flock_gen_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLOCK_FLOCK_H */

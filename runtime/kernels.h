@@ -1,0 +1,66 @@
+/* Private: the CPU kernels the executor calls, with one table per
+ * instruction set (scalar, AVX2+FMA+F16C) chosen at run time.
+ *
+ * Weights are row-major [rows, cols] in f32, f16 or bf16; activations are
+ * always f32. A "row" of a weight is contiguous (cols elements). */
+#ifndef FLOCK_RUNTIME_KERNELS_H
+#define FLOCK_RUNTIME_KERNELS_H
+
+#include "flock/formats.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Weight dtypes the kernels accept: index = flock_dtype (F32, F16, BF16). */
+#define FLOCK_KDT_COUNT 3
+
+typedef struct flock_kernel_table {
+    const char *name; /* "scalar", "avx2" */
+    /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
+    float (*dot[FLOCK_KDT_COUNT])(const void *w, const float *x, size_t n);
+    /* Four dot products at once: rows w, w + stride, w + 2 stride, w + 3
+     * stride (stride in elements) against the same x; out[0..3]. Sharing
+     * the x loads and keeping four row streams in flight is what makes the
+     * decode matrix-vector product run at memory bandwidth. */
+    void (*dot4[FLOCK_KDT_COUNT])(const void *w, size_t stride, const float *x, size_t n, float *out);
+    /* Prefill micro-kernels over f32 operands (weights converted first):
+     * gemm4x3: y[t * ldy + r] = sum_k w[r * ws + k] * x[t * xs + k] for
+     * rows r < 4 and tokens t < 3 (12 accumulators in registers; each w and
+     * x load feeds 3 or 4 FMAs).
+     * down4x16: out[t * ldo + c] += sum_{i < K} z[t * ldz + i] * D[i * ldd + c]
+     * for tokens t < 4 and columns c < 16 (the FF down projection over the
+     * packed down_t rows). */
+    void (*gemm4x3)(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy);
+    void (*down4x16)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
+    /* y[i] += a * w[i]. */
+    void (*axpy[FLOCK_KDT_COUNT])(float a, const void *w, float *y, size_t n);
+    /* dst[i] = (float)w[i]. */
+    void (*to_f32[FLOCK_KDT_COUNT])(const void *w, float *dst, size_t n);
+    /* y[i] += a * x[i] (f32 only; used by attention and reductions). */
+    void (*axpy_f32)(float a, const float *x, float *y, size_t n);
+} flock_kernel_table;
+
+/* The portable table (always available). */
+const flock_kernel_table *flock_kernels_scalar(void);
+/* The AVX2/FMA/F16C table, or NULL when the CPU (or compiler) lacks it. */
+const flock_kernel_table *flock_kernels_avx2(void);
+/* The best table for this CPU; FLOCK_KERNELS=scalar in the environment
+ * forces the portable one (for comparisons). */
+const flock_kernel_table *flock_kernels_best(void);
+
+/* Zeroed, 64-byte aligned memory (size rounded up to 64); free() releases it. */
+void *flock_aligned_alloc(size_t bytes);
+
+/* A weight matrix as the executor sees it. */
+typedef struct flock_wmat {
+    flock_dtype dtype; /* F32, F16 or BF16 */
+    int64_t rows, cols;
+    const void *data;  /* rows*cols elements, row-major */
+} flock_wmat;
+
+static inline const void *flock_wmat_row(const flock_wmat *w, int64_t r)
+{
+    return (const uint8_t *)w->data + (size_t)r * (size_t)w->cols * flock_dtype_size(w->dtype);
+}
+
+#endif

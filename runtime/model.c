@@ -1,0 +1,187 @@
+/* Opening a bundle: the program, the weights (mapped in place when stored
+ * uncompressed, else decompressed into 64-byte aligned memory), the keep
+ * ratios it was compiled for, and the tokenizer. */
+#include "model_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static flock_status load_program(flock_model *m, flock_error *err)
+{
+    int64_t si = flock_bundle_find_section(m->bundle, FLOCK_SECTION_PROGRAM, NULL);
+    if (si < 0)
+        return flock_error_set(err, FLOCK_E_NOT_FOUND, "the bundle has no program section");
+    void *data = NULL;
+    size_t size = 0;
+    flock_status st = flock_bundle_read_section(m->bundle, (size_t)si, &data, &size, err);
+    if (st != FLOCK_OK)
+        return st;
+    st = flock_program_deserialize(data, size, &m->prog, err);
+    free(data);
+    if (st != FLOCK_OK)
+        flock_error_prefix(err, "program section");
+    return st;
+}
+
+/* Makes program tensor i available as a flock_wmat. */
+static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_error *err)
+{
+    const flock_tensor_ref *r = &m->prog->tensors[i];
+    int64_t bi = flock_bundle_find_tensor(m->bundle, r->name);
+    if (bi < 0)
+        return flock_error_set(err, FLOCK_E_NOT_FOUND, "tensor '%s' (used by the program) is not in the bundle",
+                               r->name);
+    flock_bundle_tensor info;
+    flock_status st = flock_bundle_tensor_info(m->bundle, (size_t)bi, &info);
+    if (st != FLOCK_OK)
+        return flock_error_set(err, st, "tensor '%s': no table entry", r->name);
+    uint64_t n_ref = 1, n_info = 1;
+    for (uint32_t d = 0; d < r->n_dims && d < 4; d++)
+        n_ref *= r->shape[d];
+    for (uint32_t d = 0; d < info.n_dims && d < 4; d++)
+        n_info *= info.shape[d];
+    if (info.dtype != r->dtype || n_ref != n_info || info.nbytes != n_info * flock_dtype_size(info.dtype))
+        return flock_error_set(err, FLOCK_E_CORRUPT,
+                               "tensor '%s': the program expects %s with %llu elements, the bundle holds %s "
+                               "with %llu (%llu bytes)",
+                               r->name, flock_dtype_name(r->dtype), (unsigned long long)n_ref,
+                               flock_dtype_name(info.dtype), (unsigned long long)n_info,
+                               (unsigned long long)info.nbytes);
+    flock_wmat *w = &m->tensors[i];
+    w->dtype = info.dtype;
+    w->rows = info.n_dims >= 2 ? (int64_t)info.shape[0] : 1;
+    w->cols = (int64_t)(n_info / (uint64_t)w->rows);
+    flock_error e2 = {0};
+    const void *mapped = flock_bundle_tensor_mapped(m->bundle, (size_t)bi, &e2);
+    if (!mapped && e2.status != FLOCK_E_UNSUPPORTED) {
+        *err = e2;
+        return e2.status;
+    }
+    /* Vectors (norm weights, biases) are used as f32 by the executor. */
+    bool to_f32 = info.n_dims == 1 && (info.dtype == FLOCK_DTYPE_F16 || info.dtype == FLOCK_DTYPE_BF16);
+    if (mapped && !to_f32) {
+        w->data = mapped;
+        m->weight_bytes += info.nbytes;
+        return FLOCK_OK;
+    }
+    void *buf = flock_aligned_alloc((size_t)info.nbytes);
+    if (!buf)
+        return flock_error_set(err, FLOCK_E_NOMEM, "tensor '%s': out of memory for %llu bytes", r->name,
+                               (unsigned long long)info.nbytes);
+    if (mapped)
+        memcpy(buf, mapped, (size_t)info.nbytes);
+    else if ((st = flock_bundle_tensor_read(m->bundle, (size_t)bi, buf, (size_t)info.nbytes, threads, err)) !=
+             FLOCK_OK) {
+        free(buf);
+        return st;
+    }
+    if (to_f32) {
+        float *f = flock_aligned_alloc((size_t)n_info * sizeof(float));
+        if (!f) {
+            free(buf);
+            return flock_error_set(err, FLOCK_E_NOMEM, "tensor '%s': out of memory", r->name);
+        }
+        flock_convert_to_f32(info.dtype, buf, f, (size_t)n_info);
+        free(buf);
+        buf = f;
+        w->dtype = FLOCK_DTYPE_F32;
+    }
+    m->owned[i] = buf;
+    w->data = buf;
+    m->weight_bytes += (uint64_t)w->rows * (uint64_t)w->cols * flock_dtype_size(w->dtype);
+    return FLOCK_OK;
+}
+
+static flock_status load_keeps(flock_model *m, flock_error *err)
+{
+    const flock_manifest *man = flock_bundle_manifest(m->bundle);
+    const double *v = NULL;
+    size_t n = 0;
+    if (!man || flock_manifest_get_float_arr(man, "keep_ratios", &v, &n, NULL) != FLOCK_OK || n == 0)
+        return FLOCK_OK; /* none named: any keep in (0, 1] */
+    m->keeps = malloc(n * sizeof *m->keeps);
+    if (!m->keeps)
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    memcpy(m->keeps, v, n * sizeof *v);
+    m->n_keeps = n;
+    return FLOCK_OK;
+}
+
+flock_status flock_model_open(const char *path, const flock_model_opts *opts, flock_model **out, flock_error *err)
+{
+    if (!path || !out)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_model_open: NULL argument");
+    flock_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    flock_status st = flock_bundle_open(path, &m->bundle, err);
+    if (st == FLOCK_OK)
+        st = load_program(m, err);
+    if (st == FLOCK_OK) {
+        m->tensors = calloc(m->prog->n_tensors ? m->prog->n_tensors : 1, sizeof *m->tensors);
+        m->owned = calloc(m->prog->n_tensors ? m->prog->n_tensors : 1, sizeof *m->owned);
+        if (!m->tensors || !m->owned)
+            st = flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    }
+    int threads = opts ? opts->load_threads : 0;
+    for (uint32_t i = 0; st == FLOCK_OK && i < m->prog->n_tensors; i++)
+        st = load_tensor(m, i, threads, err);
+    if (st == FLOCK_OK)
+        st = load_keeps(m, err);
+    if (st == FLOCK_OK)
+        st = flock_model_tok_load(m, err);
+    if (st != FLOCK_OK) {
+        flock_error_prefix(err, "%s", path);
+        flock_model_free(m);
+        return st;
+    }
+    *out = m;
+    return FLOCK_OK;
+}
+
+void flock_model_free(flock_model *m)
+{
+    if (!m)
+        return;
+    if (m->owned && m->prog)
+        for (uint32_t i = 0; i < m->prog->n_tensors; i++)
+            free(m->owned[i]);
+    free(m->owned);
+    free(m->tensors);
+    free(m->keeps);
+    flock_model_tok_free(m->tok);
+    flock_program_free(m->prog);
+    flock_bundle_close(m->bundle);
+    free(m);
+}
+
+int32_t flock_model_n_vocab(const flock_model *m)
+{
+    return m->prog->cfg.n_vocab;
+}
+
+int32_t flock_model_n_layer(const flock_model *m)
+{
+    return m->prog->cfg.n_layer;
+}
+
+int32_t flock_model_n_ctx(const flock_model *m)
+{
+    return m->prog->cfg.n_ctx;
+}
+
+const char *flock_model_arch(const flock_model *m)
+{
+    return m->prog->cfg.arch;
+}
+
+uint64_t flock_model_weight_bytes(const flock_model *m)
+{
+    return m->weight_bytes;
+}
+
+const double *flock_model_keep_ratios(const flock_model *m, size_t *n)
+{
+    *n = m->n_keeps;
+    return m->keeps;
+}

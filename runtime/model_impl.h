@@ -1,0 +1,54 @@
+/* Private: the model and session structures shared by model.c, session.c,
+ * generate.c and the tokenizer glue. */
+#ifndef FLOCK_RUNTIME_MODEL_IMPL_H
+#define FLOCK_RUNTIME_MODEL_IMPL_H
+
+#include "exec.h"
+#include "flock/flock.h"
+#include "flock/ir.h"
+#include "griffin.h"
+#include "tokenizer.h"
+
+struct flock_model {
+    flock_bundle *bundle;
+    flock_program *prog;
+    flock_wmat *tensors;   /* [prog->n_tensors] */
+    void **owned;          /* [prog->n_tensors]: memory we allocated (decompressed / converted), or NULL */
+    uint64_t weight_bytes;
+    double *keeps;         /* compiled keep ratios */
+    size_t n_keeps;
+    struct flock_model_tok *tok; /* tokenizer (NULL when the bundle has none) */
+};
+
+struct flock_session {
+    flock_model *m;
+    flock_session_opts o;
+    flock_pool *pool;
+    flock_exec *e;
+    const flock_kernel_table *k;
+    bool selected;
+    uint64_t rng;
+    flock_rank_pair *pairs; /* [max d_ff] */
+    int32_t *perm;          /* [max d_ff] */
+    uint8_t *seen;          /* [max d_ff] */
+    int32_t *history;       /* [n_ctx] tokens so far (for the sampler's penalty) */
+    size_t n_history;
+    char *pend;             /* generation text not yet emitted (stop-string hold-back) */
+    size_t pend_cap;
+    char *dec;              /* one token's decoded text */
+    size_t dec_cap;
+    char msg[512];
+};
+
+/* Sets the session's message from err and returns err->status. */
+flock_status flock_session_fail(flock_session *s, const flock_error *err);
+
+/* Tokenizer glue (model_tok.c). */
+flock_status flock_model_tok_load(flock_model *m, flock_error *err);
+void flock_model_tok_free(struct flock_model_tok *t);
+size_t flock_model_max_piece_bytes(const flock_model *m);
+flock_status flock_model_decode_token(const flock_model *m, flock_tok_decoder *d, int32_t id, char *out, size_t cap,
+                                      size_t *n);
+size_t flock_model_decode_flush(const flock_model *m, flock_tok_decoder *d, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,289 @@
+/* Sessions: buffers sized once, prefill with the full FF and the expert
+ * selection, decode with the experts, logits and experts accessors. */
+#include "model_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const mode_names[] = {"griffin", "magnitude", "random"};
+_Static_assert(sizeof mode_names / sizeof mode_names[0] == FLOCK_SELECT_COUNT, "a name per selection mode");
+
+const char *flock_select_mode_name(flock_select_mode m)
+{
+    return (unsigned)m < FLOCK_SELECT_COUNT ? mode_names[m] : "?";
+}
+
+flock_status flock_select_mode_parse(const char *s, flock_select_mode *out)
+{
+    for (int i = 0; s && i < FLOCK_SELECT_COUNT; i++)
+        if (strcmp(s, mode_names[i]) == 0) {
+            *out = (flock_select_mode)i;
+            return FLOCK_OK;
+        }
+    return FLOCK_E_INVALID_ARG;
+}
+
+flock_session_opts flock_session_default_opts(void)
+{
+    return (flock_session_opts){.keep = 1.0, .n_ctx = 0, .threads = 0, .seed = 0,
+                                .select = FLOCK_SELECT_GRIFFIN, .all_logits = false};
+}
+
+flock_status flock_session_fail(flock_session *s, const flock_error *err)
+{
+    snprintf(s->msg, sizeof s->msg, "%s", err->msg);
+    return err->status;
+}
+
+static flock_status check_opts(const flock_model *m, flock_session_opts *o, flock_error *err)
+{
+    if (!(o->keep > 0 && o->keep <= 1))
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "keep ratio %g is outside (0, 1]", o->keep);
+    if (o->keep != 1.0 && m->n_keeps > 0) {
+        bool found = false;
+        char list[256] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < m->n_keeps; i++) {
+            found = found || fabs(m->keeps[i] - o->keep) < 1e-9;
+            len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%g", i ? ", " : "",
+                                    m->keeps[i]);
+            if (len >= sizeof list)
+                len = sizeof list - 1;
+        }
+        if (!found)
+            return flock_error_set(err, FLOCK_E_INVALID_ARG,
+                                   "keep ratio %g was not compiled into this bundle (compiled: %s; or 1.0)", o->keep,
+                                   list);
+    }
+    if ((unsigned)o->select >= FLOCK_SELECT_COUNT)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "selection mode %d", (int)o->select);
+    int32_t trained = m->prog->cfg.n_ctx > 0 ? m->prog->cfg.n_ctx : 4096;
+    if (o->n_ctx == 0)
+        o->n_ctx = trained < 4096 ? trained : 4096;
+    if (o->n_ctx < 1 || o->n_ctx > trained)
+        return flock_error_set(err, FLOCK_E_RANGE, "context of %d tokens: the model supports 1 to %d", o->n_ctx,
+                               trained);
+    if (o->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = n > 0 ? (int)(n < 64 ? n : 64) : 1;
+    }
+    if (o->threads < 1 || o->threads > 256)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "%d threads", o->threads);
+    if (o->select == FLOCK_SELECT_MAGNITUDE)
+        for (uint32_t i = 0; i < m->prog->n_ops; i++) {
+            const flock_op *op = &m->prog->ops[i];
+            if (op->kind != FLOCK_OP_FFN)
+                continue;
+            const flock_wmat *r = op->w[5] >= 0 ? &m->tensors[op->w[5]] : NULL;
+            if (!r)
+                return flock_error_set(err, FLOCK_E_NOT_FOUND,
+                                       "layer %d has no magnitude ranking (blk.%d.ffn_magnitude_rank): "
+                                       "compile the bundle with it to use --select magnitude",
+                                       op->layer, op->layer);
+            if (r->dtype != FLOCK_DTYPE_I32 || r->rows * r->cols != op->d_ff)
+                return flock_error_set(err, FLOCK_E_CORRUPT, "layer %d: magnitude ranking must be i32 [%d]",
+                                       op->layer, op->d_ff);
+        }
+    return FLOCK_OK;
+}
+
+flock_status flock_session_create(flock_model *m, const flock_session_opts *opts, flock_session **out,
+                                  flock_error *err)
+{
+    if (!m || !out)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_session_create: NULL argument");
+    flock_session_opts o = opts ? *opts : flock_session_default_opts();
+    flock_status st = check_opts(m, &o, err);
+    if (st != FLOCK_OK)
+        return st;
+    flock_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    s->m = m;
+    s->o = o;
+    s->k = flock_kernels_best();
+    s->rng = flock_rng_seed(o.seed);
+    if (flock_pool_create(o.threads, &s->pool) != FLOCK_OK) {
+        free(s);
+        return flock_error_set(err, FLOCK_E_NOMEM, "could not start %d threads", o.threads);
+    }
+    st = flock_exec_create(m->prog, m->tensors, s->k, s->pool, o.n_ctx, o.all_logits, &s->e, err);
+    if (st != FLOCK_OK) {
+        flock_session_free(s);
+        return st;
+    }
+    size_t dff = 1;
+    for (size_t i = 0; i < flock_exec_n_ffn(s->e); i++)
+        if ((size_t)flock_exec_ffn_at(s->e, i)->d_ff > dff)
+            dff = (size_t)flock_exec_ffn_at(s->e, i)->d_ff;
+    s->pairs = malloc(dff * sizeof *s->pairs);
+    s->perm = malloc(dff * sizeof *s->perm);
+    s->seen = malloc(dff);
+    s->history = malloc((size_t)o.n_ctx * sizeof *s->history);
+    s->dec_cap = 3 * flock_model_max_piece_bytes(m) + 16;
+    s->dec = malloc(s->dec_cap);
+    s->pend_cap = 4096 + s->dec_cap;
+    s->pend = malloc(s->pend_cap);
+    if (!s->pairs || !s->perm || !s->seen || !s->history || !s->pend || !s->dec) {
+        flock_session_free(s);
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    }
+    *out = s;
+    return FLOCK_OK;
+}
+
+void flock_session_free(flock_session *s)
+{
+    if (!s)
+        return;
+    flock_exec_free(s->e);
+    flock_pool_free(s->pool);
+    free(s->pairs);
+    free(s->perm);
+    free(s->seen);
+    free(s->history);
+    free(s->pend);
+    free(s->dec);
+    free(s);
+}
+
+const char *flock_session_error(const flock_session *s)
+{
+    return s ? s->msg : "";
+}
+
+/* Chooses each FF layer's experts from the statistic / ranking / rng. */
+static flock_status select_experts(flock_session *s, flock_error *err)
+{
+    for (size_t i = 0; i < flock_exec_n_ffn(s->e); i++) {
+        flock_exec_ffn *f = flock_exec_ffn_at(s->e, i);
+        int64_t k = flock_griffin_keep_count(s->o.keep, f->d_ff);
+        switch (s->o.select) {
+        case FLOCK_SELECT_GRIFFIN:
+            flock_select_topk(f->sumsq, f->d_ff, k, f->idx, s->pairs);
+            break;
+        case FLOCK_SELECT_MAGNITUDE: {
+            const flock_op *op = &s->m->prog->ops[f->op];
+            flock_status st = flock_select_from_rank(s->m->tensors[op->w[5]].data, f->d_ff, k, f->idx, s->seen, err);
+            if (st != FLOCK_OK)
+                return flock_error_prefix(err, "layer %d", f->layer);
+            break;
+        }
+        default:
+            flock_select_random(&s->rng, f->d_ff, k, f->idx, s->perm);
+        }
+        f->k = k;
+    }
+    s->selected = true;
+    return FLOCK_OK;
+}
+
+flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n)
+{
+    flock_error err = {0};
+    if (!ids || n == 0)
+        return flock_session_fail(s, &(flock_error){FLOCK_E_INVALID_ARG, "empty prompt"});
+    if (flock_exec_n_past(s->e) != 0) {
+        flock_error_set(&err, FLOCK_E_INVALID_ARG, "prefill needs a fresh session: call flock_session_reset");
+        return flock_session_fail(s, &err);
+    }
+    if (n > (size_t)s->o.n_ctx) {
+        flock_error_set(&err, FLOCK_E_RANGE, "the prompt has %zu tokens, longer than the context of %d tokens", n,
+                        s->o.n_ctx);
+        return flock_session_fail(s, &err);
+    }
+    flock_status st = flock_exec_run(s->e, ids, n, FLOCK_FF_FULL, s->o.select == FLOCK_SELECT_GRIFFIN, &err);
+    if (st == FLOCK_OK)
+        st = select_experts(s, &err);
+    if (st != FLOCK_OK)
+        return flock_session_fail(s, &err);
+    memcpy(s->history, ids, n * sizeof *ids);
+    s->n_history = n;
+    return FLOCK_OK;
+}
+
+flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n)
+{
+    flock_error err = {0};
+    if (n == 0)
+        return FLOCK_OK;
+    if (!s->selected) {
+        flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
+        return flock_session_fail(s, &err);
+    }
+    flock_status st = flock_exec_run(s->e, ids, n, FLOCK_FF_SPARSE, false, &err);
+    if (st != FLOCK_OK)
+        return flock_session_fail(s, &err);
+    memcpy(s->history + s->n_history, ids, n * sizeof *ids);
+    s->n_history += n;
+    return FLOCK_OK;
+}
+
+void flock_session_reset(flock_session *s)
+{
+    flock_exec_reset(s->e);
+    s->selected = false;
+    s->n_history = 0;
+    s->msg[0] = '\0';
+}
+
+size_t flock_session_n_past(const flock_session *s)
+{
+    return flock_exec_n_past(s->e);
+}
+
+size_t flock_session_n_ctx(const flock_session *s)
+{
+    return (size_t)s->o.n_ctx;
+}
+
+const float *flock_session_logits(const flock_session *s, size_t *n_pos)
+{
+    if (n_pos)
+        *n_pos = s->o.all_logits ? flock_exec_n_past(s->e) : 1;
+    return flock_exec_logits(s->e);
+}
+
+const float *flock_session_last_logits(const flock_session *s)
+{
+    const float *l = flock_exec_logits(s->e);
+    size_t np = flock_exec_n_past(s->e);
+    if (s->o.all_logits && np > 0)
+        l += (np - 1) * (size_t)flock_exec_n_vocab(s->e);
+    return l;
+}
+
+size_t flock_session_n_ffn(const flock_session *s)
+{
+    return flock_exec_n_ffn(s->e);
+}
+
+flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *layer, const int32_t **idx,
+                                   size_t *k)
+{
+    flock_exec_ffn *f = flock_exec_ffn_at(s->e, i);
+    if (!f || f->k < 0)
+        return FLOCK_E_INVALID_ARG;
+    if (layer)
+        *layer = f->layer;
+    *idx = f->idx;
+    *k = (size_t)f->k;
+    return FLOCK_OK;
+}
+
+uint64_t flock_session_decode_bytes(const flock_session *s)
+{
+    return flock_exec_decode_bytes(s->e);
+}
+
+const char *flock_session_kernels(const flock_session *s)
+{
+    return s->k->name;
+}
+
+int flock_session_threads(const flock_session *s)
+{
+    return s->o.threads;
+}

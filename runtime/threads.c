@@ -1,0 +1,173 @@
+/* The thread pool: workers wait for a job generation number; a job is a
+ * function over an index range split into chunks taken from an atomic
+ * counter. Waiting spins briefly (a decode step issues a few hundred short
+ * jobs per token, and a sleep/wake costs tens of microseconds) and then
+ * sleeps on a condition variable, so an idle pool uses no CPU. The spin is
+ * short (~256 pauses, a few microseconds): on a loaded machine a long spin
+ * steals the time slice of the very thread being waited for (measured on
+ * SmolLM2 decode with 2 threads: 20000 pauses gave 5 tok/s, 200 gave 19). */
+#include "threads.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define SPIN_ITERS 256
+
+struct flock_pool {
+    int n_threads;
+    pthread_t *tids;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    atomic_uint_fast64_t gen;
+    atomic_int pending; /* workers still inside the current job */
+    atomic_int stop;
+    /* the current job */
+    flock_task_fn fn;
+    void *ctx;
+    int64_t n, grain;
+    atomic_int_fast64_t next;
+};
+
+typedef struct worker_arg {
+    flock_pool *pool;
+    int index;
+} worker_arg;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void run_chunks(flock_pool *p, int thread)
+{
+    for (;;) {
+        int64_t b = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed);
+        if (b >= p->n)
+            break;
+        int64_t e = b + p->grain < p->n ? b + p->grain : p->n;
+        p->fn(p->ctx, b, e, thread);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker_arg *wa = arg;
+    flock_pool *p = wa->pool;
+    int index = wa->index;
+    free(wa);
+    uint64_t seen = 0;
+    for (;;) {
+        for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->gen, memory_order_acquire) == seen &&
+                        !atomic_load(&p->stop);
+             i++)
+            cpu_relax();
+        if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !atomic_load(&p->stop)) {
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop))
+            break;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        run_chunks(p, index);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    return NULL;
+}
+
+flock_status flock_pool_create(int n_threads, flock_pool **out)
+{
+    if (n_threads < 1 || n_threads > 256 || !out)
+        return FLOCK_E_INVALID_ARG;
+    flock_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return FLOCK_E_NOMEM;
+    p->n_threads = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, 0);
+    atomic_init(&p->next, 0);
+    if (n_threads > 1) {
+        p->tids = calloc((size_t)n_threads - 1, sizeof *p->tids);
+        if (!p->tids) {
+            flock_pool_free(p);
+            return FLOCK_E_NOMEM;
+        }
+        for (int i = 1; i < n_threads; i++) {
+            worker_arg *wa = malloc(sizeof *wa);
+            if (!wa || (wa->pool = p, wa->index = i,
+                        pthread_create(&p->tids[i - 1], NULL, worker_main, wa) != 0)) {
+                free(wa);
+                p->n_threads = i; /* only the started ones are joined */
+                flock_pool_free(p);
+                return FLOCK_E_NOMEM;
+            }
+        }
+    }
+    *out = p;
+    return FLOCK_OK;
+}
+
+void flock_pool_free(flock_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n_threads && p->tids; i++)
+        pthread_join(p->tids[i - 1], NULL);
+    free(p->tids);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int flock_pool_threads(const flock_pool *p)
+{
+    return p ? p->n_threads : 1;
+}
+
+void flock_pool_run(flock_pool *p, int64_t n, int64_t grain, flock_task_fn fn, void *ctx)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    if (p->n_threads == 1 || n <= grain) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    p->grain = grain;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    run_chunks(p, 0);
+    for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+}

@@ -1,0 +1,679 @@
+/* Runtime: kernels against plain references (each dtype, SIMD and scalar),
+ * the thread pool, GRIFFIN selection on hand-computed cases, the sampler,
+ * and the executor on tiny random programs against a reference forward. */
+#include "test_util.h"
+
+#include "exec.h"
+#include "flock/flock.h"
+#include "griffin.h"
+#include "kernels.h"
+#include "runtime_ref.h"
+#include "runtime_e2e.h"
+#include "threads.h"
+
+static const flock_dtype kdtypes[] = {FLOCK_DTYPE_F32, FLOCK_DTYPE_F16, FLOCK_DTYPE_BF16};
+
+/* Random weights stored as `dt`, plus their exact f32 values. */
+static void *rand_weights(flock_dtype dt, size_t n, float *exact, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++)
+        exact[i] = flock_test_randf(s) * 2.0f;
+    void *w = malloc(n * flock_dtype_size(dt) + 64);
+    assert_int_equal(flock_convert_from_f32(dt, exact, w, n), FLOCK_OK);
+    assert_int_equal(flock_convert_to_f32(dt, w, exact, n), FLOCK_OK);
+    return w;
+}
+
+static void check_table(const flock_kernel_table *k)
+{
+    static const size_t lens[] = {1, 7, 8, 31, 33, 64, 100, 577};
+    uint64_t s = 0x1234 + (uint64_t)(uintptr_t)k;
+    for (size_t di = 0; di < 3; di++) {
+        flock_dtype dt = kdtypes[di];
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            size_t n = lens[li];
+            float *ex = malloc(n * 4), *x = malloc(n * 4), *y = malloc(n * 4), *yr = malloc(n * 4);
+            void *w = rand_weights(dt, n, ex, &s);
+            double ref = 0;
+            for (size_t i = 0; i < n; i++) {
+                x[i] = flock_test_randf(&s);
+                y[i] = yr[i] = flock_test_randf(&s);
+                ref += (double)ex[i] * x[i];
+            }
+            float got = k->dot[dt](w, x, n);
+            float gotf = (float)ref;
+            assert_true(flock_test_nrm_err(&got, &gotf, 1) < 1e-5 || fabs(got - ref) < 1e-5);
+            float a = flock_test_randf(&s);
+            k->axpy[dt](a, w, y, n);
+            for (size_t i = 0; i < n; i++)
+                yr[i] += a * ex[i];
+            assert_true(flock_test_nrm_err(y, yr, n) < 1e-6);
+            k->to_f32[dt](w, y, n);
+            assert_true(flock_test_nrm_err(y, ex, n) == 0);
+            /* dot4: four rows with a stride */
+            size_t stride = n + 3;
+            float *ex4 = malloc(4 * stride * 4), o4[4];
+            void *w4 = rand_weights(dt, 4 * stride, ex4, &s);
+            k->dot4[dt](w4, stride, x, n, o4);
+            for (int r = 0; r < 4; r++) {
+                double ref4 = 0;
+                for (size_t i = 0; i < n; i++)
+                    ref4 += (double)ex4[r * stride + i] * x[i];
+                assert_true(fabs(o4[r] - ref4) <= 1e-5 * (fabs(ref4) + 1));
+            }
+            free(ex4), free(w4);
+            for (size_t i = 0; i < n; i++)
+                y[i] = yr[i] = flock_test_randf(&s);
+            k->axpy_f32(a, x, y, n);
+            for (size_t i = 0; i < n; i++)
+                yr[i] += a * x[i];
+            assert_true(flock_test_nrm_err(y, yr, n) < 1e-6);
+            free(ex), free(x), free(y), free(yr), free(w);
+        }
+    }
+}
+
+/* The prefill micro-kernels against plain loops in double. */
+static void check_microkernels(const flock_kernel_table *k)
+{
+    uint64_t s = 0x777;
+    static const size_t lens[] = {8, 13, 64, 577};
+    for (size_t li = 0; li < 4; li++) {
+        size_t n = lens[li], ws = n + 5, xs = n + 2, ldy = 9;
+        float *w = malloc(4 * ws * 4), *x = malloc(3 * xs * 4), y[3 * 9];
+        for (size_t i = 0; i < 4 * ws; i++)
+            w[i] = flock_test_randf(&s);
+        for (size_t i = 0; i < 3 * xs; i++)
+            x[i] = flock_test_randf(&s);
+        k->gemm4x3(w, ws, x, xs, n, y, ldy);
+        for (int t = 0; t < 3; t++)
+            for (int r = 0; r < 4; r++) {
+                double acc = 0;
+                for (size_t i = 0; i < n; i++)
+                    acc += (double)w[r * ws + i] * x[t * xs + i];
+                assert_true(fabs(y[t * ldy + r] - acc) <= 1e-5 * (fabs(acc) + 1));
+            }
+        free(w), free(x);
+        /* down4x16 over K = n rows */
+        size_t K = n, ldz = K + 3, ldd = 21, ldo = 19;
+        float *z = malloc(4 * ldz * 4), *D = malloc(K * ldd * 4), out[4 * 19], ref[4 * 19];
+        for (size_t i = 0; i < 4 * ldz; i++)
+            z[i] = flock_test_randf(&s);
+        for (size_t i = 0; i < K * ldd; i++)
+            D[i] = flock_test_randf(&s);
+        for (size_t i = 0; i < 4 * ldo; i++)
+            out[i] = ref[i] = flock_test_randf(&s);
+        k->down4x16(z, ldz, D, ldd, K, out, ldo);
+        for (int t = 0; t < 4; t++)
+            for (int c = 0; c < 16; c++) {
+                double acc = ref[t * ldo + c];
+                for (size_t i = 0; i < K; i++)
+                    acc += (double)z[t * ldz + i] * D[i * ldd + c];
+                ref[t * ldo + c] = (float)acc;
+            }
+        assert_true(flock_test_nrm_err(out, ref, 4 * ldo) < 1e-6);
+        free(z), free(D);
+    }
+}
+
+static void test_kernels_scalar(void **state)
+{
+    (void)state;
+    check_table(flock_kernels_scalar());
+    check_microkernels(flock_kernels_scalar());
+}
+
+static void test_kernels_simd(void **state)
+{
+    (void)state;
+    const flock_kernel_table *k = flock_kernels_avx2();
+    if (!k) {
+        print_message("no AVX2/FMA/F16C here: SIMD kernels not tested\n");
+        skip();
+    }
+    check_table(k);
+    check_microkernels(k);
+}
+
+/* ---- thread pool ---- */
+
+typedef struct pool_ctx {
+    int *hits;
+    _Atomic int calls;
+} pool_ctx;
+
+static void pool_task(void *arg, int64_t b, int64_t e, int thread)
+{
+    pool_ctx *c = arg;
+    assert_true(thread >= 0 && thread < 3);
+    for (int64_t i = b; i < e; i++)
+        c->hits[i]++; /* ranges are disjoint: no race */
+    c->calls++;
+}
+
+static void test_pool(void **state)
+{
+    (void)state;
+    for (int nt = 1; nt <= 3; nt++) {
+        flock_pool *p;
+        assert_int_equal(flock_pool_create(nt, &p), FLOCK_OK);
+        for (int rep = 0; rep < 50; rep++) {
+            int n = 1 + rep * 37;
+            int *hits = calloc((size_t)n, sizeof *hits);
+            pool_ctx c = {hits, 0};
+            flock_pool_run(p, n, 1 + rep % 7, pool_task, &c);
+            for (int i = 0; i < n; i++)
+                assert_int_equal(hits[i], 1);
+            free(hits);
+        }
+        flock_pool_free(p);
+    }
+    flock_pool_free(NULL);
+}
+
+/* ---- GRIFFIN selection ---- */
+
+static void test_keep_count(void **state)
+{
+    (void)state;
+    assert_int_equal(flock_griffin_keep_count(0.5, 1536), 768);
+    assert_int_equal(flock_griffin_keep_count(1.0, 172), 172);
+    assert_int_equal(flock_griffin_keep_count(0.3, 172), 51); /* 51.6 -> 51 */
+    assert_int_equal(flock_griffin_keep_count(0.0, 10), 0);
+    assert_int_equal(flock_griffin_keep_count(0.99, 1), 0);
+}
+
+static void test_griffin_hand(void **state)
+{
+    (void)state;
+    /* 3 tokens x 4 neurons. Row norms: 5, 0 (zero row), 2.
+     * Normalized rows: [0.6, 0.8, 0, 0], (skipped), [0, 0, -1, 0]... row 2 is [0,0,-2,0]/2.
+     * Scores^2: [0.36, 0.64, 1, 0] -> order 2, 1, 0, 3. */
+    const float z[] = {3, 4, 0, 0, 0, 0, 0, 0, 0, 0, -2, 0};
+    double ss[4] = {0};
+    flock_griffin_accumulate(z, 3, 4, 4, ss);
+    for (int i = 0; i < 4; i++)
+        assert_false(isnan(ss[i]));
+    assert_true(fabs(ss[0] - 0.36) < 1e-12 && fabs(ss[1] - 0.64) < 1e-12 && fabs(ss[2] - 1.0) < 1e-12 &&
+                ss[3] == 0);
+    flock_rank_pair scratch[4];
+    int32_t idx[4];
+    flock_select_topk(ss, 4, 2, idx, scratch);
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 2);
+    flock_select_topk(ss, 4, 3, idx, scratch);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(idx[2], 2);
+    /* chunked accumulation gives the same sums */
+    double ss2[4] = {0};
+    flock_griffin_accumulate(z, 1, 4, 4, ss2);
+    flock_griffin_accumulate(z + 4, 2, 4, 4, ss2);
+    for (int i = 0; i < 4; i++)
+        assert_true(ss2[i] == ss[i]);
+}
+
+static void test_griffin_ties(void **state)
+{
+    (void)state;
+    /* All equal: the lowest indices win. Two rows with equal columns 1, 3, 5. */
+    const double eq[6] = {1, 1, 1, 1, 1, 1};
+    flock_rank_pair scratch[6];
+    int32_t idx[6];
+    flock_select_topk(eq, 6, 3, idx, scratch);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(idx[2], 2);
+    const double sc[6] = {0.5, 2, 0.5, 2, 0.5, 1};
+    flock_select_topk(sc, 6, 4, idx, scratch); /* 1, 3 (2), 5 (1), then tie 0.5 -> 0 */
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(idx[2], 3);
+    assert_int_equal(idx[3], 5);
+    /* all-zero activations: no NaN, selection is 0..k-1 */
+    const float z[8] = {0};
+    double ss[4] = {0};
+    flock_griffin_accumulate(z, 2, 4, 4, ss);
+    flock_select_topk(ss, 4, 2, idx, scratch);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+}
+
+static void test_select_rank_random(void **state)
+{
+    (void)state;
+    const int32_t rank[5] = {3, 0, 4, 1, 2};
+    int32_t idx[5];
+    uint8_t seen[5];
+    flock_error err = {0};
+    assert_int_equal(flock_select_from_rank(rank, 5, 3, idx, seen, &err), FLOCK_OK);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 3);
+    assert_int_equal(idx[2], 4);
+    const int32_t bad[5] = {3, 0, 3, 1, 2};
+    assert_int_equal(flock_select_from_rank(bad, 5, 3, idx, seen, &err), FLOCK_E_CORRUPT);
+    assert_non_null(strstr(err.msg, "permutation"));
+    /* random: k distinct sorted, reproducible from the seed, not always the same */
+    int32_t perm[100], a[30], b[30], c[30];
+    uint64_t r1 = flock_rng_seed(7), r2 = flock_rng_seed(7), r3 = flock_rng_seed(8);
+    flock_select_random(&r1, 100, 30, a, perm);
+    flock_select_random(&r2, 100, 30, b, perm);
+    flock_select_random(&r3, 100, 30, c, perm);
+    assert_memory_equal(a, b, sizeof a);
+    assert_memory_not_equal(a, c, sizeof a);
+    for (int i = 1; i < 30; i++)
+        assert_true(a[i] > a[i - 1] && a[i] < 100);
+}
+
+/* ---- sampler ---- */
+
+static void test_sampler_greedy_penalty(void **state)
+{
+    (void)state;
+    flock_sampler_opts o = flock_sampler_default_opts();
+    o.temperature = 0;
+    flock_sampler *s;
+    assert_int_equal(flock_sampler_create(&o, 5, &s, NULL), FLOCK_OK);
+    const float l[5] = {1, 3, 3, -2, 2.9f};
+    assert_int_equal(flock_sampler_sample(s, l, NULL, 0), 1); /* tie -> lower id */
+    flock_sampler_free(s);
+    /* penalty 2: token 1 -> 1.5, token 2 -> 1.5, token 4 stays 2.9 */
+    o.repeat_penalty = 2;
+    assert_int_equal(flock_sampler_create(&o, 5, &s, NULL), FLOCK_OK);
+    const int32_t hist[3] = {1, 2, 1};
+    assert_int_equal(flock_sampler_sample(s, l, hist, 3), 4);
+    /* negative logits are multiplied: 3 becomes -4 < 0 = ... check with all negative */
+    const float ln[3] = {-1, -0.6f, -3};
+    flock_sampler_free(s);
+    assert_int_equal(flock_sampler_create(&o, 3, &s, NULL), FLOCK_OK);
+    const int32_t h2[1] = {1};
+    assert_int_equal(flock_sampler_sample(s, ln, h2, 1), 0); /* -0.6*2 = -1.2 < -1 */
+    flock_sampler_free(s);
+    o.top_p = 0;
+    assert_int_equal(flock_sampler_create(&o, 3, &s, NULL), FLOCK_E_INVALID_ARG);
+}
+
+/* Empirical frequencies match the truncated, renormalized softmax. */
+static void test_sampler_distribution(void **state)
+{
+    (void)state;
+    const float l[6] = {2.0f, 1.0f, 0.5f, 0.0f, -1.0f, -3.0f};
+    double p[6], sum = 0;
+    float temp = 0.7f;
+    for (int i = 0; i < 6; i++)
+        sum += (p[i] = exp(l[i] / temp));
+    for (int i = 0; i < 6; i++)
+        p[i] /= sum;
+    /* top-k 4, then top-p 0.9: cumulative over the 4 (renormalized) */
+    double s4 = p[0] + p[1] + p[2] + p[3], q[6] = {0}, cum = 0;
+    int keep = 4;
+    for (int i = 0; i < 4; i++) {
+        cum += p[i] / s4;
+        if (cum >= 0.9) {
+            keep = i + 1;
+            break;
+        }
+    }
+    double sk = 0;
+    for (int i = 0; i < keep; i++)
+        sk += p[i];
+    for (int i = 0; i < keep; i++)
+        q[i] = p[i] / sk;
+    flock_sampler_opts o = {.temperature = temp, .top_k = 4, .top_p = 0.9f, .min_p = 0, .repeat_penalty = 1,
+                            .repeat_last_n = 64, .seed = 42};
+    flock_sampler *s;
+    assert_int_equal(flock_sampler_create(&o, 6, &s, NULL), FLOCK_OK);
+    int counts[6] = {0}, N = 200000;
+    for (int i = 0; i < N; i++)
+        counts[flock_sampler_sample(s, l, NULL, 0)]++;
+    for (int i = 0; i < 6; i++) {
+        if (!(fabs(counts[i] / (double)N - q[i]) < 0.005))
+            fail_msg("token %d: frequency %g, expected %g", i, counts[i] / (double)N, q[i]);
+    }
+    flock_sampler_free(s);
+    /* min-p 0.3: tokens with p < 0.3 p_max never come out */
+    o = (flock_sampler_opts){.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0.3f, .repeat_penalty = 1,
+                             .repeat_last_n = 64, .seed = 1};
+    assert_int_equal(flock_sampler_create(&o, 6, &s, NULL), FLOCK_OK);
+    memset(counts, 0, sizeof counts);
+    for (int i = 0; i < 20000; i++)
+        counts[flock_sampler_sample(s, l, NULL, 0)]++;
+    /* exp(l - 2) >= 0.3 <=> l >= 2 + ln 0.3 = 0.796: tokens 0 and 1 */
+    assert_true(counts[0] > 0 && counts[1] > 0);
+    for (int i = 2; i < 6; i++)
+        assert_int_equal(counts[i], 0);
+    flock_sampler_free(s);
+}
+
+/* top-p without top-k sorts the whole vocabulary: only the nucleus comes out. */
+static void test_sampler_top_p_full_sort(void **state)
+{
+    (void)state;
+    enum { V = 300 };
+    float l[V];
+    uint64_t r = 99;
+    for (int i = 0; i < V; i++)
+        l[i] = flock_test_randf(&r) * 4;
+    /* reference nucleus: sort probabilities by value, smallest prefix with mass >= 0.5 */
+    double p[V], sum = 0;
+    int order[V];
+    for (int i = 0; i < V; i++) {
+        p[i] = exp(l[i]);
+        sum += p[i];
+        order[i] = i;
+    }
+    for (int i = 0; i < V; i++) /* selection sort, descending */
+        for (int j = i + 1; j < V; j++)
+            if (p[order[j]] > p[order[i]]) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    char in[V] = {0};
+    double cum = 0;
+    for (int i = 0; i < V && cum < 0.5; i++) {
+        cum += p[order[i]] / sum;
+        in[order[i]] = 1;
+    }
+    flock_sampler_opts o = {.temperature = 1, .top_k = 0, .top_p = 0.5f, .min_p = 0, .repeat_penalty = 1,
+                            .repeat_last_n = 64, .seed = 3};
+    flock_sampler *s;
+    assert_int_equal(flock_sampler_create(&o, V, &s, NULL), FLOCK_OK);
+    int seen_any[V] = {0};
+    for (int i = 0; i < 20000; i++) {
+        int32_t t = flock_sampler_sample(s, l, NULL, 0);
+        assert_true(t >= 0 && t < V && in[t]);
+        seen_any[t] = 1;
+    }
+    for (int i = 0; i < V; i++)
+        if (in[i])
+            assert_true(seen_any[i]);
+    flock_sampler_free(s);
+}
+
+/* ---- executor ---- */
+
+
+/* Naive top-k (O(k n)), ties to the lower index: the test's own reference. */
+static void naive_topk(const double *sc, int n, int k, int32_t *idx)
+{
+    char *taken = calloc((size_t)n, 1);
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (!taken[i] && (best < 0 || sc[i] > sc[best]))
+                best = i;
+        taken[best] = 1;
+    }
+    for (int i = 0, j = 0; i < n; i++)
+        if (taken[i])
+            idx[j++] = i;
+    free(taken);
+}
+
+static double nrm_err_d(const float *a, const double *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return sqrt(num / den);
+}
+
+/* Prompt of P tokens with the full FF (chunked), GRIFFIN selection, then
+ * the rest one by one with the selected experts; every position's logits
+ * against the reference. */
+static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int threads, double keep, int chunk)
+{
+    tiny_model m;
+    tiny_model_init(&m, cfg);
+    enum { T = 20, P = 12 };
+    int32_t ids[T];
+    uint64_t s = cfg->seed * 31 + 5;
+    for (int t = 0; t < T; t++)
+        ids[t] = (int32_t)(flock_test_rand(&s) % (uint64_t)cfg->vocab);
+    flock_pool *pool;
+    assert_int_equal(flock_pool_create(threads, &pool), FLOCK_OK);
+    flock_exec *e;
+    flock_error err = {0};
+    flock_status st = flock_exec_create(&m.prog, m.tensors, k, pool, 24, true, &e, &err);
+    if (st != FLOCK_OK)
+        fail_msg("exec_create: %s", err.msg);
+    flock_exec_set_chunk(e, chunk);
+    assert_int_equal(flock_exec_run(e, ids, P, FLOCK_FF_FULL, true, &err), FLOCK_OK);
+
+    /* reference statistic and selection from the reference z */
+    int L = cfg->n_layer, f = cfg->d_ff;
+    int64_t kk[8];
+    int32_t *kept[8];
+    double *z = malloc((size_t)L * T * f * sizeof *z), *logits = malloc((size_t)T * cfg->vocab * sizeof *logits);
+    double *logits_full = malloc((size_t)T * cfg->vocab * sizeof *logits_full);
+    tiny_ref_forward(&m, ids, T, T, NULL, NULL, logits_full, z);
+    assert_int_equal(flock_exec_n_ffn(e), (size_t)L);
+    for (int l = 0; l < L; l++) {
+        double *ss = calloc((size_t)f, sizeof *ss);
+        for (int t = 0; t < P; t++) {
+            double n2 = 0;
+            for (int i = 0; i < f; i++)
+                n2 += z[((size_t)l * T + t) * f + i] * z[((size_t)l * T + t) * f + i];
+            for (int i = 0; i < f && n2 > 0; i++)
+                ss[i] += z[((size_t)l * T + t) * f + i] * z[((size_t)l * T + t) * f + i] / n2;
+        }
+        kk[l] = flock_griffin_keep_count(keep, f);
+        kept[l] = malloc((size_t)f * sizeof(int32_t));
+        naive_topk(ss, f, (int)kk[l], kept[l]);
+        flock_exec_ffn *ef = flock_exec_ffn_at(e, (size_t)l);
+        double se = 0, sr = 0;
+        for (int i = 0; i < f; i++) {
+            se += ef->sumsq[i];
+            sr += ss[i];
+        }
+        assert_true(fabs(se - sr) < 1e-4 * sr); /* each token adds 1 (or 0 for a zero row) */
+        int32_t *mine = malloc((size_t)f * sizeof(int32_t));
+        flock_rank_pair *scr = malloc((size_t)f * sizeof *scr);
+        flock_select_topk(ef->sumsq, f, kk[l], mine, scr);
+        int same = 0;
+        for (int64_t j = 0, i2 = 0; j < kk[l]; j++) {
+            while (i2 < kk[l] && mine[i2] < kept[l][j])
+                i2++;
+            same += i2 < kk[l] && mine[i2] == kept[l][j];
+        }
+        assert_true(same >= kk[l] - 1); /* f32 vs double may swap one near-tie */
+        memcpy(ef->idx, kept[l], (size_t)kk[l] * sizeof(int32_t));
+        ef->k = kk[l];
+        free(ss), free(mine), free(scr);
+    }
+    assert_int_equal(flock_exec_run(e, ids + P, T - P, FLOCK_FF_SPARSE, false, &err), FLOCK_OK);
+    assert_int_equal(flock_exec_n_past(e), T);
+    tiny_ref_forward(&m, ids, T, P, kept, kk, logits, NULL);
+    const float *got = flock_exec_logits(e);
+    for (int t = 0; t < T; t++) {
+        double ne = nrm_err_d(got + (size_t)t * cfg->vocab, logits + (size_t)t * cfg->vocab, (size_t)cfg->vocab);
+        if (ne > 2e-5)
+            fail_msg("cfg seed %llu, %s, %d threads, keep %.2f: position %d: normalized error %g",
+                     (unsigned long long)cfg->seed, k->name, threads, keep, t, ne);
+    }
+    if (keep < 1) { /* the experts change the later logits */
+        double diff = nrm_err_d(got + (size_t)(T - 1) * cfg->vocab, logits_full + (size_t)(T - 1) * cfg->vocab,
+                                (size_t)cfg->vocab);
+        assert_true(diff > 1e-4);
+    }
+    /* errors: context overflow names both numbers; bad token; reset */
+    st = flock_exec_run(e, ids, 5, FLOCK_FF_SPARSE, false, &err);
+    assert_int_equal(st, FLOCK_E_RANGE);
+    assert_non_null(strstr(err.msg, "24"));
+    assert_non_null(strstr(err.msg, "25"));
+    flock_exec_reset(e);
+    int32_t bad = cfg->vocab;
+    assert_int_equal(flock_exec_run(e, &bad, 1, FLOCK_FF_FULL, false, &err), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_exec_run(e, ids, 1, FLOCK_FF_SPARSE, false, &err), FLOCK_E_INVALID_ARG);
+    for (int l = 0; l < L; l++)
+        free(kept[l]);
+    free(z), free(logits), free(logits_full);
+    flock_exec_free(e);
+    flock_pool_free(pool);
+    tiny_model_free(&m);
+}
+
+static const tiny_cfg exec_cfgs[] = {
+    /* Llama-like: GQA, interleaved RoPE over the whole head, SiLU gated FF, f32 */
+    {.n_layer = 2, .d = 32, .n_head = 4, .n_kv = 2, .hd = 8, .d_ff = 48, .vocab = 50, .rope_dim = 8,
+     .style = FLOCK_ROPE_NORMAL, .act = FLOCK_ACT_SILU, .wdtype = FLOCK_DTYPE_F32, .seed = 11},
+    /* Gemma-like: MQA, NEOX RoPE on half the head with linear scaling, window,
+     * soft-caps, GELU-tanh, embedding scale, f16 */
+    {.n_layer = 2, .d = 40, .n_head = 2, .n_kv = 1, .hd = 16, .d_ff = 72, .vocab = 61, .rope_dim = 8,
+     .style = FLOCK_ROPE_NEOX, .scaling = FLOCK_ROPE_SCALING_LINEAR, .rope_factor = 2, .window = 5,
+     .softcap = 3, .head_softcap = 4, .act = FLOCK_ACT_GELU_TANH, .embed_scale = 2,
+     .wdtype = FLOCK_DTYPE_F16, .seed = 12},
+    /* OPT-like: layernorm, biases, learned positions, plain ReLU FF, bf16 */
+    {.n_layer = 3, .d = 24, .n_head = 3, .n_kv = 3, .hd = 8, .d_ff = 64, .vocab = 40, .opt = 1,
+     .act = FLOCK_ACT_RELU, .wdtype = FLOCK_DTYPE_BF16, .seed = 13},
+    /* Llama 3.1 RoPE scaling (factor 8, original context 16), bf16 */
+    {.n_layer = 1, .d = 32, .n_head = 2, .n_kv = 1, .hd = 16, .d_ff = 40, .vocab = 30, .rope_dim = 16,
+     .style = FLOCK_ROPE_NORMAL, .scaling = FLOCK_ROPE_SCALING_LLAMA3, .rope_factor = 8, .act = FLOCK_ACT_SILU,
+     .wdtype = FLOCK_DTYPE_BF16, .seed = 15},
+    /* plain GELU (erf) FF with biases */
+    {.n_layer = 1, .d = 16, .n_head = 2, .n_kv = 2, .hd = 8, .d_ff = 40, .vocab = 30, .opt = 1,
+     .act = FLOCK_ACT_GELU, .wdtype = FLOCK_DTYPE_F32, .seed = 14},
+};
+
+static void test_exec_vs_reference(void **state)
+{
+    (void)state;
+    const flock_kernel_table *tables[2] = {flock_kernels_scalar(), flock_kernels_best()};
+    for (size_t c = 0; c < sizeof exec_cfgs / sizeof exec_cfgs[0]; c++)
+        for (int ti = 0; ti < 2; ti++)
+            for (int threads = 1; threads <= 2; threads++) {
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 1.0, 5);
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 0.5, 24);
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 0.3, 1);
+            }
+}
+
+/* Corruption suite for the executor's validation: random fields of random
+ * ops (ids, widths, heads, dims, slots, enums) set to odd values. Each
+ * program is either refused with a message or runs a prompt and a decode
+ * step without touching memory out of bounds (run under ASan in the
+ * sanitizer build). */
+static void test_exec_corrupt_programs(void **state)
+{
+    (void)state;
+    tiny_model m;
+    tiny_model_init(&m, &exec_cfgs[1]);
+    flock_pool *pool;
+    assert_int_equal(flock_pool_create(2, &pool), FLOCK_OK);
+    flock_op *orig = malloc(m.prog.n_ops * sizeof *orig);
+    flock_value *vorig = malloc(m.prog.n_values * sizeof *vorig);
+    memcpy(orig, m.prog.ops, m.prog.n_ops * sizeof *orig);
+    memcpy(vorig, m.prog.values, m.prog.n_values * sizeof *vorig);
+    static const int32_t odd[] = {-1, 0, 1, 2, 3, 7, 8, 16, 40, 41, 72, 1 << 20, -(1 << 30), 0x7fffffff};
+    uint64_t r = 42;
+    int refused = 0, ran = 0;
+    int32_t ids[6] = {1, 2, 3, 4, 5, 6};
+    for (int it = 0; it < 3000; it++) {
+        memcpy(m.prog.ops, orig, m.prog.n_ops * sizeof *orig);
+        memcpy(m.prog.values, vorig, m.prog.n_values * sizeof *vorig);
+        for (int j = 0; j < 1 + (int)(flock_test_rand(&r) % 2); j++) {
+            flock_op *op = &m.prog.ops[flock_test_rand(&r) % m.prog.n_ops];
+            int32_t v = odd[flock_test_rand(&r) % (sizeof odd / sizeof odd[0])];
+            switch (flock_test_rand(&r) % 14) {
+            case 0: op->in[flock_test_rand(&r) % 3] = v; break;
+            case 1: op->out = v; break;
+            case 2: op->w[flock_test_rand(&r) % FLOCK_OP_MAX_W] = v; break;
+            case 3: op->n_head = v; break;
+            case 4: op->n_kv_head = v; break;
+            case 5: op->head_dim = v; break;
+            case 6: op->rope_dim = v; break;
+            case 7: op->group = v; break;
+            case 8: op->kv_slot = v; break;
+            case 9: op->d_ff = v; break;
+            case 10: op->window = v; break;
+            case 11: op->kind = (flock_op_kind)v; break;
+            case 12: op->n_in = v; break;
+            default: m.prog.values[flock_test_rand(&r) % m.prog.n_values].width = v; break;
+            }
+        }
+        flock_exec *e;
+        flock_error err = {0};
+        if (flock_exec_create(&m.prog, m.tensors, flock_kernels_best(), pool, 16, false, &e, &err) != FLOCK_OK) {
+            assert_true(strlen(err.msg) > 0);
+            refused++;
+            continue;
+        }
+        ran++;
+        if (flock_exec_run(e, ids, 5, FLOCK_FF_FULL, true, &err) == FLOCK_OK) {
+            for (size_t i = 0; i < flock_exec_n_ffn(e); i++) {
+                flock_exec_ffn *f = flock_exec_ffn_at(e, i);
+                f->k = f->d_ff / 2;
+                for (int64_t j = 0; j < f->k; j++)
+                    f->idx[j] = (int32_t)(2 * j);
+            }
+            flock_exec_run(e, ids + 5, 1, FLOCK_FF_SPARSE, false, &err);
+        }
+        flock_exec_free(e);
+    }
+    print_message("corrupted programs: %d refused, %d ran\n", refused, ran);
+    assert_true(refused > 0 && ran > 0);
+    free(orig);
+    free(vorig);
+    flock_pool_free(pool);
+    tiny_model_free(&m);
+}
+
+/* A program the executor must refuse, with a message naming the op. */
+static void test_exec_rejects_bad_program(void **state)
+{
+    (void)state;
+    tiny_model m;
+    tiny_model_init(&m, &exec_cfgs[0]);
+    flock_pool *pool;
+    assert_int_equal(flock_pool_create(1, &pool), FLOCK_OK);
+    flock_exec *e = (flock_exec *)0x1;
+    flock_error err = {0};
+    /* the q projection's weight gets the wrong shape */
+    for (uint32_t i = 0; i < m.prog.n_ops; i++)
+        if (m.prog.ops[i].kind == FLOCK_OP_LINEAR) {
+            m.tensors[m.prog.ops[i].w[0]].cols += 1;
+            break;
+        }
+    assert_int_equal(flock_exec_create(&m.prog, m.tensors, flock_kernels_scalar(), pool, 16, false, &e, &err),
+                     FLOCK_E_CORRUPT);
+    assert_ptr_equal(e, (flock_exec *)0x1);
+    assert_non_null(strstr(err.msg, "linear"));
+    flock_pool_free(pool);
+    tiny_model_free(&m);
+}
+
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "stories260k") == 0) {
+        char buf[512];
+        flock_test_data_path("models/stories260K.gguf", buf, sizeof buf); /* or skip */
+        const struct CMUnitTest e2e[] = {
+            cmocka_unit_test(test_e2e_stories_greedy),
+            cmocka_unit_test(test_e2e_stories_errors_and_keep),
+            cmocka_unit_test(test_e2e_stories_f16_compressed),
+            cmocka_unit_test(test_e2e_stories_cli),
+            cmocka_unit_test(test_e2e_stories_no_alloc_in_token_loop),
+        };
+        return cmocka_run_group_tests(e2e, flock_e2e_setup, flock_e2e_teardown);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernels_scalar),
+        cmocka_unit_test(test_kernels_simd),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_keep_count),
+        cmocka_unit_test(test_griffin_hand),
+        cmocka_unit_test(test_griffin_ties),
+        cmocka_unit_test(test_select_rank_random),
+        cmocka_unit_test(test_sampler_greedy_penalty),
+        cmocka_unit_test(test_sampler_distribution),
+        cmocka_unit_test(test_sampler_top_p_full_sort),
+        cmocka_unit_test(test_exec_vs_reference),
+        cmocka_unit_test(test_exec_rejects_bad_program),
+        cmocka_unit_test(test_exec_corrupt_programs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
