@@ -54,10 +54,9 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
     memset(gs, 0, sizeof *gs);
     gs->prompt_tokens = n_prompt;
     for (size_t i = 0; i < n_stops; i++)
-        if (strlen(stops[i]) >= s->pend_cap / 2) {
+        if (strlen(stops[i]) >= 4096) {
             flock_error err;
-            flock_error_set(&err, FLOCK_E_INVALID_ARG, "stop string %zu is longer than %zu bytes", i,
-                            s->pend_cap / 2);
+            flock_error_set(&err, FLOCK_E_INVALID_ARG, "stop string %zu is longer than 4095 bytes", i);
             return flock_session_fail(s, &err);
         }
     double t0 = now_s();
@@ -66,28 +65,26 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
         return st;
     double t1 = now_s();
     gs->prefill_s = t1 - t0;
-    int32_t eos = flock_model_eos(s->m), eot = flock_model_eot(s->m);
-    size_t np = 0; /* bytes pending in s->pend */
+    flock_tok_decoder dec;
+    flock_tok_decoder_init(&dec, false);
+    size_t np = 0; /* bytes pending in s->pend; the hold-back keeps np < 4096 before a token */
     bool go = true;
     for (size_t i = 0; i < max_tokens && go; i++) {
         if (flock_session_n_past(s) >= flock_session_n_ctx(s))
             break; /* the context is full */
         int32_t tok = flock_sampler_sample(smp, flock_session_last_logits(s), s->history, s->n_history);
-        if (tok == eos || tok == eot) {
+        if (flock_model_is_eog(s->m, tok)) {
             gs->stopped_eos = true;
             break;
         }
         gs->generated_tokens++;
-        size_t len;
-        const char *piece = flock_token_piece(s->m, tok, &len);
-        if (len > s->pend_cap - np) { /* flush what cannot be part of a stop string */
-            if (fn && !fn(user, s->pend, np))
-                go = false;
-            np = 0;
-            if (len > s->pend_cap)
-                len = s->pend_cap;
+        size_t len = 0;
+        if ((st = flock_model_decode_token(s->m, &dec, tok, s->dec, s->dec_cap, &len)) != FLOCK_OK) {
+            flock_error err;
+            flock_error_set(&err, st, "decoding token %d", tok);
+            return flock_session_fail(s, &err);
         }
-        memcpy(s->pend + np, piece, len);
+        memcpy(s->pend + np, s->dec, len);
         np += len;
         long at = find_stop(s->pend, np, stops, n_stops);
         if (at >= 0) {
@@ -109,7 +106,9 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
         if ((st = flock_session_decode(s, &tok, 1)) != FLOCK_OK)
             return st;
     }
-    if (np > 0 && fn)
+    if (!gs->stopped_string)
+        np += flock_model_decode_flush(s->m, &dec, s->pend + np, s->pend_cap - np);
+    if (np > 0 && fn && !gs->stopped_string)
         fn(user, s->pend, np);
     gs->decode_s = now_s() - t1;
     return FLOCK_OK;

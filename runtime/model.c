@@ -97,7 +97,7 @@ static flock_status load_keeps(flock_model *m, flock_error *err)
     const flock_manifest *man = flock_bundle_manifest(m->bundle);
     const double *v = NULL;
     size_t n = 0;
-    if (!man || flock_manifest_get_float_arr(man, "griffin.keep", &v, &n, NULL) != FLOCK_OK || n == 0)
+    if (!man || flock_manifest_get_float_arr(man, "keep_ratios", &v, &n, NULL) != FLOCK_OK || n == 0)
         return FLOCK_OK; /* none named: any keep in (0, 1] */
     m->keeps = malloc(n * sizeof *m->keeps);
     if (!m->keeps)

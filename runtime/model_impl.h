@@ -7,6 +7,7 @@
 #include "flock/flock.h"
 #include "flock/ir.h"
 #include "griffin.h"
+#include "tokenizer.h"
 
 struct flock_model {
     flock_bundle *bundle;
@@ -34,14 +35,20 @@ struct flock_session {
     size_t n_history;
     char *pend;             /* generation text not yet emitted (stop-string hold-back) */
     size_t pend_cap;
+    char *dec;              /* one token's decoded text */
+    size_t dec_cap;
     char msg[512];
 };
 
 /* Sets the session's message from err and returns err->status. */
 flock_status flock_session_fail(flock_session *s, const flock_error *err);
 
-/* Tokenizer glue (tokenize.c). */
+/* Tokenizer glue (model_tok.c). */
 flock_status flock_model_tok_load(flock_model *m, flock_error *err);
 void flock_model_tok_free(struct flock_model_tok *t);
+size_t flock_model_max_piece_bytes(const flock_model *m);
+flock_status flock_model_decode_token(const flock_model *m, flock_tok_decoder *d, int32_t id, char *out, size_t cap,
+                                      size_t *n);
+size_t flock_model_decode_flush(const flock_model *m, flock_tok_decoder *d, char *out, size_t cap);
 
 #endif

@@ -122,9 +122,11 @@ flock_status flock_session_create(flock_model *m, const flock_session_opts *opts
     s->perm = malloc(dff * sizeof *s->perm);
     s->seen = malloc(dff);
     s->history = malloc((size_t)o.n_ctx * sizeof *s->history);
-    s->pend_cap = 4096;
+    s->dec_cap = 3 * flock_model_max_piece_bytes(m) + 16;
+    s->dec = malloc(s->dec_cap);
+    s->pend_cap = 4096 + s->dec_cap;
     s->pend = malloc(s->pend_cap);
-    if (!s->pairs || !s->perm || !s->seen || !s->history || !s->pend) {
+    if (!s->pairs || !s->perm || !s->seen || !s->history || !s->pend || !s->dec) {
         flock_session_free(s);
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
     }
@@ -143,6 +145,7 @@ void flock_session_free(flock_session *s)
     free(s->seen);
     free(s->history);
     free(s->pend);
+    free(s->dec);
     free(s);
 }
 

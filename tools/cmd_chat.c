@@ -6,59 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Turn markers of the two template families flock's models use, recognized
- * from the template source. */
-typedef struct chat_style {
-    const char *marker;  /* substring of the template that identifies it */
-    const char *user_pre, *user_post, *asst_pre, *asst_post;
-    const char *stop;
-} chat_style;
-
-static const chat_style styles[] = {
-    {"<|im_start|>", "<|im_start|>user\n", "<|im_end|>\n", "<|im_start|>assistant\n", "<|im_end|>\n", "<|im_end|>"},
-    {"<start_of_turn>", "<start_of_turn>user\n", "<end_of_turn>\n", "<start_of_turn>model\n", "<end_of_turn>\n",
-     "<end_of_turn>"},
-};
-
-static const chat_style *find_style(flock_model *m)
-{
-    const char *t = flock_model_chat_template(m);
-    for (size_t i = 0; t && i < sizeof styles / sizeof styles[0]; i++)
-        if (strstr(t, styles[i].marker))
-            return &styles[i];
-    if (!t && strcmp(flock_model_arch(m), "gemma3") == 0)
-        return &styles[1]; /* Gemma 3 GGUFs carry no template key */
-    return NULL;
-}
-
-/* Appends to a growing string; returns false on allocation failure. */
-static bool append(char **buf, size_t *len, const char *s)
-{
-    size_t n = strlen(s);
-    char *b = realloc(*buf, *len + n + 1);
-    if (!b)
-        return false;
-    memcpy(b + *len, s, n + 1);
-    *buf = b;
-    *len += n;
-    return true;
-}
-
 char *flock_cli_chat_prompt(flock_model *m, const char *user_text)
 {
-    const chat_style *cs = find_style(m);
-    if (!cs) {
-        fprintf(stderr, "flock: this model's chat template is not one flock knows (ChatML or Gemma turns)\n");
+    flock_chat_message msg = {"user", user_text};
+    char *out = NULL;
+    flock_error err = {0};
+    if (flock_chat_format(m, &msg, 1, true, &out, &err) != FLOCK_OK) {
+        fprintf(stderr, "flock: chat template: %s\n", err.msg);
         return NULL;
     }
-    char *buf = NULL;
-    size_t len = 0;
-    if (!append(&buf, &len, cs->user_pre) || !append(&buf, &len, user_text) || !append(&buf, &len, cs->user_post) ||
-        !append(&buf, &len, cs->asst_pre)) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
+    return out;
 }
 
 static void help(FILE *f)
@@ -110,25 +67,17 @@ int flock_cmd_chat(int argc, char **argv)
     flock_session *s;
     if (run_open("chat", &a, &m, &s) != FLOCK_EXIT_OK)
         return FLOCK_EXIT_FAIL;
-    const chat_style *cs = find_style(m);
     flock_sampler *smp = NULL;
     flock_error err = {0};
     int rc = FLOCK_EXIT_FAIL;
-    char *conv = NULL, line[4096];
-    size_t conv_len = 0;
-    if (!cs) {
-        fprintf(stderr, "flock chat: this model's chat template is not one flock knows (ChatML or Gemma turns)\n");
-        goto out;
-    }
+    char line[4096];
+    /* the conversation: 2 messages per turn, contents malloc'd */
+    flock_chat_message *msgs = NULL;
+    size_t n_msgs = 0;
     if (flock_sampler_create(&a.sp, flock_model_n_vocab(m), &smp, &err) != FLOCK_OK) {
         fprintf(stderr, "flock chat: %s\n", err.msg);
         goto out;
     }
-    const char *stops[RUN_MAX_STOPS + 1];
-    size_t n_stops = 0;
-    for (int i = 0; i < a.n_stops; i++)
-        stops[n_stops++] = a.stops[i];
-    stops[n_stops++] = cs->stop;
     for (;;) {
         printf("> ");
         fflush(stdout);
@@ -137,18 +86,29 @@ int flock_cmd_chat(int argc, char **argv)
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0])
             break;
-        if (!append(&conv, &conv_len, cs->user_pre) || !append(&conv, &conv_len, line) ||
-            !append(&conv, &conv_len, cs->user_post) || !append(&conv, &conv_len, cs->asst_pre))
+        flock_chat_message *grown = realloc(msgs, (n_msgs + 2) * sizeof *msgs);
+        if (!grown)
             goto out;
-        a.prompt = conv;
+        msgs = grown;
+        msgs[n_msgs].role = "user";
+        if (!(msgs[n_msgs].content = strdup(line)))
+            goto out;
+        n_msgs++;
+        char *text = NULL;
+        if (flock_chat_format(m, msgs, n_msgs, true, &text, &err) != FLOCK_OK) {
+            fprintf(stderr, "flock chat: %s\n", err.msg);
+            goto out;
+        }
         size_t n = 0;
-        int32_t *ids = run_prompt_ids("chat", m, &a, conv, &n);
+        int32_t *ids = run_prompt_ids("chat", m, &a, text, &n);
+        free(text);
         if (!ids)
             goto out;
         flock_session_reset(s);
         char *reply = NULL;
         flock_gen_stats gs;
-        flock_status st = flock_generate(s, smp, ids, n, (size_t)a.n_predict, stops, n_stops, on_text, &reply, &gs);
+        flock_status st = flock_generate(s, smp, ids, n, (size_t)a.n_predict, a.stops, (size_t)a.n_stops, on_text,
+                                         &reply, &gs);
         free(ids);
         printf("\n");
         if (st != FLOCK_OK) {
@@ -156,16 +116,19 @@ int flock_cmd_chat(int argc, char **argv)
             free(reply);
             goto out;
         }
-        bool ok = append(&conv, &conv_len, reply ? reply : "") && append(&conv, &conv_len, cs->asst_post);
-        free(reply);
-        if (!ok)
+        msgs[n_msgs].role = "assistant";
+        msgs[n_msgs].content = reply ? reply : strdup("");
+        if (!msgs[n_msgs].content)
             goto out;
+        n_msgs++;
         fprintf(stderr, "[%zu prompt tokens, %.2f tok/s]\n", gs.prompt_tokens,
                 gs.decode_s > 0 ? gs.generated_tokens / gs.decode_s : 0.0);
     }
     rc = FLOCK_EXIT_OK;
 out:
-    free(conv);
+    for (size_t i = 0; i < n_msgs; i++)
+        free((char *)msgs[i].content);
+    free(msgs);
     flock_sampler_free(smp);
     flock_session_free(s);
     flock_model_free(m);

@@ -50,26 +50,44 @@ int32_t flock_model_n_ctx(const flock_model *m);   /* trained context length */
 const char *flock_model_arch(const flock_model *m);
 /* Bytes of weight data the model holds (all tensors, as stored in memory). */
 uint64_t flock_model_weight_bytes(const flock_model *m);
-/* Keep ratios the bundle was compiled for (manifest "griffin.keep"); *n = 0
+/* Keep ratios the bundle was compiled for (manifest "keep_ratios"); *n = 0
  * when the bundle names none, in which case any keep in (0, 1] is allowed. */
 const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
 /* Special tokens: -1 when the model has none. */
 int32_t flock_model_bos(const flock_model *m);
 int32_t flock_model_eos(const flock_model *m);
 int32_t flock_model_eot(const flock_model *m); /* end of turn (chat), or -1 */
+/* Whether generation ends at `id` (EOS, end of turn). */
+bool flock_model_is_eog(const flock_model *m, int32_t id);
 /* The model's chat template (Jinja source), or NULL. */
 const char *flock_model_chat_template(const flock_model *m);
 
+/* One chat message: role "system", "user" or "assistant". */
+typedef struct flock_chat_message {
+    const char *role;
+    const char *content;
+} flock_chat_message;
+
+/* Formats a conversation with the model's chat template (ChatML, Gemma or
+ * Llama 3 turns, recognized from the template). With add_generation_prompt
+ * the text ends with the assistant's turn header. *out is malloc'd (caller
+ * frees). Tokenize the result with flock_tokenize (markers become their
+ * control tokens). */
+flock_status flock_chat_format(const flock_model *m, const flock_chat_message *msgs, size_t n,
+                               bool add_generation_prompt, char **out, flock_error *err);
+
 /* ---- tokenizer ---------------------------------------------------------- */
 
-/* Encodes UTF-8 text; `add_special` adds BOS/EOS as the model asks.
+/* Encodes UTF-8 text; `add_special` adds BOS/EOS as the model asks;
+ * control tokens spelled in the text (chat markers) become their ids.
  * Writes up to `cap` ids and sets *n to the count needed; FLOCK_E_RANGE
  * when cap is too small (*n still says how many are needed). */
 flock_status flock_tokenize(const flock_model *m, const char *text, size_t len, bool add_special,
                             int32_t *ids, size_t cap, size_t *n, flock_error *err);
 /* The bytes of one token as text (control tokens give ""); the string is
- * owned by the model. Byte-level pieces of a multi-byte character come out
- * separately: concatenate the bytes. *len = byte count. */
+ * owned by the model. A piece may end inside a multi-byte character
+ * (byte-level BPE, byte fallback): concatenate the bytes; flock_generate
+ * streams only complete characters. *len = byte count. */
 const char *flock_token_piece(const flock_model *m, int32_t id, size_t *len);
 
 /* ---- session ------------------------------------------------------------ */

@@ -1,0 +1,165 @@
+/*
+ * flock/compiler.h - from a model (GGUF file or Hugging Face folder) to a
+ * .flock bundle: a model-source abstraction, architecture frontends that
+ * build IR, passes, and the bundle emitter behind `flockc`.
+ *
+ * Pipeline: flock_source_open -> flock_compile_program (frontend + passes:
+ * packed FF layout, magnitude ranking, storage dtype) -> flock_compile_bundle
+ * (manifest, tensors, tokenizer section, program section).
+ *
+ * Supported architectures (flock_source_arch):
+ *   llama   (GGUF "llama"; HF "llama": Llama 2/3, SmolLM, TinyLlama), mistral
+ *   (HF; GGUF mistral models say "llama"), qwen2 (QKV bias), gemma, gemma2,
+ *   gemma3 (HF "gemma3_text"), opt, gpt2.
+ *
+ * Canonical hyper-parameter names (flock_source_hparam_*), each looked up
+ * under the format's own key ("llama.block_count" / "num_hidden_layers"):
+ *   n_layer, d_model, d_ff, n_head, n_kv_head, head_dim, n_ctx, n_vocab,
+ *   norm_eps (RMS or LayerNorm epsilon), rope_theta, rope_dim,
+ *   rope_local_theta, sliding_window, sliding_window_pattern, attn_softcap,
+ *   final_softcap, query_pre_attn_scalar, rope_scaling_type (string),
+ *   rope_scaling_factor, rope_low_freq_factor, rope_high_freq_factor,
+ *   rope_orig_ctx, act (string), tie_embeddings (int 0/1), model_name (string).
+ *
+ * Canonical source tensor names are llama.cpp's GGUF names
+ * ("blk.3.ffn_gate.weight"); for HF folders they map per architecture
+ * ("model.layers.3.mlp.gate_proj.weight"), with GPT-2's fused c_attn split
+ * and its Conv1D weights transposed, so every 2-D tensor is [out, in].
+ *
+ * Bundle tensor names (what the IR refers to; matrices [out, in] row-major):
+ *   token_embd [vocab, d], position_embd [n_pos, d] (OPT, GPT-2),
+ *   blk.N.attn_norm [d] (+ blk.N.attn_norm_bias for LayerNorm),
+ *   blk.N.attn_q / attn_k / attn_v [heads*head_dim, d] (+ _bias),
+ *   blk.N.attn_q_norm / attn_k_norm [head_dim] (Gemma 3 QK-norm),
+ *   blk.N.attn_output [d, n_head*head_dim] (+ _bias),
+ *   blk.N.post_attention_norm [d], blk.N.post_ffw_norm [d] (Gemma 2/3),
+ *   blk.N.ffn_norm [d] (+ _bias),
+ *   blk.N.ffn_gate_up [d_ff, 2d] (gated) or blk.N.ffn_up [d_ff, d] (plain),
+ *   blk.N.ffn_up_bias [d_ff], blk.N.ffn_down_t [d_ff, d], blk.N.ffn_down_bias [d],
+ *   blk.N.ffn_magnitude_rank i32 [d_ff] (neurons by descending
+ *   ||Wg_i||*||Wu_i|| (gated) or ||W1_i|| (plain), ties to the lower index),
+ *   output_norm [d] (+ output_norm_bias), output [vocab, d] (absent when tied:
+ *   the lm_head op then refers to token_embd).
+ *   2-D matrices are stored in the storage dtype; 1-D tensors stay f32.
+ *
+ * Manifest keys (flock_compile_bundle), plain names:
+ *   arch (str: canonical architecture), model_name (str),
+ *   n_layer, d_model, n_vocab, n_ctx, d_ff, n_head, n_kv_head, head_dim (int),
+ *   norm_eps, rope_theta (float; rope_theta is the global/base one),
+ *   keep_ratios (float array, each in (0, 1]),
+ *   storage_dtype (str: "f32", "f16" or "bf16"),
+ *   compiler_version (str, FLOCK_COMPILER_VERSION),
+ *   source_kind (str: "gguf" or "hf"),
+ *   source_hash (str, 16 lowercase hex digits: xxh64 of the GGUF file, or of
+ *     the HF folder's config.json then its *.safetensors files in name order),
+ *   targets (str array, e.g. ["cpu", "sm_90"]; kernels: not yet generated),
+ *   bos_id, eos_id, eot_id, pad_id, unk_id (int, -1 when absent),
+ *   add_bos (int 0/1).
+ */
+#ifndef FLOCK_COMPILER_H
+#define FLOCK_COMPILER_H
+
+#include "flock/formats.h"
+#include "flock/ir.h"
+
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FLOCK_COMPILER_VERSION "0.1.0"
+
+/* ======================================================================== */
+/* Model sources                                                            */
+/* ======================================================================== */
+
+typedef enum flock_source_kind {
+    FLOCK_SOURCE_GGUF = 0,
+    FLOCK_SOURCE_HF = 1,
+    FLOCK_SOURCE_KIND_COUNT
+} flock_source_kind;
+
+typedef struct flock_source flock_source;
+
+/* Opens `path`: a directory is a Hugging Face folder, a file a GGUF file. */
+flock_status flock_source_open(const char *path, flock_source **out, flock_error *err);
+void flock_source_free(flock_source *s);
+
+flock_source_kind flock_source_kind_of(const flock_source *s);
+/* Canonical architecture name (see above), or the raw name from the file
+ * when flock does not know it. Owned by the source. */
+const char *flock_source_arch(const flock_source *s);
+/* The underlying reader (NULL for the other kind), e.g. for the tokenizer. */
+const flock_gguf *flock_source_gguf(const flock_source *s);
+const flock_hf_model *flock_source_hf(const flock_source *s);
+
+/* Hyper-parameters by canonical name. FLOCK_E_NOT_FOUND when the model does
+ * not set it (frontends apply their documented defaults), FLOCK_E_TYPE when
+ * it holds another type; the message names the format's key. */
+flock_status flock_source_hparam_int(const flock_source *s, const char *name, int64_t *out, flock_error *err);
+flock_status flock_source_hparam_float(const flock_source *s, const char *name, double *out, flock_error *err);
+/* The string is owned by the source (valid until it is freed). */
+flock_status flock_source_hparam_str(const flock_source *s, const char *name, const char **out, flock_error *err);
+
+/* Tensors by canonical name ("blk.0.attn_q.weight"). Shapes are row-major
+ * ([out, in] for matrices). */
+bool flock_source_has_tensor(const flock_source *s, const char *name);
+flock_status flock_source_tensor_shape(const flock_source *s, const char *name, uint32_t *n_dims,
+                                       uint64_t shape[4], flock_error *err);
+/* Dequantizes/converts the tensor to f32 in a malloc'd buffer of *n floats
+ * (caller frees). */
+flock_status flock_source_tensor_f32(const flock_source *s, const char *name, float **out, size_t *n,
+                                     flock_error *err);
+/* xxh64 of the source bytes (see "source.hash" above). */
+flock_status flock_source_hash(const flock_source *s, uint64_t *out, flock_error *err);
+
+/* ======================================================================== */
+/* Compiling                                                                */
+/* ======================================================================== */
+
+#define FLOCK_MAX_KEEP 16
+#define FLOCK_MAX_TARGETS 8
+
+typedef struct flock_compile_opts {
+    double keep[FLOCK_MAX_KEEP]; /* GRIFFIN keep ratios, each in (0, 1] */
+    size_t n_keep;
+    flock_dtype dtype;           /* storage dtype of the big matrices: f32, f16 or bf16 */
+    char targets[FLOCK_MAX_TARGETS][16]; /* "cpu", "sm_80", "sm_89", "sm_90" */
+    size_t n_targets;
+    int level;                   /* zstd level for the tensor data; 0 = stored (mmap-able) */
+    int threads;                 /* compression threads; 0 = all cores */
+    /* Called before (done = 0) and after (done = 1) each tensor is written;
+     * `bytes` is the raw size in the bundle. May be NULL. */
+    void (*progress)(void *user, const char *tensor, size_t index, size_t count, uint64_t bytes, int done);
+    void *progress_user;
+} flock_compile_opts;
+
+/* keep = {0.25, 0.5, 0.75}, dtype f16, targets {"cpu"}, level 0. */
+flock_compile_opts flock_compile_default_opts(void);
+
+/* Parses "0.25,0.5" / "f16" / "cpu,sm_90" into `o`; the message names the bad item. */
+flock_status flock_compile_parse_keep(flock_compile_opts *o, const char *list, flock_error *err);
+flock_status flock_compile_parse_targets(flock_compile_opts *o, const char *list, flock_error *err);
+
+/* Runs the frontend for the source's architecture and the passes; the
+ * result verifies. Tensor refs name bundle tensors (see above). */
+flock_status flock_compile_program(const flock_source *s, const flock_compile_opts *o, flock_program **out,
+                                   flock_error *err);
+
+typedef struct flock_compile_stats {
+    uint64_t source_bytes;  /* size of the source file(s) */
+    uint64_t bundle_bytes;  /* size of the written bundle */
+    uint64_t tensor_bytes;  /* raw tensor bytes in the bundle */
+    size_t n_tensors;
+} flock_compile_stats;
+
+/* Compiles `s` into the bundle at `out_path`. Deterministic: the same source
+ * and options give byte-identical files. `stats` may be NULL. */
+flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opts *o, const char *out_path,
+                                  flock_compile_stats *stats, flock_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLOCK_COMPILER_H */

@@ -1,0 +1,291 @@
+/* Passes over a compiled model (program + per-tensor plans), and the
+ * production of each tensor's bytes from the source following its plan. */
+#include "frontend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int32_t cmodel_add_tensor(cmodel *cm, const char *name, flock_dtype dtype, uint32_t n_dims, const uint64_t *shape,
+                          plan_kind kind, const char *src0, const char *src1)
+{
+    if (cm->p->n_tensors >= cm->cap_plans) {
+        uint32_t nc = cm->cap_plans ? cm->cap_plans * 2 : 64;
+        tensor_plan *np = realloc(cm->plans, nc * sizeof *np);
+        if (!np)
+            return -1;
+        cm->plans = np;
+        cm->cap_plans = nc;
+    }
+    int32_t id = flock_program_add_tensor(cm->p, name, dtype, n_dims, shape);
+    if (id < 0)
+        return -1;
+    tensor_plan *pl = &cm->plans[id];
+    memset(pl, 0, sizeof *pl);
+    pl->kind = kind;
+    snprintf(pl->src[0], sizeof pl->src[0], "%s", src0 ? src0 : "");
+    snprintf(pl->src[1], sizeof pl->src[1], "%s", src1 ? src1 : "");
+    return id;
+}
+
+void cmodel_free(cmodel *cm)
+{
+    if (!cm)
+        return;
+    flock_program_free(cm->p);
+    free(cm->plans);
+    memset(cm, 0, sizeof *cm);
+}
+
+/* Drops the tensors whose keep[i] is 0 and renumbers every op's w[]. */
+static flock_status compact_tensors(cmodel *cm, const uint8_t *keep, flock_error *err)
+{
+    flock_program *p = cm->p;
+    int32_t *remap = malloc((size_t)p->n_tensors * sizeof *remap + 1);
+    if (!remap)
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->n_tensors; i++) {
+        remap[i] = keep[i] ? (int32_t)n : -1;
+        if (keep[i]) {
+            p->tensors[n] = p->tensors[i];
+            cm->plans[n] = cm->plans[i];
+            n++;
+        }
+    }
+    for (uint32_t o = 0; o < p->n_ops; o++)
+        for (int k = 0; k < FLOCK_OP_MAX_W; k++)
+            if (p->ops[o].w[k] >= 0)
+                p->ops[o].w[k] = remap[p->ops[o].w[k]];
+    p->n_tensors = n;
+    free(remap);
+    return FLOCK_OK;
+}
+
+/* Whether any op other than `self` uses tensor t (e.g. a tied embedding). */
+static bool used_elsewhere(const flock_program *p, const flock_op *self, int32_t t)
+{
+    for (uint32_t o = 0; o < p->n_ops; o++)
+        for (int k = 0; k < FLOCK_OP_MAX_W; k++)
+            if (&p->ops[o] != self && p->ops[o].w[k] == t)
+                return true;
+    return false;
+}
+
+static void rename_block_tensor(flock_tensor_ref *t, int32_t layer, const char *base)
+{
+    snprintf(t->name, sizeof t->name, "blk.%d.%s", layer, base);
+}
+
+flock_status flock_pass_pack_ffn(cmodel *cm, flock_error *err)
+{
+    flock_program *p = cm->p;
+    uint8_t *keep = malloc(p->n_tensors + 1);
+    if (!keep)
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    memset(keep, 1, p->n_tensors + 1);
+    for (uint32_t o = 0; o < p->n_ops; o++) {
+        flock_op *op = &p->ops[o];
+        if (op->kind != FLOCK_OP_FFN || op->ffn_layout != FLOCK_FFN_SEPARATE)
+            continue;
+        int32_t w0 = op->w[0], w1 = op->w[1], w2 = op->w[2];
+        if (w0 < 0 || w2 < 0 || (op->gated && w1 < 0) || used_elsewhere(p, op, w0) || used_elsewhere(p, op, w2) ||
+            (w1 >= 0 && used_elsewhere(p, op, w1))) {
+            free(keep);
+            return flock_error_set(err, FLOCK_E_INTERNAL, "pack pass: op %u (ffn, layer %d) has shared or missing "
+                                   "weights", o, op->layer);
+        }
+        int32_t d = p->values[op->in[0]].width;
+        if (op->gated) {
+            /* gate's slot becomes gate_up [d_ff, 2d]; up's slot goes away. */
+            flock_tensor_ref *t = &p->tensors[w0];
+            char gate_src[96];
+            snprintf(gate_src, sizeof gate_src, "%s", cm->plans[w0].src[0]);
+            rename_block_tensor(t, op->layer, "ffn_gate_up");
+            t->shape[1] = 2 * (uint64_t)d;
+            cm->plans[w0].kind = PLAN_PACK_GATE_UP;
+            snprintf(cm->plans[w0].src[0], sizeof cm->plans[w0].src[0], "%s", gate_src);
+            snprintf(cm->plans[w0].src[1], sizeof cm->plans[w0].src[1], "%s", cm->plans[w1].src[0]);
+            keep[w1] = 0;
+            op->w[1] = -1;
+        }
+        flock_tensor_ref *dt = &p->tensors[w2]; /* down [d, d_ff] -> down_t [d_ff, d] */
+        rename_block_tensor(dt, op->layer, "ffn_down_t");
+        uint64_t r = dt->shape[0];
+        dt->shape[0] = dt->shape[1];
+        dt->shape[1] = r;
+        cm->plans[w2].kind = PLAN_TRANSPOSE;
+        op->ffn_layout = FLOCK_FFN_PACKED;
+    }
+    flock_status st = compact_tensors(cm, keep, err);
+    free(keep);
+    return st;
+}
+
+flock_status flock_pass_magnitude_rank(cmodel *cm, flock_error *err)
+{
+    flock_program *p = cm->p;
+    for (uint32_t o = 0; o < p->n_ops; o++) {
+        flock_op *op = &p->ops[o];
+        if (op->kind != FLOCK_OP_FFN || op->w[5] >= 0)
+            continue;
+        const tensor_plan *pl = &cm->plans[op->w[0]];
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.ffn_magnitude_rank", op->layer);
+        uint64_t shape[1] = {(uint64_t)op->d_ff};
+        /* Packed gated: the plan of gate_up names both sources; otherwise
+         * the (separate or plain) w[0] and w[1] plans each name one. */
+        const char *a = pl->src[0], *b = NULL;
+        if (op->gated)
+            b = op->ffn_layout == FLOCK_FFN_PACKED ? pl->src[1] : cm->plans[op->w[1]].src[0];
+        int32_t id = cmodel_add_tensor(cm, name, FLOCK_DTYPE_I32, 1, shape,
+                                       op->gated ? PLAN_RANK_GATED : PLAN_RANK_PLAIN, a, b);
+        if (id < 0)
+            return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+        p->ops[o].w[5] = id;
+    }
+    return FLOCK_OK;
+}
+
+flock_status flock_pass_storage_dtype(cmodel *cm, flock_dtype dtype, flock_error *err)
+{
+    if (dtype != FLOCK_DTYPE_F32 && dtype != FLOCK_DTYPE_F16 && dtype != FLOCK_DTYPE_BF16)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "storage dtype %s is not f32, f16 or bf16",
+                               flock_dtype_name(dtype));
+    for (uint32_t i = 0; i < cm->p->n_tensors; i++) {
+        flock_tensor_ref *t = &cm->p->tensors[i];
+        if (t->dtype != FLOCK_DTYPE_I32)
+            t->dtype = t->n_dims >= 2 ? dtype : FLOCK_DTYPE_F32;
+    }
+    return FLOCK_OK;
+}
+
+/* ---- producing the bytes ---------------------------------------------------- */
+
+static flock_status load(const flock_source *s, const char *name, uint64_t want, float **out, flock_error *err)
+{
+    size_t n = 0;
+    flock_status st = flock_source_tensor_f32(s, name, out, &n, err);
+    if (st)
+        return st;
+    if (n != want) {
+        free(*out);
+        *out = NULL;
+        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor %s: %zu elements, expected %llu", name, n,
+                               (unsigned long long)want);
+    }
+    return FLOCK_OK;
+}
+
+typedef struct scored {
+    double score;
+    int32_t index;
+} scored;
+
+/* Descending score, ties to the lower index; NaN sorts last. */
+static int cmp_scored(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    double sx = isnan(x->score) ? -INFINITY : x->score, sy = isnan(y->score) ? -INFINITY : y->score;
+    if (sx != sy)
+        return sx > sy ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static double row_norm(const float *r, uint64_t n)
+{
+    double s = 0;
+    for (uint64_t i = 0; i < n; i++)
+        s += (double)r[i] * r[i];
+    return sqrt(s);
+}
+
+static flock_status rank(const tensor_plan *pl, const flock_source *s, uint64_t d_ff, int32_t *dst, flock_error *err)
+{
+    uint32_t nd;
+    uint64_t shape[4];
+    flock_status st = flock_source_tensor_shape(s, pl->src[0], &nd, shape, err);
+    if (st)
+        return st;
+    if (nd != 2 || shape[0] != d_ff)
+        return flock_error_set(err, FLOCK_E_CORRUPT, "rank: tensor %s is not [%llu, d]", pl->src[0],
+                               (unsigned long long)d_ff);
+    uint64_t d = shape[1];
+    float *a = NULL, *b = NULL;
+    st = load(s, pl->src[0], d_ff * d, &a, err);
+    if (!st && pl->kind == PLAN_RANK_GATED)
+        st = load(s, pl->src[1], d_ff * d, &b, err);
+    scored *sc = st ? NULL : malloc(d_ff * sizeof *sc);
+    if (!st && !sc)
+        st = flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    if (!st) {
+        for (uint64_t i = 0; i < d_ff; i++) {
+            sc[i].index = (int32_t)i;
+            sc[i].score = row_norm(a + i * d, d) * (b ? row_norm(b + i * d, d) : 1.0);
+        }
+        qsort(sc, d_ff, sizeof *sc, cmp_scored);
+        for (uint64_t i = 0; i < d_ff; i++)
+            dst[i] = sc[i].index;
+    }
+    free(sc);
+    free(a);
+    free(b);
+    return st;
+}
+
+flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32_t i, void **out, size_t *size,
+                                 flock_error *err)
+{
+    const flock_tensor_ref *t = &cm->p->tensors[i];
+    const tensor_plan *pl = &cm->plans[i];
+    uint64_t n = 1;
+    for (uint32_t k = 0; k < t->n_dims; k++)
+        n *= t->shape[k];
+    size_t esize = flock_dtype_size(t->dtype);
+    void *bytes = malloc(n * esize);
+    if (!bytes)
+        return flock_error_set(err, FLOCK_E_NOMEM, "tensor %s: out of memory", t->name);
+    flock_status st = FLOCK_OK;
+    float *f = NULL;
+    if (pl->kind == PLAN_RANK_GATED || pl->kind == PLAN_RANK_PLAIN) {
+        st = rank(pl, s, n, bytes, err);
+    } else if (pl->kind == PLAN_COPY) {
+        st = load(s, pl->src[0], n, &f, err);
+    } else if (pl->kind == PLAN_TRANSPOSE) { /* t is [r, c] = source [c, r] transposed */
+        float *src = NULL;
+        uint64_t r = t->shape[0], c = t->shape[1];
+        st = load(s, pl->src[0], n, &src, err);
+        if (!st && !(f = malloc(n * sizeof *f)))
+            st = flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+        for (uint64_t a = 0; !st && a < c; a++) /* source row a (length r) -> column a */
+            for (uint64_t b = 0; b < r; b++)
+                f[b * c + a] = src[a * r + b];
+        free(src);
+    } else { /* PACK_GATE_UP: t is [d_ff, 2d] */
+        float *g = NULL, *u = NULL;
+        uint64_t rows = t->shape[0], d = t->shape[1] / 2;
+        st = load(s, pl->src[0], rows * d, &g, err);
+        if (!st)
+            st = load(s, pl->src[1], rows * d, &u, err);
+        if (!st && !(f = malloc(n * sizeof *f)))
+            st = flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+        for (uint64_t r = 0; !st && r < rows; r++) {
+            memcpy(f + r * 2 * d, g + r * d, d * sizeof *f);
+            memcpy(f + r * 2 * d + d, u + r * d, d * sizeof *f);
+        }
+        free(g);
+        free(u);
+    }
+    if (!st && f)
+        st = flock_convert_from_f32(t->dtype, f, bytes, n);
+    free(f);
+    if (st) {
+        free(bytes);
+        if (err && err->status != st)
+            flock_error_set(err, st, "tensor %s: conversion to %s failed", t->name, flock_dtype_name(t->dtype));
+        return st;
+    }
+    *out = bytes;
+    *size = n * esize;
+    return FLOCK_OK;
+}
