@@ -21,6 +21,8 @@ static const flock_subcommand commands[] = {
     {"chat", flock_cmd_chat, "interactive chat with the model's chat template"},
     {"experts", flock_cmd_experts, "print the FF neurons each layer selects for a prompt (JSON)"},
     {"logits", flock_cmd_logits, "write the logits of every position (raw f32)"},
+    {"eval", flock_cmd_eval, "quality against the full model: perplexity, KL, agreement, ROUGE"},
+    {"bench", flock_cmd_bench, "speed per keep ratio next to the measured memory bandwidth"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

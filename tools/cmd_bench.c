@@ -1,0 +1,386 @@
+/* flock bench: generation speed per keep ratio, next to the machine's memory
+ * bandwidth measured in the same run.
+ *
+ * For each keep ratio: a warm-up run, then R repeats of (reset, prefill of P
+ * prompt tokens, G greedy decode steps). Reported: time to first token,
+ * prefill tok/s, decode tok/s and ms/token (median over repeats, with min
+ * and max), the bytes of weights read per decode token and the GB/s that
+ * implies, next to the copy and read bandwidth of this machine, peak memory,
+ * and the decode speed-up over keep 1.0. */
+#include "run_common.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define BENCH_MAX_KEEPS 16
+#define BENCH_MAX_REPEATS 64
+
+/* A fixed English paragraph, cycled to the prompt length. */
+static const char bench_text[] =
+    "The old lighthouse keeper climbed the spiral stairs every evening at dusk, carrying a small "
+    "lantern and a notebook in which he recorded the weather, the ships that passed, and the birds "
+    "that rested on the railing. Over forty years he had filled more than a hundred notebooks, and "
+    "the town's children liked to ask him what the sea had been like on the day they were born. ";
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void help(FILE *f)
+{
+    fprintf(f, "usage: flock bench BUNDLE [options]\n\n"
+               "Times prefill and decode at each keep ratio (GRIFFIN selection) and compares the\n"
+               "weights streamed per token with the memory bandwidth measured in the same run.\n\n"
+               "  --prompt-len P   prompt tokens (default 128)\n"
+               "  --gen-len G      decode steps per repeat (default 64)\n"
+               "  --keep LIST      keep ratios, e.g. 1,0.75,0.5 (default: 1 and those compiled)\n"
+               "  --select MODE    griffin (default), magnitude or random\n"
+               "  --repeats R      timed repeats after one warm-up (default 3)\n"
+               "  --threads N      threads (default: all cores)\n"
+               "  --device D       cpu or auto (default auto = cpu: this build has no GPU backend)\n"
+               "  --json           one JSON object instead of the table\n");
+}
+
+/* ---- memory bandwidth ------------------------------------------------------ */
+
+typedef struct bw_job {
+    const float *src;
+    float *dst;
+    size_t n;
+    double sum;
+} bw_job;
+
+static void *bw_copy(void *p)
+{
+    bw_job *j = p;
+    memcpy(j->dst, j->src, j->n * sizeof(float));
+    return NULL;
+}
+
+static void *bw_read(void *p)
+{
+    bw_job *j = p;
+    /* integer XOR: vectorizes freely, so the loop is bound by memory, not adds */
+    const uint64_t *w = (const uint64_t *)j->src;
+    size_t n = j->n / 2;
+    uint64_t acc[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++)
+            acc[k] ^= w[i + k];
+    j->sum = (double)(acc[0] ^ acc[1] ^ acc[2] ^ acc[3]);
+    return NULL;
+}
+
+/* Best of 5 passes over 256 MiB split across `threads`; returns GB/s
+ * counting bytes read + written (copy) or read (read). */
+static int measure_bandwidth(int threads, double *copy_gbs, double *read_gbs)
+{
+    size_t bytes = (size_t)256 << 20, n = bytes / sizeof(float);
+    float *a = malloc(bytes), *b = malloc(bytes);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(i & 1023);
+    memset(b, 0, bytes);
+    bw_job jobs[64];
+    pthread_t tid[64];
+    if (threads > 64)
+        threads = 64;
+    double best_copy = 1e30, best_read = 1e30, sink = 0;
+    for (int pass = 0; pass < 5; pass++) {
+        for (int kind = 0; kind < 2; kind++) {
+            size_t per = n / (size_t)threads;
+            for (int t = 0; t < threads; t++)
+                jobs[t] = (bw_job){a + per * (size_t)t, b + per * (size_t)t, t == threads - 1 ? n - per * (size_t)t : per, 0};
+            double t0 = now_s();
+            for (int t = 0; t < threads; t++)
+                pthread_create(&tid[t], NULL, kind ? bw_read : bw_copy, &jobs[t]);
+            for (int t = 0; t < threads; t++)
+                pthread_join(tid[t], NULL);
+            double dt = now_s() - t0;
+            for (int t = 0; t < threads; t++)
+                sink += jobs[t].sum;
+            if (kind == 0 && dt < best_copy)
+                best_copy = dt;
+            if (kind == 1 && dt < best_read)
+                best_read = dt;
+        }
+    }
+    *copy_gbs = 2.0 * (double)bytes / best_copy / 1e9;
+    *read_gbs = (double)bytes / best_read / 1e9 + sink * 0.0;
+    free(a);
+    free(b);
+    return 0;
+}
+
+/* ---- timing ------------------------------------------------------------------ */
+
+typedef struct bench_row {
+    double keep;
+    double ttft_ms[BENCH_MAX_REPEATS], prefill_tps[BENCH_MAX_REPEATS], decode_tps[BENCH_MAX_REPEATS];
+    uint64_t bytes_per_token;
+    int ok;
+} bench_row;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n, double *lo, double *hi)
+{
+    double tmp[BENCH_MAX_REPEATS];
+    memcpy(tmp, v, (size_t)n * sizeof *tmp);
+    qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
+    *lo = tmp[0];
+    *hi = tmp[n - 1];
+    return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
+}
+
+/* One run: reset, prefill, G greedy decode steps (the argmax is part of the
+ * decode cost, as a sampler's would be). */
+static int run_once(flock_session *s, int32_t n_vocab, const int32_t *prompt, size_t P, long long G, double *ttft,
+                    double *pre_tps, double *dec_tps)
+{
+    flock_session_reset(s);
+    double t0 = now_s();
+    if (flock_session_prefill(s, prompt, P) != FLOCK_OK)
+        return -1;
+    double t1 = now_s();
+    *ttft = (t1 - t0) * 1e3;
+    *pre_tps = (double)P / (t1 - t0);
+    for (long long g = 0; g < G; g++) {
+        const float *l = flock_session_last_logits(s);
+        int32_t tok = 0;
+        for (int32_t v = 1; v < n_vocab; v++)
+            if (l[v] > l[tok])
+                tok = v;
+        if (flock_session_decode(s, &tok, 1) != FLOCK_OK)
+            return -1;
+    }
+    *dec_tps = (double)G / (now_s() - t1);
+    return 0;
+}
+
+int flock_cmd_bench(int argc, char **argv)
+{
+    long long P = 128, G = 64, R = 3;
+    double keeps[BENCH_MAX_KEEPS];
+    int n_keeps = 0;
+    flock_select_mode mode = FLOCK_SELECT_GRIFFIN;
+    int threads = 0;
+    bool json = false;
+    const char *bundle = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+        long long ll;
+#define OPT(name) ((r = flock_cli_opt_value("bench", argc, argv, &i, name, &v)) != 0)
+        if (flock_cli_is_help(argv[i])) {
+            help(stdout);
+            return FLOCK_EXIT_OK;
+        } else if (OPT("--prompt-len")) {
+            if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 20, &P))
+                return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", "bad --prompt-len '%s'", v);
+        } else if (OPT("--gen-len")) {
+            if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 20, &G))
+                return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", "bad --gen-len '%s'", v);
+        } else if (OPT("--repeats")) {
+            if (r < 0 || !flock_cli_parse_int(v, 1, BENCH_MAX_REPEATS, &R))
+                return r < 0 ? FLOCK_EXIT_USAGE
+                             : flock_cli_usage_error("bench", "bad --repeats '%s' (1 to %d)", v, BENCH_MAX_REPEATS);
+        } else if (OPT("--threads")) {
+            if (r < 0 || !flock_cli_parse_int(v, 1, 256, &ll))
+                return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", "bad --threads '%s'", v);
+            threads = (int)ll;
+        } else if (OPT("--select")) {
+            if (r < 0 || flock_select_mode_parse(v, &mode) != FLOCK_OK)
+                return r < 0 ? FLOCK_EXIT_USAGE
+                             : flock_cli_usage_error("bench", "bad --select '%s' (griffin, magnitude, random)", v);
+        } else if (OPT("--device")) {
+            if (r < 0)
+                return FLOCK_EXIT_USAGE;
+            if (strcmp(v, "cuda") == 0) {
+                fprintf(stderr, "flock bench: --device cuda: this build of flock has no CUDA backend yet\n");
+                return FLOCK_EXIT_FAIL;
+            }
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "auto") != 0)
+                return flock_cli_usage_error("bench", "bad --device '%s' (cpu, cuda or auto)", v);
+        } else if (OPT("--keep")) {
+            if (r < 0)
+                return FLOCK_EXIT_USAGE;
+            char *dup = strdup(v), *save = NULL;
+            n_keeps = 0;
+            for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+                if (n_keeps == BENCH_MAX_KEEPS || !flock_cli_parse_double(t, 1e-9, 1.0, &keeps[n_keeps])) {
+                    free(dup);
+                    return flock_cli_usage_error("bench", "bad --keep list '%s'", v);
+                }
+                n_keeps++;
+            }
+            free(dup);
+            if (!n_keeps)
+                return flock_cli_usage_error("bench", "empty --keep list");
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (argv[i][0] == '-' || bundle) {
+            return flock_cli_usage_error("bench", "unexpected argument '%s'", argv[i]);
+        } else {
+            bundle = argv[i];
+        }
+#undef OPT
+    }
+    if (!bundle)
+        return flock_cli_usage_error("bench", "needs a BUNDLE");
+
+    flock_model *m = NULL;
+    flock_error err = {0};
+    double t_load = now_s();
+    if (flock_model_open(bundle, NULL, &m, &err) != FLOCK_OK) {
+        fprintf(stderr, "flock bench: %s (%s)\n", err.msg, flock_status_str(err.status));
+        return FLOCK_EXIT_FAIL;
+    }
+    t_load = now_s() - t_load;
+    int32_t n_vocab = flock_model_n_vocab(m);
+    if (n_keeps == 0) {
+        keeps[n_keeps++] = 1.0;
+        size_t nk;
+        const double *k = flock_model_keep_ratios(m, &nk);
+        for (size_t i = 0; i < nk && n_keeps < BENCH_MAX_KEEPS; i++)
+            if (k[i] < 1.0)
+                keeps[n_keeps++] = k[i];
+    }
+    if (P + G > flock_model_n_ctx(m)) {
+        fprintf(stderr, "flock bench: prompt %lld + generation %lld tokens exceed the model's context of %d\n", P, G,
+                flock_model_n_ctx(m));
+        flock_model_free(m);
+        return FLOCK_EXIT_FAIL;
+    }
+    /* prompt: the paragraph's tokens, cycled to P */
+    int32_t *prompt = malloc((size_t)P * sizeof *prompt), *para = malloc(512 * sizeof *para);
+    size_t n_para = 0;
+    bench_row *rows = calloc((size_t)n_keeps, sizeof *rows);
+    int rc = FLOCK_EXIT_FAIL, used_threads = 0;
+    const char *kernels = "?";
+    if (!prompt || !para || !rows ||
+        flock_tokenize(m, bench_text, sizeof bench_text - 1, false, para, 512, &n_para, &err) != FLOCK_OK ||
+        n_para == 0) {
+        fprintf(stderr, "flock bench: cannot tokenize the benchmark prompt: %s\n", err.msg);
+        goto out;
+    }
+    size_t off = 0;
+    if (flock_model_bos(m) >= 0)
+        prompt[off++] = flock_model_bos(m);
+    for (; off < (size_t)P; off++)
+        prompt[off] = para[off % n_para];
+
+    for (int ki = 0; ki < n_keeps; ki++) {
+        flock_session_opts so = flock_session_default_opts();
+        so.keep = keeps[ki];
+        so.select = mode;
+        so.threads = threads;
+        so.n_ctx = (int32_t)(P + G);
+        flock_session *s = NULL;
+        if (flock_session_create(m, &so, &s, &err) != FLOCK_OK) {
+            fprintf(stderr, "flock bench: keep %g: %s\n", keeps[ki], err.msg);
+            goto out;
+        }
+        bench_row *row = &rows[ki];
+        row->keep = keeps[ki];
+        double d0, d1, d2;
+        if (run_once(s, n_vocab, prompt, (size_t)P, G < 8 ? G : 8, &d0, &d1, &d2) != 0) { /* warm-up */
+            fprintf(stderr, "flock bench: %s\n", flock_session_error(s));
+            flock_session_free(s);
+            goto out;
+        }
+        for (int r = 0; r < R; r++) {
+            if (run_once(s, n_vocab, prompt, (size_t)P, G, &row->ttft_ms[r], &row->prefill_tps[r], &row->decode_tps[r]) != 0) {
+                fprintf(stderr, "flock bench: %s\n", flock_session_error(s));
+                flock_session_free(s);
+                goto out;
+            }
+            if (!json)
+                fprintf(stderr, "\r[bench] keep %g: repeat %d/%lld", keeps[ki], r + 1, R);
+        }
+        row->bytes_per_token = flock_session_decode_bytes(s);
+        used_threads = flock_session_threads(s);
+        kernels = flock_session_kernels(s);
+        row->ok = 1;
+        flock_session_free(s);
+    }
+    if (!json)
+        fprintf(stderr, "\r%60s\r", "");
+
+    /* peak memory of the model and its sessions, before the bandwidth buffers */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double peak_mb = (double)ru.ru_maxrss / 1024.0;
+    double copy_gbs = 0, read_gbs = 0;
+    if (measure_bandwidth(used_threads > 0 ? used_threads : 1, &copy_gbs, &read_gbs) != 0)
+        fprintf(stderr, "flock bench: not enough memory to measure bandwidth\n");
+    double base_dec = 0;
+    for (int ki = 0; ki < n_keeps; ki++)
+        if (rows[ki].keep == 1.0) {
+            double lo, hi;
+            base_dec = median(rows[ki].decode_tps, (int)R, &lo, &hi);
+        }
+
+    if (json) {
+        printf("{\"bundle\":");
+        flock_cli_json_str(stdout, bundle);
+        printf(",\"arch\":");
+        flock_cli_json_str(stdout, flock_model_arch(m));
+        printf(",\"device\":\"cpu\",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
+               "\"repeats\":%lld,\"select\":\"%s\",\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
+               "\"peak_rss_mb\":%.1f,\"results\":[",
+               used_threads, kernels, P, G, R, flock_select_mode_name(mode), t_load, copy_gbs, read_gbs, peak_mb);
+    } else {
+        printf("%s: %s, %d threads (%s kernels), prompt %lld tokens, %lld decode steps, %lld repeats, %s\n", bundle,
+               flock_model_arch(m), used_threads, kernels, P, G, R, flock_select_mode_name(mode));
+        printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; peak RSS %.1f MB; load %.2f s\n",
+               copy_gbs, read_gbs, peak_mb, t_load);
+        printf("%6s %10s %11s %11s %9s %15s %9s %7s %8s\n", "keep", "TTFT ms", "prefill t/s", "decode t/s",
+               "ms/token", "(min-max t/s)", "MB/token", "GB/s", "vs keep1");
+    }
+    for (int ki = 0; ki < n_keeps; ki++) {
+        bench_row *row = &rows[ki];
+        double lo, hi, plo, phi, tlo, thi;
+        double dec = median(row->decode_tps, (int)R, &lo, &hi);
+        double pre = median(row->prefill_tps, (int)R, &plo, &phi);
+        double ttft = median(row->ttft_ms, (int)R, &tlo, &thi);
+        double mb = (double)row->bytes_per_token / 1e6, gbs = (double)row->bytes_per_token * dec / 1e9;
+        double speedup = base_dec > 0 ? dec / base_dec : NAN;
+        if (json) {
+            printf("%s{\"keep\":%g,\"ttft_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.3f,"
+                   "\"decode_tok_s_min\":%.3f,\"decode_tok_s_max\":%.3f,\"ms_per_token\":%.4f,"
+                   "\"weight_bytes_per_token\":%llu,\"achieved_gbs\":%.3f,\"speedup_vs_keep1\":",
+                   ki ? "," : "", row->keep, ttft, pre, dec, lo, hi, 1e3 / dec,
+                   (unsigned long long)row->bytes_per_token, gbs);
+            flock_cli_json_double(stdout, speedup);
+            printf("}");
+        } else {
+            printf("%6g %10.2f %11.1f %11.2f %9.3f %7.2f-%-7.2f %9.2f %7.2f %8.3f\n", row->keep, ttft, pre, dec,
+                   1e3 / dec, lo, hi, mb, gbs, speedup);
+        }
+    }
+    if (json)
+        printf("]}\n");
+    rc = FLOCK_EXIT_OK;
+out:
+    free(rows);
+    free(para);
+    free(prompt);
+    flock_model_free(m);
+    return rc;
+}
