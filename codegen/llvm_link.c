@@ -102,29 +102,43 @@ static flock_status parse_elf(elf_obj *o, flock_error *err)
     return FLOCK_OK;
 }
 
+static bool in_blob(const elf_obj *o, const elf_shdr *s, int pass)
+{
+    const char *name = sec_name(o, s->name);
+    if (!(s->flags & SHF_ALLOC) || s->size == 0 || s->type != SHT_PROGBITS || (s->flags & SHF_WRITE) ||
+        strcmp(name, ".eh_frame") == 0)
+        return false;
+    return (strncmp(name, ".text", 5) == 0) == (pass == 0);
+}
+
 /* Chooses the sections of the blob and their offsets: code first, then
- * read-only data; .eh_frame is left out (the kernels never unwind). */
+ * read-only data (.eh_frame is left out: the kernels never unwind). Each
+ * group starts at its largest alignment and each section at its own, in
+ * file order: the layout a system linker gives with .text and .rodata
+ * output sections, which the tests compare against byte for byte. */
 static flock_status layout(elf_obj *o, size_t *blob_size, flock_error *err)
 {
+    for (uint16_t i = 0; i < o->shnum; i++) {
+        const elf_shdr *s = &o->sh[i];
+        if ((s->flags & SHF_ALLOC) && s->size > 0 && ((s->flags & SHF_WRITE) || s->type == SHT_NOBITS))
+            return flock_error_set(err, FLOCK_E_INTERNAL,
+                                   "cpu kernels: the code needs writable data (section '%s')", sec_name(o, s->name));
+        uint64_t al = s->addralign ? s->addralign : 1;
+        if ((in_blob(o, s, 0) || in_blob(o, s, 1)) && (al > 4096 || (al & (al - 1))))
+            return bad(err, "section alignment");
+    }
     uint64_t off = 0;
     for (int pass = 0; pass < 2; pass++) {
+        uint64_t group_al = 1;
+        for (uint16_t i = 0; i < o->shnum; i++)
+            if (in_blob(o, &o->sh[i], pass) && o->sh[i].addralign > group_al)
+                group_al = o->sh[i].addralign;
+        off = (off + group_al - 1) & ~(group_al - 1);
         for (uint16_t i = 0; i < o->shnum; i++) {
             const elf_shdr *s = &o->sh[i];
-            const char *name = sec_name(o, s->name);
-            if (!(s->flags & SHF_ALLOC) || s->size == 0)
-                continue;
-            if ((s->flags & SHF_WRITE) || s->type == SHT_NOBITS) {
-                return flock_error_set(err, FLOCK_E_INTERNAL,
-                                       "cpu kernels: the code needs writable data (section '%s')", name);
-            }
-            if (s->type != SHT_PROGBITS || strcmp(name, ".eh_frame") == 0)
-                continue;
-            bool is_text = strncmp(name, ".text", 5) == 0;
-            if (is_text != (pass == 0))
+            if (!in_blob(o, s, pass))
                 continue;
             uint64_t al = s->addralign ? s->addralign : 1;
-            if (al > 4096 || (al & (al - 1)))
-                return bad(err, "section alignment");
             off = (off + al - 1) & ~(al - 1);
             o->place[i] = (int64_t)off;
             off += s->size;

@@ -275,6 +275,38 @@ flock_status flock_llvm_cpu_kernels(const flock_cpu_kernel_spec *spec, const cha
     return st;
 }
 
+flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char *target, uint8_t **out,
+                                   size_t *size, flock_error *err)
+{
+    if (!spec || !out || !size)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: NULL argument");
+    resolved_target rt;
+    flock_status st = resolve_target(target, &rt, err);
+    if (st != FLOCK_OK) {
+        free(rt.features);
+        return st;
+    }
+    LLVMMemoryBufferRef buf = NULL;
+    lcpu_kernel *ks = NULL;
+    size_t nk = 0;
+    st = generate(spec, &rt, LLVMObjectFile, &buf, &ks, &nk, err);
+    free(ks);
+    free(rt.features);
+    if (st != FLOCK_OK)
+        return st;
+    size_t n = LLVMGetBufferSize(buf);
+    uint8_t *o = malloc(n ? n : 1);
+    if (!o) {
+        LLVMDisposeMemoryBuffer(buf);
+        return flock_error_set(err, FLOCK_E_NOMEM, "cpu kernels: out of memory");
+    }
+    memcpy(o, LLVMGetBufferStart(buf), n);
+    LLVMDisposeMemoryBuffer(buf);
+    *out = o;
+    *size = n;
+    return FLOCK_OK;
+}
+
 flock_status flock_llvm_cpu_asm(const flock_cpu_kernel_spec *spec, const char *target, char **out,
                                 flock_error *err)
 {

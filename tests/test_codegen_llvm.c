@@ -411,6 +411,89 @@ static void test_corrupt_containers(void **state)
     free(c);
 }
 
+/* ---- the linker, against a system linker --------------------------------- */
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
+    *n = fread(b, 1, (size_t)(len > 0 ? len : 0), f);
+    fclose(f);
+    return b;
+}
+
+/* flock's linker (llvm_link.c) must produce the very bytes ld.lld produces
+ * for the same object with .text then .rodata at address 0 (constant merging
+ * off): this checks every relocation it resolves, for x86-64 and AArch64
+ * alike, without running foreign code. */
+static void test_linker_matches_lld(void **state)
+{
+    (void)state;
+    const char *lld = getenv("FLOCK_LLD"), *objcopy = getenv("FLOCK_OBJCOPY");
+    if (!lld || !*lld || !objcopy || !*objcopy) {
+        printf("skipped: ld.lld or llvm-objcopy not found at configure time\n");
+        skip();
+    }
+    char dir[] = "/tmp/flock_lld_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[512], cmd[2048];
+    snprintf(path, sizeof path, "%s/link.ld", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("SECTIONS {\n . = 0;\n .text : { *(.text .text.*) }\n .rodata : { *(.rodata .rodata.*) }\n"
+          " /DISCARD/ : { *(.eh_frame) *(.note.*) *(.comment) }\n}\n", f);
+    fclose(f);
+    static const double keeps[] = {1.0, 0.5};
+    flock_cpu_matvec_spec mv[] = {{576, FLOCK_DTYPE_F16}, {200, FLOCK_DTYPE_BF16}, {1536, FLOCK_DTYPE_F32}};
+    const char *targets[] = {"cpu", "x86-64-v3", "x86-64-v4", "aarch64"};
+    const flock_act tacts[] = {FLOCK_ACT_GELU, FLOCK_ACT_SILU, FLOCK_ACT_GELU_TANH, FLOCK_ACT_RELU};
+    int compared = 0;
+    for (int t = 0; t < 4; t++) {
+        if (!flock_llvm_cpu_target_supported(targets[t]))
+            continue;
+        flock_cpu_kernel_spec spec = {.d_model = 576, .d_ff = 1536, .ffn_dtype = dtypes[t % 3], .act = tacts[t],
+                                      .n_keep = 2, .keep = keeps, .n_matvec = 3, .matvec = mv};
+        uint8_t *obj = NULL, *cont = NULL;
+        size_t on = 0, cn = 0;
+        flock_error err = {0};
+        assert_int_equal(flock_llvm_cpu_object(&spec, targets[t], &obj, &on, &err), FLOCK_OK);
+        assert_int_equal(flock_llvm_cpu_kernels(&spec, targets[t], &cont, &cn, &err), FLOCK_OK);
+        snprintf(path, sizeof path, "%s/k.o", dir);
+        f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(obj, 1, on, f), on);
+        fclose(f);
+        snprintf(cmd, sizeof cmd,
+                 "'%s' -O0 -static -T '%s/link.ld' -e 0 '%s/k.o' -o '%s/k.elf' && '%s' -O binary '%s/k.elf' '%s/k.bin'",
+                 lld, dir, dir, dir, objcopy, dir, dir);
+        assert_int_equal(system(cmd), 0);
+        snprintf(path, sizeof path, "%s/k.bin", dir);
+        size_t bn = 0;
+        uint8_t *bin = slurp(path, &bn);
+        assert_non_null(bin);
+        flock_reader r = flock_reader_init(cont, cn);
+        r.off = 40;
+        uint64_t ts = 0;
+        assert_true(flock_rd_u64(&r, &ts) && ts <= cn);
+        if (bn != ts || memcmp(bin, cont + cn - ts, ts) != 0)
+            fail_msg("%s: flock's blob (%llu bytes) differs from ld.lld's (%zu bytes)", targets[t],
+                     (unsigned long long)ts, bn);
+        printf("%s: %llu bytes identical to ld.lld's\n", targets[t], (unsigned long long)ts);
+        compared++;
+        free(bin);
+        free(obj);
+        free(cont);
+    }
+    assert_true(compared >= 1);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- the generated code itself ------------------------------------------- */
 
 static void test_asm_no_calls(void **state)
@@ -475,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_named_targets),
         cmocka_unit_test(test_foreign_arch),
         cmocka_unit_test(test_corrupt_containers),
+        cmocka_unit_test(test_linker_matches_lld),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -106,6 +106,12 @@ flock_status flock_llvm_cpu_kernels(const flock_cpu_kernel_spec *spec, const cha
 flock_status flock_llvm_cpu_asm(const flock_cpu_kernel_spec *spec, const char *target, char **out,
                                 flock_error *err);
 
+/* The relocatable ELF object LLVM emitted, before flock links it into the
+ * container (malloc'd; caller frees): for inspection with binutils/LLVM
+ * tools and for checking flock's linker against a system linker. */
+flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char *target, uint8_t **out,
+                                   size_t *size, flock_error *err);
+
 #ifdef __cplusplus
 }
 #endif
