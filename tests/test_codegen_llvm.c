@@ -9,6 +9,28 @@
 #include "reader.h"
 
 
+#include <sys/stat.h>
+
+/* Saves a valid container as a fuzzing seed under
+ * $FLOCK_BUILD_DIR/seeds/cpu_kernels/ (set by ctest; skipped otherwise). */
+static void save_seed(const char *name, const uint8_t *data, size_t n)
+{
+    const char *b = getenv("FLOCK_BUILD_DIR");
+    if (!b || !*b)
+        return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/seeds", b);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/cpu_kernels", b);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/cpu_kernels/%s", b, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
 static uint64_t seed = 0x5eed1234abcdULL;
 
 static const flock_dtype dtypes[] = {FLOCK_DTYPE_F32, FLOCK_DTYPE_F16, FLOCK_DTYPE_BF16};
@@ -302,6 +324,7 @@ static void test_foreign_arch(void **state)
     if (st != FLOCK_OK)
         fail_msg("aarch64 codegen: %s", err.msg);
     assert_int_equal(flock_cpu_jit_check(c, n, &err), FLOCK_OK);
+    save_seed("generated.bin", c, n);
     flock_cpu_jit *j = NULL;
     st = flock_cpu_jit_load(c, n, &j, &err);
 #if defined(__aarch64__)

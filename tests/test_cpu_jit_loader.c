@@ -55,6 +55,28 @@ static size_t make_container(uint8_t *b, size_t cap, uint32_t arch, uint64_t fea
     return size;
 }
 
+#include <sys/stat.h>
+
+/* Saves a valid container as a fuzzing seed under
+ * $FLOCK_BUILD_DIR/seeds/cpu_kernels/ (set by ctest; skipped otherwise). */
+static void save_seed(const char *name, const uint8_t *data, size_t n)
+{
+    const char *b = getenv("FLOCK_BUILD_DIR");
+    if (!b || !*b)
+        return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/seeds", b);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/cpu_kernels", b);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/seeds/cpu_kernels/%s", b, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
 static uint8_t buf[512];
 
 static void test_run_hand_made(void **state)
@@ -184,6 +206,7 @@ static void test_corruption(void **state)
                               sizeof matvec1_code);
     flock_error err = {0};
     assert_int_equal(flock_cpu_jit_check(good, n, &err), FLOCK_OK);
+    save_seed("handmade.bin", good, n);
     for (size_t len = 0; len < n; len++) {
         uint8_t *t = malloc(len ? len : 1); /* exact size: ASan catches over-reads */
         memcpy(t, good, len);
