@@ -44,6 +44,7 @@ static const char *const x86_baseline[] = {"64bit", "cmov", "cx8", "fxsr", "mmx"
      FLOCK_CPUF_AVX512VL)
 
 typedef struct resolved_target {
+    char name[80];    /* canonical: "x86-64-v3", "aarch64", "host-<cpu>" */
     char triple[64];
     char cpu[64];
     char *features;   /* malloc'd "+a,-b,..." */
@@ -131,6 +132,7 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
         snprintf(rt->triple, sizeof rt->triple, "x86_64-unknown-linux-gnu");
         snprintf(rt->cpu, sizeof rt->cpu, "%s", target);
         rt->features = strdup("");
+        snprintf(rt->name, sizeof rt->name, "%s", target);
         rt->arch = FLOCK_CPUK_ARCH_X86_64;
         rt->required = v4 ? V4_FEATS : V3_FEATS;
         rt->opts.vw = v4 ? 16 : 8;
@@ -141,6 +143,7 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
         char *name = LLVMGetHostCPUName();
         snprintf(rt->cpu, sizeof rt->cpu, "%s", name);
         LLVMDisposeMessage(name);
+        snprintf(rt->name, sizeof rt->name, "host-%s", rt->cpu);
         rt->features = host_x86_features(&rt->required);
         rt->arch = FLOCK_CPUK_ARCH_X86_64;
         rt->opts.vw = (rt->required & FLOCK_CPUF_AVX512F) ? 16 : (rt->required & FLOCK_CPUF_AVX) ? 8 : 4;
@@ -148,6 +151,7 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
 #elif defined(__aarch64__) && defined(FLOCK_LLVM_HAVE_AARCH64)
         snprintf(rt->triple, sizeof rt->triple, "aarch64-unknown-linux-gnu");
         snprintf(rt->cpu, sizeof rt->cpu, "generic");
+        snprintf(rt->name, sizeof rt->name, "aarch64");
         rt->features = strdup("+neon");
         rt->arch = FLOCK_CPUK_ARCH_AARCH64;
         rt->required = FLOCK_CPUF_NEON;
@@ -162,6 +166,7 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
                                    "cpu kernels: this LLVM was built without the AArch64 target");
         snprintf(rt->triple, sizeof rt->triple, "aarch64-unknown-linux-gnu");
         snprintf(rt->cpu, sizeof rt->cpu, "generic");
+        snprintf(rt->name, sizeof rt->name, "aarch64");
         rt->features = strdup("+neon");
         rt->arch = FLOCK_CPUK_ARCH_AARCH64;
         rt->required = FLOCK_CPUF_NEON;
@@ -175,6 +180,22 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
         return flock_error_set(err, FLOCK_E_NOMEM, "cpu kernels: out of memory");
     rt->opts.cpu = rt->cpu;
     rt->opts.features = rt->features;
+    return FLOCK_OK;
+}
+
+flock_status flock_llvm_cpu_target_name(const char *target, char *buf, size_t n, flock_error *err)
+{
+    if (!buf || n == 0)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: no buffer for the target name");
+    resolved_target rt;
+    flock_status st = resolve_target(target, &rt, err);
+    free(rt.features);
+    if (st != FLOCK_OK)
+        return st;
+    if (strlen(rt.name) >= n)
+        return flock_error_set(err, FLOCK_E_RANGE, "cpu kernels: target name '%s' needs %zu bytes", rt.name,
+                               strlen(rt.name) + 1);
+    memcpy(buf, rt.name, strlen(rt.name) + 1);
     return FLOCK_OK;
 }
 
@@ -266,7 +287,7 @@ flock_status flock_llvm_cpu_kernels(const flock_cpu_kernel_spec *spec, const cha
     st = generate(spec, &rt, LLVMObjectFile, &buf, &ks, &nk, err);
     if (st == FLOCK_OK) {
         const uint8_t *obj = (const uint8_t *)LLVMGetBufferStart(buf);
-        st = lcpu_link_container(obj, LLVMGetBufferSize(buf), rt.arch, rt.required, target, ks, nk, out, size,
+        st = lcpu_link_container(obj, LLVMGetBufferSize(buf), rt.arch, rt.required, rt.name, ks, nk, out, size,
                                  err);
         LLVMDisposeMemoryBuffer(buf);
     }

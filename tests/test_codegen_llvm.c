@@ -544,6 +544,27 @@ static void test_asm_no_calls(void **state)
     free(s);
 }
 
+static void test_target_names(void **state)
+{
+    (void)state;
+    char name[128];
+    flock_error err = {0};
+    assert_int_equal(flock_llvm_cpu_target_name("x86-64-v4", name, sizeof name, &err), FLOCK_OK);
+    assert_string_equal(name, "x86-64-v4");
+    assert_int_equal(flock_llvm_cpu_target_name("cpu", name, sizeof name, &err), FLOCK_OK);
+    assert_memory_equal(name, "host-", 5);
+    assert_true(strlen(name) > 5);
+    assert_int_equal(flock_llvm_cpu_target_name("cpu", name, 4, &err), FLOCK_E_RANGE);
+    assert_int_equal(flock_llvm_cpu_target_name("z80", name, sizeof name, &err), FLOCK_E_UNSUPPORTED);
+    /* The container records the canonical name; the loader reports it. */
+    flock_cpu_matvec_spec mv = {8, FLOCK_DTYPE_F32};
+    flock_cpu_kernel_spec spec = {.n_matvec = 1, .matvec = &mv};
+    assert_int_equal(flock_llvm_cpu_target_name("cpu", name, sizeof name, &err), FLOCK_OK);
+    flock_cpu_jit *j = build_and_load(&spec, "cpu");
+    assert_string_equal(flock_cpu_jit_target(j), name);
+    flock_cpu_jit_free(j);
+}
+
 static void test_bad_specs(void **state)
 {
     (void)state;
@@ -574,6 +595,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_target_names),
         cmocka_unit_test(test_asm_no_calls),
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_ffn_small_shapes),

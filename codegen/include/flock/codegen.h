@@ -92,6 +92,12 @@ typedef struct flock_cpu_kernel_spec {
  * (ARMv8-A with NEON; only when LLVM was built with the AArch64 target). */
 bool flock_llvm_cpu_target_supported(const char *target);
 
+/* The canonical name of `target`, which the container records and the
+ * bundle's section is named after ("cpu:<name>"): "x86-64-v3",
+ * "x86-64-v4", "aarch64", or "host-<LLVM CPU name>" for "cpu" (e.g.
+ * "host-sapphirerapids"). FLOCK_E_UNSUPPORTED for an unknown target. */
+flock_status flock_llvm_cpu_target_name(const char *target, char *buf, size_t n, flock_error *err);
+
 /* Builds the kernel container for `spec` and `target` (see above). On
  * success *out is a malloc'd buffer (caller frees) of *size bytes.
  * FLOCK_E_INVALID_ARG for a bad spec, FLOCK_E_UNSUPPORTED for an unknown
