@@ -565,6 +565,74 @@ static void test_target_names(void **state)
     flock_cpu_jit_free(j);
 }
 
+/* The spec of a small hand-built program (the structs only; no IR library). */
+static void test_spec_from_program(void **state)
+{
+    (void)state;
+    flock_value values[5] = {{"tokens", FLOCK_DTYPE_I32, 1}, {"x", FLOCK_DTYPE_F32, 64},
+                             {"attn", FLOCK_DTYPE_F32, 96}, {"y", FLOCK_DTYPE_F32, 64},
+                             {"z", FLOCK_DTYPE_F32, 64}};
+    flock_tensor_ref tensors[5] = {
+        {"wq", FLOCK_DTYPE_F16, 2, {96, 64}},      {"wo", FLOCK_DTYPE_F16, 2, {64, 96}},
+        {"gate_up", FLOCK_DTYPE_BF16, 2, {172, 128}}, {"down_t", FLOCK_DTYPE_BF16, 2, {172, 64}},
+        {"q8", FLOCK_DTYPE_U8, 2, {512, 64}},
+    };
+    flock_op ops[6];
+    memset(ops, 0, sizeof ops);
+    for (int i = 0; i < 6; i++) {
+        for (int w = 0; w < FLOCK_OP_MAX_W; w++)
+            ops[i].w[w] = -1;
+        ops[i].n_in = 1;
+        ops[i].layer = i / 3;
+    }
+    ops[0].kind = FLOCK_OP_LINEAR, ops[0].in[0] = 1, ops[0].w[0] = 0, ops[0].out = 2;
+    ops[1].kind = FLOCK_OP_LINEAR, ops[1].in[0] = 2, ops[1].w[0] = 1, ops[1].out = 3;
+    for (int i = 2; i < 4; i++) {
+        ops[i].kind = FLOCK_OP_FFN, ops[i].in[0] = 3, ops[i].w[0] = 2, ops[i].w[2] = 3, ops[i].out = 4;
+        ops[i].d_ff = 172, ops[i].act = FLOCK_ACT_GELU_TANH, ops[i].gated = 1;
+        ops[i].ffn_layout = FLOCK_FFN_PACKED;
+    }
+    ops[4].kind = FLOCK_OP_LINEAR, ops[4].in[0] = 4, ops[4].w[0] = 4; /* u8 matrix: not ours */
+    /* Input width 96 and f16, as op 1: one matvec serves both. */
+    ops[5].kind = FLOCK_OP_LM_HEAD, ops[5].in[0] = 2, ops[5].w[0] = 1;
+    flock_program p = {.n_values = 5, .values = values, .n_tensors = 5, .tensors = tensors, .n_ops = 6,
+                       .ops = ops};
+    static const double keeps[] = {1.0, 0.5};
+    flock_cpu_matvec_spec mv[4];
+    flock_cpu_kernel_spec spec;
+    flock_error err = {0};
+    assert_int_equal(flock_llvm_cpu_spec_from_program(&p, keeps, 2, &spec, mv, 4, &err), FLOCK_OK);
+    assert_int_equal(spec.d_model, 64);
+    assert_int_equal(spec.d_ff, 172);
+    assert_int_equal(spec.ffn_dtype, FLOCK_DTYPE_BF16);
+    assert_int_equal(spec.act, FLOCK_ACT_GELU_TANH);
+    assert_int_equal(spec.n_keep, 2);
+    assert_int_equal(spec.n_matvec, 2);
+    assert_int_equal(mv[0].cols, 64);
+    assert_int_equal(mv[1].cols, 96);
+    /* What it describes can be generated, and found again by the runtime's lookups. */
+    flock_cpu_jit *j = build_and_load(&spec, "cpu");
+    flock_cpu_ffn_kernels fk;
+    flock_cpu_matvec_fn fn;
+    assert_int_equal(flock_cpu_jit_find_ffn(j, FLOCK_DTYPE_BF16, FLOCK_ACT_GELU_TANH, 64, 172, 86, &fk, &err),
+                     FLOCK_OK);
+    assert_int_equal(flock_cpu_jit_find_ffn(j, FLOCK_DTYPE_BF16, FLOCK_ACT_GELU_TANH, 64, 172, 172, &fk, &err),
+                     FLOCK_OK);
+    assert_int_equal(flock_cpu_jit_find_ffn(j, FLOCK_DTYPE_BF16, FLOCK_ACT_SILU, 64, 172, 86, &fk, &err),
+                     FLOCK_E_NOT_FOUND);
+    assert_int_equal(flock_cpu_jit_find_matvec(j, FLOCK_DTYPE_F16, 96, &fn, &err), FLOCK_OK);
+    assert_int_equal(flock_cpu_jit_find_matvec(j, FLOCK_DTYPE_F16, 64, &fn, &err), FLOCK_OK);
+    flock_cpu_jit_free(j);
+    /* Too little room for the matvec shapes; FFN layers that disagree. */
+    assert_int_equal(flock_llvm_cpu_spec_from_program(&p, keeps, 2, &spec, mv, 1, &err), FLOCK_E_RANGE);
+    ops[3].d_ff = 100;
+    assert_int_equal(flock_llvm_cpu_spec_from_program(&p, keeps, 2, &spec, mv, 4, &err), FLOCK_E_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "layer 1"));
+    ops[3].d_ff = 172;
+    ops[0].w[0] = 9; /* a tensor id out of range */
+    assert_int_equal(flock_llvm_cpu_spec_from_program(&p, keeps, 2, &spec, mv, 4, &err), FLOCK_E_CORRUPT);
+}
+
 static void test_bad_specs(void **state)
 {
     (void)state;
@@ -596,6 +664,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_target_names),
+        cmocka_unit_test(test_spec_from_program),
         cmocka_unit_test(test_asm_no_calls),
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_ffn_small_shapes),

@@ -86,6 +86,16 @@ typedef struct flock_cpu_kernel_spec {
     const flock_cpu_matvec_spec *matvec;
 } flock_cpu_kernel_spec;
 
+/* Fills `spec` for a verified program: the gated FFN ops over the packed
+ * layout (all must share d_model, d_ff, act and the gate_up dtype, else
+ * FLOCK_E_UNSUPPORTED) at the `n_keep` ratios `keep`, and one matvec per
+ * distinct (input width, dtype) of the LINEAR and LM_HEAD ops whose matrix
+ * is f32/f16/bf16, stored in mv[0..mv_cap). spec->keep and spec->matvec
+ * point into `keep` and `mv`. FLOCK_E_NOT_FOUND when nothing applies. */
+flock_status flock_llvm_cpu_spec_from_program(const flock_program *p, const double *keep, uint32_t n_keep,
+                                              flock_cpu_kernel_spec *spec, flock_cpu_matvec_spec *mv,
+                                              uint32_t mv_cap, flock_error *err);
+
 /* Whether `target` names a CPU target this build of LLVM can generate for:
  * "cpu" (the compiling host: its CPU name and features), "x86-64-v3"
  * (AVX2/FMA/F16C/BMI2), "x86-64-v4" (AVX-512 F/BW/CD/DQ/VL), "aarch64"
