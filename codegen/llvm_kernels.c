@@ -399,11 +399,15 @@ static LLVMValueRef clamp_i64(lk *k, LLVMValueRef v, int64_t lo, int64_t hi)
     return LLVMBuildSelect(k->B, LLVMBuildICmp(k->B, LLVMIntSGT, x, ci64(k, hi), ""), ci64(k, hi), x, "");
 }
 
-/* Row i (i32 index loaded from idx[j]) of a [*, width] weight tensor. */
+/* Row i = idx[j] of a [n_rows, width] weight tensor. An index outside
+ * [0, n_rows) (a caller's bug) is clamped, one unsigned compare per row,
+ * so it can never read outside the tensor. */
 static LLVMValueRef row_of(lk *k, flock_dtype dt, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef j,
-                           int64_t width)
+                           int64_t n_rows, int64_t width)
 {
     LLVMValueRef i = LLVMBuildSExt(k->B, load_elems(k, k->i32, idx, j, 1, 4), k->i64, "");
+    LLVMValueRef ok = LLVMBuildICmp(k->B, LLVMIntULT, i, ci64(k, n_rows), "");
+    i = LLVMBuildSelect(k->B, ok, i, ci64(k, n_rows - 1), "");
     return gep(k, weight_elem(k, dt), base, LLVMBuildMul(k->B, i, ci64(k, width), ""));
 }
 
@@ -426,7 +430,7 @@ static void emit_ffn_up(lk *k, const lcpu_kernel *kd)
     LLVMValueRef rows[4], dots[4];
     for (int t = 0; t < 2; t++) {
         LLVMValueRef jt = LLVMBuildAdd(k->B, l.i, ci64(k, t), "");
-        rows[2 * t] = row_of(k, kd->dtype, gu, idx, jt, 2 * d);
+        rows[2 * t] = row_of(k, kd->dtype, gu, idx, jt, kd->n, 2 * d);
         rows[2 * t + 1] = gep(k, weight_elem(k, kd->dtype), rows[2 * t], ci64(k, d));
     }
     emit_dots(k, kd->dtype, rows, 4, x, d, 2, dots);
@@ -438,7 +442,7 @@ static void emit_ffn_up(lk *k, const lcpu_kernel *kd)
 
     /* An odd last neuron. */
     loop_begin(k, &l, j, j1, 1);
-    rows[0] = row_of(k, kd->dtype, gu, idx, l.i, 2 * d);
+    rows[0] = row_of(k, kd->dtype, gu, idx, l.i, kd->n, 2 * d);
     rows[1] = gep(k, weight_elem(k, kd->dtype), rows[0], ci64(k, d));
     emit_dots(k, kd->dtype, rows, 2, x, d, 4, dots);
     store_f(k, LLVMBuildFMul(k->B, emit_act(k, kd->act, dots[0], 1), dots[1], ""), h, l.i, 1);
@@ -499,7 +503,7 @@ static void emit_ffn_down(lk *k, const lcpu_kernel *kd)
         LLVMValueRef rows[4], hs[4];
         for (int r = 0; r < R; r++) {
             LLVMValueRef jr = LLVMBuildAdd(k->B, l.i, ci64(k, r), "");
-            rows[r] = row_of(k, kd->dtype, dt, idx, jr, kd->d);
+            rows[r] = row_of(k, kd->dtype, dt, idx, jr, kd->n, kd->d);
             hs[r] = load_elems(k, k->f32, h, jr, 1, 4);
         }
         emit_axpy_rows(k, kd->dtype, rows, hs, R, y, c0, c1);

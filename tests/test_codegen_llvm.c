@@ -161,6 +161,20 @@ static void check_ffn(const char *target, flock_dtype dt, flock_act act, int d, 
         if (!(e1 < tol_for(dt)) || !(e2 < tol_for(dt)))
             fail_msg("%s %s %s d=%d dff=%d k=%d: error %.3g (one call) %.3g (split)", target,
                      flock_dtype_name(dt), act == FLOCK_ACT_SILU ? "silu" : act == FLOCK_ACT_GELU ? "gelu" : act == FLOCK_ACT_GELU_TANH ? "gelu_tanh" : "relu", d, dff, k, e1, e2);
+        /* A bad index is clamped to the last row (never an out-of-bounds read). */
+        if (i == 0) {
+            int32_t save = idx[0];
+            idx[0] = -5;
+            fk.up(x, idx, 0, 1, gu_s, h);
+            float hbad = h[0];
+            idx[0] = dff - 1;
+            fk.up(x, idx, 0, 1, gu_s, h);
+            assert_true(hbad == h[0]);
+            idx[0] = dff + 1000;
+            fk.up(x, idx, 0, 1, gu_s, h);
+            assert_true(hbad == h[0]);
+            idx[0] = save;
+        }
         free(idx);
     }
     free(gu);

@@ -40,7 +40,8 @@ extern "C" {
  *  FFN_UP   flock_ffn_up_<dt>_<act>_d<d>_f<F>_k<k>
  *    void (const float *x, const int32_t *idx, int32_t j0, int32_t j1,
  *          const void *gate_up, float *h);
- *    for j in [max(j0,0), min(j1,k)): i = idx[j] (0 <= i < F, caller's duty);
+ *    for j in [max(j0,0), min(j1,k)): i = idx[j] (0 <= i < F; an index out
+ *      of range is clamped to F-1, never read outside the tensor);
  *      h[j] = act(gate_up[i][0:d] . x) * (gate_up[i][d:2d] . x)
  *    gate_up is the packed [F, 2d] tensor. Threads split [0,k) by j.
  *    Cost: 2*d*sizeof(T) bytes of weights and 4*d FLOPs per kept row.
