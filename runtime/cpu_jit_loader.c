@@ -229,11 +229,7 @@ static flock_status parse_header(const uint8_t *p, size_t size, parsed *ps, floc
         return flock_error_set(err, FLOCK_E_TRUNCATED, "cpu kernels: code blob of %llu bytes, file has %zu",
                                (unsigned long long)ps->text_size, size);
     uint64_t sum = flock_cpuk_checksum(p, size);
-#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION /* let the fuzzer reach the table */
     if (sum != checksum)
-#else
-    if (sum != checksum && checksum == 0)
-#endif
         return flock_error_set(err, FLOCK_E_CHECKSUM, "cpu kernels: checksum %016llx, expected %016llx",
                                (unsigned long long)sum, (unsigned long long)checksum);
     if (ps->arch == 0 || ps->arch >= FLOCK_CPUK_ARCH_END)
