@@ -181,6 +181,8 @@ uint16_t flock_f32_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
+/* src/dst of 16-bit types may be unaligned (safetensors data need not be):
+ * elements are moved with memcpy, which compilers turn into plain loads. */
 flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void *dst, size_t n)
 {
     if (!src || (!dst && n))
@@ -190,12 +192,16 @@ flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void
         memmove(dst, src, n * sizeof(float));
         return FLOCK_OK;
     case FLOCK_DTYPE_F16:
-        for (size_t i = 0; i < n; i++)
-            ((uint16_t *)dst)[i] = flock_f32_to_f16(src[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = flock_f32_to_f16(src[i]);
+            memcpy((uint8_t *)dst + 2 * i, &h, 2);
+        }
         return FLOCK_OK;
     case FLOCK_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++)
-            ((uint16_t *)dst)[i] = flock_f32_to_bf16(src[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = flock_f32_to_bf16(src[i]);
+            memcpy((uint8_t *)dst + 2 * i, &h, 2);
+        }
         return FLOCK_OK;
     default:
         return FLOCK_E_UNSUPPORTED;
@@ -211,12 +217,18 @@ flock_status flock_convert_to_f32(flock_dtype src_type, const void *src, float *
         memmove(dst, src, n * sizeof(float));
         return FLOCK_OK;
     case FLOCK_DTYPE_F16:
-        for (size_t i = 0; i < n; i++)
-            dst[i] = flock_f16_to_f32(((const uint16_t *)src)[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, (const uint8_t *)src + 2 * i, 2);
+            dst[i] = flock_f16_to_f32(h);
+        }
         return FLOCK_OK;
     case FLOCK_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++)
-            dst[i] = flock_bf16_to_f32(((const uint16_t *)src)[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, (const uint8_t *)src + 2 * i, 2);
+            dst[i] = flock_bf16_to_f32(h);
+        }
         return FLOCK_OK;
     default:
         return FLOCK_E_UNSUPPORTED;

@@ -7,75 +7,7 @@
 #include "cpu_jit_loader.h"
 #include "cpu_kernels_format.h"
 #include "reader.h"
-
-/* A matvec kernel for cols = 1 in the MATVEC ABI (System V):
- * void (const void *w, const float *x, int64_t r0, int64_t r1, float *y):
- *   for (r = r0; r < r1; r++) y[r] = w[r] * x[0];  (SSE only) */
-static const uint8_t matvec1_code[] = {
-    0x48, 0x39, 0xca,                   /*  0: cmp   rdx, rcx            */
-    0x7d, 0x14,                         /*  3: jge   25                  */
-    0xf3, 0x0f, 0x10, 0x04, 0x97,       /*  5: movss xmm0, [rdi+rdx*4]   */
-    0xf3, 0x0f, 0x59, 0x06,             /* 10: mulss xmm0, [rsi]         */
-    0xf3, 0x41, 0x0f, 0x11, 0x04, 0x90, /* 14: movss [r8+rdx*4], xmm0    */
-    0x48, 0xff, 0xc2,                   /* 20: inc   rdx                 */
-    0xeb, 0xe7,                         /* 23: jmp   0                   */
-    0xc3,                               /* 25: ret                       */
-};
-
-/* Writes a one-kernel container; returns its size. */
-static size_t make_container(uint8_t *b, size_t cap, uint32_t arch, uint64_t features, const char *target,
-                             const char *name, const uint8_t *code, size_t code_size)
-{
-    size_t tl = strlen(target), nl = strlen(name);
-    size_t size = FLOCK_CPUK_HEADER_SIZE + 1 + tl + 1 + nl + FLOCK_CPUK_ENTRY_FIXED + code_size;
-    assert_true(size <= cap);
-    memset(b, 0, size);
-    memcpy(b, FLOCK_CPUK_MAGIC, 8);
-    flock_wr_u16(b + 8, FLOCK_CPUK_MAJOR);
-    flock_wr_u16(b + 10, FLOCK_CPUK_MINOR);
-    flock_wr_u32(b + 12, arch);
-    flock_wr_u64(b + 16, features);
-    flock_wr_u32(b + 32, 1);
-    flock_wr_u64(b + 40, code_size);
-    size_t o = FLOCK_CPUK_HEADER_SIZE;
-    b[o++] = (uint8_t)tl;
-    memcpy(b + o, target, tl);
-    o += tl;
-    b[o++] = (uint8_t)nl;
-    memcpy(b + o, name, nl);
-    o += nl;
-    flock_wr_u32(b + o, FLOCK_CPUK_MATVEC);
-    flock_wr_u32(b + o + 4, FLOCK_DTYPE_F32);
-    flock_wr_u32(b + o + 16, 1);            /* cols */
-    flock_wr_u64(b + o + 24, 0);            /* offset */
-    flock_wr_u64(b + o + 32, code_size);
-    o += FLOCK_CPUK_ENTRY_FIXED;
-    memcpy(b + o, code, code_size);
-    flock_wr_u64(b + FLOCK_CPUK_CHECKSUM_AT, flock_cpuk_checksum(b, size));
-    return size;
-}
-
-#include <sys/stat.h>
-
-/* Saves a valid container as a fuzzing seed under
- * $FLOCK_BUILD_DIR/seeds/cpu_kernels/ (set by ctest; skipped otherwise). */
-static void save_seed(const char *name, const uint8_t *data, size_t n)
-{
-    const char *b = getenv("FLOCK_BUILD_DIR");
-    if (!b || !*b)
-        return;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/seeds", b);
-    mkdir(path, 0777);
-    snprintf(path, sizeof path, "%s/seeds/cpu_kernels", b);
-    mkdir(path, 0777);
-    snprintf(path, sizeof path, "%s/seeds/cpu_kernels/%s", b, name);
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(data, 1, n, f);
-        fclose(f);
-    }
-}
+#include "cpu_kernels_handmade.h"
 
 static uint8_t buf[512];
 
@@ -206,7 +138,6 @@ static void test_corruption(void **state)
                               sizeof matvec1_code);
     flock_error err = {0};
     assert_int_equal(flock_cpu_jit_check(good, n, &err), FLOCK_OK);
-    save_seed("handmade.bin", good, n);
     for (size_t len = 0; len < n; len++) {
         uint8_t *t = malloc(len ? len : 1); /* exact size: ASan catches over-reads */
         memcpy(t, good, len);
