@@ -5,6 +5,7 @@
 #ifndef FLOCK_TESTS_CPU_KERNELS_HANDMADE_H
 #define FLOCK_TESTS_CPU_KERNELS_HANDMADE_H
 
+#include "flock/formats.h"
 #include "cpu_kernels_format.h"
 #include "reader.h"
 
