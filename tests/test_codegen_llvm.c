@@ -8,6 +8,8 @@
 #include "cpu_kernels_format.h"
 #include "reader.h"
 
+#include <pthread.h>
+
 
 #include <sys/stat.h>
 
@@ -647,6 +649,50 @@ static void test_spec_from_program(void **state)
     assert_int_equal(flock_llvm_cpu_spec_from_program(&p, keeps, 2, &spec, mv, 4, &err), FLOCK_E_CORRUPT);
 }
 
+typedef struct gen_job {
+    const char *target;
+    uint8_t *out;
+    size_t n;
+    flock_status st;
+} gen_job;
+
+static void *gen_thread(void *arg)
+{
+    gen_job *g = arg;
+    static const double keeps[] = {0.5, 0.25};
+    flock_cpu_matvec_spec mv = {72, FLOCK_DTYPE_BF16};
+    flock_cpu_kernel_spec spec = {.d_model = 72, .d_ff = 100, .ffn_dtype = FLOCK_DTYPE_F16,
+                                  .act = FLOCK_ACT_GELU, .n_keep = 2, .keep = keeps, .n_matvec = 1, .matvec = &mv};
+    g->st = flock_llvm_cpu_kernels(&spec, g->target, &g->out, &g->n, NULL);
+    return NULL;
+}
+
+/* Generation is deterministic (reproducible bundles) and safe from several
+ * threads at once (flockc may build targets in parallel). */
+static void test_deterministic_and_threads(void **state)
+{
+    (void)state;
+    gen_job jobs[3] = {{"x86-64-v3", NULL, 0, FLOCK_OK}, {"x86-64-v3", NULL, 0, FLOCK_OK},
+                       {"x86-64-v4", NULL, 0, FLOCK_OK}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, gen_thread, &jobs[i]), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(jobs[i].st, FLOCK_OK);
+    assert_int_equal(jobs[0].n, jobs[1].n);
+    assert_memory_equal(jobs[0].out, jobs[1].out, jobs[0].n);
+    gen_job again = {"x86-64-v4", NULL, 0, FLOCK_OK};
+    gen_thread(&again);
+    assert_int_equal(again.st, FLOCK_OK);
+    assert_int_equal(again.n, jobs[2].n);
+    assert_memory_equal(again.out, jobs[2].out, again.n);
+    for (int i = 0; i < 3; i++)
+        free(jobs[i].out);
+    free(again.out);
+}
+
 static void test_bad_specs(void **state)
 {
     (void)state;
@@ -679,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_target_names),
         cmocka_unit_test(test_spec_from_program),
+        cmocka_unit_test(test_deterministic_and_threads),
         cmocka_unit_test(test_asm_no_calls),
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_ffn_small_shapes),
