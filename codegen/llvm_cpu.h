@@ -23,6 +23,7 @@ typedef struct lcpu_target_opts {
     int vw;              /* f32 lanes per vector value (4, 8 or 16) */
     bool native_f16;     /* fpext <N x half> is a native instruction (F16C, AArch64) */
     const char *cpu;     /* "target-cpu" attribute */
+    const char *tune;    /* "tune-cpu" attribute, or "" */
     const char *features;/* "target-features" attribute */
 } lcpu_target_opts;
 

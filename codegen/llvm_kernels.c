@@ -375,6 +375,8 @@ static LLVMValueRef begin_fn(lk *k, const char *name, LLVMTypeRef *params, unsig
     add_fn_attr(k, fn, "frame-pointer", "none");
     if (k->t->cpu && *k->t->cpu)
         add_fn_attr(k, fn, "target-cpu", k->t->cpu);
+    if (k->t->tune && *k->t->tune)
+        add_fn_attr(k, fn, "tune-cpu", k->t->tune);
     if (k->t->features && *k->t->features)
         add_fn_attr(k, fn, "target-features", k->t->features);
     for (unsigned i = 0; i < np; i++)

@@ -47,6 +47,7 @@ typedef struct resolved_target {
     char name[80];    /* canonical: "x86-64-v3", "aarch64", "host-<cpu>" */
     char triple[64];
     char cpu[64];
+    char tune[64];    /* scheduling model only ("cpu": the host's) */
     char *features;   /* malloc'd "+a,-b,..." */
     uint32_t arch;    /* FLOCK_CPUK_ARCH_* */
     uint64_t required;
@@ -140,10 +141,14 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
     } else if (strcmp(target, "cpu") == 0) {
 #if defined(__x86_64__)
         snprintf(rt->triple, sizeof rt->triple, "x86_64-unknown-linux-gnu");
+        /* The host CPU only tunes scheduling; the instruction set is the
+         * baseline plus exactly the features listed (and checked by the
+         * loader), so nothing a CPU name implies slips in unrecorded. */
         char *name = LLVMGetHostCPUName();
-        snprintf(rt->cpu, sizeof rt->cpu, "%s", name);
+        snprintf(rt->tune, sizeof rt->tune, "%s", name);
         LLVMDisposeMessage(name);
-        snprintf(rt->name, sizeof rt->name, "host-%s", rt->cpu);
+        snprintf(rt->cpu, sizeof rt->cpu, "x86-64");
+        snprintf(rt->name, sizeof rt->name, "host-%s", rt->tune);
         rt->features = host_x86_features(&rt->required);
         rt->arch = FLOCK_CPUK_ARCH_X86_64;
         rt->opts.vw = (rt->required & FLOCK_CPUF_AVX512F) ? 16 : (rt->required & FLOCK_CPUF_AVX) ? 8 : 4;
@@ -179,6 +184,7 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
     if (!rt->features)
         return flock_error_set(err, FLOCK_E_NOMEM, "cpu kernels: out of memory");
     rt->opts.cpu = rt->cpu;
+    rt->opts.tune = rt->tune;
     rt->opts.features = rt->features;
     return FLOCK_OK;
 }
