@@ -198,6 +198,26 @@ static void test_ffn_small_shapes(void **state)
     for (size_t t = 0; t < 3; t++)
         for (size_t a = 0; a < 4; a++)
             check_ffn("cpu", dtypes[t], acts[a], 200, 301, keeps, 4);
+    /* Smaller than one vector: scalar code only. */
+    static const double tiny_keeps[] = {1.0, 0.5};
+    check_ffn("cpu", FLOCK_DTYPE_F16, FLOCK_ACT_SILU, 3, 2, tiny_keeps, 2);
+}
+
+/* A 7B-class shape generates and loads (numbers are checked on the smaller shapes). */
+static void test_large_shape(void **state)
+{
+    (void)state;
+    static const double keeps[] = {1.0, 0.5};
+    flock_cpu_matvec_spec mv[] = {{4096, FLOCK_DTYPE_BF16}, {14336, FLOCK_DTYPE_BF16}};
+    flock_cpu_kernel_spec spec = {.d_model = 4096, .d_ff = 14336, .ffn_dtype = FLOCK_DTYPE_BF16,
+                                  .act = FLOCK_ACT_SILU, .n_keep = 2, .keep = keeps, .n_matvec = 2, .matvec = mv};
+    flock_cpu_jit *j = build_and_load(&spec, "cpu");
+    flock_cpu_ffn_kernels fk;
+    flock_error err = {0};
+    assert_int_equal(flock_cpu_jit_find_ffn(j, FLOCK_DTYPE_BF16, FLOCK_ACT_SILU, 4096, 14336, 7168, &fk, &err),
+                     FLOCK_OK);
+    assert_int_equal(flock_cpu_jit_count(j), 8);
+    flock_cpu_jit_free(j);
 }
 
 static void test_ffn_smollm_shape(void **state)
@@ -730,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_matvec),
         cmocka_unit_test(test_ffn_small_shapes),
         cmocka_unit_test(test_ffn_smollm_shape),
+        cmocka_unit_test(test_large_shape),
         cmocka_unit_test(test_named_targets),
         cmocka_unit_test(test_foreign_arch),
         cmocka_unit_test(test_corrupt_containers),
