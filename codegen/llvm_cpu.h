@@ -25,6 +25,7 @@ typedef struct lcpu_target_opts {
     const char *cpu;     /* "target-cpu" attribute */
     const char *tune;    /* "tune-cpu" attribute, or "" */
     const char *features;/* "target-features" attribute */
+    int prefetch_lines;  /* lines prefetched at the start of upcoming gathered rows; 0 = none */
 } lcpu_target_opts;
 
 /* Adds every kernel of `spec` to module M (fresh, in context C) and lists

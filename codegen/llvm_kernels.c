@@ -168,6 +168,25 @@ static LLVMValueRef load_weights(lk *k, flock_dtype dt, LLVMValueRef p, LLVMValu
     return f16_bits_to_f32(k, h, w);
 }
 
+/* Prefetches `lines` 64-byte lines from p (an element pointer) into all cache
+ * levels: the start of a row the hardware prefetcher has not seen yet. */
+static void prefetch_lines(lk *k, LLVMValueRef p, int lines)
+{
+    if (lines <= 0)
+        return;
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(k->C);
+    LLVMValueRef b = LLVMBuildBitCast(k->B, p, k->i8p, "");
+    LLVMTypeRef pt = k->i8p;
+    unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(k->M, id, &pt, 1);
+    LLVMTypeRef ft = LLVMIntrinsicGetType(k->C, id, &pt, 1);
+    for (int i = 0; i < lines; i++) {
+        LLVMValueRef a = gep(k, i8, b, ci64(k, 64 * i));
+        LLVMValueRef args[4] = {a, ci32(k, 1, 0), ci32(k, 1, 3), ci32(k, 1, 1)};
+        LLVMBuildCall2(k->B, ft, f, args, 4, "");
+    }
+}
+
 /* ---- counted loops over an i64 counter in an alloca --------------------- */
 
 typedef struct lk_loop {
@@ -435,6 +454,15 @@ static void emit_ffn_up(lk *k, const lcpu_kernel *kd)
         rows[2 * t] = row_of(k, kd->dtype, gu, idx, jt, kd->n, 2 * d);
         rows[2 * t + 1] = gep(k, weight_elem(k, kd->dtype), rows[2 * t], ci64(k, d));
     }
+    if (k->t->prefetch_lines > 0) {
+        /* The next pair's rows (the last pair prefetches its own again). */
+        LLVMValueRef last = LLVMBuildSub(k->B, j1, ci64(k, 1), "");
+        for (int t = 2; t < 4; t++) {
+            LLVMValueRef jn = LLVMBuildAdd(k->B, l.i, ci64(k, t), "");
+            jn = LLVMBuildSelect(k->B, LLVMBuildICmp(k->B, LLVMIntSLT, jn, j1, ""), jn, last, "");
+            prefetch_lines(k, row_of(k, kd->dtype, gu, idx, jn, kd->n, 2 * d), k->t->prefetch_lines);
+        }
+    }
     emit_dots(k, kd->dtype, rows, 4, x, d, 2, dots);
     for (int t = 0; t < 2; t++) {
         LLVMValueRef hv = LLVMBuildFMul(k->B, emit_act(k, kd->act, dots[2 * t], 1), dots[2 * t + 1], "");
@@ -507,6 +535,16 @@ static void emit_ffn_down(lk *k, const lcpu_kernel *kd)
             LLVMValueRef jr = LLVMBuildAdd(k->B, l.i, ci64(k, r), "");
             rows[r] = row_of(k, kd->dtype, dt, idx, jr, kd->n, kd->d);
             hs[r] = load_elems(k, k->f32, h, jr, 1, 4);
+        }
+        if (R == 4 && k->t->prefetch_lines > 0) {
+            /* The next group's rows, at this thread's columns. */
+            for (int r = 4; r < 8; r++) {
+                LLVMValueRef jn = LLVMBuildAdd(k->B, l.i, ci64(k, r), "");
+                jn = LLVMBuildSelect(k->B, LLVMBuildICmp(k->B, LLVMIntSLT, jn, ci64(k, kd->k), ""), jn,
+                                     ci64(k, kd->k - 1), "");
+                LLVMValueRef row = row_of(k, kd->dtype, dt, idx, jn, kd->n, kd->d);
+                prefetch_lines(k, gep(k, weight_elem(k, kd->dtype), row, c0), k->t->prefetch_lines);
+            }
         }
         emit_axpy_rows(k, kd->dtype, rows, hs, R, y, c0, c1);
         loop_end(k, &l);

@@ -185,6 +185,10 @@ static flock_status resolve_target(const char *target, resolved_target *rt, floc
         return flock_error_set(err, FLOCK_E_NOMEM, "cpu kernels: out of memory");
     rt->opts.cpu = rt->cpu;
     rt->opts.tune = rt->tune;
+    /* 1 KiB of each upcoming gathered row: the start of a stream the hardware
+     * prefetcher has not seen. Measured on the SmolLM2 shape (A/B, same
+     * process): f16 about +15-30% GB/s, f32 unchanged within the noise. */
+    rt->opts.prefetch_lines = 16;
     rt->opts.features = rt->features;
     return FLOCK_OK;
 }
