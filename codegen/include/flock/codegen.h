@@ -29,8 +29,8 @@ extern "C" {
  * that the runtime loads without LLVM (runtime/cpu_jit_loader.h). The bundle
  * stores it as the kernel section "cpu:<target>".
  *
- * Generated code calls nothing (no libm: exp/tanh/erf are polynomials in the
- * IR) and references no data outside its blob. All loads are unaligned-safe;
+ * Generated code calls nothing (no libm: exp and erfc are polynomials in
+ * the IR) and references no data outside its blob. All loads are unaligned-safe;
  * pointers need only their element alignment.
  *
  * C ABI of the generated kernels (T = the weight storage type: float,
@@ -82,7 +82,8 @@ typedef struct flock_cpu_kernel_spec {
     flock_dtype ffn_dtype;   /* F32, F16 or BF16: storage of gate_up and down_t */
     flock_act act;           /* SILU, GELU, GELU_TANH or RELU (gated FF) */
     uint32_t n_keep;         /* 0: no FF kernels */
-    const double *keep;      /* ratios in (0,1]; k = floor(keep * d_ff), must be >= 1 */
+    const double *keep;      /* ratios in (0,1]; k = floor(keep * d_ff) in double (as the
+                                runtime's GRIFFIN selection), must be >= 1 */
     uint32_t n_matvec;
     const flock_cpu_matvec_spec *matvec;
 } flock_cpu_kernel_spec;
@@ -98,7 +99,8 @@ flock_status flock_llvm_cpu_spec_from_program(const flock_program *p, const doub
                                               uint32_t mv_cap, flock_error *err);
 
 /* Whether `target` names a CPU target this build of LLVM can generate for:
- * "cpu" (the compiling host: its CPU name and features), "x86-64-v3"
+ * "cpu" (the compiling host: tuned for its CPU, using the host features the
+ * loader can check), "x86-64-v3"
  * (AVX2/FMA/F16C/BMI2), "x86-64-v4" (AVX-512 F/BW/CD/DQ/VL), "aarch64"
  * (ARMv8-A with NEON; only when LLVM was built with the AArch64 target). */
 bool flock_llvm_cpu_target_supported(const char *target);
