@@ -65,7 +65,11 @@ typedef enum flock_rope_scaling {
  *  PACKED (after the gather-layout pass; what the runtime executes): gated:
  *    w[0] gate_up [d_ff, 2*d] (row i = gate row i then up row i), w[2] down_t
  *    [d_ff, d] (row i = column i of down); plain: w[0] fc1 [d_ff, d], w[2]
- *    fc2_t [d_ff, d], w[3] b1, w[4] b2. So neuron i's weights are contiguous. */
+ *    fc2_t [d_ff, d], w[3] b1, w[4] b2. So neuron i's weights are contiguous.
+ *  In both layouts and both kinds: w[3] b1 [d_ff] and w[4] b2 [d] are optional
+ *  biases; w[5] (optional) is the static magnitude ranking, I32 [d_ff]: neuron
+ *  indices by descending score, ties to the lower index (the compiler's
+ *  `blk.N.ffn_magnitude_rank`). */
 typedef enum flock_ffn_layout {
     FLOCK_FFN_SEPARATE = 0,
     FLOCK_FFN_PACKED = 1,
@@ -149,23 +153,33 @@ typedef struct flock_program {
 flock_status flock_program_create(flock_program **out);
 void flock_program_free(flock_program *p);
 
-/* Builders; return the new id (>= 0) or -1 on allocation failure. */
+/* Builders; return the new id (>= 0) or -1 on allocation failure or a name
+ * too long for the fixed field (47 / 95 bytes) or n_dims > 4. Values and
+ * tensors are not checked here: flock_program_verify does that. */
 int32_t flock_program_add_value(flock_program *p, const char *name, flock_dtype dtype, int32_t width);
 int32_t flock_program_add_tensor(flock_program *p, const char *name, flock_dtype dtype, uint32_t n_dims,
                                  const uint64_t *shape);
 /* Index of the tensor named `name`, or -1. */
 int32_t flock_program_find_tensor(const flock_program *p, const char *name);
-/* Returns a zero-initialized op (w[] = -1) appended to the program, or NULL. */
+/* Returns a zero-initialized op (in[], out and w[] = -1) appended to the
+ * program, or NULL. The pointer is valid until the next add_op. */
 flock_op *flock_program_add_op(flock_program *p, flock_op_kind kind, int32_t layer);
 
 /* Checks shapes, dtypes, that each value is defined once before use and that
- * every tensor id is valid; the message names the op ("op 12 (ffn, layer 3): ..."). */
+ * every tensor id is valid; the message names the op ("op 12 (ffn, layer 3): ...").
+ * Also: the config matches the ops (n_kv_slots = attention ops, each slot used
+ * once; kv_width and d_ff are the largest over the ops), tensor names are
+ * unique, and the program ends with LM_HEAD. Errors are FLOCK_E_CORRUPT. */
 flock_status flock_program_verify(const flock_program *p, flock_error *err);
 
 /* Textual form, stable for golden tests (flockc --emit-ir). */
 flock_status flock_program_print(const flock_program *p, FILE *f);
 
-/* Binary form for the bundle's program section. */
+/* Binary form for the bundle's program section ("FLIR", major 1, minor 0;
+ * layout in ir/serialize.c and docs/bundle-format.md). serialize verifies
+ * first and returns a malloc'd buffer (caller frees). deserialize reads
+ * untrusted bytes: bounds-checked, enums range-checked, then verified;
+ * FLOCK_E_VERSION for another major. */
 flock_status flock_program_serialize(const flock_program *p, uint8_t **out, size_t *size, flock_error *err);
 flock_status flock_program_deserialize(const void *data, size_t size, flock_program **out, flock_error *err);
 
