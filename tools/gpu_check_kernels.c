@@ -1,0 +1,344 @@
+/* gpu_check: every generated kernel against its CPU reference, for several
+ * model shapes (fresh random inputs; outputs start as NaN). */
+#include "gpu_check.h"
+#include "gpu_check_ref.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned cdiv(unsigned a, unsigned b)
+{
+    return (a + b - 1) / b;
+}
+
+/* Floats from the device's 16-bit or f32 cache entries. */
+static void kv_to_f32(flock_dtype t, const void *src, float *dst, size_t n)
+{
+    if (t == FLOCK_DTYPE_F32)
+        memcpy(dst, src, n * sizeof(float));
+    else
+        flock_convert_to_f32(t, src, dst, n);
+}
+
+/* A random KV cache of `rows` rows: device copy and the f32 values it holds. */
+static float *kv_rand(flock_dtype t, size_t n, CUdeviceptr *dev)
+{
+    float *f = hrand(n, 1.0f);
+    if (t == FLOCK_DTYPE_F32) {
+        *dev = dput(f, n * sizeof(float));
+        return f;
+    }
+    uint16_t *b = malloc(2 * n);
+    flock_convert_from_f32(t, f, b, n);
+    flock_convert_to_f32(t, b, f, n);
+    *dev = dput(b, 2 * n);
+    free(b);
+    return f;
+}
+
+static void check_small_kernels(const char *cfg, const gpu_module *gm, const flock_codegen_model *m)
+{
+    const int D = m->d_model, H = m->n_head, HD = m->head_dim, V = m->vocab, T = 37;
+    char what[96];
+    /* embed, with two ids out of range (zero rows) */
+    {
+        CUdeviceptr dtab, dout = dalloc(sizeof(float) * T * D), dtok;
+        float *tab = wrand(m->wtype, (size_t)V * D, 1.0f, &dtab), *ref = malloc(sizeof(float) * T * D);
+        int tok[37];
+        for (int t = 0; t < T; t++)
+            tok[t] = (int)(rnd_u64() % (uint64_t)V);
+        tok[3] = V + 5;
+        tok[4] = -1;
+        float scale = 1.5f;
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < D; i++)
+                ref[t * D + i] = (tok[t] >= 0 && tok[t] < V) ? tab[(size_t)tok[t] * D + i] * scale : 0.0f;
+        dtok = dput(tok, sizeof tok);
+        void *a[] = {&dtok, &dtab, &scale, &dout};
+        gpu_launch(gm, "flock_embed", T, 1, 1, a);
+        expect(cfg, "embed", dout, ref, (size_t)T * D, 1e-6);
+        dfree(dtab), dfree(dout), dfree(dtok), free(tab), free(ref);
+    }
+    /* rmsnorm for each group width, plain and (1 + w) */
+    for (size_t i = 0; i < gm->b.n_kernels; i++) {
+        flock_cuda_kernel_info k;
+        flock_cuda_blob_kernel(&gm->b, i, &k, NULL);
+        if (k.kind != FLOCK_CUK_RMSNORM)
+            continue;
+        const int g = (int)k.spec, ng = T * (D / g > 0 ? D / g : 1);
+        for (int uo = 0; uo < 2; uo++) {
+            float *x = hrand((size_t)ng * g, 2.0f), *w = hrand((size_t)g, 1.0f), *ref = malloc(sizeof(float) * ng * g);
+            float eps = 1e-5f;
+            ref_rmsnorm(x, w, g, ng, eps, uo, ref);
+            CUdeviceptr dx = dput(x, sizeof(float) * ng * g), dw = dput(w, sizeof(float) * g);
+            CUdeviceptr dy = dalloc(sizeof(float) * ng * g);
+            void *a[] = {&dx, &dw, &eps, &uo, &dy};
+            gpu_launch(gm, k.name, (unsigned)ng, 1, 1, a);
+            snprintf(what, sizeof what, "%s unit_offset=%d", k.name, uo);
+            expect(cfg, what, dy, ref, (size_t)ng * g, 1e-5);
+            dfree(dx), dfree(dw), dfree(dy), free(x), free(w), free(ref);
+        }
+    }
+    /* rope at a large position (range reduction) */
+    if (m->rope_dim > 0) {
+        const size_t n = (size_t)T * H * HD;
+        float *x = hrand(n, 1.0f), *ref = malloc(sizeof(float) * n), inv[512];
+        for (int i = 0; i < m->rope_dim / 2; i++)
+            inv[i] = (float)pow(10000.0, -2.0 * i / m->rope_dim);
+        memcpy(ref, x, sizeof(float) * n);
+        int pos0 = 3000, nh = H;
+        ref_rope(ref, T, H, HD, m->rope_dim, m->rope_style == FLOCK_ROPE_NEOX, pos0, inv);
+        CUdeviceptr dx = dput(x, sizeof(float) * n), dinv = dput(inv, sizeof(float) * (size_t)(m->rope_dim / 2));
+        void *a[] = {&dx, &nh, &pos0, &dinv};
+        gpu_launch(gm, "flock_rope", T, 1, 1, a);
+        expect(cfg, "rope (pos 3000..)", dx, ref, n, 3e-5);
+        dfree(dx), dfree(dinv), free(x), free(ref);
+    }
+    /* add, with the output aliasing an input */
+    {
+        int n = 1000;
+        float *x = hrand((size_t)n, 1.0f), *y = hrand((size_t)n, 1.0f), ref[1000];
+        for (int i = 0; i < n; i++)
+            ref[i] = x[i] + y[i];
+        CUdeviceptr dx = dput(x, sizeof(float) * n), dy = dput(y, sizeof(float) * n);
+        void *a[] = {&dx, &dy, &n, &dx};
+        gpu_launch(gm, "flock_add", cdiv((unsigned)n, 256), 1, 1, a);
+        expect(cfg, "add (in place)", dx, ref, (size_t)n, 1e-7);
+        dfree(dx), dfree(dy), free(x), free(y);
+    }
+}
+
+static void check_attention(const char *cfg, const gpu_module *gm, const flock_codegen_model *m)
+{
+    const int H = m->n_head, HD = m->head_dim, QD = H * HD, KVD = m->n_kv_head * HD;
+    const int T = 3, pos0 = 50, rows = pos0 + T, chunk = 16, n_split = (rows + chunk - 1) / chunk;
+    const size_t kvb = m->kv_type == FLOCK_DTYPE_F32 ? 4 : 2;
+    /* kv_store: rows pos0.. of poisoned caches */
+    {
+        float *k = hrand((size_t)T * KVD, 1.0f), *v = hrand((size_t)T * KVD, 1.0f);
+        CUdeviceptr dk = dput(k, sizeof(float) * T * KVD), dv = dput(v, sizeof(float) * T * KVD);
+        CUdeviceptr kc = dalloc(kvb * rows * KVD), vc = dalloc(kvb * rows * KVD);
+        int p0 = pos0;
+        void *a[] = {&dk, &dv, &p0, &kc, &vc};
+        gpu_launch(gm, "flock_kv_store", T, 1, 1, a);
+        void *raw = malloc(kvb * T * KVD);
+        float *got = malloc(sizeof(float) * T * KVD), *ref = malloc(sizeof(float) * T * KVD);
+        for (int which = 0; which < 2; which++) {
+            const float *src = which ? v : k;
+            for (int i = 0; i < T * KVD; i++)
+                ref[i] = ref_round(m->kv_type, src[i]);
+            dget(raw, (which ? vc : kc) + kvb * (size_t)pos0 * KVD, kvb * T * KVD);
+            kv_to_f32(m->kv_type, raw, got, (size_t)T * KVD);
+            CUdeviceptr tmp = dput(got, sizeof(float) * T * KVD);
+            expect(cfg, which ? "kv_store (v rows)" : "kv_store (k rows)", tmp, ref, (size_t)T * KVD, 0);
+            dfree(tmp);
+        }
+        dfree(dk), dfree(dv), dfree(kc), dfree(vc), free(k), free(v), free(raw), free(got), free(ref);
+    }
+    /* attention: full and windowed, T queries, split over n_split chunks */
+    CUdeviceptr kc, vc;
+    float *kf = kv_rand(m->kv_type, (size_t)rows * KVD, &kc), *vf = kv_rand(m->kv_type, (size_t)rows * KVD, &vc);
+    float *q = hrand((size_t)T * QD, 2.0f), *ref = malloc(sizeof(float) * T * QD);
+    CUdeviceptr dq = dput(q, sizeof(float) * T * QD);
+    const float scale = m->attn_scale > 0 ? m->attn_scale : (float)(1.0 / sqrt((double)HD));
+    const int windows[2] = {0, 20};
+    for (int wi = 0; wi < 2; wi++) {
+        CUdeviceptr po = dalloc(sizeof(float) * T * H * n_split * HD), pml = dalloc(sizeof(float) * 2 * T * H * n_split);
+        CUdeviceptr out = dalloc(sizeof(float) * T * QD);
+        int p0 = pos0, win = windows[wi], ch = chunk, ns = n_split;
+        void *a[] = {&dq, &kc, &vc, &p0, &win, &ch, &ns, &po, &pml};
+        gpu_launch(gm, "flock_attn_partial", (unsigned)H, (unsigned)n_split, T, a);
+        void *b[] = {&po, &pml, &ns, &out};
+        gpu_launch(gm, "flock_attn_combine", (unsigned)H, T, 1, b);
+        ref_attention(m, q, kf, vf, T, pos0, win, scale, ref);
+        char what[64];
+        snprintf(what, sizeof what, "attention window=%d, %d splits", win, n_split);
+        expect(cfg, what, out, ref, (size_t)T * QD, 2e-5);
+        dfree(po), dfree(pml), dfree(out);
+    }
+    dfree(kc), dfree(vc), dfree(dq), free(kf), free(vf), free(q), free(ref);
+}
+
+static void check_dense(const char *cfg, const gpu_module *gm, const flock_codegen_model *m, int M)
+{
+    for (size_t i = 0; i < gm->b.n_kernels; i++) {
+        flock_cuda_kernel_info k;
+        flock_cuda_blob_kernel(&gm->b, i, &k, NULL);
+        const int N = (int)k.spec, K = (int)k.spec2;
+        char what[96];
+        if (k.kind == FLOCK_CUK_GEMV) {
+            CUdeviceptr dw;
+            float *w = wrand(m->wtype, (size_t)N * K, 1.0f, &dw), *x = hrand((size_t)K, 1.0f);
+            float *bias = hrand((size_t)N, 1.0f), *res = hrand((size_t)N, 1.0f), *ref = malloc(sizeof(float) * N);
+            CUdeviceptr dx = dput(x, sizeof(float) * K), db = dput(bias, sizeof(float) * N);
+            CUdeviceptr dr = dput(res, sizeof(float) * N), dy = dalloc(sizeof(float) * N), null = 0;
+            ref_gemv(w, x, NULL, NULL, N, K, ref);
+            void *a[] = {&dx, &dw, &null, &null, &dy};
+            gpu_launch(gm, k.name, k.grid[0], 1, 1, a);
+            snprintf(what, sizeof what, "%s", k.name);
+            expect(cfg, what, dy, ref, (size_t)N, 1e-5);
+            ref_gemv(w, x, bias, res, N, K, ref);
+            void *b[] = {&dx, &dw, &db, &dr, &dr}; /* y aliases resid */
+            gpu_launch(gm, k.name, k.grid[0], 1, 1, b);
+            snprintf(what, sizeof what, "%s +bias +resid", k.name);
+            expect(cfg, what, dr, ref, (size_t)N, 1e-5);
+            dfree(dw), dfree(dx), dfree(db), dfree(dr), dfree(dy);
+            free(w), free(x), free(bias), free(res), free(ref);
+        } else if (k.kind == FLOCK_CUK_GEMM || k.kind == FLOCK_CUK_FFN_UP_PREFILL ||
+                   k.kind == FLOCK_CUK_FFN_DOWN_PREFILL) {
+            const int up = k.kind == FLOCK_CUK_FFN_UP_PREFILL, wkn = k.kind == FLOCK_CUK_FFN_DOWN_PREFILL;
+            const int epi = up ? (m->gated ? 1 : 2) : 0;
+            const int yN = epi == 1 ? N / 2 : N;
+            CUdeviceptr dw;
+            float *w = wrand(m->wtype, (size_t)N * K, 0.5f, &dw), *x = hrand((size_t)M * K, 1.0f);
+            float *bias = hrand((size_t)N, 1.0f), *r = hrand((size_t)M * N, 1.0f);
+            float *ref = malloc(sizeof(float) * M * yN);
+            const int use_bias = !up || !m->gated;
+            ref_gemm(x, M, w, N, K, wkn, epi, m->act, m->wtype, use_bias ? bias : NULL, epi == 0 ? r : NULL, ref);
+            CUdeviceptr dx = dput(x, sizeof(float) * M * K), db = use_bias ? dput(bias, sizeof(float) * N) : 0;
+            CUdeviceptr dr = epi == 0 ? dput(r, sizeof(float) * M * N) : 0, dy = dalloc(sizeof(float) * M * yN);
+            int mm = M;
+            void *a[] = {&dx, &mm, &dw, &db, &dr, &dy};
+            gpu_launch(gm, k.name, k.grid[0], cdiv((unsigned)M, 64), 1, a);
+            snprintf(what, sizeof what, "%s M=%d", k.name, M);
+            expect(cfg, what, dy, ref, (size_t)M * yN, 1e-5);
+            dfree(dw), dfree(dx), dfree(db), dfree(dr), dfree(dy);
+            free(w), free(x), free(bias), free(r), free(ref);
+        }
+    }
+}
+
+static void check_ffn_decode(const char *cfg, const gpu_module *gm, const flock_codegen_model *m)
+{
+    const int D = m->d_model, F = m->d_ff;
+    CUdeviceptr dw, dd;
+    float *w = wrand(m->wtype, (size_t)F * D * (m->gated ? 2 : 1), 1.0f, &dw);
+    float *down = wrand(m->wtype, (size_t)F * D, 1.0f, &dd);
+    float *b1 = hrand((size_t)F, 1.0f), *b2 = hrand((size_t)D, 1.0f), *x = hrand((size_t)D, 1.0f);
+    CUdeviceptr db1 = m->gated ? 0 : dput(b1, sizeof(float) * F), db2 = m->gated ? 0 : dput(b2, sizeof(float) * D);
+    CUdeviceptr dx = dput(x, sizeof(float) * D);
+    for (size_t i = 0; i < gm->b.n_kernels; i++) {
+        flock_cuda_kernel_info k, kd, kr;
+        flock_cuda_blob_kernel(&gm->b, i, &k, NULL);
+        if (k.kind != FLOCK_CUK_FFN_GATHER)
+            continue;
+        const int K = (int)k.spec;
+        char what[96], name[96];
+        int *idx = rand_subset(F, K);
+        float *h = malloc(sizeof(float) * K), *res = hrand((size_t)D, 1.0f), *ref = malloc(sizeof(float) * D);
+        CUdeviceptr didx = dput(idx, sizeof(int) * K), dh = dalloc(sizeof(float) * K);
+        ref_ffn_gather(m, w, m->gated ? NULL : b1, x, idx, K, h);
+        void *a[] = {&dx, &didx, &dw, &db1, &dh};
+        gpu_launch(gm, k.name, k.grid[0], 1, 1, a);
+        snprintf(what, sizeof what, "%s (keep %.2f)", k.name, (double)k.keep);
+        expect(cfg, what, dh, h, (size_t)K, 1e-5);
+        /* down + reduce from the reference h, into the residual in place */
+        snprintf(name, sizeof name, "flock_ffn_down_k%d", K);
+        flock_cuda_blob_kernel(&gm->b, (size_t)flock_cuda_blob_find(&gm->b, name), &kd, NULL);
+        snprintf(name, sizeof name, "flock_ffn_down_reduce_k%d", K);
+        flock_cuda_blob_kernel(&gm->b, (size_t)flock_cuda_blob_find(&gm->b, name), &kr, NULL);
+        CUdeviceptr dhr = dput(h, sizeof(float) * K), part = dalloc(sizeof(float) * kd.spec2 * D);
+        CUdeviceptr dres = dput(res, sizeof(float) * D);
+        void *b[] = {&dhr, &didx, &dd, &part};
+        gpu_launch(gm, kd.name, kd.grid[0], kd.grid[1], 1, b);
+        void *c[] = {&part, &dres, &db2, &dres};
+        gpu_launch(gm, kr.name, kr.grid[0], 1, 1, c);
+        ref_ffn_down(down, h, idx, K, D, res, m->gated ? NULL : b2, ref);
+        snprintf(what, sizeof what, "%s+reduce (split %u)", kd.name, kd.spec2);
+        expect(cfg, what, dres, ref, (size_t)D, 1e-5);
+        dfree(didx), dfree(dh), dfree(dhr), dfree(part), dfree(dres);
+        free(idx), free(h), free(res), free(ref);
+    }
+    dfree(dw), dfree(dd), dfree(db1), dfree(db2), dfree(dx);
+    free(w), free(down), free(b1), free(b2), free(x);
+}
+
+static void check_griffin(const char *cfg, const gpu_module *gm, const flock_codegen_model *m)
+{
+    const int F = m->d_ff, T = 19;
+    float *z = hrand((size_t)T * F, 3.0f), *stat = hrand((size_t)F, 0.5f);
+    memset(z + 5 * F, 0, sizeof(float) * F); /* a zero row must not give NaN */
+    for (int i = 0; i < F; i++)
+        stat[i] = fabsf(stat[i]);
+    CUdeviceptr dz = dput(z, sizeof(float) * T * F), dinv = dalloc(sizeof(float) * T);
+    CUdeviceptr dstat = dput(stat, sizeof(float) * F);
+    int tt = T;
+    void *a[] = {&dz, &dinv};
+    gpu_launch(gm, "flock_griffin_rownorm", T, 1, 1, a);
+    void *b[] = {&dz, &dinv, &tt, &dstat};
+    gpu_launch(gm, "flock_griffin_colsum", cdiv((unsigned)F, 256), 1, 1, b);
+    ref_griffin_stat(z, T, F, stat);
+    expect(cfg, "griffin rownorm+colsum (+=)", dstat, stat, (size_t)F, 1e-5);
+    /* Selection on a statistic with many ties and a NaN. */
+    for (int i = 0; i < F; i++)
+        stat[i] = floorf((rnd_f() + 1.0f) * 4.0f) / 4.0f;
+    stat[F / 3] = NAN;
+    CK(CU.memcpy_htod(dstat, stat, sizeof(float) * F));
+    CUdeviceptr dsel = dalloc(sizeof(int) * F);
+    for (size_t i = 0; i < gm->b.n_kernels; i++) {
+        flock_cuda_kernel_info k;
+        flock_cuda_blob_kernel(&gm->b, i, &k, NULL);
+        if (k.kind != FLOCK_CUK_GRIFFIN_RANK)
+            continue;
+        const int K = (int)k.spec;
+        int *want = malloc(sizeof(int) * K), *got = malloc(sizeof(int) * K);
+        ref_griffin_select(stat, F, K, want);
+        CUdeviceptr didx = dalloc(sizeof(int) * K);
+        void *c[] = {&dstat, &dsel};
+        gpu_launch(gm, k.name, k.grid[0], 1, 1, c);
+        void *d[] = {&dsel, &didx};
+        gpu_launch(gm, "flock_griffin_compact", 1, 1, 1, d);
+        dget(got, didx, sizeof(int) * K);
+        char what[96];
+        snprintf(what, sizeof what, "%s + compact (ties, NaN)", k.name);
+        expect_true(cfg, what, memcmp(got, want, sizeof(int) * K) == 0);
+        dfree(didx), free(want), free(got);
+    }
+    dfree(dz), dfree(dinv), dfree(dstat), dfree(dsel), free(z), free(stat);
+}
+
+static void check_config(const char *cfg, const flock_codegen_model *m, int cc, int M)
+{
+    gpu_module gm;
+    gpu_module_load(&gm, m, cc);
+    printf("%s: %zu kernels (%s for arch %u)\n", cfg, gm.b.n_kernels,
+           gm.b.image_kind == FLOCK_CUDA_IMAGE_CUBIN ? "CUBIN" : "PTX", gm.b.arch);
+    check_small_kernels(cfg, &gm, m);
+    check_attention(cfg, &gm, m);
+    check_dense(cfg, &gm, m, M);
+    check_ffn_decode(cfg, &gm, m);
+    check_griffin(cfg, &gm, m);
+    CK(CU.ctx_synchronize());
+    gpu_module_free(&gm);
+}
+
+void check_all_configs(int cc)
+{
+    const flock_codegen_model small = {
+        .d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
+        .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
+        .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}};
+    const flock_codegen_model gemma = {
+        .d_model = 640, .d_ff = 2048, .n_head = 4, .n_kv_head = 1, .head_dim = 256, .vocab = 4096, .rope_dim = 256,
+        .rope_style = FLOCK_ROPE_NEOX, .wtype = FLOCK_DTYPE_BF16, .kv_type = FLOCK_DTYPE_F32,
+        .act = FLOCK_ACT_GELU_TANH, .gated = 1, .attn_softcap = 50.0f, .n_keep = 2, .keep = {1.0f, 0.5f}};
+    const flock_codegen_model opt = {
+        .d_model = 768, .d_ff = 3072, .n_head = 12, .n_kv_head = 12, .head_dim = 64, .vocab = 2048, .rope_dim = 0,
+        .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_RELU, .gated = 0, .n_keep = 2,
+        .keep = {1.0f, 0.3f}};
+    const flock_codegen_model gelu = {
+        .d_model = 256, .d_ff = 1000, .n_head = 4, .n_kv_head = 2, .head_dim = 64, .vocab = 1000, .rope_dim = 32,
+        .rope_style = FLOCK_ROPE_NEOX, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
+        .act = FLOCK_ACT_GELU, .gated = 1, .attn_scale = 0.1f, .n_keep = 1, .keep = {0.37f}};
+    const flock_codegen_model l7b = {
+        .d_model = 4096, .d_ff = 11008, .n_head = 32, .n_kv_head = 32, .head_dim = 128, .vocab = 4096,
+        .rope_dim = 128, .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
+        .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 2, .keep = {1.0f, 0.5f}};
+    check_config("small-f16", &small, cc, 70);
+    check_config("gemma-bf16", &gemma, cc, 70);
+    check_config("opt-relu", &opt, cc, 70);
+    check_config("gelu-erf", &gelu, cc, 130);
+    check_config("llama7b-f16", &l7b, cc, 20);
+}
