@@ -151,6 +151,8 @@ CUdeviceptr dalloc(size_t bytes)
     CUdeviceptr d;
     CK(CU.mem_alloc(&d, bytes ? bytes : 16));
     CK(CU.memset_d8(d, 0xff, bytes ? bytes : 16));
+    /* g_stream does not wait for the legacy stream's memset and copies. */
+    CK(CU.ctx_synchronize());
     return d;
 }
 
@@ -158,6 +160,7 @@ CUdeviceptr dput(const void *h, size_t bytes)
 {
     CUdeviceptr d = dalloc(bytes);
     CK(CU.memcpy_htod(d, h, bytes));
+    CK(CU.ctx_synchronize());
     return d;
 }
 

@@ -88,6 +88,7 @@ static double copy_bandwidth(void)
     CK(CU.mem_alloc(&a, n));
     CK(CU.mem_alloc(&b, n));
     CK(CU.memset_d8(a, 1, n));
+    CK(CU.ctx_synchronize());
     CUevent e0, e1;
     CK(CU.event_create(&e0, 0));
     CK(CU.event_create(&e1, 0));

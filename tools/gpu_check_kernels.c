@@ -276,6 +276,7 @@ static void check_griffin(const char *cfg, const gpu_module *gm, const flock_cod
         stat[i] = floorf((rnd_f() + 1.0f) * 4.0f) / 4.0f;
     stat[F / 3] = NAN;
     CK(CU.memcpy_htod(dstat, stat, sizeof(float) * F));
+    CK(CU.ctx_synchronize());
     CUdeviceptr dsel = dalloc(sizeof(int) * F);
     for (size_t i = 0; i < gm->b.n_kernels; i++) {
         flock_cuda_kernel_info k;
