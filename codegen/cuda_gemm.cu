@@ -26,18 +26,32 @@
 #define EPI_GLU 1
 #define EPI_ACT 2
 
-__device__ __forceinline__ void mma16816(float *c, const u32 *a, const u32 *b)
+#ifndef FLOCK_CUDA_EMU
+// c += a . b for one 16 x 8 x 16 tile; fragments as in the PTX ISA's
+// "Matrix Fragments for mma.m16n8k16" (a: 4 regs, b: 2, c: 4 floats per lane).
+__device__ __forceinline__ void mma_f16(float *c, const u32 *a, const u32 *b)
 {
-#if W_BF16
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_bf16(float *c, const u32 *a, const u32 *b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
+__device__ __forceinline__ void mma16816(float *c, const u32 *a, const u32 *b)
+{
+#if W_BF16
+    mma_bf16(c, a, b);
+#else
+    mma_f16(c, a, b);
 #endif
 }
 

@@ -16,63 +16,36 @@ typedef unsigned int u32;
 #define WARP 32
 #define NEG_INF __int_as_float(0xff800000)
 
-// ---- conversions -------------------------------------------------------------
-__device__ __forceinline__ float w2f(u16 h)
+// ---- primitives: the only inline PTX (tests/cuda_emu supplies CPU versions) ----
+#ifndef FLOCK_CUDA_EMU
+__device__ __forceinline__ float h2f(u16 h) // f16 -> f32
 {
-#if W_BF16
-    return __uint_as_float(((u32)h) << 16);
-#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
-#endif
 }
 
-// Two 16-bit weights packed in one word (element 0 in the low half).
-__device__ __forceinline__ float2 w2f2(u32 v)
-{
-#if W_BF16
-    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
-#else
-    float a, b;
-    asm("{\n\t.reg .b16 lo, hi;\n\tmov.b32 {lo, hi}, %2;\n\t"
-        "cvt.f32.f16 %0, lo;\n\tcvt.f32.f16 %1, hi;\n\t}"
-        : "=f"(a), "=f"(b) : "r"(v));
-    return make_float2(a, b);
-#endif
-}
-
-// Two floats to the weight type, packed (a in the low half): tensor-core operands.
-__device__ __forceinline__ u32 f2w2(float a, float b)
-{
-    u32 r;
-#if W_BF16
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
-#else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
-#endif
-    return r;
-}
-
-#if KV_F32
-typedef float kv_t;
-__device__ __forceinline__ float kv2f(kv_t v) { return v; }
-__device__ __forceinline__ kv_t f2kv(float v) { return v; }
-#else
-typedef u16 kv_t;
-__device__ __forceinline__ float kv2f(kv_t v)
-{
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
-    return f;
-}
-__device__ __forceinline__ kv_t f2kv(float v)
+__device__ __forceinline__ u16 f2h(float v) // f32 -> f16, round to nearest even
 {
     u16 h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
     return h;
 }
-#endif
+
+// Two floats rounded and packed, a in the low half (cvt puts its first source high).
+__device__ __forceinline__ u32 pack_f16x2(float a, float b)
+{
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
+    return r;
+}
+
+__device__ __forceinline__ u32 pack_bf16x2(float a, float b)
+{
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
+    return r;
+}
 
 // 16 bytes (8 weights) that are read once per token: skip L1, keep L2's
 // default policy. The address must be 16-byte aligned.
@@ -83,6 +56,47 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p)
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
     return r;
 }
+#endif
+
+// ---- conversions -------------------------------------------------------------
+__device__ __forceinline__ float w2f(u16 h)
+{
+#if W_BF16
+    return __uint_as_float(((u32)h) << 16);
+#else
+    return h2f(h);
+#endif
+}
+
+// Two 16-bit weights packed in one word (element 0 in the low half).
+__device__ __forceinline__ float2 w2f2(u32 v)
+{
+#if W_BF16
+    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+#else
+    return make_float2(h2f((u16)(v & 0xffffu)), h2f((u16)(v >> 16)));
+#endif
+}
+
+// Two floats to the weight type, packed (a in the low half): tensor-core operands.
+__device__ __forceinline__ u32 f2w2(float a, float b)
+{
+#if W_BF16
+    return pack_bf16x2(a, b);
+#else
+    return pack_f16x2(a, b);
+#endif
+}
+
+#if KV_F32
+typedef float kv_t;
+__device__ __forceinline__ float kv2f(kv_t v) { return v; }
+__device__ __forceinline__ kv_t f2kv(float v) { return v; }
+#else
+typedef u16 kv_t;
+__device__ __forceinline__ float kv2f(kv_t v) { return h2f(v); }
+__device__ __forceinline__ kv_t f2kv(float v) { return f2h(v); }
+#endif
 
 // acc + dot(8 weights in w, x[0..7] given as two float4)
 __device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b, float acc)

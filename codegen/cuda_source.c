@@ -299,6 +299,7 @@ flock_status flock_cuda_source_emit(const flock_codegen_model *m, const flock_cu
         sb_put(&b, "\n", 1);
     }
     sb_printf(&b, "// ---- entry points: %zu kernels ----\n", list->n);
+    sb_printf(&b, "#ifndef FLOCK_ENTRY\n#define FLOCK_ENTRY extern \"C\" __global__\n#endif\n");
     for (size_t i = 0; i < list->n; i++) {
         const flock_cuda_kernel_def *d = &list->defs[i];
         char keep[32] = "";
@@ -306,8 +307,8 @@ flock_status flock_cuda_source_emit(const flock_codegen_model *m, const flock_cu
             snprintf(keep, sizeof keep, ", keep %.4g", (double)d->info.keep);
         sb_printf(&b, "// %s: block %u, grid (%u, %u, %u)%s\n", flock_cuda_kernel_kind_name(d->info.kind),
                   d->info.block[0], d->info.grid[0], d->info.grid[1], d->info.grid[2], keep);
-        sb_printf(&b, "extern \"C\" __global__ void __launch_bounds__(%d) %s(%s)\n{\n    %s;\n}\n", d->max_threads,
-                  d->name, d->params, d->call);
+        sb_printf(&b, "FLOCK_ENTRY void __launch_bounds__(%d) %s(%s)\n{\n    %s;\n}\n", d->max_threads, d->name,
+                  d->params, d->call);
     }
     if (b.oom) {
         free(b.p);

@@ -36,63 +36,36 @@ typedef unsigned int u32;
 #define WARP 32
 #define NEG_INF __int_as_float(0xff800000)
 
-// ---- conversions -------------------------------------------------------------
-__device__ __forceinline__ float w2f(u16 h)
+// ---- primitives: the only inline PTX (tests/cuda_emu supplies CPU versions) ----
+#ifndef FLOCK_CUDA_EMU
+__device__ __forceinline__ float h2f(u16 h) // f16 -> f32
 {
-#if W_BF16
-    return __uint_as_float(((u32)h) << 16);
-#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
-#endif
 }
 
-// Two 16-bit weights packed in one word (element 0 in the low half).
-__device__ __forceinline__ float2 w2f2(u32 v)
-{
-#if W_BF16
-    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
-#else
-    float a, b;
-    asm("{\n\t.reg .b16 lo, hi;\n\tmov.b32 {lo, hi}, %2;\n\t"
-        "cvt.f32.f16 %0, lo;\n\tcvt.f32.f16 %1, hi;\n\t}"
-        : "=f"(a), "=f"(b) : "r"(v));
-    return make_float2(a, b);
-#endif
-}
-
-// Two floats to the weight type, packed (a in the low half): tensor-core operands.
-__device__ __forceinline__ u32 f2w2(float a, float b)
-{
-    u32 r;
-#if W_BF16
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
-#else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
-#endif
-    return r;
-}
-
-#if KV_F32
-typedef float kv_t;
-__device__ __forceinline__ float kv2f(kv_t v) { return v; }
-__device__ __forceinline__ kv_t f2kv(float v) { return v; }
-#else
-typedef u16 kv_t;
-__device__ __forceinline__ float kv2f(kv_t v)
-{
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
-    return f;
-}
-__device__ __forceinline__ kv_t f2kv(float v)
+__device__ __forceinline__ u16 f2h(float v) // f32 -> f16, round to nearest even
 {
     u16 h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
     return h;
 }
-#endif
+
+// Two floats rounded and packed, a in the low half (cvt puts its first source high).
+__device__ __forceinline__ u32 pack_f16x2(float a, float b)
+{
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
+    return r;
+}
+
+__device__ __forceinline__ u32 pack_bf16x2(float a, float b)
+{
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
+    return r;
+}
 
 // 16 bytes (8 weights) that are read once per token: skip L1, keep L2's
 // default policy. The address must be 16-byte aligned.
@@ -103,6 +76,47 @@ __device__ __forceinline__ uint4 ld_stream16(const void *p)
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
     return r;
 }
+#endif
+
+// ---- conversions -------------------------------------------------------------
+__device__ __forceinline__ float w2f(u16 h)
+{
+#if W_BF16
+    return __uint_as_float(((u32)h) << 16);
+#else
+    return h2f(h);
+#endif
+}
+
+// Two 16-bit weights packed in one word (element 0 in the low half).
+__device__ __forceinline__ float2 w2f2(u32 v)
+{
+#if W_BF16
+    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+#else
+    return make_float2(h2f((u16)(v & 0xffffu)), h2f((u16)(v >> 16)));
+#endif
+}
+
+// Two floats to the weight type, packed (a in the low half): tensor-core operands.
+__device__ __forceinline__ u32 f2w2(float a, float b)
+{
+#if W_BF16
+    return pack_bf16x2(a, b);
+#else
+    return pack_f16x2(a, b);
+#endif
+}
+
+#if KV_F32
+typedef float kv_t;
+__device__ __forceinline__ float kv2f(kv_t v) { return v; }
+__device__ __forceinline__ kv_t f2kv(float v) { return v; }
+#else
+typedef u16 kv_t;
+__device__ __forceinline__ float kv2f(kv_t v) { return h2f(v); }
+__device__ __forceinline__ kv_t f2kv(float v) { return f2h(v); }
+#endif
 
 // acc + dot(8 weights in w, x[0..7] given as two float4)
 __device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b, float acc)
@@ -695,18 +709,32 @@ __device__ __forceinline__ void attn_combine_body(const float *__restrict__ part
 #define EPI_GLU 1
 #define EPI_ACT 2
 
-__device__ __forceinline__ void mma16816(float *c, const u32 *a, const u32 *b)
+#ifndef FLOCK_CUDA_EMU
+// c += a . b for one 16 x 8 x 16 tile; fragments as in the PTX ISA's
+// "Matrix Fragments for mma.m16n8k16" (a: 4 regs, b: 2, c: 4 floats per lane).
+__device__ __forceinline__ void mma_f16(float *c, const u32 *a, const u32 *b)
 {
-#if W_BF16
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_bf16(float *c, const u32 *a, const u32 *b)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
+__device__ __forceinline__ void mma16816(float *c, const u32 *a, const u32 *b)
+{
+#if W_BF16
+    mma_bf16(c, a, b);
+#else
+    mma_f16(c, a, b);
 #endif
 }
 
@@ -874,153 +902,156 @@ __device__ __forceinline__ void gemm_body(const float *__restrict__ X, int M, co
 }
 
 // ---- entry points: 30 kernels ----
+#ifndef FLOCK_ENTRY
+#define FLOCK_ENTRY extern "C" __global__
+#endif
 // embed: block 256, grid (0, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_embed(const int *tok, const u16 *table, float scale, float *out)
+FLOCK_ENTRY void __launch_bounds__(256) flock_embed(const int *tok, const u16 *table, float scale, float *out)
 {
     embed_body(tok, table, scale, out);
 }
 // rmsnorm: block 64, grid (0, 1, 1)
-extern "C" __global__ void __launch_bounds__(64) flock_rmsnorm_g64(const float *x, const float *w, float eps, int unit_offset, float *y)
+FLOCK_ENTRY void __launch_bounds__(64) flock_rmsnorm_g64(const float *x, const float *w, float eps, int unit_offset, float *y)
 {
     rmsnorm_body<64>(x, w, eps, unit_offset, y);
 }
 // rmsnorm: block 32, grid (0, 1, 1)
-extern "C" __global__ void __launch_bounds__(32) flock_rmsnorm_g8(const float *x, const float *w, float eps, int unit_offset, float *y)
+FLOCK_ENTRY void __launch_bounds__(32) flock_rmsnorm_g8(const float *x, const float *w, float eps, int unit_offset, float *y)
 {
     rmsnorm_body<8>(x, w, eps, unit_offset, y);
 }
 // rope: block 256, grid (0, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_rope(float *x, int n_heads, int pos0, const float *inv_freq)
+FLOCK_ENTRY void __launch_bounds__(256) flock_rope(float *x, int n_heads, int pos0, const float *inv_freq)
 {
     rope_body(x, n_heads, pos0, inv_freq);
 }
 // kv_store: block 256, grid (0, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_kv_store(const float *k, const float *v, int pos0, kv_t *kc, kv_t *vc)
+FLOCK_ENTRY void __launch_bounds__(256) flock_kv_store(const float *k, const float *v, int pos0, kv_t *kc, kv_t *vc)
 {
     kv_store_body(k, v, pos0, kc, vc);
 }
 // attn_partial: block 128, grid (8, 0, 0)
-extern "C" __global__ void __launch_bounds__(128) flock_attn_partial(const float *q, const kv_t *kc, const kv_t *vc, int pos0, int window, int chunk, int n_split, float *part_o, float2 *part_ml)
+FLOCK_ENTRY void __launch_bounds__(128) flock_attn_partial(const float *q, const kv_t *kc, const kv_t *vc, int pos0, int window, int chunk, int n_split, float *part_o, float2 *part_ml)
 {
     attn_partial_body(q, kc, vc, pos0, window, chunk, n_split, part_o, part_ml);
 }
 // attn_combine: block 128, grid (8, 0, 1)
-extern "C" __global__ void __launch_bounds__(128) flock_attn_combine(const float *part_o, const float2 *part_ml, int n_split, float *out)
+FLOCK_ENTRY void __launch_bounds__(128) flock_attn_combine(const float *part_o, const float2 *part_ml, int n_split, float *out)
 {
     attn_combine_body(part_o, part_ml, n_split, out);
 }
 // add: block 256, grid (0, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_add(const float *a, const float *b, int n, float *y)
+FLOCK_ENTRY void __launch_bounds__(256) flock_add(const float *a, const float *b, int n, float *y)
 {
     add_body(a, b, n, y);
 }
 // gemv: block 256, grid (4, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_gemv_n64_k64(const float *x, const u16 *w, const float *bias, const float *resid, float *y)
+FLOCK_ENTRY void __launch_bounds__(256) flock_gemv_n64_k64(const float *x, const u16 *w, const float *bias, const float *resid, float *y)
 {
     gemv_body<64, 64>(x, w, bias, resid, y);
 }
 // gemv: block 256, grid (2, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_gemv_n32_k64(const float *x, const u16 *w, const float *bias, const float *resid, float *y)
+FLOCK_ENTRY void __launch_bounds__(256) flock_gemv_n32_k64(const float *x, const u16 *w, const float *bias, const float *resid, float *y)
 {
     gemv_body<32, 64>(x, w, bias, resid, y);
 }
 // gemv: block 256, grid (32, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_gemv_n512_k64(const float *x, const u16 *w, const float *bias, const float *resid, float *y)
+FLOCK_ENTRY void __launch_bounds__(256) flock_gemv_n512_k64(const float *x, const u16 *w, const float *bias, const float *resid, float *y)
 {
     gemv_body<512, 64>(x, w, bias, resid, y);
 }
 // ffn_gather: block 256, grid (22, 1, 1), keep 1
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_gather_k172(const float *x, const int *idx, const u16 *w, const float *b1, float *h)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_gather_k172(const float *x, const int *idx, const u16 *w, const float *b1, float *h)
 {
     ffn_gather_body<172>(x, idx, w, b1, h);
 }
 // ffn_down: block 256, grid (1, 2, 1), keep 1
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_down_k172(const float *h, const int *idx, const u16 *wd, float *part)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_down_k172(const float *h, const int *idx, const u16 *wd, float *part)
 {
     ffn_down_body<172, 2>(h, idx, wd, part);
 }
 // ffn_down_reduce: block 256, grid (1, 1, 1), keep 1
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_down_reduce_k172(const float *part, const float *resid, const float *bias, float *y)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_down_reduce_k172(const float *part, const float *resid, const float *bias, float *y)
 {
     ffn_down_reduce_body<2>(part, resid, bias, y);
 }
 // griffin_rank: block 256, grid (1, 1, 1), keep 1
-extern "C" __global__ void __launch_bounds__(256) flock_griffin_rank_k172(const float *stat, int *sel)
+FLOCK_ENTRY void __launch_bounds__(256) flock_griffin_rank_k172(const float *stat, int *sel)
 {
     griffin_rank_body<172>(stat, sel);
 }
 // ffn_gather: block 256, grid (17, 1, 1), keep 0.75
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_gather_k129(const float *x, const int *idx, const u16 *w, const float *b1, float *h)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_gather_k129(const float *x, const int *idx, const u16 *w, const float *b1, float *h)
 {
     ffn_gather_body<129>(x, idx, w, b1, h);
 }
 // ffn_down: block 256, grid (1, 2, 1), keep 0.75
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_down_k129(const float *h, const int *idx, const u16 *wd, float *part)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_down_k129(const float *h, const int *idx, const u16 *wd, float *part)
 {
     ffn_down_body<129, 2>(h, idx, wd, part);
 }
 // ffn_down_reduce: block 256, grid (1, 1, 1), keep 0.75
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_down_reduce_k129(const float *part, const float *resid, const float *bias, float *y)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_down_reduce_k129(const float *part, const float *resid, const float *bias, float *y)
 {
     ffn_down_reduce_body<2>(part, resid, bias, y);
 }
 // griffin_rank: block 256, grid (1, 1, 1), keep 0.75
-extern "C" __global__ void __launch_bounds__(256) flock_griffin_rank_k129(const float *stat, int *sel)
+FLOCK_ENTRY void __launch_bounds__(256) flock_griffin_rank_k129(const float *stat, int *sel)
 {
     griffin_rank_body<129>(stat, sel);
 }
 // ffn_gather: block 256, grid (11, 1, 1), keep 0.5
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_gather_k86(const float *x, const int *idx, const u16 *w, const float *b1, float *h)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_gather_k86(const float *x, const int *idx, const u16 *w, const float *b1, float *h)
 {
     ffn_gather_body<86>(x, idx, w, b1, h);
 }
 // ffn_down: block 256, grid (1, 1, 1), keep 0.5
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_down_k86(const float *h, const int *idx, const u16 *wd, float *part)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_down_k86(const float *h, const int *idx, const u16 *wd, float *part)
 {
     ffn_down_body<86, 1>(h, idx, wd, part);
 }
 // ffn_down_reduce: block 256, grid (1, 1, 1), keep 0.5
-extern "C" __global__ void __launch_bounds__(256) flock_ffn_down_reduce_k86(const float *part, const float *resid, const float *bias, float *y)
+FLOCK_ENTRY void __launch_bounds__(256) flock_ffn_down_reduce_k86(const float *part, const float *resid, const float *bias, float *y)
 {
     ffn_down_reduce_body<1>(part, resid, bias, y);
 }
 // griffin_rank: block 256, grid (1, 1, 1), keep 0.5
-extern "C" __global__ void __launch_bounds__(256) flock_griffin_rank_k86(const float *stat, int *sel)
+FLOCK_ENTRY void __launch_bounds__(256) flock_griffin_rank_k86(const float *stat, int *sel)
 {
     griffin_rank_body<86>(stat, sel);
 }
 // griffin_rownorm: block 256, grid (0, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_griffin_rownorm(const float *z, float *inv)
+FLOCK_ENTRY void __launch_bounds__(256) flock_griffin_rownorm(const float *z, float *inv)
 {
     griffin_rownorm_body(z, inv);
 }
 // griffin_colsum: block 256, grid (1, 1, 1)
-extern "C" __global__ void __launch_bounds__(256) flock_griffin_colsum(const float *z, const float *inv, int T, float *stat)
+FLOCK_ENTRY void __launch_bounds__(256) flock_griffin_colsum(const float *z, const float *inv, int T, float *stat)
 {
     griffin_colsum_body(z, inv, T, stat);
 }
 // griffin_compact: block 1024, grid (1, 1, 1)
-extern "C" __global__ void __launch_bounds__(1024) flock_griffin_compact(const int *sel, int *idx)
+FLOCK_ENTRY void __launch_bounds__(1024) flock_griffin_compact(const int *sel, int *idx)
 {
     griffin_compact_body(sel, idx);
 }
 // gemm: block 128, grid (1, 0, 1)
-extern "C" __global__ void __launch_bounds__(128) flock_gemm_n64_k64(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
+FLOCK_ENTRY void __launch_bounds__(128) flock_gemm_n64_k64(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
 {
     gemm_body<64, 64, 0, EPI_LINEAR>(X, M, W, bias, R, Y);
 }
 // gemm: block 128, grid (1, 0, 1)
-extern "C" __global__ void __launch_bounds__(128) flock_gemm_n32_k64(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
+FLOCK_ENTRY void __launch_bounds__(128) flock_gemm_n32_k64(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
 {
     gemm_body<32, 64, 0, EPI_LINEAR>(X, M, W, bias, R, Y);
 }
 // ffn_up_prefill: block 128, grid (6, 0, 1)
-extern "C" __global__ void __launch_bounds__(128) flock_ffn_up_prefill(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
+FLOCK_ENTRY void __launch_bounds__(128) flock_ffn_up_prefill(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
 {
     gemm_body<344, 64, 0, EPI_GLU>(X, M, W, bias, R, Y);
 }
 // ffn_down_prefill: block 128, grid (1, 0, 1)
-extern "C" __global__ void __launch_bounds__(128) flock_ffn_down_prefill(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
+FLOCK_ENTRY void __launch_bounds__(128) flock_ffn_down_prefill(const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y)
 {
     gemm_body<64, 172, 1, EPI_LINEAR>(X, M, W, bias, R, Y);
 }
