@@ -4,7 +4,6 @@
  * layer stacks (gpu_check_bench.c). Needs a GPU; libcuda is loaded with
  * dlopen. Exit status 0 when every check passes. Run by tools/gpu-check.sh. */
 #include "gpu_check.h"
-#include "gpu_check_ref.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -14,21 +13,6 @@
 
 cu_api CU;
 CUstream g_stream;
-static int n_fail, n_pass;
-static uint64_t rng = 0x5eed1234abcdULL;
-
-uint64_t rnd_u64(void) /* xorshift64* */
-{
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 2685821657736338717ULL;
-}
-
-float rnd_f(void) /* uniform in [-1, 1) */
-{
-    return (float)((rnd_u64() >> 40) * (1.0 / 8388608.0) - 1.0);
-}
 
 void cu_check(CUresult r, const char *what, const char *file, int line)
 {
@@ -176,83 +160,6 @@ void dfree(CUdeviceptr d)
         CK(CU.mem_free(d));
 }
 
-/* ---- host data ------------------------------------------------------------ */
-
-float *hrand(size_t n, float scale)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        p[i] = rnd_f() * scale;
-    return p;
-}
-
-/* Random 16-bit weights: the rounded values as floats, and the device copy. */
-float *wrand(flock_dtype t, size_t n, float scale, CUdeviceptr *dev)
-{
-    float *f = hrand(n, scale);
-    uint16_t *bits = malloc(2 * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) {
-        bits[i] = t == FLOCK_DTYPE_BF16 ? flock_f32_to_bf16(f[i]) : flock_f32_to_f16(f[i]);
-        f[i] = t == FLOCK_DTYPE_BF16 ? flock_bf16_to_f32(bits[i]) : flock_f16_to_f32(bits[i]);
-    }
-    *dev = dput(bits, 2 * n);
-    free(bits);
-    return f;
-}
-
-/* A sorted random subset of k of [0, n). */
-int *rand_subset(int n, int k)
-{
-    int *all = malloc(sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++)
-        all[i] = i;
-    for (int i = 0; i < k; i++) {
-        int j = i + (int)(rnd_u64() % (uint64_t)(n - i));
-        int t = all[i];
-        all[i] = all[j];
-        all[j] = t;
-    }
-    int *s = malloc(sizeof(int) * (size_t)(k ? k : 1));
-    memcpy(s, all, sizeof(int) * (size_t)k);
-    free(all);
-    for (int i = 1; i < k; i++) /* insertion sort: small k in checks */
-        for (int j = i; j > 0 && s[j - 1] > s[j]; j--) {
-            int t = s[j];
-            s[j] = s[j - 1];
-            s[j - 1] = t;
-        }
-    return s;
-}
-
-static double nrm_err(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den == 0 ? (num == 0 ? 0 : INFINITY) : sqrt(num / den);
-}
-
-/* Compares a device result with the reference; NaN anywhere fails. */
-void expect(const char *cfg, const char *what, CUdeviceptr d, const float *ref, size_t n, double tol)
-{
-    float *got = malloc(sizeof(float) * (n ? n : 1));
-    dget(got, d, sizeof(float) * n);
-    double e = nrm_err(got, ref, n);
-    bool ok = e <= tol; /* false for NaN */
-    printf("  %-14s %-34s err %.2e (tol %.0e)  %s\n", cfg, what, e, tol, ok ? "ok" : "FAIL");
-    ok ? n_pass++ : n_fail++;
-    free(got);
-}
-
-void expect_true(const char *cfg, const char *what, bool ok)
-{
-    printf("  %-14s %-34s %s\n", cfg, what, ok ? "ok" : "FAIL");
-    ok ? n_pass++ : n_fail++;
-}
-
 int main(int argc, char **argv)
 {
     int bench = 1;
@@ -278,9 +185,9 @@ int main(int argc, char **argv)
 
     printf("== kernels against the CPU reference ==\n");
     check_all_configs(cc);
-    printf("kernel checks: %d passed, %d failed\n", n_pass, n_fail);
+    printf("kernel checks: %d passed, %d failed\n", gpu_check_passed, gpu_check_failed);
     if (bench)
         bench_run(cc);
-    printf("kernel checks: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    printf("kernel checks: %d passed, %d failed\n", gpu_check_passed, gpu_check_failed);
+    return gpu_check_failed ? 1 : 0;
 }

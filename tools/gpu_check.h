@@ -84,7 +84,8 @@ CUdeviceptr dput(const void *h, size_t bytes);
 void dget(void *h, CUdeviceptr d, size_t bytes);
 void dfree(CUdeviceptr d);
 
-/* Host data (tools/gpu_check.c). */
+/* Host data and checks (tools/gpu_check_util.c). */
+extern int gpu_check_failed, gpu_check_passed;
 uint64_t rnd_u64(void);
 float rnd_f(void);                          /* uniform in [-1, 1) */
 float *hrand(size_t n, float scale);        /* malloc'd */
@@ -98,7 +99,9 @@ void expect(const char *cfg, const char *what, CUdeviceptr d, const float *ref, 
 /* Counts a check decided by the caller. */
 void expect_true(const char *cfg, const char *what, bool ok);
 
-/* Kernel checks (tools/gpu_check_kernels.c) for several model shapes. */
+/* Kernel checks (tools/gpu_check_kernels.c): one model shape (M prompt
+ * rows for the GEMMs), or all of gpu_check_configs(). */
+void check_config(const char *cfg, const flock_codegen_model *m, int cc, int M);
 void check_all_configs(int cc);
 
 /* Timing (tools/gpu_check_bench.c): the Llama-shaped decode stack. */

@@ -300,7 +300,7 @@ static void check_griffin(const char *cfg, const gpu_module *gm, const flock_cod
     dfree(dz), dfree(dinv), dfree(dstat), dfree(dsel), free(z), free(stat);
 }
 
-static void check_config(const char *cfg, const flock_codegen_model *m, int cc, int M)
+void check_config(const char *cfg, const flock_codegen_model *m, int cc, int M)
 {
     gpu_module gm;
     gpu_module_load(&gm, m, cc);
@@ -317,29 +317,8 @@ static void check_config(const char *cfg, const flock_codegen_model *m, int cc, 
 
 void check_all_configs(int cc)
 {
-    const flock_codegen_model small = {
-        .d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
-        .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
-        .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}};
-    const flock_codegen_model gemma = {
-        .d_model = 640, .d_ff = 2048, .n_head = 4, .n_kv_head = 1, .head_dim = 256, .vocab = 4096, .rope_dim = 256,
-        .rope_style = FLOCK_ROPE_NEOX, .wtype = FLOCK_DTYPE_BF16, .kv_type = FLOCK_DTYPE_F32,
-        .act = FLOCK_ACT_GELU_TANH, .gated = 1, .attn_softcap = 50.0f, .n_keep = 2, .keep = {1.0f, 0.5f}};
-    const flock_codegen_model opt = {
-        .d_model = 768, .d_ff = 3072, .n_head = 12, .n_kv_head = 12, .head_dim = 64, .vocab = 2048, .rope_dim = 0,
-        .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_RELU, .gated = 0, .n_keep = 2,
-        .keep = {1.0f, 0.3f}};
-    const flock_codegen_model gelu = {
-        .d_model = 256, .d_ff = 1000, .n_head = 4, .n_kv_head = 2, .head_dim = 64, .vocab = 1000, .rope_dim = 32,
-        .rope_style = FLOCK_ROPE_NEOX, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
-        .act = FLOCK_ACT_GELU, .gated = 1, .attn_scale = 0.1f, .n_keep = 1, .keep = {0.37f}};
-    const flock_codegen_model l7b = {
-        .d_model = 4096, .d_ff = 11008, .n_head = 32, .n_kv_head = 32, .head_dim = 128, .vocab = 4096,
-        .rope_dim = 128, .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
-        .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 2, .keep = {1.0f, 0.5f}};
-    check_config("small-f16", &small, cc, 70);
-    check_config("gemma-bf16", &gemma, cc, 70);
-    check_config("opt-relu", &opt, cc, 70);
-    check_config("gelu-erf", &gelu, cc, 130);
-    check_config("llama7b-f16", &l7b, cc, 20);
+    size_t n = 0;
+    const gpu_check_config *c = gpu_check_configs(&n);
+    for (size_t i = 0; i < n; i++)
+        check_config(c[i].label, &c[i].m, cc, c[i].M);
 }

@@ -214,3 +214,37 @@ void ref_gemm(const float *X, int M, const float *W, int N, int K, int wkn, int 
     }
     free(xr);
 }
+
+static const gpu_check_config configs[] = {
+    {"small-f16",
+     {.d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
+      .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU,
+      .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}},
+     70, 1},
+    {"gemma-bf16",
+     {.d_model = 640, .d_ff = 2048, .n_head = 4, .n_kv_head = 1, .head_dim = 256, .vocab = 4096, .rope_dim = 256,
+      .rope_style = FLOCK_ROPE_NEOX, .wtype = FLOCK_DTYPE_BF16, .kv_type = FLOCK_DTYPE_F32,
+      .act = FLOCK_ACT_GELU_TANH, .gated = 1, .attn_softcap = 50.0f, .n_keep = 2, .keep = {1.0f, 0.5f}},
+     70, 1},
+    {"opt-relu",
+     {.d_model = 768, .d_ff = 3072, .n_head = 12, .n_kv_head = 12, .head_dim = 64, .vocab = 2048, .rope_dim = 0,
+      .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_RELU, .gated = 0, .n_keep = 2,
+      .keep = {1.0f, 0.3f}},
+     70, 1},
+    {"gelu-erf",
+     {.d_model = 256, .d_ff = 1000, .n_head = 4, .n_kv_head = 2, .head_dim = 64, .vocab = 1000, .rope_dim = 32,
+      .rope_style = FLOCK_ROPE_NEOX, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_GELU,
+      .gated = 1, .attn_scale = 0.1f, .n_keep = 1, .keep = {0.37f}},
+     130, 1},
+    {"llama7b-f16",
+     {.d_model = 4096, .d_ff = 11008, .n_head = 32, .n_kv_head = 32, .head_dim = 128, .vocab = 4096,
+      .rope_dim = 128, .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
+      .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 2, .keep = {1.0f, 0.5f}},
+     20, 0},
+};
+
+const gpu_check_config *gpu_check_configs(size_t *n)
+{
+    *n = sizeof configs / sizeof configs[0];
+    return configs;
+}

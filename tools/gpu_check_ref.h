@@ -48,6 +48,18 @@ void ref_griffin_select(const float *stat, int F, int keep_n, int *idx);
 void ref_gemm(const float *X, int M, const float *W, int N, int K, int wkn, int epi, int act, flock_dtype wtype,
               const float *bias, const float *R, float *Y);
 
+/* The model shapes whose kernels are checked: tiny, Gemma-like (bf16, f32
+ * KV, softcap, head_dim 256), OPT-like (plain ReLU FF, no RoPE), GELU-erf
+ * with odd sizes, and a Llama-2-7B layer. M: prompt rows for the GEMMs.
+ * `emulate`: small enough for the CPU emulator (tests/cuda_emu). */
+typedef struct gpu_check_config {
+    const char *label;
+    flock_codegen_model m;
+    int M;
+    int emulate;
+} gpu_check_config;
+const gpu_check_config *gpu_check_configs(size_t *n);
+
 /* Rounds v to the 16-bit type and back. */
 float ref_round(flock_dtype t, float v);
 
