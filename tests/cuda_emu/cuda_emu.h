@@ -3,8 +3,8 @@
 // GPU (tools/gpu_check_kernels.c). C++, test-only.
 //
 // Model: a launch runs its blocks one after another; each block's threads
-// are real threads (created once per launch and reused block after block),
-// __syncthreads is a barrier over the block, and warp operations
+// are fibers (ucontext) on one OS thread, each run until it waits at a
+// barrier or ends; __syncthreads is a barrier over the block, and warp operations
 // (__shfl_xor_sync, __ballot_sync, mma.sync) exchange values through a
 // per-warp scratch area between two warp barriers. __shared__ variables
 // become function statics: one copy, shared by the threads of the block
@@ -36,8 +36,7 @@
 struct dim3_emu {
     unsigned x, y, z;
 };
-extern thread_local dim3_emu threadIdx, blockIdx;
-extern thread_local dim3_emu blockDim, gridDim;
+extern dim3_emu threadIdx, blockIdx, blockDim, gridDim;
 
 struct float2 {
     float x, y;
