@@ -493,6 +493,7 @@ __device__ __forceinline__ void rmsnorm_body(const float *x, const float *__rest
         yr[i] = xr[i] * r * (w[i] + off);
 }
 
+#if ROPE_DIM > 0 // models without RoPE get no rope kernel
 // x [T, n_heads * HEAD_DIM] in place; token t is at position pos0 + t;
 // inv_freq [ROPE_DIM/2] (theta^(-2i/ROPE_DIM) with any scaling applied by the
 // host). Normal style rotates (2i, 2i+1), neox (i, i + ROPE_DIM/2).
@@ -520,6 +521,7 @@ __device__ __forceinline__ void rope_body(float *x, int n_heads, int pos0, const
         *b = x0 * sn + x1 * cs;
     }
 }
+#endif
 
 // Caches [n_ctx, KV_DIM] (kv_t): row pos0 + t = k[t], v[t]. Grid T, block 256.
 __device__ __forceinline__ void kv_store_body(const float *__restrict__ k, const float *__restrict__ v,
