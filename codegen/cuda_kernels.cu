@@ -218,7 +218,9 @@ __device__ __forceinline__ void stage_f32(float *__restrict__ dst, const float *
 
 // ---- decode: dense GEMV ------------------------------------------------------
 // y[N] = W[N,K] x[K] (+ bias[N]) (+ resid[N]); bias/resid may be NULL; y may
-// alias resid. Block GEMV_WARPS warps, 2 rows per warp: grid ceil(N / (2*GEMV_WARPS)).
+// alias resid. Block GEMV_WARPS warps, 2 rows per warp, grid-stride over the
+// row pairs: any grid works; ceil(N / (2*GEMV_WARPS)) blocks give each warp
+// one pair, and a grid of one wave (SMs x resident blocks) avoids a tail.
 // Reads 2*N*K bytes of weights.
 #define GEMV_WARPS 8
 template <int N, int K>
@@ -228,18 +230,17 @@ __device__ __forceinline__ void gemv_body(const float *__restrict__ x, const u16
     __shared__ __align__(16) float xs[K];
     stage_f32(xs, x, K);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int row = (blockIdx.x * GEMV_WARPS + warp) * 2;
-    if (row >= N)
-        return;
-    float s[2];
-    warp_rows_dot<K, 2>(w + (size_t)row * K, N - row, xs, lane, s);
-    if (lane < 2 && row + lane < N) {
-        float v = s[lane];
-        if (bias)
-            v += bias[row + lane];
-        if (resid)
-            v += resid[row + lane];
-        y[row + lane] = v;
+    for (int row = (blockIdx.x * GEMV_WARPS + warp) * 2; row < N; row += gridDim.x * GEMV_WARPS * 2) {
+        float s[2];
+        warp_rows_dot<K, 2>(w + (size_t)row * K, N - row, xs, lane, s);
+        if (lane < 2 && row + lane < N) {
+            float v = s[lane];
+            if (bias)
+                v += bias[row + lane];
+            if (resid)
+                v += resid[row + lane];
+            y[row + lane] = v;
+        }
     }
 }
 
@@ -247,7 +248,9 @@ __device__ __forceinline__ void gemv_body(const float *__restrict__ x, const u16
 // Gated: gate_up [D_FF, 2*D_MODEL] (row i = gate row i, then up row i).
 // h[j] = act(gate[idx[j]] . x) * (up[idx[j]] . x) for j < KEEP.
 // Plain: w1 [D_FF, D_MODEL], h[j] = act(w1[idx[j]] . x + b1[idx[j]]).
-// One warp per kept neuron, GATHER_WARPS per block: grid ceil(KEEP / GATHER_WARPS).
+// One warp per kept neuron at a time, GATHER_WARPS per block, grid-stride
+// over the neurons: any grid works (ceil(KEEP / GATHER_WARPS) blocks give
+// each warp one neuron; one wave of resident blocks avoids a tail).
 // Reads only the kept rows: KEEP * 2 * D_MODEL * 2 bytes (gated).
 #define GATHER_WARPS 8
 template <int KEEP>
@@ -258,48 +261,50 @@ __device__ __forceinline__ void ffn_gather_body(const float *__restrict__ x, con
     __shared__ __align__(16) float xs[D_MODEL];
     stage_f32(xs, x, D_MODEL);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int j = blockIdx.x * GATHER_WARPS + warp;
-    if (j >= KEEP)
-        return;
-    const int n = idx[j];
-    if ((unsigned)n >= (unsigned)D_FF) { // a corrupt selection must not read out of bounds
-        if (lane == 0)
-            h[j] = 0.0f;
-        return;
-    }
+    for (int j = blockIdx.x * GATHER_WARPS + warp; j < KEEP; j += gridDim.x * GATHER_WARPS) {
+        const int n = idx[j];
+        if ((unsigned)n >= (unsigned)D_FF) { // a corrupt selection must not read out of bounds
+            if (lane == 0)
+                h[j] = 0.0f;
+            continue;
+        }
 #if FF_GATED
-    float gu[2];
-    warp_rows_dot<D_MODEL, 2>(w + (size_t)n * (2 * D_MODEL), 2, xs, lane, gu);
-    if (lane == 0)
-        h[j] = act_fn(gu[0]) * gu[1];
+        float gu[2];
+        warp_rows_dot<D_MODEL, 2>(w + (size_t)n * (2 * D_MODEL), 2, xs, lane, gu);
+        if (lane == 0)
+            h[j] = act_fn(gu[0]) * gu[1];
 #else
-    float a[1];
-    warp_rows_dot<D_MODEL, 1>(w + (size_t)n * D_MODEL, 1, xs, lane, a);
-    if (lane == 0)
-        h[j] = act_fn(a[0] + (b1 ? b1[n] : 0.0f));
+        float a[1];
+        warp_rows_dot<D_MODEL, 1>(w + (size_t)n * D_MODEL, 1, xs, lane, a);
+        if (lane == 0)
+            h[j] = act_fn(a[0] + (b1 ? b1[n] : 0.0f));
 #endif
+    }
 }
 
 // ---- decode: GRIFFIN's down projection over the kept neurons -----------------
 // part[s][c] = sum over kept j in split s of h[j] * down_t[idx[j], c], with
 // down_t [D_FF, D_MODEL] (row i = column i of W_down). Split-k with a
-// DETERMINISTIC reduction (no atomics): grid (ceil(D_MODEL/256), SPLIT), block
-// 256 threads = 8 warps; lane l of a warp owns columns tile*256 + 8l .. +7
-// (one 16-byte load per kept neuron), warp w takes every 8th neuron of the
-// split, the 8 warps are summed in shared memory in a fixed order, and
-// ffn_down_reduce sums the SPLIT partials in order. Reads KEEP * D_MODEL * 2 bytes.
+// DETERMINISTIC reduction (no atomics): grid (ceil(D_MODEL/256), n_split),
+// block 256 threads = 8 warps. n_split = gridDim.y is the host's choice (the
+// table suggests one; a grid of one wave avoids a tail): split s takes
+// neurons [s*per, (s+1)*per), per = ceil(KEEP / n_split). Lane l of a warp
+// owns columns tile*256 + 8l .. +7 (one 16-byte load per kept neuron), warp
+// w takes every 8th neuron of the split, the 8 warps are summed in shared
+// memory in a fixed order, and ffn_down_reduce sums the n_split partials in
+// order. Reads KEEP * D_MODEL * 2 bytes; writes n_split * D_MODEL floats.
 #define DOWN_WARPS 8
-template <int KEEP, int SPLIT>
+template <int KEEP>
 __device__ __forceinline__ void ffn_down_body(const float *__restrict__ h, const int *__restrict__ idx,
                                               const u16 *__restrict__ wd, float *__restrict__ part)
 {
-    constexpr int PER = (KEEP + SPLIT - 1) / SPLIT; // neurons per split
-    constexpr int U = 4;                           // rows in flight per lane
+    constexpr int U = 4; // rows in flight per lane
     __shared__ __align__(16) float red[DOWN_WARPS][256];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int c0 = blockIdx.x * 256 + lane * 8;
-    const int j0 = blockIdx.y * PER;
-    const int j1 = min(KEEP, j0 + PER);
+    const int per = (KEEP + (int)gridDim.y - 1) / (int)gridDim.y;
+    const int j0 = blockIdx.y * per;
+    const int j1 = min(KEEP, j0 + per);
     float acc[8];
 #pragma unroll
     for (int e = 0; e < 8; e++)
@@ -342,10 +347,9 @@ __device__ __forceinline__ void ffn_down_body(const float *__restrict__ h, const
     }
 }
 
-// y[c] = resid[c] + bias[c] + sum_{s < SPLIT} part[s][c] (in order s = 0, 1, ...).
+// y[c] = resid[c] + bias[c] + sum_{s < n_part} part[s][c] (in order s = 0, 1, ...).
 // resid/bias may be NULL; y may alias resid. Grid ceil(D_MODEL/256), block 256.
-template <int SPLIT>
-__device__ __forceinline__ void ffn_down_reduce_body(const float *__restrict__ part, const float *resid,
+__device__ __forceinline__ void ffn_down_reduce_body(const float *__restrict__ part, int n_part, const float *resid,
                                                      const float *bias, float *y)
 {
     const int c = blockIdx.x * 256 + threadIdx.x;
@@ -353,7 +357,7 @@ __device__ __forceinline__ void ffn_down_reduce_body(const float *__restrict__ p
         return;
     float s = 0.0f;
 #pragma unroll 8
-    for (int i = 0; i < SPLIT; i++)
+    for (int i = 0; i < n_part; i++)
         s += part[(size_t)i * D_MODEL + c];
     if (bias)
         s += bias[c];

@@ -94,8 +94,8 @@ static void def_text(flock_cuda_kernel_def *d, const char *params, const char *c
 #define P_GEMV "const float *x, const u16 *w, const float *bias, const float *resid, float *y"
 #define P_GEMM "const float *X, int M, const u16 *W, const float *bias, const float *R, float *Y"
 
-/* The split of the down projection: about 1024 blocks over the grid, each
- * warp at least 8 neurons. */
+/* The suggested split of the down projection (the host may pick another):
+ * about 1024 blocks over the grid, each warp at least 8 neurons. */
 static uint32_t down_split(uint32_t keep_n, uint32_t d_model)
 {
     uint32_t tiles = cdiv(d_model, 256);
@@ -180,15 +180,15 @@ flock_status flock_cuda_kernel_list_build(const flock_codegen_model *m, flock_cu
         snprintf(call, sizeof call, "ffn_gather_body<%u>(x, idx, w, b1, h)", kn);
         def_text(d, "const float *x, const int *idx, const u16 *w, const float *b1, float *h", call, "ffn_gather_k%u", kn);
         ADD_OR_FAIL(d, FLOCK_CUK_FFN_DOWN, kn, split, m->keep[i], 256, {cdiv(D, 256), split, 1});
-        snprintf(call, sizeof call, "ffn_down_body<%u, %u>(h, idx, wd, part)", kn, split);
+        snprintf(call, sizeof call, "ffn_down_body<%u>(h, idx, wd, part)", kn);
         def_text(d, "const float *h, const int *idx, const u16 *wd, float *part", call, "ffn_down_k%u", kn);
-        ADD_OR_FAIL(d, FLOCK_CUK_FFN_DOWN_REDUCE, kn, split, m->keep[i], 256, {cdiv(D, 256), 1, 1});
-        snprintf(call, sizeof call, "ffn_down_reduce_body<%u>(part, resid, bias, y)", split);
-        def_text(d, "const float *part, const float *resid, const float *bias, float *y", call, "ffn_down_reduce_k%u", kn);
         ADD_OR_FAIL(d, FLOCK_CUK_GRIFFIN_RANK, kn, 0, m->keep[i], 256, {cdiv(F, 256), 1, 1});
         snprintf(call, sizeof call, "griffin_rank_body<%u>(stat, sel)", kn);
         def_text(d, "const float *stat, int *sel", call, "griffin_rank_k%u", kn);
     }
+    ADD_OR_FAIL(d, FLOCK_CUK_FFN_DOWN_REDUCE, 0, 0, 0, 256, {cdiv(D, 256), 1, 1});
+    def_text(d, "const float *part, int n_part, const float *resid, const float *bias, float *y",
+             "ffn_down_reduce_body(part, n_part, resid, bias, y)", "ffn_down_reduce");
     ADD_OR_FAIL(d, FLOCK_CUK_GRIFFIN_ROWNORM, 0, 0, 0, 256, {0, 1, 1});
     def_text(d, "const float *z, float *inv", "griffin_rownorm_body(z, inv)", "griffin_rownorm");
     ADD_OR_FAIL(d, FLOCK_CUK_GRIFFIN_COLSUM, 0, 0, 0, 256, {cdiv(F, 256), 1, 1});

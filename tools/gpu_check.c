@@ -72,6 +72,7 @@ static void cu_load(void)
     LOAD(event_synchronize, "cuEventSynchronize", NULL);
     LOAD(event_elapsed_time, "cuEventElapsedTime_v2", "cuEventElapsedTime");
     LOAD(get_error_string, "cuGetErrorString", NULL);
+    LOAD(occupancy_max_blocks, "cuOccupancyMaxActiveBlocksPerMultiprocessor", NULL);
     LOAD_OPT(stream_begin_capture, "cuStreamBeginCapture_v2", NULL);
     LOAD_OPT(stream_end_capture, "cuStreamEndCapture", NULL);
     LOAD_OPT(graph_instantiate, "cuGraphInstantiateWithFlags", NULL);
@@ -130,6 +131,22 @@ void gpu_launch(const gpu_module *gm, const char *name, unsigned gx, unsigned gy
     CK(CU.launch_kernel(gm->fns[i], gx, gy, gz, k.block[0], k.block[1], k.block[2], k.dyn_smem, g_stream, args, NULL));
 }
 
+int g_sms = 1;
+
+unsigned gpu_wave(const gpu_module *gm, const char *name)
+{
+    int64_t i = flock_cuda_blob_find(&gm->b, name);
+    if (i < 0) {
+        fprintf(stderr, "no kernel %s in the blob\n", name);
+        exit(2);
+    }
+    flock_cuda_kernel_info k;
+    flock_cuda_blob_kernel(&gm->b, (size_t)i, &k, NULL);
+    int per_sm = 0;
+    CK(CU.occupancy_max_blocks(&per_sm, gm->fns[i], (int)(k.block[0] * k.block[1] * k.block[2]), k.dyn_smem));
+    return (unsigned)(per_sm > 0 ? per_sm : 1) * (unsigned)g_sms;
+}
+
 CUdeviceptr dalloc(size_t bytes)
 {
     CUdeviceptr d;
@@ -181,6 +198,7 @@ int main(int argc, char **argv)
     CK(CU.ctx_set_current(ctx));
     CK(CU.stream_create(&g_stream, 1)); /* non-blocking: capturable */
     printf("device: %s, compute capability %d.%d, %d SMs\n", name, major, minor, sms);
+    g_sms = sms > 0 ? sms : 1;
     const int cc = major * 10 + minor;
 
     printf("== kernels against the CPU reference ==\n");

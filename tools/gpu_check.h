@@ -48,6 +48,7 @@ typedef struct cu_api {
     CUresult (*event_synchronize)(CUevent);
     CUresult (*event_elapsed_time)(float *, CUevent, CUevent);
     CUresult (*get_error_string)(CUresult, const char **);
+    CUresult (*occupancy_max_blocks)(int *, CUfunction, int, size_t);
     /* Optional (graph capture): NULL when the driver lacks them. */
     CUresult (*stream_begin_capture)(CUstream, int);
     CUresult (*stream_end_capture)(CUstream, CUgraph *);
@@ -77,6 +78,10 @@ void gpu_module_load(gpu_module *gm, const flock_codegen_model *m, int cc);
 void gpu_module_free(gpu_module *gm);
 /* Launches kernel `name` of the module on g_stream with its table's block shape. */
 void gpu_launch(const gpu_module *gm, const char *name, unsigned gx, unsigned gy, unsigned gz, void **args);
+
+/* Blocks of kernel `name` that fill the GPU once (SMs x resident blocks). */
+unsigned gpu_wave(const gpu_module *gm, const char *name);
+extern int g_sms;
 
 /* Device buffers. */
 CUdeviceptr dalloc(size_t bytes);          /* filled with 0xff bytes: NaN as f32 */

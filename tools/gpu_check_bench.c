@@ -15,6 +15,11 @@ static unsigned cdiv(unsigned a, unsigned b)
     return (a + b - 1) / b;
 }
 
+static unsigned umin(unsigned a, unsigned b)
+{
+    return a < b ? a : b;
+}
+
 /* Random 16-bit values in [-scale, scale) from a hash of the index. */
 static const char fill_src[] =
     "extern \"C\" __global__ void fill16(unsigned short *p, unsigned long long n, unsigned long long seed,\n"
@@ -117,6 +122,9 @@ typedef struct stack {
     layer *L;
     CUdeviceptr x, h, q, k, v, a, hb, part, po, pml, logits, wlm, norm_out, inv_freq;
     CUdeviceptr idx[FLOCK_CODEGEN_MAX_KEEP];
+    /* Grids of one wave at most (no tail): per GEMV shape, per keep. */
+    unsigned g_q, g_kv, g_o, g_lm, g_gather[FLOCK_CODEGEN_MAX_KEEP];
+    int n_part[FLOCK_CODEGEN_MAX_KEEP];
 } stack;
 
 enum { CHUNK = 64 };
@@ -140,20 +148,19 @@ static void decode_step(stack *s, int ki)
     snprintf(norm, sizeof norm, "flock_rmsnorm_g%d", D);
     snprintf(gat, sizeof gat, "flock_ffn_gather_k%d", K);
     snprintf(dn, sizeof dn, "flock_ffn_down_k%d", K);
-    snprintf(red, sizeof red, "flock_ffn_down_reduce_k%d", K);
-    int64_t di = flock_cuda_blob_find(&s->gm.b, dn);
-    flock_cuda_kernel_info kd;
-    flock_cuda_blob_kernel(&s->gm.b, (size_t)di, &kd, NULL);
+    snprintf(red, sizeof red, "flock_ffn_down_reduce");
+    int n_part = s->n_part[ki];
+    const unsigned tiles = cdiv((unsigned)D, 256);
     for (int l = 0; l < s->n_layer; l++) {
         layer *L = &s->L[l];
         void *a1[] = {&s->x, &L->norm1, &eps, &zero, &s->h};
         gpu_launch(&s->gm, norm, 1, 1, 1, a1);
         void *aq[] = {&s->h, &L->wq, &null, &null, &s->q};
-        gpu_launch(&s->gm, gq, cdiv((unsigned)QD, 16), 1, 1, aq);
+        gpu_launch(&s->gm, gq, s->g_q, 1, 1, aq);
         void *ak[] = {&s->h, &L->wk, &null, &null, &s->k};
-        gpu_launch(&s->gm, gk, cdiv((unsigned)KVD, 16), 1, 1, ak);
+        gpu_launch(&s->gm, gk, s->g_kv, 1, 1, ak);
         void *av[] = {&s->h, &L->wv, &null, &null, &s->v};
-        gpu_launch(&s->gm, gk, cdiv((unsigned)KVD, 16), 1, 1, av);
+        gpu_launch(&s->gm, gk, s->g_kv, 1, 1, av);
         void *rq[] = {&s->q, &nh, &pos, &s->inv_freq};
         gpu_launch(&s->gm, "flock_rope", 1, 1, 1, rq);
         void *rk[] = {&s->k, &nkv, &pos, &s->inv_freq};
@@ -165,20 +172,20 @@ static void decode_step(stack *s, int ki)
         void *ac[] = {&s->po, &s->pml, &n_split, &s->a};
         gpu_launch(&s->gm, "flock_attn_combine", (unsigned)m->n_head, 1, 1, ac);
         void *ao[] = {&s->a, &L->wo, &null, &s->x, &s->x};
-        gpu_launch(&s->gm, go, cdiv((unsigned)D, 16), 1, 1, ao);
+        gpu_launch(&s->gm, go, s->g_o, 1, 1, ao);
         void *a2[] = {&s->x, &L->norm2, &eps, &zero, &s->h};
         gpu_launch(&s->gm, norm, 1, 1, 1, a2);
         void *fg[] = {&s->h, &s->idx[ki], &L->gu, &null, &s->hb};
-        gpu_launch(&s->gm, gat, cdiv((unsigned)K, 8), 1, 1, fg);
+        gpu_launch(&s->gm, gat, s->g_gather[ki], 1, 1, fg);
         void *fd[] = {&s->hb, &s->idx[ki], &L->down, &s->part};
-        gpu_launch(&s->gm, dn, kd.grid[0], kd.grid[1], 1, fd);
-        void *fr[] = {&s->part, &s->x, &null, &s->x};
+        gpu_launch(&s->gm, dn, tiles, (unsigned)n_part, 1, fd);
+        void *fr[] = {&s->part, &n_part, &s->x, &null, &s->x};
         gpu_launch(&s->gm, red, cdiv((unsigned)D, 256), 1, 1, fr);
     }
     void *an[] = {&s->x, &s->norm_out, &eps, &zero, &s->h};
     gpu_launch(&s->gm, norm, 1, 1, 1, an);
     void *lm[] = {&s->h, &s->wlm, &null, &null, &s->logits};
-    gpu_launch(&s->gm, gl, cdiv((unsigned)m->vocab, 16), 1, 1, lm);
+    gpu_launch(&s->gm, gl, s->g_lm, 1, 1, lm);
 }
 
 /* Weight and cache bytes one decode step reads at keep index ki. */
@@ -226,8 +233,24 @@ static void stack_init(stack *s, int cc)
     for (int i = 0; i < m->rope_dim / 2; i++)
         inv[i] = (float)pow(10000.0, -2.0 * i / m->rope_dim);
     s->inv_freq = dput(inv, sizeof(float) * (size_t)(m->rope_dim / 2));
+    char nm[96];
+    unsigned *g[4] = {&s->g_q, &s->g_kv, &s->g_o, &s->g_lm};
+    const size_t shapes[4][2] = {{QD, D}, {KVD, D}, {D, QD}, {(size_t)m->vocab, D}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(nm, sizeof nm, "flock_gemv_n%zu_k%zu", shapes[i][0], shapes[i][1]);
+        *g[i] = umin(cdiv((unsigned)shapes[i][0], 16), gpu_wave(&s->gm, nm));
+    }
     for (uint32_t ki = 0; ki < m->n_keep; ki++) {
         const int K = flock_codegen_keep_count(m->keep[ki], m->d_ff);
+        snprintf(nm, sizeof nm, "flock_ffn_gather_k%d", K);
+        s->g_gather[ki] = umin(cdiv((unsigned)K, 8), gpu_wave(&s->gm, nm));
+        snprintf(nm, sizeof nm, "flock_ffn_down_k%d", K);
+        /* one wave of (tiles x n_part) blocks, each warp at least 4 neurons */
+        unsigned np = gpu_wave(&s->gm, nm) / cdiv((unsigned)D, 256);
+        np = umin(umin(np ? np : 1, (unsigned)K / 32 ? (unsigned)K / 32 : 1), 1024);
+        s->n_part[ki] = (int)np;
+        printf("%s keep %.2f: grids gemv q %u, gather %u, down %u x %u\n", s->label, (double)m->keep[ki], s->g_q,
+               s->g_gather[ki], cdiv((unsigned)D, 256), np);
         int *idx = rand_subset(m->d_ff, K);
         s->idx[ki] = dput(idx, sizeof(int) * (size_t)K);
         free(idx);

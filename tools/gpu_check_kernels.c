@@ -184,6 +184,11 @@ static void check_dense(const char *cfg, const gpu_module *gm, const flock_codeg
             gpu_launch(gm, k.name, k.grid[0], 1, 1, b);
             snprintf(what, sizeof what, "%s +bias +resid", k.name);
             expect(cfg, what, dr, ref, (size_t)N, 1e-5);
+            ref_gemv(w, x, bias, NULL, N, K, ref);
+            void *c[] = {&dx, &dw, &db, &null, &dy};
+            gpu_launch(gm, k.name, 3, 1, 1, c); /* grid-stride with few blocks */
+            snprintf(what, sizeof what, "%s grid 3", k.name);
+            expect(cfg, what, dy, ref, (size_t)N, 1e-5);
             dfree(dw), dfree(dx), dfree(db), dfree(dr), dfree(dy);
             free(w), free(x), free(bias), free(res), free(ref);
         } else if (k.kind == FLOCK_CUK_GEMM || k.kind == FLOCK_CUK_FFN_UP_PREFILL ||
@@ -234,20 +239,33 @@ static void check_ffn_decode(const char *cfg, const gpu_module *gm, const flock_
         gpu_launch(gm, k.name, k.grid[0], 1, 1, a);
         snprintf(what, sizeof what, "%s (keep %.2f)", k.name, (double)k.keep);
         expect(cfg, what, dh, h, (size_t)K, 1e-5);
-        /* down + reduce from the reference h, into the residual in place */
+        /* The grid-stride loop with a grid smaller than one warp per neuron. */
+        CUdeviceptr dh3 = dalloc(sizeof(float) * K);
+        void *a3[] = {&dx, &didx, &dw, &db1, &dh3};
+        gpu_launch(gm, k.name, 3, 1, 1, a3);
+        snprintf(what, sizeof what, "%s grid 3", k.name);
+        expect(cfg, what, dh3, h, (size_t)K, 1e-5);
+        dfree(dh3);
+        /* down + reduce from the reference h into the residual in place, with
+         * the suggested split and with 3 splits */
         snprintf(name, sizeof name, "flock_ffn_down_k%d", K);
         flock_cuda_blob_kernel(&gm->b, (size_t)flock_cuda_blob_find(&gm->b, name), &kd, NULL);
-        snprintf(name, sizeof name, "flock_ffn_down_reduce_k%d", K);
-        flock_cuda_blob_kernel(&gm->b, (size_t)flock_cuda_blob_find(&gm->b, name), &kr, NULL);
-        CUdeviceptr dhr = dput(h, sizeof(float) * K), part = dalloc(sizeof(float) * kd.spec2 * D);
-        CUdeviceptr dres = dput(res, sizeof(float) * D);
-        void *b[] = {&dhr, &didx, &dd, &part};
-        gpu_launch(gm, kd.name, kd.grid[0], kd.grid[1], 1, b);
-        void *c[] = {&part, &dres, &db2, &dres};
-        gpu_launch(gm, kr.name, kr.grid[0], 1, 1, c);
+        flock_cuda_blob_kernel(&gm->b, (size_t)flock_cuda_blob_find(&gm->b, "flock_ffn_down_reduce"), &kr, NULL);
         ref_ffn_down(down, h, idx, K, D, res, m->gated ? NULL : b2, ref);
-        snprintf(what, sizeof what, "%s+reduce (split %u)", kd.name, kd.spec2);
-        expect(cfg, what, dres, ref, (size_t)D, 1e-5);
+        CUdeviceptr dhr = dput(h, sizeof(float) * K), part = dalloc(sizeof(float) * (kd.spec2 + 3) * D), dres = 0;
+        const int splits[2] = {(int)kd.spec2, 3};
+        for (int si = 0; si < 2; si++) {
+            dres = dput(res, sizeof(float) * D);
+            int np = splits[si];
+            void *b[] = {&dhr, &didx, &dd, &part};
+            gpu_launch(gm, kd.name, kd.grid[0], (unsigned)np, 1, b);
+            void *c[] = {&part, &np, &dres, &db2, &dres};
+            gpu_launch(gm, kr.name, kr.grid[0], 1, 1, c);
+            snprintf(what, sizeof what, "%s+reduce (split %d)", kd.name, np);
+            expect(cfg, what, dres, ref, (size_t)D, 1e-5);
+            if (si == 0)
+                dfree(dres);
+        }
         dfree(didx), dfree(dh), dfree(dhr), dfree(part), dfree(dres);
         free(idx), free(h), free(res), free(ref);
     }

@@ -77,12 +77,14 @@ int32_t flock_codegen_keep_count(float keep, int32_t d_ff);
  *  ATTN_COMBINE     (const float *part_o, const float2 *part_ml, int n_split, float *out)  grid (n_head, T)
  *  ADD              (const float *a, const float *b, int n, float *y)        grid ceil(n/256)
  *  GEMV spec=N spec2=K (const float *x, const w16 *W, const float *bias, const float *resid, float *y)
+ *                    grid: any (grid-stride); the table's grid gives every warp one row pair
  *  FFN_GATHER spec=keep count (const float *x, const int *idx, const w16 *gate_up_or_w1,
- *                    const float *b1, float *h)
- *  FFN_DOWN spec=keep count spec2=split (const float *h, const int *idx, const w16 *down_t,
- *                    float *part[split*d_model])
- *  FFN_DOWN_REDUCE spec=keep count spec2=split (const float *part, const float *resid,
- *                    const float *bias, float *y)
+ *                    const float *b1, float *h)   grid: any (grid-stride), as GEMV
+ *  FFN_DOWN spec=keep count spec2=suggested split (const float *h, const int *idx,
+ *                    const w16 *down_t, float *part[n_split*d_model])  grid (tiles, n_split)
+ *  FFN_DOWN_REDUCE  (const float *part, int n_part, const float *resid, const float *bias, float *y)
+ *  (a grid of one wave, SMs x resident blocks from the driver's occupancy
+ *  query, avoids a tail for GEMV, FFN_GATHER and FFN_DOWN's n_split)
  *  GRIFFIN_ROWNORM  (const float *z[T*d_ff], float *inv[T])                   grid T
  *  GRIFFIN_COLSUM   (const float *z, const float *inv, int T, float *stat[d_ff])
  *  GRIFFIN_RANK spec=keep count (const float *stat, int *sel[d_ff])
