@@ -209,19 +209,18 @@ flock_status flock_cuda_blob_kernel(const flock_cuda_blob *b, size_t i, flock_cu
     if (!b || !out || i >= b->n_kernels)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "kernel blob: no kernel %zu", i);
     flock_reader r = flock_reader_init(b->table + i * b->entry_size, ENTRY_SIZE);
-    uint32_t name_off, name_len, kind, spec, spec2, block[3], grid[3], smem;
-    float keep;
-    flock_rd_u32(&r, &name_off); /* the table span was checked by parse */
-    flock_rd_u32(&r, &name_len);
-    flock_rd_u32(&r, &kind);
-    flock_rd_u32(&r, &spec);
-    flock_rd_u32(&r, &spec2);
-    flock_rd_f32(&r, &keep);
+    uint32_t name_off = 0, name_len = 0, kind = 0, spec = 0, spec2 = 0, block[3] = {0}, grid[3] = {0}, smem = 0;
+    float keep = 0;
+    /* The entry lies within the table span that parse checked. */
+    bool ok = flock_rd_u32(&r, &name_off) && flock_rd_u32(&r, &name_len) && flock_rd_u32(&r, &kind) &&
+              flock_rd_u32(&r, &spec) && flock_rd_u32(&r, &spec2) && flock_rd_f32(&r, &keep);
     for (int j = 0; j < 3; j++)
-        flock_rd_u32(&r, &block[j]);
+        ok = ok && flock_rd_u32(&r, &block[j]);
     for (int j = 0; j < 3; j++)
-        flock_rd_u32(&r, &grid[j]);
-    flock_rd_u32(&r, &smem);
+        ok = ok && flock_rd_u32(&r, &grid[j]);
+    ok = ok && flock_rd_u32(&r, &smem);
+    if (!ok)
+        return flock_error_set(err, FLOCK_E_TRUNCATED, "kernel blob: entry %zu truncated", i);
     if (!span_ok(name_off, (uint64_t)name_len + 1, b->strings_size) || b->strings[name_off + name_len] != 0 ||
         name_len == 0 || memchr(b->strings + name_off, 0, name_len))
         return flock_error_set(err, FLOCK_E_CORRUPT, "kernel blob: entry %zu: name [%u, +%u] is not a string in "
