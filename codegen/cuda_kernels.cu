@@ -477,6 +477,39 @@ __device__ __forceinline__ void rmsnorm_body(const float *x, const float *__rest
         yr[i] = xr[i] * r * (w[i] + off);
 }
 
+// Grid n_rows, block 256. y = (x - mean) / sqrt(var + eps) * w + b over
+// rows of GROUP; w, b [GROUP] f32 (b may be NULL). y may alias x.
+template <int GROUP>
+__device__ __forceinline__ void layernorm_body(const float *x, const float *__restrict__ w,
+                                               const float *__restrict__ b, float eps, float *y)
+{
+    const float *xr = x + (size_t)blockIdx.x * GROUP;
+    float *yr = y + (size_t)blockIdx.x * GROUP;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < GROUP; i += blockDim.x)
+        s += xr[i];
+    const float mean = block_sum(s) / (float)GROUP;
+    float v = 0.0f;
+    for (int i = threadIdx.x; i < GROUP; i += blockDim.x)
+        v = fmaf(xr[i] - mean, xr[i] - mean, v);
+    const float r = rsqrtf(block_sum(v) / (float)GROUP + eps);
+    for (int i = threadIdx.x; i < GROUP; i += blockDim.x)
+        yr[i] = (xr[i] - mean) * r * w[i] + (b ? b[i] : 0.0f);
+}
+
+// Learned positions (OPT): y[t, :] = x[t, :] + table[pos0 + t + offset, :],
+// table [n_pos, D_MODEL] 16-bit; a position past n_pos adds nothing. y may
+// alias x. Grid T, block 256.
+__device__ __forceinline__ void pos_embed_body(const float *x, const u16 *__restrict__ table, int n_pos, int pos0,
+                                               int offset, float *y)
+{
+    const int p = pos0 + (int)blockIdx.x + offset;
+    const bool ok = p >= 0 && p < n_pos;
+    const size_t r = (size_t)blockIdx.x * D_MODEL;
+    for (int i = threadIdx.x; i < D_MODEL; i += blockDim.x)
+        y[r + i] = x[r + i] + (ok ? w2f(table[(size_t)p * D_MODEL + i]) : 0.0f);
+}
+
 #if ROPE_DIM > 0 // models without RoPE get no rope kernel
 // x [T, n_heads * HEAD_DIM] in place; token t is at position pos0 + t;
 // inv_freq [ROPE_DIM/2] (theta^(-2i/ROPE_DIM) with any scaling applied by the

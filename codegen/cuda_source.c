@@ -28,6 +28,8 @@ static const char *const kind_names[] = {
     [FLOCK_CUK_GEMM] = "gemm",
     [FLOCK_CUK_FFN_UP_PREFILL] = "ffn_up_prefill",
     [FLOCK_CUK_FFN_DOWN_PREFILL] = "ffn_down_prefill",
+    [FLOCK_CUK_LAYERNORM] = "layernorm",
+    [FLOCK_CUK_POS_EMBED] = "pos_embed",
 };
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == FLOCK_CUK_KIND_COUNT, "kind_names");
 
@@ -145,6 +147,13 @@ flock_status flock_cuda_kernel_list_build(const flock_codegen_model *m, flock_cu
         snprintf(call, sizeof call, "rmsnorm_body<%u>(x, w, eps, unit_offset, y)", groups[i]);
         def_text(d, "const float *x, const float *w, float eps, int unit_offset, float *y", call, "rmsnorm_g%u", groups[i]);
     }
+    /* LayerNorm and learned positions (OPT-style models; small, so always there). */
+    ADD_OR_FAIL(d, FLOCK_CUK_LAYERNORM, D, 0, 0, 256, {0, 1, 1});
+    snprintf(call, sizeof call, "layernorm_body<%u>(x, w, b, eps, y)", D);
+    def_text(d, "const float *x, const float *w, const float *b, float eps, float *y", call, "layernorm_g%u", D);
+    ADD_OR_FAIL(d, FLOCK_CUK_POS_EMBED, 0, 0, 0, 256, {0, 1, 1});
+    def_text(d, "const float *x, const u16 *table, int n_pos, int pos0, int offset, float *y",
+             "pos_embed_body(x, table, n_pos, pos0, offset, y)", "pos_embed");
     if (m->rope_dim > 0) {
         ADD_OR_FAIL(d, FLOCK_CUK_ROPE, 0, 0, 0, 256, {0, 1, 1});
         def_text(d, "float *x, int n_heads, int pos0, const float *inv_freq", "rope_body(x, n_heads, pos0, inv_freq)", "rope");

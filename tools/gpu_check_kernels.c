@@ -81,6 +81,42 @@ static void check_small_kernels(const char *cfg, const gpu_module *gm, const flo
             dfree(dx), dfree(dw), dfree(dy), free(x), free(w), free(ref);
         }
     }
+    /* layernorm (with and without bias, the output in place) */
+    for (int wb = 0; wb < 2; wb++) {
+        float *x = hrand((size_t)T * D, 2.0f), *w = hrand((size_t)D, 1.0f), *b = hrand((size_t)D, 1.0f);
+        float *ref = malloc(sizeof(float) * T * D);
+        for (int i = 0; i < T * D; i++)
+            x[i] += 0.5f; /* a mean to remove */
+        float eps = 1e-5f;
+        ref_layernorm(x, w, wb ? b : NULL, D, T, eps, ref);
+        CUdeviceptr dx = dput(x, sizeof(float) * T * D), dw = dput(w, sizeof(float) * D);
+        CUdeviceptr db = wb ? dput(b, sizeof(float) * D) : 0;
+        char name[64];
+        snprintf(name, sizeof name, "flock_layernorm_g%d", D);
+        void *a[] = {&dx, &dw, &db, &eps, &dx};
+        gpu_launch(gm, name, T, 1, 1, a);
+        snprintf(what, sizeof what, "%s%s (in place)", name, wb ? " +bias" : "");
+        expect(cfg, what, dx, ref, (size_t)T * D, 1e-5);
+        dfree(dx), dfree(dw), dfree(db), free(x), free(w), free(b), free(ref);
+    }
+    /* learned positions, some past the table */
+    {
+        const int n_pos = 40;
+        CUdeviceptr dtab;
+        float *tab = wrand(m->wtype, (size_t)n_pos * D, 1.0f, &dtab), *x = hrand((size_t)T * D, 1.0f);
+        float *ref = malloc(sizeof(float) * T * D);
+        int np = n_pos, pos0 = 5, off = 2;
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < D; i++) {
+                const int p = pos0 + t + off;
+                ref[t * D + i] = x[t * D + i] + (p < n_pos ? tab[(size_t)p * D + i] : 0.0f);
+            }
+        CUdeviceptr dx = dput(x, sizeof(float) * T * D), dy = dalloc(sizeof(float) * T * D);
+        void *a[] = {&dx, &dtab, &np, &pos0, &off, &dy};
+        gpu_launch(gm, "flock_pos_embed", T, 1, 1, a);
+        expect(cfg, "pos_embed (offset 2, past n_pos)", dy, ref, (size_t)T * D, 1e-6);
+        dfree(dtab), dfree(dx), dfree(dy), free(tab), free(x), free(ref);
+    }
     /* rope at a large position (range reduction) */
     if (m->rope_dim > 0) {
         const size_t n = (size_t)T * H * HD;

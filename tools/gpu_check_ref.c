@@ -86,6 +86,22 @@ void ref_rmsnorm(const float *x, const float *w, int group, int n_groups, float 
     }
 }
 
+void ref_layernorm(const float *x, const float *w, const float *b, int group, int n_rows, float eps, float *y)
+{
+    for (int g = 0; g < n_rows; g++) {
+        const float *xr = x + (size_t)g * group;
+        double mean = 0, var = 0;
+        for (int i = 0; i < group; i++)
+            mean += xr[i];
+        mean /= group;
+        for (int i = 0; i < group; i++)
+            var += (xr[i] - mean) * (xr[i] - mean);
+        const double r = 1.0 / sqrt(var / group + eps);
+        for (int i = 0; i < group; i++)
+            y[(size_t)g * group + i] = (float)((xr[i] - mean) * r * w[i] + (b ? b[i] : 0.0));
+    }
+}
+
 void ref_rope(float *x, int T, int n_heads, int head_dim, int rope_dim, int neox, int pos0, const float *inv_freq)
 {
     const int half = rope_dim / 2;

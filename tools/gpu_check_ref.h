@@ -27,6 +27,9 @@ void ref_ffn_down(const float *down_t, const float *h, const int *idx, int keep_
 /* Per group of `group` elements, rows n_groups. */
 void ref_rmsnorm(const float *x, const float *w, int group, int n_groups, float eps, int unit_offset, float *y);
 
+/* LayerNorm over rows of `group` (b may be NULL). */
+void ref_layernorm(const float *x, const float *w, const float *b, int group, int n_rows, float eps, float *y);
+
 /* x [T, n_heads*head_dim] in place, positions pos0 + t, inv_freq [rope_dim/2]. */
 void ref_rope(float *x, int T, int n_heads, int head_dim, int rope_dim, int neox, int pos0,
               const float *inv_freq);

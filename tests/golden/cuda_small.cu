@@ -497,6 +497,39 @@ __device__ __forceinline__ void rmsnorm_body(const float *x, const float *__rest
         yr[i] = xr[i] * r * (w[i] + off);
 }
 
+// Grid n_rows, block 256. y = (x - mean) / sqrt(var + eps) * w + b over
+// rows of GROUP; w, b [GROUP] f32 (b may be NULL). y may alias x.
+template <int GROUP>
+__device__ __forceinline__ void layernorm_body(const float *x, const float *__restrict__ w,
+                                               const float *__restrict__ b, float eps, float *y)
+{
+    const float *xr = x + (size_t)blockIdx.x * GROUP;
+    float *yr = y + (size_t)blockIdx.x * GROUP;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < GROUP; i += blockDim.x)
+        s += xr[i];
+    const float mean = block_sum(s) / (float)GROUP;
+    float v = 0.0f;
+    for (int i = threadIdx.x; i < GROUP; i += blockDim.x)
+        v = fmaf(xr[i] - mean, xr[i] - mean, v);
+    const float r = rsqrtf(block_sum(v) / (float)GROUP + eps);
+    for (int i = threadIdx.x; i < GROUP; i += blockDim.x)
+        yr[i] = (xr[i] - mean) * r * w[i] + (b ? b[i] : 0.0f);
+}
+
+// Learned positions (OPT): y[t, :] = x[t, :] + table[pos0 + t + offset, :],
+// table [n_pos, D_MODEL] 16-bit; a position past n_pos adds nothing. y may
+// alias x. Grid T, block 256.
+__device__ __forceinline__ void pos_embed_body(const float *x, const u16 *__restrict__ table, int n_pos, int pos0,
+                                               int offset, float *y)
+{
+    const int p = pos0 + (int)blockIdx.x + offset;
+    const bool ok = p >= 0 && p < n_pos;
+    const size_t r = (size_t)blockIdx.x * D_MODEL;
+    for (int i = threadIdx.x; i < D_MODEL; i += blockDim.x)
+        y[r + i] = x[r + i] + (ok ? w2f(table[(size_t)p * D_MODEL + i]) : 0.0f);
+}
+
 #if ROPE_DIM > 0 // models without RoPE get no rope kernel
 // x [T, n_heads * HEAD_DIM] in place; token t is at position pos0 + t;
 // inv_freq [ROPE_DIM/2] (theta^(-2i/ROPE_DIM) with any scaling applied by the
@@ -907,7 +940,7 @@ __device__ __forceinline__ void gemm_body(const float *__restrict__ X, int M, co
     }
 }
 
-// ---- entry points: 28 kernels ----
+// ---- entry points: 30 kernels ----
 #ifndef FLOCK_ENTRY
 #define FLOCK_ENTRY extern "C" __global__
 #endif
@@ -925,6 +958,16 @@ FLOCK_ENTRY void __launch_bounds__(64) flock_rmsnorm_g64(const float *x, const f
 FLOCK_ENTRY void __launch_bounds__(32) flock_rmsnorm_g8(const float *x, const float *w, float eps, int unit_offset, float *y)
 {
     rmsnorm_body<8>(x, w, eps, unit_offset, y);
+}
+// layernorm: block 256, grid (0, 1, 1)
+FLOCK_ENTRY void __launch_bounds__(256) flock_layernorm_g64(const float *x, const float *w, const float *b, float eps, float *y)
+{
+    layernorm_body<64>(x, w, b, eps, y);
+}
+// pos_embed: block 256, grid (0, 1, 1)
+FLOCK_ENTRY void __launch_bounds__(256) flock_pos_embed(const float *x, const u16 *table, int n_pos, int pos0, int offset, float *y)
+{
+    pos_embed_body(x, table, n_pos, pos0, offset, y);
 }
 // rope: block 256, grid (0, 1, 1)
 FLOCK_ENTRY void __launch_bounds__(256) flock_rope(float *x, int n_heads, int pos0, const float *inv_freq)

@@ -94,6 +94,9 @@ int32_t flock_codegen_keep_count(float keep, int32_t d_ff);
  *  FFN_UP_PREFILL   same parameters as GEMM; gated: Y = z [M, d_ff] = act(gate)*up from
  *                    gate_up; plain: Y = act(X W1^T + b1)
  *  FFN_DOWN_PREFILL same parameters as GEMM, W = down_t [d_ff, d_model]: Y = R + X down + bias
+ *  LAYERNORM spec=group (const float *x, const float *w, const float *b, float eps, float *y)
+ *                                                                  grid T*width/group
+ *  POS_EMBED        (const float *x, const w16 *table, int n_pos, int pos0, int offset, float *y)  grid T
  * bias/resid/R may be NULL; outputs may alias resid/R. Shapes, layouts and
  * the deterministic split-k reduction are documented in codegen/cuda_*.cu. */
 typedef enum flock_cuda_kernel_kind {
@@ -115,6 +118,8 @@ typedef enum flock_cuda_kernel_kind {
     FLOCK_CUK_GEMM,
     FLOCK_CUK_FFN_UP_PREFILL,
     FLOCK_CUK_FFN_DOWN_PREFILL,
+    FLOCK_CUK_LAYERNORM,
+    FLOCK_CUK_POS_EMBED,
     FLOCK_CUK_KIND_COUNT
 } flock_cuda_kernel_kind;
 
