@@ -15,6 +15,36 @@
 
 #define ATTN_WARPS 4
 #define ATTN_EPL ((HEAD_DIM + WARP - 1) / WARP) // head elements per lane
+// Whole 8- or 16-byte loads of a lane's ATTN_EPL cache elements: every lane
+// has a full, 4-element-aligned slice (HEAD_DIM = 32 * ATTN_EPL, EPL % 4 == 0).
+#define ATTN_VEC (HEAD_DIM == WARP * ATTN_EPL && ATTN_EPL % 4 == 0)
+
+// out[e] = cache row slice p[0 .. ATTN_EPL) as f32 (lane-local, d < HEAD_DIM).
+__device__ __forceinline__ void attn_load(const kv_t *__restrict__ p, int lane, float *out)
+{
+#if ATTN_VEC
+#if KV_F32
+#pragma unroll
+    for (int q = 0; q < ATTN_EPL / 4; q++) {
+        const float4 v = ((const float4 *)(p + lane * ATTN_EPL))[q];
+        out[4 * q] = v.x, out[4 * q + 1] = v.y, out[4 * q + 2] = v.z, out[4 * q + 3] = v.w;
+    }
+#else
+#pragma unroll
+    for (int q = 0; q < ATTN_EPL / 4; q++) {
+        const uint2 v = ((const uint2 *)(p + lane * ATTN_EPL))[q];
+        out[4 * q] = h2f((u16)(v.x & 0xffffu)), out[4 * q + 1] = h2f((u16)(v.x >> 16));
+        out[4 * q + 2] = h2f((u16)(v.y & 0xffffu)), out[4 * q + 3] = h2f((u16)(v.y >> 16));
+    }
+#endif
+#else
+#pragma unroll
+    for (int e = 0; e < ATTN_EPL; e++) {
+        const int d = lane * ATTN_EPL + e;
+        out[e] = d < HEAD_DIM ? kv2f(p[d]) : 0.0f;
+    }
+#endif
+}
 
 __device__ __forceinline__ void attn_partial_body(const float *__restrict__ q, const kv_t *__restrict__ kc,
                                                   const kv_t *__restrict__ vc, int pos0, int window, int chunk,
@@ -42,13 +72,13 @@ __device__ __forceinline__ void attn_partial_body(const float *__restrict__ q, c
     for (int k = k0 + warp; k < k1; k += ATTN_WARPS) { // warp-uniform loop
         const kv_t *kr = kc + (size_t)k * KV_DIM + g * HEAD_DIM;
         const kv_t *vr = vc + (size_t)k * KV_DIM + g * HEAD_DIM;
+        float kf[ATTN_EPL], vf[ATTN_EPL];
+        attn_load(kr, lane, kf);
+        attn_load(vr, lane, vf); // issued before the reduction: both loads in flight
         float sc = 0.0f;
 #pragma unroll
-        for (int e = 0; e < ATTN_EPL; e++) {
-            const int d = lane * ATTN_EPL + e;
-            if (d < HEAD_DIM)
-                sc = fmaf(qr[e], kv2f(kr[d]), sc);
-        }
+        for (int e = 0; e < ATTN_EPL; e++)
+            sc = fmaf(qr[e], kf[e], sc); // qr is 0 past HEAD_DIM
         sc = warp_sum(sc);
 #if ATTN_HAS_SOFTCAP
         sc = ATTN_SOFTCAP * tanhf(sc * (1.0f / ATTN_SOFTCAP));
@@ -58,11 +88,8 @@ __device__ __forceinline__ void attn_partial_body(const float *__restrict__ q, c
         const float pe = expf(sc - mn);
         l = l * corr + pe;
 #pragma unroll
-        for (int e = 0; e < ATTN_EPL; e++) {
-            const int d = lane * ATTN_EPL + e;
-            const float v = d < HEAD_DIM ? kv2f(vr[d]) : 0.0f;
-            acc[e] = fmaf(pe, v, acc[e] * corr);
-        }
+        for (int e = 0; e < ATTN_EPL; e++)
+            acc[e] = fmaf(pe, vf[e], acc[e] * corr);
         m = mn;
     }
     if (lane == 0) {

@@ -248,7 +248,7 @@ static const gpu_check_config configs[] = {
       .keep = {1.0f, 0.3f}},
      70, 1},
     {"gelu-erf",
-     {.d_model = 256, .d_ff = 1000, .n_head = 4, .n_kv_head = 2, .head_dim = 64, .vocab = 1000, .rope_dim = 32,
+     {.d_model = 256, .d_ff = 1000, .n_head = 4, .n_kv_head = 2, .head_dim = 128, .vocab = 1000, .rope_dim = 32,
       .rope_style = FLOCK_ROPE_NEOX, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_GELU,
       .gated = 1, .attn_scale = 0.1f, .n_keep = 1, .keep = {0.37f}},
      130, 1},

@@ -53,7 +53,7 @@ void ref_gemm(const float *X, int M, const float *W, int N, int K, int wkn, int 
 
 /* The model shapes whose kernels are checked: tiny, Gemma-like (bf16, f32
  * KV, softcap, head_dim 256), OPT-like (plain ReLU FF, no RoPE), GELU-erf
- * with odd sizes, and a Llama-2-7B layer. M: prompt rows for the GEMMs.
+ * with odd sizes (f16 KV, head_dim 128, q_dim != d), and a Llama-2-7B layer. M: prompt rows for the GEMMs.
  * `emulate`: small enough for the CPU emulator (tests/cuda_emu). */
 typedef struct gpu_check_config {
     const char *label;
