@@ -41,7 +41,7 @@ flock_status flock_codegen_model_check(const flock_codegen_model *m, flock_error
         (st = check_dim("d_ff", m->d_ff, 1, MAX_DIM, err)) ||
         (st = check_dim("n_head", m->n_head, 1, 1024, err)) ||
         (st = check_dim("n_kv_head", m->n_kv_head, 1, m->n_head, err)) ||
-        (st = check_dim("head_dim", m->head_dim, 1, 1024, err)) ||
+        (st = check_dim("head_dim", m->head_dim, 1, 256, err)) || /* attention keeps 8/lane in registers */
         (st = check_dim("vocab", m->vocab, 1, MAX_DIM, err)) ||
         (st = check_dim("rope_dim", m->rope_dim, 0, m->head_dim, err)))
         return st;

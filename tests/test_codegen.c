@@ -73,6 +73,10 @@ static void test_model_check(void **state)
     m.d_model = 16384; /* x would not fit the kernels' static shared memory */
     check_model_err(m, FLOCK_E_UNSUPPORTED, "d_model");
     m = small_model();
+    m.head_dim = 512;
+    m.rope_dim = 8;
+    check_model_err(m, FLOCK_E_UNSUPPORTED, "head_dim");
+    m = small_model();
     m.attn_softcap = -1;
     check_model_err(m, FLOCK_E_INVALID_ARG, "softcap");
     check_model_err(m, FLOCK_E_INVALID_ARG, NULL);

@@ -29,7 +29,8 @@ extern "C" {
 typedef struct flock_codegen_model {
     int32_t d_model;      /* hidden width; % 8 == 0 (16-byte rows) */
     int32_t d_ff;         /* FF width */
-    int32_t n_head, n_kv_head, head_dim; /* n_head % n_kv_head == 0; n_head*head_dim % 8 == 0 */
+    int32_t n_head, n_kv_head, head_dim; /* n_head % n_kv_head == 0; n_head*head_dim % 8 == 0;
+                                            head_dim <= 256 */
     int32_t vocab;
     int32_t rope_dim;     /* leading dims of each head rotated; even, <= head_dim */
     flock_rope_style rope_style;
