@@ -320,6 +320,49 @@ static void time_steps(stack *s, int ki, double *ms_stream, double *ms_graph)
     CU.graph_destroy(g);
 }
 
+/* Tensor-core prefill products for M = 512 prompt rows: TFLOP/s of the
+ * attention projection shape and both FF products (layer 0's weights). */
+static void time_prefill(stack *s, char *line, size_t cap)
+{
+    const flock_codegen_model *m = &s->m;
+    const int M = 512, D = m->d_model, F = m->d_ff, QD = m->n_head * m->head_dim;
+    float *hx = hrand((size_t)M * F, 1.0f);
+    CUdeviceptr X = dput(hx, sizeof(float) * (size_t)M * F), Y = dalloc(sizeof(float) * (size_t)M * 2 * F), null = 0;
+    free(hx);
+    struct {
+        const char *what;
+        char name[64];
+        int N, K;
+        CUdeviceptr W;
+    } g[3] = {{"attn proj", "", QD, D, s->L[0].wq}, {"ffn up", "flock_ffn_up_prefill", 2 * F, D, s->L[0].gu},
+              {"ffn down", "flock_ffn_down_prefill", D, F, s->L[0].down}};
+    snprintf(g[0].name, sizeof g[0].name, "flock_gemm_n%d_k%d", QD, D);
+    CUevent e0, e1;
+    CK(CU.event_create(&e0, 0));
+    CK(CU.event_create(&e1, 0));
+    size_t n = (size_t)snprintf(line, cap, "%-11s prefill M=%d:", s->label, M);
+    for (int i = 0; i < 3; i++) {
+        int mm = M;
+        void *a[] = {&X, &mm, &g[i].W, &null, &null, &Y};
+        const unsigned gx = cdiv((unsigned)g[i].N, 64), gy = cdiv((unsigned)M, 64);
+        gpu_launch(&s->gm, g[i].name, gx, gy, 1, a);
+        CK(CU.event_record(e0, g_stream));
+        const int reps = 10;
+        for (int r = 0; r < reps; r++)
+            gpu_launch(&s->gm, g[i].name, gx, gy, 1, a);
+        CK(CU.event_record(e1, g_stream));
+        CK(CU.event_synchronize(e1));
+        float ms = 0;
+        CK(CU.event_elapsed_time(&ms, e0, e1));
+        const double tflops = 2.0 * M * g[i].N * (double)g[i].K * reps / (ms * 1e-3) / 1e12;
+        if (n < cap)
+            n += (size_t)snprintf(line + n, cap - n, "  %s %dx%d %.0f TFLOP/s", g[i].what, g[i].N, g[i].K, tflops);
+    }
+    if (n < cap)
+        snprintf(line + n, cap - n, "\n");
+    dfree(X), dfree(Y);
+}
+
 void bench_run(int cc)
 {
     fill_init();
@@ -336,7 +379,7 @@ void bench_run(int cc)
                .rope_dim = 128, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU,
                .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}}},
     };
-    char table[2048] = "";
+    char table[2048] = "", prefill[2][256];
     size_t tl = 0;
     tl += (size_t)snprintf(table + tl, sizeof table - tl,
                            "model       keep  ms/token  tokens/s  GB/token   GB/s  %%copy  speed-up  (stream ms)\n");
@@ -358,9 +401,11 @@ void bench_run(int cc)
                                    (double)s->m.keep[ki], ms, 1e3 / ms, gb, bw, 100.0 * bw / (copy_bw / 1e9),
                                    base / ms, ms_s);
         }
+        time_prefill(s, prefill[si], sizeof prefill[si]);
+        printf("%s", prefill[si]);
         stack_free(s);
     }
-    printf("\n%s", table);
+    printf("\n%s%s%s", table, prefill[0], prefill[1]);
     printf("(GB/s counts weight and KV bytes read per token; %%copy against the copy's read+write rate; "
            "speed-up against keep 1.0 of the same model)\n");
 }
