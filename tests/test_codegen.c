@@ -6,6 +6,8 @@
 
 #include "flock/codegen.h"
 
+#include <sys/stat.h>
+
 /* stories260K's shape (d 64, FF 172, 8/4 heads of 8), f16, three keep ratios. */
 static flock_codegen_model small_model(void)
 {
@@ -342,11 +344,31 @@ static uint8_t *make_blob(size_t *size, uint32_t kind)
     return blob;
 }
 
+/* A seed for the blob fuzzer (tests/fuzz/fuzz_cuda_blob.c), when the build dir is known. */
+static void write_fuzz_seed(const uint8_t *blob, size_t size)
+{
+    const char *bd = getenv("FLOCK_BUILD_DIR");
+    if (!bd)
+        return;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/seeds", bd);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/seeds/cuda_blob", bd);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/seeds/cuda_blob/small.bin", bd);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(blob, 1, size, f);
+        fclose(f);
+    }
+}
+
 static void test_blob_roundtrip(void **state)
 {
     (void)state;
     size_t size = 0, nk = 0, len = 0;
     uint8_t *blob = make_blob(&size, FLOCK_CUDA_IMAGE_CUBIN);
+    write_fuzz_seed(blob, size);
     flock_cuda_blob b;
     flock_error e = {0};
     assert_int_equal(flock_cuda_blob_parse(blob, size, &b, &e), FLOCK_OK);
