@@ -291,12 +291,16 @@ __device__ __forceinline__ void ffn_gather_body(const float *__restrict__ x, con
 // neurons [s*per, (s+1)*per), per = ceil(KEEP / n_split). Lane l of a warp
 // owns columns tile*256 + 8l .. +7 (one 16-byte load per kept neuron), warp
 // w takes every 8th neuron of the split, the 8 warps are summed in shared
-// memory in a fixed order, and ffn_down_reduce sums the n_split partials in
-// order. Reads KEEP * D_MODEL * 2 bytes; writes n_split * D_MODEL floats.
+// memory in a fixed order, and the n_split partials are summed in order:
+// by the last block of each column tile when `counters` (ceil(D_MODEL/256)
+// ints, zero before the first launch) is given, y = resid + bias + sum
+// (resid/bias may be NULL, y may alias resid); else by ffn_down_reduce.
+// Reads KEEP * D_MODEL * 2 bytes; writes n_split * D_MODEL floats.
 #define DOWN_WARPS 8
 template <int KEEP>
 __device__ __forceinline__ void ffn_down_body(const float *__restrict__ h, const int *__restrict__ idx,
-                                              const u16 *__restrict__ wd, float *__restrict__ part)
+                                              const u16 *__restrict__ wd, float *part, int *counters,
+                                              const float *resid, const float *bias, float *y)
 {
     constexpr int U = 4; // rows in flight per lane
     __shared__ __align__(16) float red[DOWN_WARPS][256];
@@ -345,6 +349,33 @@ __device__ __forceinline__ void ffn_down_body(const float *__restrict__ h, const
             s += red[w][threadIdx.x];
         part[(size_t)blockIdx.y * D_MODEL + c] = s;
     }
+    if (!counters)
+        return; // unfused: ffn_down_reduce sums the partials
+    // Fused reduction: the last block of this column tile to finish sums the
+    // n_split partials in order (deterministic) into y, then resets the
+    // tile's counter for the next launch (the host zeroes counters once).
+    __shared__ int last;
+    __threadfence(); // this block's partials are visible before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0)
+        last = atomicAdd(&counters[blockIdx.x], 1) == (int)gridDim.y - 1;
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    if (c < D_MODEL) {
+        const volatile float *pv = part; // written by other SMs: not through L1
+        float s = 0.0f;
+        for (int i = 0; i < (int)gridDim.y; i++)
+            s += pv[(size_t)i * D_MODEL + c];
+        if (bias)
+            s += bias[c];
+        if (resid)
+            s += resid[c];
+        y[c] = s;
+    }
+    if (threadIdx.x == 0)
+        counters[blockIdx.x] = 0;
 }
 
 // y[c] = resid[c] + bias[c] + sum_{s < n_part} part[s][c] (in order s = 0, 1, ...).

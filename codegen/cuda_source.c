@@ -189,8 +189,11 @@ flock_status flock_cuda_kernel_list_build(const flock_codegen_model *m, flock_cu
         snprintf(call, sizeof call, "ffn_gather_body<%u>(x, idx, w, b1, h)", kn);
         def_text(d, "const float *x, const int *idx, const u16 *w, const float *b1, float *h", call, "ffn_gather_k%u", kn);
         ADD_OR_FAIL(d, FLOCK_CUK_FFN_DOWN, kn, split, m->keep[i], 256, {cdiv(D, 256), split, 1});
-        snprintf(call, sizeof call, "ffn_down_body<%u>(h, idx, wd, part)", kn);
-        def_text(d, "const float *h, const int *idx, const u16 *wd, float *part", call, "ffn_down_k%u", kn);
+        snprintf(call, sizeof call, "ffn_down_body<%u>(h, idx, wd, part, counters, resid, bias, y)", kn);
+        def_text(d,
+                 "const float *h, const int *idx, const u16 *wd, float *part, int *counters, const float *resid, "
+                 "const float *bias, float *y",
+                 call, "ffn_down_k%u", kn);
         ADD_OR_FAIL(d, FLOCK_CUK_GRIFFIN_RANK, kn, 0, m->keep[i], 256, {cdiv(F, 256), 1, 1});
         snprintf(call, sizeof call, "griffin_rank_body<%u>(stat, sel)", kn);
         def_text(d, "const float *stat, int *sel", call, "griffin_rank_k%u", kn);

@@ -120,7 +120,7 @@ typedef struct stack {
     int n_layer, pos;
     gpu_module gm;
     layer *L;
-    CUdeviceptr x, h, q, k, v, a, hb, part, po, pml, logits, wlm, norm_out, inv_freq;
+    CUdeviceptr x, h, q, k, v, a, hb, part, po, pml, logits, wlm, norm_out, inv_freq, counters;
     CUdeviceptr idx[FLOCK_CODEGEN_MAX_KEEP];
     /* Grids of one wave at most (no tail): per GEMV shape, per keep. */
     unsigned g_q, g_kv, g_o, g_lm, g_gather[FLOCK_CODEGEN_MAX_KEEP];
@@ -140,7 +140,7 @@ static void decode_step(stack *s, int ki)
     int nh = m->n_head, nkv = m->n_kv_head;
     float eps = 1e-5f;
     CUdeviceptr null = 0;
-    char gq[64], gk[64], go[64], gl[64], norm[64], gat[64], dn[64], red[64];
+    char gq[64], gk[64], go[64], gl[64], norm[64], gat[64], dn[64];
     snprintf(gq, sizeof gq, "flock_gemv_n%d_k%d", QD, D);
     snprintf(gk, sizeof gk, "flock_gemv_n%d_k%d", KVD, D);
     snprintf(go, sizeof go, "flock_gemv_n%d_k%d", D, QD);
@@ -148,7 +148,6 @@ static void decode_step(stack *s, int ki)
     snprintf(norm, sizeof norm, "flock_rmsnorm_g%d", D);
     snprintf(gat, sizeof gat, "flock_ffn_gather_k%d", K);
     snprintf(dn, sizeof dn, "flock_ffn_down_k%d", K);
-    snprintf(red, sizeof red, "flock_ffn_down_reduce");
     int n_part = s->n_part[ki];
     const unsigned tiles = cdiv((unsigned)D, 256);
     for (int l = 0; l < s->n_layer; l++) {
@@ -177,10 +176,8 @@ static void decode_step(stack *s, int ki)
         gpu_launch(&s->gm, norm, 1, 1, 1, a2);
         void *fg[] = {&s->h, &s->idx[ki], &L->gu, &null, &s->hb};
         gpu_launch(&s->gm, gat, s->g_gather[ki], 1, 1, fg);
-        void *fd[] = {&s->hb, &s->idx[ki], &L->down, &s->part};
-        gpu_launch(&s->gm, dn, tiles, (unsigned)n_part, 1, fd);
-        void *fr[] = {&s->part, &n_part, &s->x, &null, &s->x};
-        gpu_launch(&s->gm, red, cdiv((unsigned)D, 256), 1, 1, fr);
+        void *fd[] = {&s->hb, &s->idx[ki], &L->down, &s->part, &s->counters, &s->x, &null, &s->x};
+        gpu_launch(&s->gm, dn, tiles, (unsigned)n_part, 1, fd); /* fused reduction */
     }
     void *an[] = {&s->x, &s->norm_out, &eps, &zero, &s->h};
     gpu_launch(&s->gm, norm, 1, 1, 1, an);
@@ -227,6 +224,8 @@ static void stack_init(stack *s, int cc)
     free(x);
     s->h = dalloc(4 * D), s->q = dalloc(4 * QD), s->k = dalloc(4 * KVD), s->v = dalloc(4 * KVD);
     s->a = dalloc(4 * QD), s->hb = dalloc(4 * F), s->part = dalloc(4 * D * 1024);
+    int zeros[64] = {0}; /* ceil(d/256) <= 48 tiles */
+    s->counters = dput(zeros, sizeof zeros);
     const size_t ns = cdiv((unsigned)ctx, CHUNK);
     s->po = dalloc(4 * ns * QD), s->pml = dalloc(8 * ns * m->n_head), s->logits = dalloc(4 * (size_t)m->vocab);
     float inv[256];
@@ -267,7 +266,7 @@ static void stack_free(stack *s)
             dfree(p[i]);
     }
     CUdeviceptr p[] = {s->x, s->h, s->q, s->k, s->v, s->a, s->hb, s->part, s->po, s->pml, s->logits, s->wlm,
-                       s->norm_out, s->inv_freq};
+                       s->norm_out, s->inv_freq, s->counters};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         dfree(p[i]);
     for (uint32_t ki = 0; ki < s->m.n_keep; ki++)

@@ -290,18 +290,34 @@ static void check_ffn_decode(const char *cfg, const gpu_module *gm, const flock_
         ref_ffn_down(down, h, idx, K, D, res, m->gated ? NULL : b2, ref);
         CUdeviceptr dhr = dput(h, sizeof(float) * K), part = dalloc(sizeof(float) * (kd.spec2 + 3) * D), dres = 0;
         const int splits[2] = {(int)kd.spec2, 3};
+        int *zeros = calloc(kd.grid[0], sizeof(int));
+        CUdeviceptr counters = dput(zeros, sizeof(int) * kd.grid[0]), null = 0;
         for (int si = 0; si < 2; si++) {
-            dres = dput(res, sizeof(float) * D);
             int np = splits[si];
-            void *b[] = {&dhr, &didx, &dd, &part};
+            /* unfused: partials, then the reduce kernel */
+            dres = dput(res, sizeof(float) * D);
+            void *b[] = {&dhr, &didx, &dd, &part, &null, &null, &null, &null};
             gpu_launch(gm, kd.name, kd.grid[0], (unsigned)np, 1, b);
             void *c[] = {&part, &np, &dres, &db2, &dres};
             gpu_launch(gm, kr.name, kr.grid[0], 1, 1, c);
-            snprintf(what, sizeof what, "%s+reduce (split %d)", kd.name, np);
+            snprintf(what, sizeof what, "%s + reduce (split %d)", kd.name, np);
             expect(cfg, what, dres, ref, (size_t)D, 1e-5);
-            if (si == 0)
-                dfree(dres);
+            dfree(dres);
+            /* fused, twice: the counters must come back to zero */
+            for (int rep = 0; rep < 2; rep++) {
+                dres = dput(res, sizeof(float) * D);
+                void *f[] = {&dhr, &didx, &dd, &part, &counters, &dres, &db2, &dres};
+                gpu_launch(gm, kd.name, kd.grid[0], (unsigned)np, 1, f);
+                snprintf(what, sizeof what, "%s fused (split %d, run %d)", kd.name, np, rep + 1);
+                expect(cfg, what, dres, ref, (size_t)D, 1e-5);
+                if (si + rep < 2)
+                    dfree(dres);
+            }
         }
+        int *back = malloc(sizeof(int) * kd.grid[0]);
+        dget(back, counters, sizeof(int) * kd.grid[0]);
+        expect_true(cfg, "ffn_down counters back to zero", memcmp(back, zeros, sizeof(int) * kd.grid[0]) == 0);
+        dfree(counters), free(zeros), free(back);
         dfree(didx), dfree(dh), dfree(dhr), dfree(part), dfree(dres);
         free(idx), free(h), free(res), free(ref);
     }

@@ -84,6 +84,15 @@ static inline void emu_sincosf(float a, float *s, float *c)
 using std::max;
 using std::min;
 
+// One OS thread runs every fiber: atomics need no locking, fences nothing.
+static inline int atomicAdd(int *p, int v)
+{
+    const int old = *p;
+    *p = old + v;
+    return old;
+}
+static inline void __threadfence() {}
+
 // Barriers and warp exchange (cuda_emu.cpp).
 void __syncthreads();
 void emu_warp_sync();

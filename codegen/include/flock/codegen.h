@@ -82,7 +82,11 @@ int32_t flock_codegen_keep_count(float keep, int32_t d_ff);
  *  FFN_GATHER spec=keep count (const float *x, const int *idx, const w16 *gate_up_or_w1,
  *                    const float *b1, float *h)   grid: any (grid-stride), as GEMV
  *  FFN_DOWN spec=keep count spec2=suggested split (const float *h, const int *idx,
- *                    const w16 *down_t, float *part[n_split*d_model])  grid (tiles, n_split)
+ *                    const w16 *down_t, float *part[n_split*d_model], int *counters[tiles],
+ *                    const float *resid, const float *bias, float *y)  grid (tiles, n_split)
+ *                    tiles = ceil(d_model/256); with counters (zeroed once; each launch
+ *                    leaves them zero) the last block of a tile writes y = resid + bias +
+ *                    sum of the partials in order; counters NULL: only the partials, then
  *  FFN_DOWN_REDUCE  (const float *part, int n_part, const float *resid, const float *bias, float *y)
  *  (a grid of one wave, SMs x resident blocks from the driver's occupancy
  *  query, avoids a tail for GEMV, FFN_GATHER and FFN_DOWN's n_split)
