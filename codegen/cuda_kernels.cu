@@ -541,16 +541,14 @@ __device__ __forceinline__ void pos_embed_body(const float *x, const u16 *__rest
         y[r + i] = x[r + i] + (ok ? w2f(table[(size_t)p * D_MODEL + i]) : 0.0f);
 }
 
-#if ROPE_DIM > 0 // models without RoPE get no rope kernel
-// x [T, n_heads * HEAD_DIM] in place; token t is at position pos0 + t;
-// inv_freq [ROPE_DIM/2] (theta^(-2i/ROPE_DIM) with any scaling applied by the
-// host). Normal style rotates (2i, 2i+1), neox (i, i + ROPE_DIM/2).
-// Grid T, block 256 (threads loop over n_heads * ROPE_DIM/2 pairs).
-__device__ __forceinline__ void rope_body(float *x, int n_heads, int pos0, const float *__restrict__ inv_freq)
+#if ROPE_DIM > 0 // models without RoPE get no rope kernels
+// Rotates one token's heads xt [n_heads * HEAD_DIM] in place at position pos;
+// inv_freq [ROPE_DIM/2] (theta^(-2i/ROPE_DIM) with any scaling applied by
+// the host). Normal style rotates (2i, 2i+1), neox (i, i + ROPE_DIM/2).
+// The threads of the block share the pairs.
+__device__ __forceinline__ void rope_token(float *xt, int n_heads, int pos, const float *__restrict__ inv_freq)
 {
     constexpr int HALF = ROPE_DIM / 2;
-    const float pos = (float)(pos0 + (int)blockIdx.x);
-    float *xt = x + (size_t)blockIdx.x * n_heads * HEAD_DIM;
     for (int p = threadIdx.x; p < n_heads * HALF; p += blockDim.x) {
         const int hd = p / HALF, i = p % HALF;
         // Range-reduce in double, then the fast sine/cosine on [-pi, pi]:
@@ -567,6 +565,31 @@ __device__ __forceinline__ void rope_body(float *x, int n_heads, int pos0, const
         const float x0 = *a, x1 = *b;
         *a = x0 * cs - x1 * sn;
         *b = x0 * sn + x1 * cs;
+    }
+}
+
+// x [T, n_heads * HEAD_DIM] in place; token t is at position pos0 + t.
+// Grid T, block 256.
+__device__ __forceinline__ void rope_body(float *x, int n_heads, int pos0, const float *__restrict__ inv_freq)
+{
+    rope_token(x + (size_t)blockIdx.x * n_heads * HEAD_DIM, n_heads, pos0 + (int)blockIdx.x, inv_freq);
+}
+
+// Decode's three small steps in one launch: RoPE on q [T, Q_DIM] and
+// k [T, KV_DIM] in place, then k and v [T, KV_DIM] into cache rows pos0 + t.
+// Grid T, block 256. (Gemma's QK-norm comes before: run rope + kv_store then.)
+__device__ __forceinline__ void rope_kv_store_body(float *q, float *k, const float *__restrict__ v, int pos0,
+                                                   const float *__restrict__ inv_freq, kv_t *__restrict__ kc,
+                                                   kv_t *__restrict__ vc)
+{
+    const int t = blockIdx.x;
+    rope_token(q + (size_t)t * Q_DIM, N_HEAD, pos0 + t, inv_freq);
+    rope_token(k + (size_t)t * KV_DIM, N_KV_HEAD, pos0 + t, inv_freq);
+    __syncthreads(); // k is rotated before it is stored
+    const size_t src = (size_t)t * KV_DIM, dst = (size_t)(pos0 + t) * KV_DIM;
+    for (int i = threadIdx.x; i < KV_DIM; i += blockDim.x) {
+        kc[dst + i] = f2kv(k[src + i]);
+        vc[dst + i] = f2kv(v[src + i]);
     }
 }
 #endif

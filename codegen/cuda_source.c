@@ -30,6 +30,7 @@ static const char *const kind_names[] = {
     [FLOCK_CUK_FFN_DOWN_PREFILL] = "ffn_down_prefill",
     [FLOCK_CUK_LAYERNORM] = "layernorm",
     [FLOCK_CUK_POS_EMBED] = "pos_embed",
+    [FLOCK_CUK_ROPE_KV_STORE] = "rope_kv_store",
 };
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == FLOCK_CUK_KIND_COUNT, "kind_names");
 
@@ -157,6 +158,9 @@ flock_status flock_cuda_kernel_list_build(const flock_codegen_model *m, flock_cu
     if (m->rope_dim > 0) {
         ADD_OR_FAIL(d, FLOCK_CUK_ROPE, 0, 0, 0, 256, {0, 1, 1});
         def_text(d, "float *x, int n_heads, int pos0, const float *inv_freq", "rope_body(x, n_heads, pos0, inv_freq)", "rope");
+        ADD_OR_FAIL(d, FLOCK_CUK_ROPE_KV_STORE, 0, 0, 0, 256, {0, 1, 1});
+        def_text(d, "float *q, float *k, const float *v, int pos0, const float *inv_freq, kv_t *kc, kv_t *vc",
+                 "rope_kv_store_body(q, k, v, pos0, inv_freq, kc, vc)", "rope_kv_store");
     }
     ADD_OR_FAIL(d, FLOCK_CUK_KV_STORE, 0, 0, 0, 256, {0, 1, 1});
     def_text(d, "const float *k, const float *v, int pos0, kv_t *kc, kv_t *vc", "kv_store_body(k, v, pos0, kc, vc)", "kv_store");

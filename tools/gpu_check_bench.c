@@ -137,7 +137,6 @@ static void decode_step(stack *s, int ki)
     const int D = m->d_model, QD = m->n_head * m->head_dim, KVD = m->n_kv_head * m->head_dim;
     const int K = flock_codegen_keep_count(m->keep[ki], m->d_ff);
     int pos = s->pos, zero = 0, chunk = CHUNK, n_split = (int)cdiv((unsigned)pos + 1, CHUNK);
-    int nh = m->n_head, nkv = m->n_kv_head;
     float eps = 1e-5f;
     CUdeviceptr null = 0;
     char gq[64], gk[64], go[64], gl[64], norm[64], gat[64], dn[64];
@@ -160,12 +159,8 @@ static void decode_step(stack *s, int ki)
         gpu_launch(&s->gm, gk, s->g_kv, 1, 1, ak);
         void *av[] = {&s->h, &L->wv, &null, &null, &s->v};
         gpu_launch(&s->gm, gk, s->g_kv, 1, 1, av);
-        void *rq[] = {&s->q, &nh, &pos, &s->inv_freq};
-        gpu_launch(&s->gm, "flock_rope", 1, 1, 1, rq);
-        void *rk[] = {&s->k, &nkv, &pos, &s->inv_freq};
-        gpu_launch(&s->gm, "flock_rope", 1, 1, 1, rk);
-        void *kv[] = {&s->k, &s->v, &pos, &L->kc, &L->vc};
-        gpu_launch(&s->gm, "flock_kv_store", 1, 1, 1, kv);
+        void *kv[] = {&s->q, &s->k, &s->v, &pos, &s->inv_freq, &L->kc, &L->vc};
+        gpu_launch(&s->gm, "flock_rope_kv_store", 1, 1, 1, kv); /* rope q, k; store k, v */
         void *ap[] = {&s->q, &L->kc, &L->vc, &pos, &zero, &chunk, &n_split, &s->po, &s->pml};
         gpu_launch(&s->gm, "flock_attn_partial", (unsigned)m->n_head, (unsigned)n_split, 1, ap);
         void *ac[] = {&s->po, &s->pml, &n_split, &s->a};

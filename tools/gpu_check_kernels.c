@@ -132,6 +132,47 @@ static void check_small_kernels(const char *cfg, const gpu_module *gm, const flo
         expect(cfg, "rope (pos 3000..)", dx, ref, n, 3e-5);
         dfree(dx), dfree(dinv), free(x), free(ref);
     }
+    /* rope on q and k, then k and v into the cache, in one launch */
+    if (m->rope_dim > 0) {
+        const int KVD = m->n_kv_head * HD, QD = H * HD, T3 = 3, pos0 = 2000, rows = pos0 + T3;
+        const size_t kvb = m->kv_type == FLOCK_DTYPE_F32 ? 4 : 2;
+        float *q = hrand((size_t)T3 * QD, 1.0f), *k = hrand((size_t)T3 * KVD, 1.0f), *v = hrand((size_t)T3 * KVD, 1.0f);
+        float *rq = malloc(sizeof(float) * T3 * QD), *rk = malloc(sizeof(float) * T3 * KVD), inv[512];
+        for (int i = 0; i < m->rope_dim / 2; i++)
+            inv[i] = (float)pow(10000.0, -2.0 * i / m->rope_dim);
+        memcpy(rq, q, sizeof(float) * T3 * QD);
+        memcpy(rk, k, sizeof(float) * T3 * KVD);
+        const int neox = m->rope_style == FLOCK_ROPE_NEOX;
+        ref_rope(rq, T3, H, HD, m->rope_dim, neox, pos0, inv);
+        ref_rope(rk, T3, m->n_kv_head, HD, m->rope_dim, neox, pos0, inv);
+        CUdeviceptr dq = dput(q, sizeof(float) * T3 * QD), dk = dput(k, sizeof(float) * T3 * KVD);
+        CUdeviceptr dv = dput(v, sizeof(float) * T3 * KVD), dinv = dput(inv, sizeof(float) * (size_t)(m->rope_dim / 2));
+        CUdeviceptr kc = dalloc(kvb * rows * KVD), vc = dalloc(kvb * rows * KVD);
+        int p0 = pos0;
+        void *a[] = {&dq, &dk, &dv, &p0, &dinv, &kc, &vc};
+        gpu_launch(gm, "flock_rope_kv_store", T3, 1, 1, a);
+        expect(cfg, "rope_kv_store: q", dq, rq, (size_t)T3 * QD, 3e-5);
+        expect(cfg, "rope_kv_store: k", dk, rk, (size_t)T3 * KVD, 3e-5);
+        void *raw = malloc(kvb * T3 * KVD);
+        float *got = malloc(sizeof(float) * T3 * KVD), *kin = malloc(sizeof(float) * T3 * KVD);
+        for (int which = 0; which < 2; which++) {
+            dget(raw, (which ? vc : kc) + kvb * (size_t)pos0 * KVD, kvb * T3 * KVD);
+            kv_to_f32(m->kv_type, raw, got, (size_t)T3 * KVD);
+            if (which) {
+                for (int i = 0; i < T3 * KVD; i++)
+                    kin[i] = ref_round(m->kv_type, v[i]);
+            } else {
+                dget(kin, dk, sizeof(float) * T3 * KVD); /* the cache holds the rotated k, rounded */
+                for (int i = 0; i < T3 * KVD; i++)
+                    kin[i] = ref_round(m->kv_type, kin[i]);
+            }
+            CUdeviceptr tmp = dput(got, sizeof(float) * T3 * KVD);
+            expect(cfg, which ? "rope_kv_store: v rows" : "rope_kv_store: k rows", tmp, kin, (size_t)T3 * KVD, 0);
+            dfree(tmp);
+        }
+        dfree(dq), dfree(dk), dfree(dv), dfree(dinv), dfree(kc), dfree(vc);
+        free(q), free(k), free(v), free(rq), free(rk), free(raw), free(got), free(kin);
+    }
     /* add, with the output aliasing an input */
     {
         int n = 1000;

@@ -102,6 +102,8 @@ int32_t flock_codegen_keep_count(float keep, int32_t d_ff);
  *  LAYERNORM spec=group (const float *x, const float *w, const float *b, float eps, float *y)
  *                                                                  grid T*width/group
  *  POS_EMBED        (const float *x, const w16 *table, int n_pos, int pos0, int offset, float *y)  grid T
+ *  ROPE_KV_STORE    (float *q, float *k, const float *v, int pos0, const float *inv_freq,
+ *                    kv_t *kcache, kv_t *vcache)   grid T: ROPE on q and k, then KV_STORE
  * bias/resid/R may be NULL; outputs may alias resid/R. Shapes, layouts and
  * the deterministic split-k reduction are documented in codegen/cuda_*.cu. */
 typedef enum flock_cuda_kernel_kind {
@@ -125,6 +127,7 @@ typedef enum flock_cuda_kernel_kind {
     FLOCK_CUK_FFN_DOWN_PREFILL,
     FLOCK_CUK_LAYERNORM,
     FLOCK_CUK_POS_EMBED,
+    FLOCK_CUK_ROPE_KV_STORE,
     FLOCK_CUK_KIND_COUNT
 } flock_cuda_kernel_kind;
 
