@@ -1,9 +1,20 @@
 /*
  * flock/codegen.h - IR + a target -> kernels.
  *
- * Sections: CUDA C through NVRTC (FLOCK_CUDA) and CPU machine code through
- * the LLVM C API (FLOCK_LLVM). Each section's functions exist only when its
- * option is on.
+ * Two parts: CUDA C through NVRTC (FLOCK_CUDA) and CPU machine code through
+ * the LLVM C API (FLOCK_LLVM).
+ *
+ * CUDA: CUDA C source specialized at compile time on one model's dimensions,
+ * its storage dtype (f16/bf16 weights, f32 accumulation) and each GRIFFIN
+ * keep ratio (loop bounds, grid shapes and unrolling are constants), compiled
+ * by NVRTC to CUBIN (sm_80, sm_89, sm_90, ...) or PTX (compute_80 for newer
+ * GPUs), and packed with a table of its kernels into a "kernel blob": the
+ * payload of a bundle's FLOCK_SECTION_KERNELS section named "cuda:<target>".
+ *
+ * The NVRTC parts exist only when flock is built with FLOCK_CUDA; without it
+ * flock_codegen_cuda returns FLOCK_E_UNSUPPORTED, and everything else works.
+ *
+ * The LLVM functions exist only when flock is built with FLOCK_LLVM.
  */
 #ifndef FLOCK_CODEGEN_H
 #define FLOCK_CODEGEN_H
@@ -130,6 +141,208 @@ flock_status flock_llvm_cpu_asm(const flock_cpu_kernel_spec *spec, const char *t
  * tools and for checking flock's linker against a system linker. */
 flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char *target, uint8_t **out,
                                    size_t *size, flock_error *err);
+
+/* ======================================================================== */
+/* The model facts the kernels are specialized on                           */
+/* ======================================================================== */
+
+#define FLOCK_CODEGEN_MAX_KEEP 8
+
+typedef struct flock_codegen_model {
+    int32_t d_model;      /* hidden width; % 8 == 0 (16-byte rows) */
+    int32_t d_ff;         /* FF width */
+    int32_t n_head, n_kv_head, head_dim; /* n_head % n_kv_head == 0; n_head*head_dim % 8 == 0;
+                                            head_dim <= 256 */
+    int32_t vocab;
+    int32_t rope_dim;     /* leading dims of each head rotated; even, <= head_dim */
+    flock_rope_style rope_style;
+    flock_dtype wtype;    /* F16 or BF16: storage of every matrix */
+    flock_dtype kv_type;  /* F16 or F32: the KV cache */
+    flock_act act;        /* FF activation */
+    uint8_t gated;        /* 1: act(x Wg^T) * (x Wu^T); 0: act(x W1^T + b1) */
+    float attn_scale;     /* score scale; 0 = 1/sqrt(head_dim) */
+    float attn_softcap;   /* c*tanh(s/c) on scores; 0 = none */
+    uint32_t n_keep;      /* 1..FLOCK_CODEGEN_MAX_KEEP GRIFFIN keep ratios */
+    float keep[FLOCK_CODEGEN_MAX_KEEP]; /* each in (0, 1]; 1.0 = dense FF */
+} flock_codegen_model;
+
+/* Checks ranges and the divisibility the kernels rely on; the message names the field. */
+flock_status flock_codegen_model_check(const flock_codegen_model *m, flock_error *err);
+
+/* Reads the facts from a verified program: the first ATTENTION/ROPE op,
+ * the FFN ops (all FFN ops must agree on d_ff, act and gating), the
+ * storage dtype of the FFN's first weight, the LM head's vocabulary.
+ * `keep` (n_keep ratios) and `kv_type` are the compiler's choices. On
+ * failure *out is untouched. */
+flock_status flock_codegen_model_from_program(const flock_program *p, const float *keep, uint32_t n_keep,
+                                              flock_dtype kv_type, flock_codegen_model *out,
+                                              flock_error *err);
+
+/* GRIFFIN's k = floor(keep * d_ff), at least 1, computed in double with a
+ * 1e-6 allowance so that ratios like 0.3f land on the intended integer. The
+ * runtime must use this same function to pick the kernels for a ratio. */
+int32_t flock_codegen_keep_count(float keep, int32_t d_ff);
+
+/* ======================================================================== */
+/* CUDA                                                                     */
+/* ======================================================================== */
+
+/* Kernel kinds; the blob's table stores these numbers (only grows at the end).
+ * Entry-point parameters (all pointers are device pointers; f32 unless said;
+ * "w16" = 16-bit weights; kv_t = the KV cache type):
+ *  EMBED            (const int *tok, const w16 *table, float scale, float *out)        grid T
+ *  RMSNORM spec=group (const float *x, const float *w, float eps, int unit_offset, float *y)
+ *                                                                  grid T*width/group
+ *  ROPE             (float *x, int n_heads, int pos0, const float *inv_freq[rope_dim/2])  grid T
+ *  KV_STORE         (const float *k, const float *v, int pos0, kv_t *kcache, kv_t *vcache)  grid T
+ *  ATTN_PARTIAL     (const float *q, const kv_t *kc, const kv_t *vc, int pos0, int window,
+ *                    int chunk, int n_split, float *part_o, float2 *part_ml)  grid (n_head, n_split, T)
+ *  ATTN_COMBINE     (const float *part_o, const float2 *part_ml, int n_split, float *out)  grid (n_head, T)
+ *  ADD              (const float *a, const float *b, int n, float *y)        grid ceil(n/256)
+ *  GEMV spec=N spec2=K (const float *x, const w16 *W, const float *bias, const float *resid, float *y)
+ *                    grid: any (grid-stride); the table's grid gives every warp one row pair
+ *  FFN_GATHER spec=keep count (const float *x, const int *idx, const w16 *gate_up_or_w1,
+ *                    const float *b1, float *h)   grid: any (grid-stride), as GEMV
+ *  FFN_DOWN spec=keep count spec2=suggested split (const float *h, const int *idx,
+ *                    const w16 *down_t, float *part[n_split*d_model], int *counters[tiles],
+ *                    const float *resid, const float *bias, float *y)  grid (tiles, n_split)
+ *                    tiles = ceil(d_model/256); with counters (zeroed once; each launch
+ *                    leaves them zero) the last block of a tile writes y = resid + bias +
+ *                    sum of the partials in order; counters NULL: only the partials, then
+ *  FFN_DOWN_REDUCE  (const float *part, int n_part, const float *resid, const float *bias, float *y)
+ *  (a grid of one wave, SMs x resident blocks from the driver's occupancy
+ *  query, avoids a tail for GEMV, FFN_GATHER and FFN_DOWN's n_split)
+ *  GRIFFIN_ROWNORM  (const float *z[T*d_ff], float *inv[T])                   grid T
+ *  GRIFFIN_COLSUM   (const float *z, const float *inv, int T, float *stat[d_ff])
+ *  GRIFFIN_RANK spec=keep count (const float *stat, int *sel[d_ff])
+ *  GRIFFIN_COMPACT  (const int *sel, int *idx[keep count])
+ *  GEMM spec=N spec2=K  (const float *X, int M, const w16 *W, const float *bias, const float *R,
+ *                    float *Y)                                               grid (ceil(N/64), ceil(M/64))
+ *  FFN_UP_PREFILL   same parameters as GEMM; gated: Y = z [M, d_ff] = act(gate)*up from
+ *                    gate_up; plain: Y = act(X W1^T + b1)
+ *  FFN_DOWN_PREFILL same parameters as GEMM, W = down_t [d_ff, d_model]: Y = R + X down + bias
+ *  LAYERNORM spec=group (const float *x, const float *w, const float *b, float eps, float *y)
+ *                                                                  grid T*width/group
+ *  POS_EMBED        (const float *x, const w16 *table, int n_pos, int pos0, int offset, float *y)  grid T
+ *  ROPE_KV_STORE    (float *q, float *k, const float *v, int pos0, const float *inv_freq,
+ *                    kv_t *kcache, kv_t *vcache)   grid T: ROPE on q and k, then KV_STORE
+ * bias/resid/R may be NULL; outputs may alias resid/R. Shapes, layouts and
+ * the deterministic split-k reduction are documented in codegen/cuda_*.cu. */
+typedef enum flock_cuda_kernel_kind {
+    FLOCK_CUK_EMBED = 0,
+    FLOCK_CUK_RMSNORM,
+    FLOCK_CUK_ROPE,
+    FLOCK_CUK_KV_STORE,
+    FLOCK_CUK_ATTN_PARTIAL,
+    FLOCK_CUK_ATTN_COMBINE,
+    FLOCK_CUK_ADD,
+    FLOCK_CUK_GEMV,
+    FLOCK_CUK_FFN_GATHER,
+    FLOCK_CUK_FFN_DOWN,
+    FLOCK_CUK_FFN_DOWN_REDUCE,
+    FLOCK_CUK_GRIFFIN_ROWNORM,
+    FLOCK_CUK_GRIFFIN_COLSUM,
+    FLOCK_CUK_GRIFFIN_RANK,
+    FLOCK_CUK_GRIFFIN_COMPACT,
+    FLOCK_CUK_GEMM,
+    FLOCK_CUK_FFN_UP_PREFILL,
+    FLOCK_CUK_FFN_DOWN_PREFILL,
+    FLOCK_CUK_LAYERNORM,
+    FLOCK_CUK_POS_EMBED,
+    FLOCK_CUK_ROPE_KV_STORE,
+    FLOCK_CUK_KIND_COUNT
+} flock_cuda_kernel_kind;
+
+/* "ffn_gather", ...; "?" if out of range. */
+const char *flock_cuda_kernel_kind_name(flock_cuda_kernel_kind k);
+
+/* One row of the kernel table. */
+typedef struct flock_cuda_kernel_info {
+    const char *name;     /* entry point (extern "C"); owned by the blob / list */
+    flock_cuda_kernel_kind kind;
+    uint32_t spec;        /* see the kinds above (keep count, N, group); 0 if none */
+    uint32_t spec2;       /* see the kinds above (K, split); 0 if none */
+    float keep;           /* keep ratio of FF/GRIFFIN kernels specialized on one; 0 otherwise */
+    uint32_t block[3];    /* launch block dims */
+    uint32_t grid[3];     /* grid dims fixed at compile time; 0 in a slot that depends on the
+                             step (T, tokens, n_split): see the kinds above */
+    uint32_t dyn_smem;    /* dynamic shared memory bytes (the kernels use static shared memory: 0) */
+} flock_cuda_kernel_info;
+
+/* The generated CUDA C source (NUL-terminated, malloc'd: caller frees) and
+ * the kernel table it defines (*kernels malloc'd with the names in the same
+ * allocation: one free; pass NULL to skip). Deterministic: the same model
+ * gives the same bytes (golden tests, flockc --emit-cuda). */
+flock_status flock_codegen_cuda_source(const flock_codegen_model *m, char **src, size_t *len,
+                                       flock_cuda_kernel_info **kernels, size_t *n_kernels,
+                                       flock_error *err);
+
+/* Generates and compiles the kernels for `target`: "sm_80", "sm_89", "sm_90"
+ * (any sm_XY >= 80) gives CUBIN; "compute_80" (any compute_XY >= 80) gives
+ * PTX for GPUs newer than the CUBINs. *blob is malloc'd (caller frees). On
+ * an NVRTC failure the message holds the start of NVRTC's log.
+ * FLOCK_E_UNSUPPORTED when flock was built without FLOCK_CUDA. */
+flock_status flock_codegen_cuda(const flock_codegen_model *m, const char *target, uint8_t **blob,
+                                size_t *size, flock_error *err);
+
+/* Packs the kernel table of `m` with an already compiled image (used by
+ * flock_codegen_cuda; also by tests and tools). `arch` e.g. 90; image_kind
+ * FLOCK_CUDA_IMAGE_CUBIN or _PTX. */
+flock_status flock_codegen_cuda_pack(const flock_codegen_model *m, uint32_t arch, uint32_t image_kind,
+                                     const void *image, size_t image_size, uint8_t **blob, size_t *size,
+                                     flock_error *err);
+
+/* ---- the kernel blob (little-endian; version 1.0) ------------------------
+ *
+ * header, 128 bytes at offset 0:
+ *    0  u8[4] magic "FLKC"
+ *    4  u16 major = 1 (a reader rejects another major), u16 minor = 0 (newer minors
+ *       only add fields in reserved space or past the sizes below: readers accept them)
+ *    8  u32 header_size (>= 128)        12 u32 image_kind (1 = CUBIN, 2 = PTX)
+ *   16  u32 arch (80 = sm_80 / compute_80, 89, 90, ...)
+ *   20  u32 n_kernels                   24 u32 entry_size (>= 64)
+ *   28  u32 flags (0)
+ *   32  u64 table_offset                40 u64 strings_offset
+ *   48  u64 strings_size                56 u64 image_offset
+ *   64  u64 image_size
+ *   72  i32 d_model, d_ff, n_head, n_kv_head, head_dim, vocab, rope_dim  (72..99)
+ *  100  u8 wtype (flock_dtype), u8 kv_type, u8 act (flock_act), u8 gated
+ *  104  u8 rope_style, u8[3] zero
+ *  108  f32 attn_scale (as given: 0 = default), 112 f32 attn_softcap
+ *  116  u32 n_keep, 120 u64 reserved (0)
+ * kernel table: n_kernels entries of entry_size bytes at table_offset:
+ *    0  u32 name_offset (into the strings), 4 u32 name_len (bytes, without the NUL
+ *       that must follow), 8 u32 kind, 12 u32 spec, 16 u32 spec2, 20 f32 keep,
+ *   24  u32 block[3], 36 u32 grid[3], 48 u32 dyn_smem, 52..63 zero
+ * strings: NUL-terminated names. image: the CUBIN (ELF) or the PTX text
+ * (NUL-terminated), 16-byte aligned in the blob.
+ * Every offset and size is checked against the blob's size before use;
+ * a reader rejects a name without its NUL or an unknown kernel kind. */
+#define FLOCK_CUDA_BLOB_MAJOR 1
+#define FLOCK_CUDA_BLOB_MINOR 0
+#define FLOCK_CUDA_IMAGE_CUBIN 1
+#define FLOCK_CUDA_IMAGE_PTX 2
+
+typedef struct flock_cuda_blob {
+    uint16_t major, minor;
+    uint32_t image_kind, arch;
+    flock_codegen_model model;      /* keep[] is not stored: n_keep only, keep ratios in the table */
+    size_t n_kernels;
+    const uint8_t *table;           /* points into the blob */
+    size_t entry_size;
+    const char *strings;
+    size_t strings_size;
+    const void *image;              /* points into the blob */
+    size_t image_size;
+} flock_cuda_blob;
+
+/* Parses and validates a blob in place (`data` must outlive *out). */
+flock_status flock_cuda_blob_parse(const void *data, size_t size, flock_cuda_blob *out, flock_error *err);
+/* Kernel i of a parsed blob (i < n_kernels); the name points into the blob. */
+flock_status flock_cuda_blob_kernel(const flock_cuda_blob *b, size_t i, flock_cuda_kernel_info *out,
+                                    flock_error *err);
+/* Index of the kernel named `name`, or -1. */
+int64_t flock_cuda_blob_find(const flock_cuda_blob *b, const char *name);
 
 #ifdef __cplusplus
 }
