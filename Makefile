@@ -42,7 +42,7 @@ fuzz: deps
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 	@# seed regression runs, and test_tokenizer, which writes the tokdata seeds
-	@cd build-fuzz && ctest --output-on-failure -R '^(test_tokenizer|fuzz_.*_seeds)$$'
+	@cd build-fuzz && ctest --output-on-failure -R '^(test_tokenizer|test_codegen|fuzz_.*_seeds)$$'
 	@tools/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
