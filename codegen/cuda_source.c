@@ -9,36 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[] = {
-    [FLOCK_CUK_EMBED] = "embed",
-    [FLOCK_CUK_RMSNORM] = "rmsnorm",
-    [FLOCK_CUK_ROPE] = "rope",
-    [FLOCK_CUK_KV_STORE] = "kv_store",
-    [FLOCK_CUK_ATTN_PARTIAL] = "attn_partial",
-    [FLOCK_CUK_ATTN_COMBINE] = "attn_combine",
-    [FLOCK_CUK_ADD] = "add",
-    [FLOCK_CUK_GEMV] = "gemv",
-    [FLOCK_CUK_FFN_GATHER] = "ffn_gather",
-    [FLOCK_CUK_FFN_DOWN] = "ffn_down",
-    [FLOCK_CUK_FFN_DOWN_REDUCE] = "ffn_down_reduce",
-    [FLOCK_CUK_GRIFFIN_ROWNORM] = "griffin_rownorm",
-    [FLOCK_CUK_GRIFFIN_COLSUM] = "griffin_colsum",
-    [FLOCK_CUK_GRIFFIN_RANK] = "griffin_rank",
-    [FLOCK_CUK_GRIFFIN_COMPACT] = "griffin_compact",
-    [FLOCK_CUK_GEMM] = "gemm",
-    [FLOCK_CUK_FFN_UP_PREFILL] = "ffn_up_prefill",
-    [FLOCK_CUK_FFN_DOWN_PREFILL] = "ffn_down_prefill",
-    [FLOCK_CUK_LAYERNORM] = "layernorm",
-    [FLOCK_CUK_POS_EMBED] = "pos_embed",
-    [FLOCK_CUK_ROPE_KV_STORE] = "rope_kv_store",
-};
-_Static_assert(sizeof kind_names / sizeof kind_names[0] == FLOCK_CUK_KIND_COUNT, "kind_names");
-
-const char *flock_cuda_kernel_kind_name(flock_cuda_kernel_kind k)
-{
-    return (unsigned)k < FLOCK_CUK_KIND_COUNT ? kind_names[k] : "?";
-}
-
 static uint32_t cdiv(uint32_t a, uint32_t b)
 {
     return (a + b - 1) / b;

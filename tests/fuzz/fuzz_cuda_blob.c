@@ -1,7 +1,7 @@
-/* libFuzzer target: the CUDA kernel blob reader (codegen/cuda_blob.c) on
+/* libFuzzer target: the CUDA kernel blob reader (formats/cuda_blob.c) on
  * arbitrary bytes. Every entry of a blob that parses must read back. Seeds:
  * test_codegen writes a packed blob to $FLOCK_BUILD_DIR/seeds/cuda_blob/. */
-#include "flock/codegen.h"
+#include "flock/formats.h"
 
 #include <string.h>
 
