@@ -347,6 +347,15 @@ flock_status flock_codegen_cuda_source(const flock_codegen_model *m, char **src,
     return FLOCK_OK;
 }
 
+bool flock_codegen_cuda_available(void)
+{
+#ifdef FLOCK_HAVE_NVRTC
+    return true;
+#else
+    return false;
+#endif
+}
+
 #ifndef FLOCK_HAVE_NVRTC
 /* Without FLOCK_CUDA there is no NVRTC: the source can still be generated. */
 flock_status flock_codegen_cuda(const flock_codegen_model *m, const char *target, uint8_t **blob, size_t *size,

@@ -1,5 +1,6 @@
 /* The compiler driver: options, frontend dispatch, passes, and the bundle
  * (manifest, tensors streamed one at a time, tokenizer and program sections). */
+#include "cuda_sections.h"
 #include "frontend.h"
 
 #include <errno.h>
@@ -86,6 +87,7 @@ flock_status flock_compile_parse_targets(flock_compile_opts *o, const char *list
             return flock_error_set(err, FLOCK_E_INVALID_ARG, "--target: unknown target '%s' (cpu, sm_80, sm_86, "
                                    "sm_89, sm_90)", items[i]);
     }
+    TRY(flock_cuda_check_targets(items, n, err));
     for (size_t i = 0; i < n; i++) /* known names are short */
         memcpy(o->targets[i], items[i], strlen(items[i]) + 1);
     o->n_targets = n;
@@ -243,7 +245,10 @@ flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opt
     flock_bundle_writer_opts wo = flock_bundle_writer_default_opts();
     wo.zstd_level = o->level;
     wo.threads = o->threads;
-    flock_status st = load_tokenizer(s, &tok, err);
+    cuda_sections cuda;
+    flock_status st = flock_cuda_sections_build(cm.p, o, &cuda, err);
+    if (!st)
+        st = load_tokenizer(s, &tok, err);
     if (!st && tok->n_vocab > (uint32_t)cm.p->cfg.n_vocab)
         st = flock_error_set(err, FLOCK_E_CORRUPT, "tokenizer has %u tokens but the embedding only %d rows",
                              tok->n_vocab, cm.p->cfg.n_vocab);
@@ -265,9 +270,13 @@ flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opt
         st = flock_bundle_writer_add_section(w, FLOCK_SECTION_TOKENIZER, "", tok_bytes, tok_size, o->level > 0, err);
     if (!st)
         st = flock_bundle_writer_add_section(w, FLOCK_SECTION_PROGRAM, "", prog_bytes, prog_size, o->level > 0, err);
+    for (size_t i = 0; !st && i < cuda.n; i++)
+        st = flock_bundle_writer_add_section(w, FLOCK_SECTION_KERNELS, cuda.s[i].name, cuda.s[i].blob,
+                                             cuda.s[i].size, o->level > 0, err);
     if (!st)
         st = flock_bundle_writer_finish(w, err);
     flock_bundle_writer_free(w);
+    flock_cuda_sections_free(&cuda);
     free(tok_bytes);
     free(prog_bytes);
     flock_manifest_free(man);

@@ -107,8 +107,8 @@ flock_status flock_cuda_blob_parse(const void *data, size_t size, flock_cuda_blo
     o.model.head_dim = (int32_t)dims[4];
     o.model.vocab = (int32_t)dims[5];
     o.model.rope_dim = (int32_t)dims[6];
-    if (b[100] >= FLOCK_DTYPE_COUNT || b[101] >= FLOCK_DTYPE_COUNT || b[102] >= FLOCK_CUDA_BLOB_ACT_COUNT || b[103] > 1 ||
-        b[104] >= FLOCK_CUDA_BLOB_ROPE_STYLE_COUNT)
+    if (b[100] >= FLOCK_DTYPE_COUNT || b[101] >= FLOCK_DTYPE_COUNT || b[102] >= FLOCK_CUDA_BLOB_ACT_COUNT ||
+        b[103] > 1 || b[104] >= FLOCK_CUDA_BLOB_ROPE_STYLE_COUNT)
         return flock_error_set(err, FLOCK_E_CORRUPT, "kernel blob: model enum out of range at offsets 100..104");
     o.model.wtype = (flock_dtype)b[100];
     o.model.kv_type = (flock_dtype)b[101];

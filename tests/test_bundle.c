@@ -916,6 +916,8 @@ static void test_inspect_cli(void **state)
         assert_non_null(strstr(out, t[i].name));
     assert_non_null(strstr(out, "griffin.keep"));
     assert_non_null(strstr(out, "cuda:sm_90"));
+    /* Its payload ("ptx") is no kernel blob: reported in place, not fatal. */
+    assert_non_null(strstr(out, "kernels cuda:sm_90: unreadable: kernel blob: 3 bytes"));
     free(out);
 
     snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --json '%s'", bdir, tmp("i.flock"));
@@ -936,6 +938,9 @@ static void test_inspect_cli(void **state)
     assert_true(json_object_object_get_ex(j, "manifest", &manifest));
     assert_true(json_object_object_get_ex(manifest, "names", &v));
     assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 2)), "ünï");
+    assert_true(json_object_object_get_ex(j, "cuda_kernels", &v));
+    assert_int_equal(json_object_array_length(v), 1);
+    assert_true(json_object_object_get_ex(json_object_array_get_idx(v, 0), "error", &v));
     json_object_put(j);
     free(out);
 

@@ -1,5 +1,6 @@
 /* `flock inspect BUNDLE [--json]`: header, sections, manifest and tensors. */
 #include "flock_cli.h"
+#include "inspect_cuda.h"
 
 #include "flock/formats.h"
 
@@ -39,9 +40,11 @@ static void usage(FILE *f)
     fprintf(f, "usage: flock inspect BUNDLE [--json]\n\n"
                "Prints a .flock bundle's header (format version, size), its sections (kind,\n"
                "name, offset, stored and raw bytes, compression ratio), the manifest and the\n"
-               "tensor list (name, dtype, shape, raw and stored bytes, ratio). Opening verifies\n"
-               "the header, section table, manifest and tensor table checksums; tensor data\n"
-               "is not read.\n\n"
+               "tensor list (name, dtype, shape, raw and stored bytes, ratio), then each CUDA\n"
+               "kernels section (cuda:sm_XY, cuda:compute_80) with its kernel table (name, kind,\n"
+               "spec, keep ratio, launch block and grid, shared memory). Opening verifies the\n"
+               "header, section table, manifest and tensor table checksums; tensor data is not\n"
+               "read; a kernels section that does not parse is reported in its place.\n\n"
                "  --json     one JSON object instead of text\n"
                "  -h, --help this help\n");
 }
@@ -183,6 +186,7 @@ static void print_text(const char *path, const flock_bundle *b, FILE *f)
     }
     fprintf(f, "  total: %" PRIu64 " raw bytes, %" PRIu64 " stored, ratio %.3f\n", raw, stored,
             ratio(raw, stored));
+    flock_inspect_cuda_text(b, f);
 }
 
 /* ---- JSON --------------------------------------------------------------- */
@@ -230,7 +234,9 @@ static void print_json(const char *path, const flock_bundle *b, FILE *f)
         flock_cli_json_double(f, ratio(t.nbytes, t.stored_bytes));
         fputc('}', f);
     }
-    fputs("]}\n", f);
+    fputs("],\n \"cuda_kernels\": ", f);
+    flock_inspect_cuda_json(b, f);
+    fputs("}\n", f);
 }
 
 int flock_cmd_inspect(int argc, char **argv)

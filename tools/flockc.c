@@ -15,6 +15,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: flockc MODEL -o OUT.flock [options]\n"
             "       flockc MODEL --emit-ir\n"
+            "       flockc MODEL --emit-cuda\n"
             "\n"
             "MODEL is a GGUF file or a Hugging Face folder (config.json, *.safetensors,\n"
             "tokenizer.json). Architectures: llama (Llama 2/3, SmolLM, TinyLlama), mistral,\n"
@@ -25,23 +26,28 @@ static void usage(FILE *f)
             "  --keep LIST          GRIFFIN keep ratios in (0, 1], comma-separated (default 0.25,0.5,0.75)\n"
             "  --dtype T            storage dtype of the weight matrices: f16 (default), bf16, f32;\n"
             "                       norms and biases stay f32\n"
-            "  --target LIST        cpu, sm_80, sm_86, sm_89, sm_90 (default cpu); recorded in the\n"
-            "                       manifest; kernels: not yet generated (the runtime uses its\n"
-            "                       built-in kernels)\n"
+            "  --target LIST        cpu, sm_80, sm_86, sm_89, sm_90 (default cpu), recorded in the\n"
+            "                       manifest. Each sm_XY adds a kernel section cuda:sm_XY (CUBIN\n"
+            "                       compiled by NVRTC for this model, its keep ratios and 1.0),\n"
+            "                       and any sm target adds cuda:compute_80 (PTX for newer GPUs);\n"
+            "                       needs --dtype f16 or bf16 and a flockc built with CUDA%s\n"
             "  --level N            zstd level for the tensor data, 0..19 (default 3); 0 stores\n"
             "                       it uncompressed so the runtime can map it in place\n"
             "  --threads N          compression threads (default: all cores)\n"
             "  --emit-ir            print the compiled program (text IR) to stdout (and write\n"
             "                       the bundle too when -o is given)\n"
+            "  --emit-cuda          print the generated CUDA C source to stdout (and write the\n"
+            "                       bundle too when -o is given)\n"
             "  --quiet              no progress, no summary\n"
             "  -h, --help           this text\n"
             "\n"
-            "The same MODEL and options give a byte-identical bundle.\n");
+            "The same MODEL and options give a byte-identical bundle.\n",
+            flock_compile_cuda_available() ? "" : " (this one is not)");
 }
 
 typedef struct progress {
     bool tty, quiet;
-    double t0, t_last;
+    double t0, t_last, t_kernel;
     uint64_t bytes;
 } progress;
 
@@ -83,6 +89,23 @@ static void on_progress(void *user, const char *tensor, size_t index, size_t cou
         fputc('\n', stderr);
 }
 
+/* NVRTC takes seconds per target: say which one is being compiled. */
+static void on_kernel_progress(void *user, const char *section, size_t index, size_t count, uint64_t bytes,
+                               int done)
+{
+    progress *pr = user;
+    if (pr->quiet)
+        return;
+    if (!done) {
+        pr->t_kernel = now();
+        fprintf(stderr, "flockc: [%zu/%zu] %s: generating and compiling (NVRTC) ...%s", index + 1, count, section,
+                pr->tty ? "" : "\n");
+        return;
+    }
+    fprintf(stderr, "%sflockc: [%zu/%zu] %s: %.2f MB in %.1f s\n", pr->tty ? "\r\033[K" : "", index + 1, count,
+            section, bytes / 1e6, now() - pr->t_kernel);
+}
+
 /* Bytes of a file, or of the regular files directly inside a folder. */
 static uint64_t path_bytes(const char *path)
 {
@@ -122,7 +145,7 @@ int main(int argc, char **argv)
 {
     flock_compile_opts o = flock_compile_default_opts();
     const char *model = NULL, *out = NULL;
-    bool emit_ir = false, quiet = false;
+    bool emit_ir = false, emit_cuda = false, quiet = false;
     flock_error e = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -132,6 +155,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--emit-ir")) {
             emit_ir = true;
+        } else if (!strcmp(a, "--emit-cuda")) {
+            emit_cuda = true;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = true;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--keep") || !strcmp(a, "--dtype") ||
@@ -172,28 +197,41 @@ int main(int argc, char **argv)
     }
     if (!model)
         return bad_usage("%s", "no MODEL given");
-    if (!out && !emit_ir)
-        return bad_usage("%s", "no output: give -o OUT.flock (or --emit-ir)");
+    if (!out && !emit_ir && !emit_cuda)
+        return bad_usage("%s", "no output: give -o OUT.flock (or --emit-ir, --emit-cuda)");
 
     double t0 = now();
     flock_source *src = NULL;
     if (flock_source_open(model, &src, &e))
         return fail(model, &e);
-    if (emit_ir) {
+    if (emit_ir || emit_cuda) {
         flock_program *p = NULL;
         if (flock_compile_program(src, &o, &p, &e)) {
             flock_source_free(src);
             return fail(model, &e);
         }
-        flock_program_print(p, stdout);
+        if (emit_ir)
+            flock_program_print(p, stdout);
+        if (emit_cuda) {
+            char *cu = NULL;
+            size_t cu_len = 0;
+            if (flock_compile_cuda_source(p, &o, &cu, &cu_len, &e)) {
+                flock_program_free(p);
+                flock_source_free(src);
+                return fail(model, &e);
+            }
+            fwrite(cu, 1, cu_len, stdout);
+            free(cu);
+        }
         flock_program_free(p);
         if (fflush(stdout) != 0 || !out) {
             flock_source_free(src);
             return out ? 1 : 0;
         }
     }
-    progress pr = {isatty(STDERR_FILENO) != 0, quiet, t0, 0, 0};
+    progress pr = {isatty(STDERR_FILENO) != 0, quiet, t0, 0, 0, 0};
     o.progress = on_progress;
+    o.kernel_progress = on_kernel_progress;
     o.progress_user = &pr;
     flock_compile_stats stats = {0};
     flock_status st = flock_compile_bundle(src, &o, out, &stats, &e);

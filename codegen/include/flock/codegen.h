@@ -247,6 +247,9 @@ flock_status flock_codegen_cuda_source(const flock_codegen_model *m, char **src,
 flock_status flock_codegen_cuda(const flock_codegen_model *m, const char *target, uint8_t **blob,
                                 size_t *size, flock_error *err);
 
+/* Whether this build can compile CUDA (built with FLOCK_CUDA: NVRTC linked). */
+bool flock_codegen_cuda_available(void);
+
 /* Packs the kernel table of `m` with an already compiled image (used by
  * flock_codegen_cuda; also by tests and tools). `arch` e.g. 90; image_kind
  * FLOCK_CUDA_IMAGE_CUBIN or _PTX. */

@@ -5,7 +5,14 @@
  *
  * Pipeline: flock_source_open -> flock_compile_program (frontend + passes:
  * packed FF layout, magnitude ranking, storage dtype) -> flock_compile_bundle
- * (manifest, tensors, tokenizer section, program section).
+ * (manifest, tensors, tokenizer section, program section, kernel sections).
+ *
+ * CUDA targets (sm_80, sm_86, sm_89, sm_90; need FLOCK_CUDA and --dtype
+ * f16/bf16): one FLOCK_SECTION_KERNELS section "cuda:sm_XY" per target
+ * holding the kernel blob (CUBIN; layout in flock/formats.h) that codegen
+ * generated for this model, its keep ratios (plus 1.0: a dense FF) and an
+ * f16 KV cache, and one "cuda:compute_80" section (PTX, for GPUs newer than
+ * the CUBINs) whenever any sm target is given.
  *
  * Supported architectures (flock_source_arch):
  *   llama   (GGUF "llama"; HF "llama": Llama 2/3, SmolLM, TinyLlama), mistral
@@ -53,7 +60,7 @@
  *   source_hash (str, 16 lowercase hex digits: xxh64 of the GGUF file, or of
  *     the HF folder's config.json, tokenizer.json and
  *     tokenizer_config.json (when present), then its *.safetensors files in name order),
- *   targets (str array, e.g. ["cpu", "sm_90"]; kernels: not yet generated),
+ *   targets (str array, e.g. ["cpu", "sm_90"]),
  *   bos_id, eos_id, eot_id, pad_id, unk_id (int, -1 when absent),
  *   add_bos (int 0/1).
  */
@@ -134,6 +141,12 @@ typedef struct flock_compile_opts {
      * `bytes` is the raw size in the bundle. May be NULL. */
     void (*progress)(void *user, const char *tensor, size_t index, size_t count, uint64_t bytes, int done);
     void *progress_user;
+    /* Called before (done = 0) and after (done = 1) each kernel section is
+     * generated (`section` e.g. "cuda:sm_80"; NVRTC takes seconds), with
+     * its index among `count` sections and, when done, its size in bytes.
+     * Gets progress_user. May be NULL. */
+    void (*kernel_progress)(void *user, const char *section, size_t index, size_t count, uint64_t bytes,
+                            int done);
 } flock_compile_opts;
 
 /* keep = {0.25, 0.5, 0.75}, dtype f16, targets {"cpu"}, level 3. */
@@ -147,6 +160,17 @@ flock_status flock_compile_parse_targets(flock_compile_opts *o, const char *list
  * result verifies. Tensor refs name bundle tensors (see above). */
 flock_status flock_compile_program(const flock_source *s, const flock_compile_opts *o, flock_program **out,
                                    flock_error *err);
+
+/* Whether this build can generate CUDA kernel sections (FLOCK_CUDA: NVRTC). */
+bool flock_compile_cuda_available(void);
+
+/* The CUDA C source that the "cuda:*" kernel sections of `p` (a program
+ * flock_compile_program built with `o`) are compiled from: what
+ * `flockc --emit-cuda` prints. Needs o->dtype f16 or bf16. *src is
+ * malloc'd and NUL-terminated (caller frees); *len excludes the NUL. Works
+ * without FLOCK_CUDA (only compiling needs NVRTC). */
+flock_status flock_compile_cuda_source(const flock_program *p, const flock_compile_opts *o, char **src,
+                                       size_t *len, flock_error *err);
 
 typedef struct flock_compile_stats {
     uint64_t source_bytes;  /* size of the source file(s) */
