@@ -38,6 +38,8 @@ struct flock_session {
     char *dec;              /* one token's decoded text */
     size_t dec_cap;
     char msg[512];
+    flock_device device;    /* what opts.device resolved to (device.c) */
+    char device_note[512];
 };
 
 /* Sets the session's message from err and returns err->status. */

@@ -28,7 +28,8 @@ flock_status flock_select_mode_parse(const char *s, flock_select_mode *out)
 flock_session_opts flock_session_default_opts(void)
 {
     return (flock_session_opts){.keep = 1.0, .n_ctx = 0, .threads = 0, .seed = 0,
-                                .select = FLOCK_SELECT_GRIFFIN, .all_logits = false};
+                                .select = FLOCK_SELECT_GRIFFIN, .all_logits = false,
+                                .device = FLOCK_DEVICE_AUTO};
 }
 
 flock_status flock_session_fail(flock_session *s, const flock_error *err)
@@ -98,9 +99,15 @@ flock_status flock_session_create(flock_model *m, const flock_session_opts *opts
     flock_status st = check_opts(m, &o, err);
     if (st != FLOCK_OK)
         return st;
+    flock_device device;
+    char device_note[512];
+    if ((st = flock_device_resolve(o.device, &device, device_note, sizeof device_note, err)) != FLOCK_OK)
+        return st;
     flock_session *s = calloc(1, sizeof *s);
     if (!s)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    s->device = device;
+    memcpy(s->device_note, device_note, sizeof device_note);
     s->m = m;
     s->o = o;
     s->k = flock_kernels_best();
@@ -276,6 +283,16 @@ flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *la
 uint64_t flock_session_decode_bytes(const flock_session *s)
 {
     return flock_exec_decode_bytes(s->e);
+}
+
+flock_device flock_session_device(const flock_session *s)
+{
+    return s->device;
+}
+
+const char *flock_session_device_note(const flock_session *s)
+{
+    return s->device_note;
 }
 
 const char *flock_session_kernels(const flock_session *s)

@@ -372,3 +372,78 @@ void test_e2e_stories_cli(void **state)
     flock_session_free(s);
     flock_model_free(m);
 }
+
+/* Reads a small file into a NUL-terminated malloc'd string. */
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = calloc(1, 1 << 16);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Devices: there is no CUDA execution backend, so device cuda fails with a
+ * message saying exactly that (API and CLI, exit 1, *out untouched) and auto
+ * runs on the CPU and says why (stats line, --json, the session's note). */
+void test_e2e_stories_device(void **state)
+{
+    (void)state;
+    char path[512], cmd[2048], out[600], errf[600];
+    e2e_bundle("s16.flock", "--dtype f16", path, sizeof path);
+    const char *bdir = flock_test_require_env("FLOCK_BUILD_DIR", "locates flock");
+    flock_model *m;
+    flock_error err = {0};
+    assert_int_equal(flock_model_open(path, NULL, &m, &err), FLOCK_OK);
+    flock_session_opts o = flock_session_default_opts();
+    assert_int_equal(o.device, FLOCK_DEVICE_AUTO);
+    o.device = FLOCK_DEVICE_CUDA;
+    flock_session *s = (flock_session *)0x1;
+    assert_int_equal(flock_session_create(m, &o, &s, &err), FLOCK_E_UNSUPPORTED);
+    assert_ptr_equal(s, (flock_session *)0x1);
+    assert_non_null(strstr(err.msg, "no CUDA execution backend"));
+    o.device = FLOCK_DEVICE_AUTO;
+    assert_int_equal(flock_session_create(m, &o, &s, &err), FLOCK_OK);
+    assert_int_equal(flock_session_device(s), FLOCK_DEVICE_CPU);
+    assert_true(strncmp(flock_session_device_note(s), "auto: cpu (", 11) == 0);
+    /* and it runs */
+    assert_int_equal(flock_session_prefill(s, e2e_prompt, 5), FLOCK_OK);
+    flock_session_free(s);
+    o.device = FLOCK_DEVICE_CPU;
+    assert_int_equal(flock_session_create(m, &o, &s, &err), FLOCK_OK);
+    assert_string_equal(flock_session_device_note(s), "cpu: asked for");
+    flock_session_free(s);
+    flock_model_free(m);
+
+    snprintf(out, sizeof out, "%s/device.out", e2e_dir);
+    snprintf(errf, sizeof errf, "%s/device.err", e2e_dir);
+    const char *cmds[] = {"run %s --ids 1,403 -n 2 --device cuda", "bench %s --device cuda --repeats 1"};
+    for (int i = 0; i < 2; i++) {
+        char sub[600];
+        snprintf(sub, sizeof sub, cmds[i], path);
+        snprintf(cmd, sizeof cmd, "%s/tools/flock %s >%s 2>%s", bdir, sub, out, errf);
+        int rc = system(cmd);
+        assert_true(WIFEXITED(rc));
+        assert_int_equal(WEXITSTATUS(rc), 1);
+        char *e = read_text(errf);
+        if (!strstr(e, "device cuda: this flock runtime has no CUDA execution backend yet"))
+            fail_msg("flock %s: stderr '%s'", sub, e);
+        free(e);
+    }
+    snprintf(cmd, sizeof cmd, "%s/tools/flock run %s --ids 1,403 -n 2 --temp 0 --device auto --json >%s 2>%s", bdir,
+             path, out, errf);
+    assert_int_equal(system(cmd), 0);
+    char *j = read_text(out);
+    if (!strstr(j, "\"device\":\"cpu\",\"device_note\":\"auto: cpu ("))
+        fail_msg("flock run --json: '%s'", j);
+    free(j);
+    snprintf(cmd, sizeof cmd, "%s/tools/flock run %s --ids 1,403 -n 2 --temp 0 >%s 2>%s", bdir, path, out, errf);
+    assert_int_equal(system(cmd), 0);
+    j = read_text(errf);
+    if (!strstr(j, "| auto: cpu ("))
+        fail_msg("flock run stats: '%s'", j);
+    free(j);
+}

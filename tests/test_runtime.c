@@ -645,6 +645,63 @@ static void test_exec_rejects_bad_program(void **state)
     tiny_model_free(&m);
 }
 
+/* The CUDA probe never fails and says why there is no device; the device
+ * names; resolving each device without a model. */
+static void test_cuda_probe_and_devices(void **state)
+{
+    (void)state;
+    flock_cuda_info ci;
+    const char *old = getenv("FLOCK_CUDA_LIBRARY");
+    char saved[512] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    unsetenv("FLOCK_CUDA_LIBRARY");
+    bool present = flock_cuda_probe(&ci);
+    if (present) { /* a GPU host */
+        assert_true(ci.driver && ci.n_devices >= 1 && ci.cc_major >= 1);
+        assert_string_equal(ci.reason, "");
+    } else {
+        assert_true(ci.n_devices == 0 && ci.cc_major == 0 && ci.reason[0] != '\0');
+        print_message("probe: %s\n", ci.reason);
+    }
+    /* A library that is not there, and one that is not a CUDA driver. */
+    setenv("FLOCK_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", 1);
+    assert_false(flock_cuda_probe(&ci));
+    assert_false(ci.driver);
+    assert_non_null(strstr(ci.reason, "no CUDA driver: /nonexistent/libcuda.so.1"));
+    setenv("FLOCK_CUDA_LIBRARY", "libm.so.6", 1);
+    assert_false(flock_cuda_probe(&ci));
+    assert_non_null(strstr(ci.reason, "libm.so.6 lacks the driver API"));
+    if (saved[0])
+        setenv("FLOCK_CUDA_LIBRARY", saved, 1);
+    else
+        unsetenv("FLOCK_CUDA_LIBRARY");
+    assert_false(flock_cuda_backend_available());
+
+    for (int d = 0; d < FLOCK_DEVICE_COUNT; d++) {
+        flock_device back;
+        assert_int_equal(flock_device_parse(flock_device_name((flock_device)d), &back), FLOCK_OK);
+        assert_int_equal(back, d);
+    }
+    flock_device dev = FLOCK_DEVICE_COUNT;
+    assert_int_equal(flock_device_parse("gpu", &dev), FLOCK_E_INVALID_ARG);
+    assert_int_equal(dev, FLOCK_DEVICE_COUNT);
+    assert_string_equal(flock_device_name((flock_device)7), "?");
+    char note[512];
+    flock_error err = {0};
+    assert_int_equal(flock_device_resolve(FLOCK_DEVICE_CPU, &dev, note, sizeof note, &err), FLOCK_OK);
+    assert_int_equal(dev, FLOCK_DEVICE_CPU);
+    dev = FLOCK_DEVICE_COUNT;
+    assert_int_equal(flock_device_resolve(FLOCK_DEVICE_CUDA, &dev, note, sizeof note, &err), FLOCK_E_UNSUPPORTED);
+    assert_int_equal(dev, FLOCK_DEVICE_COUNT);
+    assert_non_null(strstr(err.msg, "no CUDA execution backend yet"));
+    assert_non_null(strstr(err.msg, present ? "Probe: CUDA device 0" : "Probe: "));
+    assert_int_equal(flock_device_resolve(FLOCK_DEVICE_AUTO, &dev, note, sizeof note, &err), FLOCK_OK);
+    assert_int_equal(dev, FLOCK_DEVICE_CPU);
+    assert_non_null(strstr(note, present ? "is present, but this runtime has no CUDA execution backend"
+                                         : "auto: cpu (no GPU: "));
+    assert_int_equal(flock_device_resolve((flock_device)9, &dev, note, sizeof note, &err), FLOCK_E_INVALID_ARG);
+}
 
 int main(int argc, char **argv)
 {
@@ -657,6 +714,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_e2e_stories_f16_compressed),
             cmocka_unit_test(test_e2e_stories_cli),
             cmocka_unit_test(test_e2e_stories_no_alloc_in_token_loop),
+            cmocka_unit_test(test_e2e_stories_device),
         };
         return cmocka_run_group_tests(e2e, flock_e2e_setup, flock_e2e_teardown);
     }
@@ -674,6 +732,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_vs_reference),
         cmocka_unit_test(test_exec_rejects_bad_program),
         cmocka_unit_test(test_exec_corrupt_programs),
+        cmocka_unit_test(test_cuda_probe_and_devices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,14 +104,16 @@ int flock_cmd_run(int argc, char **argv)
         printf(",\"keep\":%g,\"select\":\"%s\",\"threads\":%d,\"kernels\":\"%s\",\"weight_mb_per_token\":", a.so.keep,
                flock_select_mode_name(a.so.select), flock_session_threads(s), flock_session_kernels(s));
         flock_cli_json_double(stdout, mb);
+        printf(",\"device\":\"%s\",\"device_note\":", flock_device_name(flock_session_device(s)));
+        flock_cli_json_str(stdout, flock_session_device_note(s));
         printf(",\"stop\":\"%s\"}\n", gs.stopped_eos ? "eos" : gs.stopped_string ? "string" : "length");
     } else {
         printf("\n");
         fprintf(stderr,
                 "[prompt %zu tokens, prefill %.1f tok/s | generated %zu tokens, decode %.2f tok/s | keep %g (%s) | "
-                "%.1f MB weights/token | %d threads, %s]\n",
+                "%.1f MB weights/token | %d threads, %s | %s]\n",
                 gs.prompt_tokens, pre, gs.generated_tokens, dec, a.so.keep, flock_select_mode_name(a.so.select), mb,
-                flock_session_threads(s), flock_session_kernels(s));
+                flock_session_threads(s), flock_session_kernels(s), flock_session_device_note(s));
     }
     free(o.buf);
     rc = FLOCK_EXIT_OK;

@@ -66,6 +66,9 @@ int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args 
         if (r < 0 || !flock_cli_parse_int(v, 1, 256, &ll))
             return r < 0 ? -1 : BAD("--threads");
         a->so.threads = (int)ll;
+    } else if (OPT("--device")) {
+        if (r < 0 || flock_device_parse(v, &a->so.device) != FLOCK_OK)
+            return r < 0 ? -1 : BAD("--device (cpu, cuda or auto)");
     } else if (OPT("--ctx")) {
         if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 24, &ll))
             return r < 0 ? -1 : BAD("--ctx");
@@ -101,6 +104,8 @@ void run_args_help(FILE *f, bool sampling)
                "  --select MODE       griffin (default), magnitude or random\n"
                "  --seed S            seed of the sampler and of random selection (default 0)\n"
                "  --threads N         threads (default: all cores)\n"
+               "  --device D          cpu, cuda or auto (default): auto uses the CPU and says why;\n"
+               "                      cuda fails (this runtime has no CUDA execution backend yet)\n"
                "  --ctx N             context length in tokens (default: min(trained, 4096))\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"
@@ -178,6 +183,13 @@ int32_t *run_prompt_ids(const char *cmd, flock_model *m, const run_args *a, cons
 int run_open_model(const char *cmd, const run_args *a, flock_model **m)
 {
     flock_error err = {0};
+    /* The device first: --device cuda fails before a large model is loaded. */
+    flock_device got;
+    char note[512];
+    if (flock_device_resolve(a->so.device, &got, note, sizeof note, &err) != FLOCK_OK) {
+        fprintf(stderr, "flock %s: %s (%s)\n", cmd, err.msg, flock_status_str(err.status));
+        return FLOCK_EXIT_FAIL;
+    }
     if (flock_model_open(a->bundle, NULL, m, &err) != FLOCK_OK) {
         fprintf(stderr, "flock %s: %s (%s)\n", cmd, err.msg, flock_status_str(err.status));
         return FLOCK_EXIT_FAIL;

@@ -14,7 +14,13 @@
  * Conventions: opaque handles with create/free pairs, *_free(NULL) is a
  * no-op, on failure `*out` is untouched. Constructors report errors through
  * a flock_error; functions on a session return a flock_status and keep the
- * message on the session (flock_session_error). Prefill, decode, sampling
+ * message on the session (flock_session_error).
+ *
+ * Devices: the runtime executes on the CPU. flock_cuda_probe() reports
+ * whether a CUDA driver and GPU are present (libcuda is loaded with dlopen
+ * at run time, never linked). There is no CUDA execution backend yet: a
+ * session asked for FLOCK_DEVICE_CUDA fails with FLOCK_E_UNSUPPORTED, and
+ * FLOCK_DEVICE_AUTO runs on the CPU and says why (flock_session_device_note). Prefill, decode, sampling
  * and flock_generate allocate nothing: every buffer is sized from the
  * program at flock_session_create / flock_sampler_create. Results are the
  * same (bitwise) for any thread count.
@@ -97,6 +103,51 @@ flock_status flock_detokenize(const flock_model *m, const int32_t *ids, size_t n
  * streams only complete characters. *len = byte count. */
 const char *flock_token_piece(const flock_model *m, int32_t id, size_t *len);
 
+/* ---- devices ------------------------------------------------------------ */
+
+typedef enum flock_device {
+    FLOCK_DEVICE_AUTO = 0, /* a GPU when one is present and this runtime can use it, else the CPU */
+    FLOCK_DEVICE_CPU = 1,
+    FLOCK_DEVICE_CUDA = 2,
+    FLOCK_DEVICE_COUNT
+} flock_device;
+
+/* "auto", "cpu", "cuda" <-> device. */
+const char *flock_device_name(flock_device d);
+flock_status flock_device_parse(const char *s, flock_device *out);
+
+/* What the CUDA driver reports (flock_cuda_probe). */
+typedef struct flock_cuda_info {
+    bool driver;            /* libcuda.so.1 loaded and cuInit(0) succeeded */
+    int driver_version;     /* cuDriverGetVersion, e.g. 12040 = 12.4; 0 without a driver */
+    int n_devices;          /* cuDeviceGetCount; 0 without a driver */
+    int cc_major, cc_minor; /* compute capability of device 0 (9, 0 = sm_90); 0 without a device */
+    char name[128];         /* device 0's name; "" without a device */
+    uint64_t total_mem;     /* device 0's memory in bytes; 0 without a device */
+    char reason[256];       /* without a device: why ("libcuda.so.1: cannot open shared object file ...",
+                               "cuInit: CUDA_ERROR_NO_DEVICE (100)"); "" when there is one */
+} flock_cuda_info;
+
+/* Probes for a CUDA driver and device without linking libcuda: dlopen of
+ * libcuda.so.1 (or the library named by $FLOCK_CUDA_LIBRARY), cuInit,
+ * then device 0's compute capability, name and memory. Creates no CUDA
+ * context. Never fails: a host without a driver or GPU is reported in
+ * out->reason. Returns true when a device is present. */
+bool flock_cuda_probe(flock_cuda_info *out);
+
+/* Whether this runtime can execute a model on a CUDA GPU: false (there is
+ * no CUDA execution backend yet; bundles may already carry CUDA kernels). */
+bool flock_cuda_backend_available(void);
+
+/* The device a session asked for `want` runs on: *got (never AUTO) and a
+ * note saying why, written to note[note_n] ("cpu: asked for", "auto: cpu
+ * (no GPU: ...)"). CPU: no probe. CUDA: FLOCK_E_UNSUPPORTED (no CUDA
+ * execution backend yet), the message holding the probe's result. AUTO:
+ * probes (once per process), then the CPU. flock_session_create calls this;
+ * a tool may call it first to fail before loading a model. */
+flock_status flock_device_resolve(flock_device want, flock_device *got, char *note, size_t note_n,
+                                  flock_error *err);
+
 /* ---- session ------------------------------------------------------------ */
 
 typedef enum flock_select_mode {
@@ -117,6 +168,7 @@ typedef struct flock_session_opts {
     uint64_t seed;            /* random selection mode */
     flock_select_mode select; /* default GRIFFIN */
     bool all_logits;          /* keep the logits of every position, not only the last */
+    flock_device device;      /* default AUTO; CUDA fails with FLOCK_E_UNSUPPORTED (no CUDA backend yet) */
 } flock_session_opts;
 
 flock_session_opts flock_session_default_opts(void);
@@ -164,6 +216,11 @@ flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *la
 /* Bytes of weights read per generated token with the current selection
  * (matrices of every op, counting only the kept FF rows). */
 uint64_t flock_session_decode_bytes(const flock_session *s);
+/* The device the session runs on (never AUTO: what AUTO resolved to), and
+ * a note on why ("cpu: asked for", "auto: no CUDA driver (...)", ...);
+ * owned by the session. */
+flock_device flock_session_device(const flock_session *s);
+const char *flock_session_device_note(const flock_session *s);
 /* The kernel set in use ("avx2" or "scalar") and the thread count. */
 const char *flock_session_kernels(const flock_session *s);
 int flock_session_threads(const flock_session *s);
