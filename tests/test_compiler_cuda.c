@@ -180,6 +180,44 @@ static void check_inspect(const char *bundle, const char *name, const char *kern
     }
 }
 
+/* tools/extract_section.py (what tools/gpu-check.sh uses on a GPU machine
+ * without the full build) writes each cuda:* section's bytes exactly as the
+ * bundle reader returns them. Skipped without python3. */
+static void check_extract_script(const char *bundle, const flock_bundle *bd)
+{
+    if (system("python3 -c 'import struct' >/dev/null 2>&1") != 0) {
+        print_message("(no python3: tools/extract_section.py not checked)\n");
+        return;
+    }
+    const char *src = getenv("FLOCK_SOURCE_DIR");
+    char outdir[512], cmd[2048];
+    snprintf(outdir, sizeof outdir, "%s", tmp("sections"));
+    snprintf(cmd, sizeof cmd, "python3 '%s/tools/extract_section.py' '%s' '%s' >'%s'", src ? src : ".", bundle,
+             outdir, tmp("extract.out"));
+    assert_int_equal(system(cmd), 0);
+    size_t n_checked = 0;
+    for (size_t i = 0; i < flock_bundle_section_count(bd); i++) {
+        flock_section_info si;
+        assert_int_equal(flock_bundle_section_info(bd, i, &si), FLOCK_OK);
+        if (si.kind != FLOCK_SECTION_KERNELS || strncmp(si.name, "cuda:", 5) != 0)
+            continue;
+        char path[700];
+        snprintf(path, sizeof path, "%s/cuda_%s.blob", outdir, si.name + 5);
+        void *want = NULL;
+        size_t want_n = 0, got_n = 0;
+        assert_int_equal(flock_bundle_read_section(bd, i, &want, &want_n, NULL), FLOCK_OK);
+        char *got = slurp(path, &got_n);
+        if (!got)
+            fail_msg("extract_section.py wrote no %s", path);
+        assert_int_equal(got_n, want_n);
+        assert_memory_equal(got, want, want_n);
+        free(got);
+        free(want);
+        n_checked++;
+    }
+    assert_true(n_checked >= 2);
+}
+
 /* Compiles `model` with `args` twice (--threads 1 and 2) and checks that
  * the bundles are identical; returns the first one's path. */
 static const char *compile_twice(const char *model, const char *args)
@@ -253,6 +291,7 @@ static void test_synthetic_llama(void **state)
     const want_model wm = {D, FF, H, KV, D / H, V, FLOCK_DTYPE_BF16, keep, 2};
     check_section(bd, "cuda:sm_86", 86, FLOCK_CUDA_IMAGE_CUBIN, &wm);
     check_section(bd, "cuda:compute_80", 80, FLOCK_CUDA_IMAGE_PTX, &wm);
+    check_extract_script(path, bd); /* stored sections (--level 0) */
     /* Exactly two kernels sections, in --target order then the PTX. */
     size_t nk = 0;
     for (size_t i = 0; i < flock_bundle_section_count(bd); i++) {
@@ -282,6 +321,7 @@ static void test_stories(void **state)
     const want_model wm = {64, 172, 8, 4, 8, 512, FLOCK_DTYPE_F16, keep, 3};
     check_section(bd, "cuda:sm_80", 80, FLOCK_CUDA_IMAGE_CUBIN, &wm);
     check_section(bd, "cuda:compute_80", 80, FLOCK_CUDA_IMAGE_PTX, &wm);
+    check_extract_script(path, bd); /* compressed sections (--level 3) */
     check_inspect(path, "cuda:sm_80", "flock_ffn_gather_k43");
     check_inspect(path, "cuda:compute_80", "flock_gemv_n512_k64");
     const char *const *targets = NULL;

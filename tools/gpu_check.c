@@ -1,8 +1,11 @@
 /* gpu_check: runs every generated CUDA kernel against the plain CPU
  * references of gpu_check_ref.c on fresh random data (outputs poisoned with
  * NaN before each run), then times decode steps of Llama-2-7B/13B-shaped
- * layer stacks (gpu_check_bench.c). Needs a GPU; libcuda is loaded with
- * dlopen. Exit status 0 when every check passes. Run by tools/gpu-check.sh. */
+ * layer stacks (gpu_check_bench.c). With --blob FILE (a kernels section
+ * that flockc wrote, extracted by tools/extract_section.py), also loads that
+ * blob's image on the device and resolves every kernel in its table. Needs a
+ * GPU; libcuda is loaded with dlopen. Exit status 0 when every check passes.
+ * Run by tools/gpu-check.sh. */
 #include "gpu_check.h"
 
 #include <dlfcn.h>
@@ -177,12 +180,75 @@ void dfree(CUdeviceptr d)
         CK(CU.mem_free(d));
 }
 
+/* Loads a kernel blob file on the device (CUBIN for this device's
+ * architecture, or PTX, which the driver compiles) and resolves each kernel
+ * of its table: a check that flockc's section works on this GPU. A CUBIN for
+ * another architecture is skipped. */
+static void check_blob_file(const char *path, int cc)
+{
+    FILE *f = fopen(path, "rb");
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    uint8_t *data = n > 0 ? malloc((size_t)n) : NULL;
+    if (!f || !data || fseek(f, 0, SEEK_SET) != 0 || fread(data, 1, (size_t)n, f) != (size_t)n) {
+        printf("FAIL blob %s: cannot read it\n", path);
+        gpu_check_failed++;
+        if (f)
+            fclose(f);
+        free(data);
+        return;
+    }
+    fclose(f);
+    flock_cuda_blob b;
+    flock_error e = {0};
+    CUmodule mod = NULL;
+    if (flock_cuda_blob_parse(data, (size_t)n, &b, &e) != FLOCK_OK) {
+        printf("FAIL blob %s: %s\n", path, e.msg);
+        gpu_check_failed++;
+    } else if (b.image_kind == FLOCK_CUDA_IMAGE_CUBIN && (int)b.arch != cc) {
+        printf("skip blob %s: CUBIN for sm_%u, the device is sm_%d\n", path, (unsigned)b.arch, cc);
+    } else {
+        CUresult r = CU.module_load_data(&mod, b.image);
+        size_t found = 0;
+        for (size_t i = 0; r == 0 && i < b.n_kernels; i++) {
+            flock_cuda_kernel_info k;
+            CUfunction fn;
+            flock_cuda_blob_kernel(&b, i, &k, NULL);
+            if (CU.module_get_function(&fn, mod, k.name) == 0)
+                found++;
+            else
+                printf("  %s: kernel %s is not in the image\n", path, k.name);
+        }
+        const bool ok = r == 0 && found == b.n_kernels;
+        printf("%s blob %s: %s %u, %zu of %zu kernels resolved%s\n", ok ? "ok  " : "FAIL", path,
+               b.image_kind == FLOCK_CUDA_IMAGE_PTX ? "PTX compute" : "CUBIN sm", (unsigned)b.arch, found,
+               b.n_kernels, r ? " (cuModuleLoadData failed)" : "");
+        if (ok)
+            gpu_check_passed++;
+        else
+            gpu_check_failed++;
+        if (mod)
+            CK(CU.module_unload(mod));
+    }
+    free(data);
+}
+
 int main(int argc, char **argv)
 {
     int bench = 1;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--no-bench") == 0)
+    const char *blobs[16];
+    int n_blobs = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no-bench") == 0) {
             bench = 0;
+        } else if (strcmp(argv[i], "--blob") == 0 && i + 1 < argc && n_blobs < 16) {
+            blobs[n_blobs++] = argv[++i];
+        } else {
+            fprintf(stderr, "usage: gpu_check [--no-bench] [--blob FILE]...\n");
+            return 2;
+        }
+    }
     cu_load();
     CK(CU.init(0));
     CUdevice dev;
@@ -201,6 +267,10 @@ int main(int argc, char **argv)
     g_sms = sms > 0 ? sms : 1;
     const int cc = major * 10 + minor;
 
+    if (n_blobs)
+        printf("== kernel blobs from a bundle ==\n");
+    for (int i = 0; i < n_blobs; i++)
+        check_blob_file(blobs[i], cc);
     printf("== kernels against the CPU reference ==\n");
     check_all_configs(cc);
     printf("kernel checks: %d passed, %d failed\n", gpu_check_passed, gpu_check_failed);
