@@ -18,14 +18,18 @@ bool flock_cuda_is_target(const char *target)
     return target && strncmp(target, "sm_", 3) == 0;
 }
 
+static flock_status no_nvrtc(const char *target, flock_error *err)
+{
+    return flock_error_set(err, FLOCK_E_UNSUPPORTED,
+                           "--target %s: this flockc was built without CUDA/NVRTC (configure with -DFLOCK_CUDA=ON "
+                           "and the CUDA Toolkit installed), so it cannot generate CUDA kernels", target);
+}
+
 flock_status flock_cuda_check_targets(char items[][32], size_t n, flock_error *err)
 {
     for (size_t i = 0; i < n; i++)
         if (flock_cuda_is_target(items[i]) && !flock_codegen_cuda_available())
-            return flock_error_set(err, FLOCK_E_UNSUPPORTED,
-                                   "--target %s: this flockc was built without CUDA/NVRTC (configure with "
-                                   "-DFLOCK_CUDA=ON and the CUDA Toolkit installed), so it cannot generate "
-                                   "CUDA kernels", items[i]);
+            return no_nvrtc(items[i], err);
     return FLOCK_OK;
 }
 
@@ -103,11 +107,8 @@ flock_status flock_cuda_sections_build(const flock_program *p, const flock_compi
     }
     if (n == 0)
         return FLOCK_OK;
-    if (!flock_codegen_cuda_available()) {
-        char items[1][32];
-        snprintf(items[0], sizeof items[0], "%s", targets[0]);
-        return flock_cuda_check_targets(items, 1, err);
-    }
+    if (!flock_codegen_cuda_available()) /* opts not made by flock_compile_parse_targets */
+        return no_nvrtc(targets[0], err);
     flock_codegen_model m;
     flock_status st = cuda_model(p, o, targets[0], &m, err);
     if (st)

@@ -466,6 +466,13 @@ static void test_blob_corruption(void **state)
     memcpy(c, blob, size);
     c[size - 1] = 'x';
     assert_int_equal(flock_cuda_blob_parse(c, size, &b, &e), FLOCK_E_CORRUPT);
+    /* The act byte one past flock_act's last value (formats/ checks it without ir.h). */
+    memcpy(c, blob, size);
+    c[102] = FLOCK_ACT_COUNT;
+    assert_int_equal(flock_cuda_blob_parse(c, size, &b, &e), FLOCK_E_CORRUPT);
+    c[102] = FLOCK_ACT_COUNT - 1;
+    assert_int_equal(flock_cuda_blob_parse(c, size, &b, &e), FLOCK_OK);
+    assert_int_equal(b.model.act, FLOCK_ACT_COUNT - 1);
     /* Bad magic. */
     memcpy(c, blob, size);
     c[0] = 'X';
