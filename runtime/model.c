@@ -131,7 +131,8 @@ flock_status flock_model_open(const char *path, const flock_model_opts *opts, fl
     if (st == FLOCK_OK)
         st = flock_model_tok_load(m, err);
     if (st != FLOCK_OK) {
-        flock_error_prefix(err, "%s", path);
+        if (err && strncmp(err->msg, path, strlen(path)) != 0) /* the bundle reader names it already */
+            flock_error_prefix(err, "%s", path);
         flock_model_free(m);
         return st;
     }

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Markdown tables from the JSON of `flock eval --json` and `flock bench --json`.
+
+usage: tools/results_table.py FILE.json [FILE.json ...]
+Each file is recognized by its content (eval text, eval generate, bench)."""
+import json
+import sys
+
+
+def eval_text(d):
+    print(f"{d['windows']} windows of {d['prompt_len']} prompt + {d['cont_len']} scored tokens "
+          f"({d['scored_tokens']} scored); full-model perplexity {d['full_ppl']:.3f}\n")
+    print("| select | keep | perplexity | ratio to full | top-1 agreement | mean KL (nats) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    rows = sorted(d["results"], key=lambda r: (r["select"] != "full", r["select"], -r["keep"]))
+    for r in rows:
+        print(f"| {r['select']} | {r['keep']:g} | {r['ppl']:.3f} | {r['ppl_ratio']:.3f} | "
+              f"{r['top1_agree']:.3f} | {r['mean_kl']:.4f} |")
+
+
+def eval_gen(d):
+    print(f"{d['prompts']} prompts ({d['skipped_too_long']} skipped, longer than the context), "
+          f"up to {d['max_new_tokens']} new tokens, temperature {d['temperature']:g}\n")
+    print("| select | keep | ROUGE-1 | ROUGE-2 | ROUGE-L | R-1 vs full | R-2 vs full | R-L vs full |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in d["results"]:
+        print(f"| {r['select']} | {r['keep']:g} | {r['rouge1']:.4f} | {r['rouge2']:.4f} | {r['rougeL']:.4f} | "
+              f"{r['rouge1_vs_full']:.4f} | {r['rouge2_vs_full']:.4f} | {r['rougeL_vs_full']:.4f} |")
+
+
+def bench(d):
+    print(f"{d['arch']}, {d['threads']} threads ({d['kernels']} kernels), prompt {d['prompt_len']} tokens, "
+          f"{d['gen_len']} decode steps, {d['repeats']} repeats; memory bandwidth measured in the same run: "
+          f"copy {d['copy_gbs']:.2f} GB/s, read {d['read_gbs']:.2f} GB/s; peak RSS {d['peak_rss_mb']:.0f} MB\n")
+    print("| keep | TTFT ms | prefill tok/s | decode tok/s (min-max) | ms/token | MB weights/token | GB/s | "
+          "% of read bw | vs keep 1 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in d["results"]:
+        sp = r["speedup_vs_keep1"]
+        print(f"| {r['keep']:g} | {r['ttft_ms']:.1f} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.2f} "
+              f"({r['decode_tok_s_min']:.2f}-{r['decode_tok_s_max']:.2f}) | {r['ms_per_token']:.2f} | "
+              f"{r['weight_bytes_per_token'] / 1e6:.1f} | {r['achieved_gbs']:.2f} | "
+              f"{100 * r['achieved_gbs'] / d['read_gbs']:.0f}% | {'%.3f' % sp if sp is not None else '-'} |")
+
+
+for path in sys.argv[1:]:
+    d = json.load(open(path))
+    print(f"<!-- {path} -->")
+    if d.get("mode") == "text":
+        eval_text(d)
+    elif d.get("mode") == "generate":
+        eval_gen(d)
+    elif "results" in d and "copy_gbs" in d:
+        bench(d)
+    else:
+        sys.exit(f"{path}: not the JSON of flock eval or flock bench")
+    print()
