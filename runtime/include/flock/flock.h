@@ -56,6 +56,14 @@ uint64_t flock_model_weight_bytes(const flock_model *m);
 /* Keep ratios the bundle was compiled for (manifest "keep_ratios"); *n = 0
  * when the bundle names none, in which case any keep in (0, 1] is allowed. */
 const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
+/* The generated CPU kernels in use: the bundle's kernel sections
+ * "cpu:<target>" are tried in order at open and the first one this CPU can
+ * run is kept. Returns its target ("x86-64-v3", "host-icelake-client"), or
+ * NULL when none loaded; then *why (when not NULL) says why (no section,
+ * another architecture, a missing CPU feature, a corrupt section), and
+ * sessions use the portable kernels. *why is "" when one loaded. Owned by
+ * the model. */
+const char *flock_model_cpu_kernels(const flock_model *m, const char **why);
 /* Special tokens: -1 when the model has none. */
 int32_t flock_model_bos(const flock_model *m);
 int32_t flock_model_eos(const flock_model *m);
@@ -110,6 +118,21 @@ typedef enum flock_select_mode {
 const char *flock_select_mode_name(flock_select_mode m);
 flock_status flock_select_mode_parse(const char *s, flock_select_mode *out);
 
+/* Which kernels a session's decode runs (flock_session_kernels says which
+ * it got). */
+typedef enum flock_kernel_choice {
+    FLOCK_KERNELS_AUTO = 0,      /* generated where they are the faster (docs/cpu-codegen.md);
+                                    FLOCK_KERNELS=portable|generated|scalar in the environment
+                                    overrides */
+    FLOCK_KERNELS_GENERATED = 1, /* the bundle's generated kernels when they loaded, else portable */
+    FLOCK_KERNELS_PORTABLE = 2,  /* the runtime's own (AVX2 or scalar) kernels only */
+    FLOCK_KERNELS_CHOICE_COUNT
+} flock_kernel_choice;
+
+/* "auto", "generated", "portable" <-> choice. */
+const char *flock_kernel_choice_name(flock_kernel_choice k);
+flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out);
+
 typedef struct flock_session_opts {
     double keep;              /* fraction of FF neurons kept in generation, (0, 1]; default 1 */
     int32_t n_ctx;            /* context length in tokens; 0 = min(trained, 4096) */
@@ -117,6 +140,7 @@ typedef struct flock_session_opts {
     uint64_t seed;            /* random selection mode */
     flock_select_mode select; /* default GRIFFIN */
     bool all_logits;          /* keep the logits of every position, not only the last */
+    flock_kernel_choice kernels; /* default AUTO */
 } flock_session_opts;
 
 flock_session_opts flock_session_default_opts(void);
@@ -164,7 +188,10 @@ flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *la
 /* Bytes of weights read per generated token with the current selection
  * (matrices of every op, counting only the kept FF rows). */
 uint64_t flock_session_decode_bytes(const flock_session *s);
-/* The kernel set in use ("avx2" or "scalar") and the thread count. */
+/* The kernel set in use: "llvm:<target>" when decode runs the bundle's
+ * generated kernels (gather FF, matrix-vector products; the other ops use
+ * the built-in table), else the built-in table ("avx2" or "scalar"); and
+ * the thread count. */
 const char *flock_session_kernels(const flock_session *s);
 int flock_session_threads(const flock_session *s);
 
