@@ -66,6 +66,9 @@ int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args 
         if (r < 0 || !flock_cli_parse_int(v, 1, 256, &ll))
             return r < 0 ? -1 : BAD("--threads");
         a->so.threads = (int)ll;
+    } else if (OPT("--kernels")) {
+        if (r < 0 || flock_kernel_choice_parse(v, &a->so.kernels) != FLOCK_OK)
+            return r < 0 ? -1 : BAD("--kernels (auto, generated or portable)");
     } else if (OPT("--ctx")) {
         if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 24, &ll))
             return r < 0 ? -1 : BAD("--ctx");
@@ -101,6 +104,8 @@ void run_args_help(FILE *f, bool sampling)
                "  --select MODE       griffin (default), magnitude or random\n"
                "  --seed S            seed of the sampler and of random selection (default 0)\n"
                "  --threads N         threads (default: all cores)\n"
+               "  --kernels K         auto (default), generated (the bundle's LLVM kernels when they\n"
+               "                      run here) or portable (the built-in ones)\n"
                "  --ctx N             context length in tokens (default: min(trained, 4096))\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"
