@@ -161,9 +161,8 @@ void test_e2e_stories_greedy(void **state)
 
 /* The token loop (sample, decode with the experts, stream the text)
  * allocates nothing, with a sampler that sorts the whole vocabulary. */
-void test_e2e_stories_no_alloc_in_token_loop(void **state)
+static void no_alloc_with(flock_kernel_choice kc)
 {
-    (void)state;
     char path[512];
     e2e_bundle("s32.flock", "--dtype f32", path, sizeof path);
     flock_model *m;
@@ -173,6 +172,7 @@ void test_e2e_stories_no_alloc_in_token_loop(void **state)
     o.keep = 0.5;
     o.threads = 2;
     o.n_ctx = 64;
+    o.kernels = kc;
     flock_session *s;
     assert_int_equal(flock_session_create(m, &o, &s, &err), FLOCK_OK);
     flock_sampler_opts so = {.temperature = 0.9f, .top_k = 0, .top_p = 0.9f, .min_p = 0.02f, .repeat_penalty = 1.1f,
@@ -211,6 +211,14 @@ void test_e2e_stories_no_alloc_in_token_loop(void **state)
     flock_sampler_free(smp);
     flock_session_free(s);
     flock_model_free(m);
+}
+
+/* Both kernel paths (the generated one when flockc wrote kernels). */
+void test_e2e_stories_no_alloc_in_token_loop(void **state)
+{
+    (void)state;
+    no_alloc_with(FLOCK_KERNELS_PORTABLE);
+    no_alloc_with(FLOCK_KERNELS_GENERATED);
 }
 
 void test_e2e_stories_errors_and_keep(void **state)
