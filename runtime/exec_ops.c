@@ -495,17 +495,19 @@ static void gather_slices(void *arg, int64_t b, int64_t end, int thread)
 /* The generated gather FF: phase 1 (ffn_up) splits the kept rows j into
  * tasks of `jb` (even, so every pair of neurons the kernel computes
  * together is the same whatever the split), phase 2 (ffn_down) splits the
- * output columns into blocks of GEN_COLS; flock_pool_run returning between
- * them is the barrier (each column needs all of h). Each h[j] and y[c] is
- * computed by one thread in a fixed order: the result is bitwise the same
- * for any thread count. */
-#define GEN_COLS 64
+ * output columns into one block per thread (a multiple of 16 columns): each
+ * call then streams whole stretches of the gathered rows, where small
+ * blocks would revisit every row once per block (measured: 64-column blocks
+ * made the one-thread f16 decode slower than the built-in kernels).
+ * flock_pool_run returning between the phases is the barrier (each column
+ * needs all of h). Each h[j] and y[c] is computed by one thread in a fixed
+ * order: the result is bitwise the same for any thread count. */
 
 typedef struct gen_ctx {
     const flock_cpu_ffn_kernels *g;
     const float *x;
     const int32_t *idx;
-    int64_t k, jb;
+    int64_t k, jb, cb;
     int32_t d;
     const void *gate_up, *down_t;
     float *h, *y;
@@ -521,8 +523,8 @@ static void gen_up_task(void *arg, int64_t b, int64_t end, int thread)
 static void gen_down_task(void *arg, int64_t b, int64_t end, int thread)
 {
     const gen_ctx *c = arg;
-    int64_t c1 = end * GEN_COLS < c->d ? end * GEN_COLS : c->d;
-    c->g->down(c->h, c->idx, (int32_t)(b * GEN_COLS), (int32_t)c1, c->down_t, c->y);
+    int64_t c1 = end * c->cb < c->d ? end * c->cb : c->d;
+    c->g->down(c->h, c->idx, (int32_t)(b * c->cb), (int32_t)c1, c->down_t, c->y);
 }
 
 static void ffn_generated(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
@@ -534,11 +536,12 @@ static void ffn_generated(flock_exec *e, const flock_op *op, int32_t fi, const f
     int64_t jb = (f->k / ((int64_t)e->n_threads * 4) + 1) & ~(int64_t)1;
     if (jb < 2)
         jb = 2;
+    int64_t cb = ((d + e->n_threads - 1) / e->n_threads + 15) & ~(int64_t)15;
     for (int32_t t = 0; t < T; t++) {
-        gen_ctx c = {&e->gen_ffn[fi], x + (size_t)t * d, f->idx, f->k, jb, d, W(e, op->w[0])->data,
+        gen_ctx c = {&e->gen_ffn[fi], x + (size_t)t * d, f->idx, f->k, jb, cb, d, W(e, op->w[0])->data,
                      W(e, op->w[2])->data, e->ffn_h, out + (size_t)t * d};
         flock_pool_run(e->pool, (f->k + jb - 1) / jb, 1, gen_up_task, &c);
-        flock_pool_run(e->pool, (d + GEN_COLS - 1) / GEN_COLS, 1, gen_down_task, &c);
+        flock_pool_run(e->pool, (d + cb - 1) / cb, 1, gen_down_task, &c);
         if (b2)
             for (int32_t j = 0; j < d; j++)
                 c.y[j] += b2[j];
