@@ -104,8 +104,9 @@ void run_args_help(FILE *f, bool sampling)
                "  --select MODE       griffin (default), magnitude or random\n"
                "  --seed S            seed of the sampler and of random selection (default 0)\n"
                "  --threads N         threads (default: all cores)\n"
-               "  --kernels K         auto (default), generated (the bundle's LLVM kernels when they\n"
-               "                      run here) or portable (the built-in ones)\n"
+               "  --kernels K         generated (the bundle's LLVM kernels when they run here),\n"
+               "                      portable (the built-in ones) or auto (default: $FLOCK_KERNELS,\n"
+               "                      else the built-in ones, the faster as measured)\n"
                "  --ctx N             context length in tokens (default: min(trained, 4096))\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"
