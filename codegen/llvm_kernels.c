@@ -455,12 +455,17 @@ static void emit_ffn_up(lk *k, const lcpu_kernel *kd)
         rows[2 * t + 1] = gep(k, weight_elem(k, kd->dtype), rows[2 * t], ci64(k, d));
     }
     if (k->t->prefetch_lines > 0) {
-        /* The next pair's rows (the last pair prefetches its own again). */
+        /* The next pair's rows, whole up to 4 KiB (gate and up: 2d elements;
+         * the last pair prefetches its own again). The first 1 KiB only left
+         * the rest to the hardware prefetcher, which picks up a gathered row
+         * late; the runtime's built-in gather prefetches whole rows too. */
+        int64_t row_lines = (2 * d * (kd->dtype == FLOCK_DTYPE_F32 ? 4 : 2) + 63) / 64;
+        int lines = (int)(row_lines < 64 ? row_lines : 64);
         LLVMValueRef last = LLVMBuildSub(k->B, j1, ci64(k, 1), "");
         for (int t = 2; t < 4; t++) {
             LLVMValueRef jn = LLVMBuildAdd(k->B, l.i, ci64(k, t), "");
             jn = LLVMBuildSelect(k->B, LLVMBuildICmp(k->B, LLVMIntSLT, jn, j1, ""), jn, last, "");
-            prefetch_lines(k, row_of(k, kd->dtype, gu, idx, jn, kd->n, 2 * d), k->t->prefetch_lines);
+            prefetch_lines(k, row_of(k, kd->dtype, gu, idx, jn, kd->n, 2 * d), lines);
         }
     }
     emit_dots(k, kd->dtype, rows, 4, x, d, 2, dots);
