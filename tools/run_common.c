@@ -106,7 +106,7 @@ void run_args_help(FILE *f, bool sampling)
                "  --threads N         threads (default: all cores)\n"
                "  --kernels K         generated (the bundle's LLVM kernels when they run here),\n"
                "                      portable (the built-in ones) or auto (default: $FLOCK_KERNELS,\n"
-               "                      else the built-in ones, the faster as measured)\n"
+               "                      else generated for f32 bundles, built-in for f16/bf16)\n"
                "  --ctx N             context length in tokens (default: min(trained, 4096))\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"

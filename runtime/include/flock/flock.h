@@ -122,8 +122,8 @@ flock_status flock_select_mode_parse(const char *s, flock_select_mode *out);
  * it got). */
 typedef enum flock_kernel_choice {
     FLOCK_KERNELS_AUTO = 0,      /* FLOCK_KERNELS=generated|portable|scalar in the environment
-                                    decides; unset: the built-in kernels, which were measured
-                                    at least as fast (docs/cpu-codegen.md, "Figures") */
+                                    decides; unset: generated for f32 bundles, built-in for f16
+                                    and bf16, as measured (docs/cpu-codegen.md, "Figures") */
     FLOCK_KERNELS_GENERATED = 1, /* the bundle's generated kernels when they loaded, else portable */
     FLOCK_KERNELS_PORTABLE = 2,  /* the runtime's own (AVX2 or scalar) kernels only */
     FLOCK_KERNELS_CHOICE_COUNT
