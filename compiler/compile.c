@@ -75,17 +75,27 @@ flock_status flock_compile_parse_keep(flock_compile_opts *o, const char *list, f
 
 flock_status flock_compile_parse_targets(flock_compile_opts *o, const char *list, flock_error *err)
 {
-    static const char *const known[] = {"cpu", "sm_80", "sm_86", "sm_89", "sm_90"};
+    static const char *const gpu[] = {"sm_80", "sm_86", "sm_89", "sm_90"};
     char items[FLOCK_MAX_TARGETS][32];
     size_t n;
     TRY(split(list, "--target", items, FLOCK_MAX_TARGETS, &n, err));
     for (size_t i = 0; i < n; i++) {
-        bool ok = false;
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-            ok |= !strcmp(items[i], known[k]);
+        bool ok = flock_compile_is_cpu_target(items[i]);
+        for (size_t k = 0; k < sizeof gpu / sizeof gpu[0]; k++)
+            ok |= !strcmp(items[i], gpu[k]);
         if (!ok)
-            return flock_error_set(err, FLOCK_E_INVALID_ARG, "--target: unknown target '%s' (cpu, sm_80, sm_86, "
-                                   "sm_89, sm_90)", items[i]);
+            return flock_error_set(err, FLOCK_E_INVALID_ARG, "--target: unknown target '%s' (cpu, x86-64-v3, "
+                                   "x86-64-v4, aarch64, sm_80, sm_86, sm_89, sm_90)", items[i]);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(items[i], items[j]))
+                return flock_error_set(err, FLOCK_E_INVALID_ARG, "--target: '%s' given twice", items[i]);
+        if (flock_compile_is_cpu_target(items[i])) {
+            if (flock_compile_check_cpu_target(items[i], err) != FLOCK_OK) {
+                if (err)
+                    err->status = FLOCK_E_INVALID_ARG;
+                return FLOCK_E_INVALID_ARG;
+            }
+        }
     }
     TRY(flock_cuda_check_targets(items, n, err));
     for (size_t i = 0; i < n; i++) /* known names are short */
@@ -273,6 +283,8 @@ flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opt
     for (size_t i = 0; !st && i < cuda.n; i++)
         st = flock_bundle_writer_add_section(w, FLOCK_SECTION_KERNELS, cuda.s[i].name, cuda.s[i].blob,
                                              cuda.s[i].size, o->level > 0, err);
+    if (!st)
+        st = flock_compile_cpu_kernels(&cm, o, w, &local, err);
     if (!st)
         st = flock_bundle_writer_finish(w, err);
     flock_bundle_writer_free(w);

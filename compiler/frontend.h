@@ -109,4 +109,14 @@ void cmodel_free(cmodel *cm);
 flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32_t i, void **out, size_t *size,
                                  flock_error *err);
 
+/* CPU kernel targets (cpu_kernels.c): whether `t` is one ("cpu",
+ * "x86-64-v3", "x86-64-v4", "aarch64"), and whether this build can
+ * generate for it (without LLVM only "cpu", which then gets no kernels). */
+bool flock_compile_is_cpu_target(const char *t);
+flock_status flock_compile_check_cpu_target(const char *t, flock_error *err);
+/* Adds one "cpu:<name>" kernel section per CPU target of `o` (LLVM builds),
+ * and describes what it did in stats->cpu_kernels. */
+flock_status flock_compile_cpu_kernels(const cmodel *cm, const flock_compile_opts *o, flock_bundle_writer *w,
+                                       flock_compile_stats *stats, flock_error *err);
+
 #endif

@@ -1,6 +1,7 @@
 /* The executor: program validation, buffer planning and the op walk. The
  * per-op compute lives in exec_ops.c. */
 #include "exec_impl.h"
+#include "griffin.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -356,7 +357,61 @@ void flock_exec_free(flock_exec *e)
         }
     free(e->ffn);
     free(e->op_ffn);
+    free(e->gen_ffn);
+    free(e->gen_k);
+    free(e->gen_mv);
     free(e);
+}
+
+int flock_exec_use_jit(flock_exec *e, const flock_cpu_jit *j, double keep)
+{
+    const flock_program *p = e->prog;
+    free(e->gen_ffn);
+    free(e->gen_k);
+    free(e->gen_mv);
+    e->gen_ffn = NULL;
+    e->gen_k = NULL;
+    e->gen_mv = NULL;
+    if (!j)
+        return 0;
+    size_t nf = (size_t)(e->n_ffn > 0 ? e->n_ffn : 1);
+    flock_cpu_ffn_kernels *gf = calloc(nf, sizeof *gf);
+    int64_t *gk = calloc(nf, sizeof *gk);
+    flock_cpu_matvec_fn *gm = calloc(p->n_ops ? p->n_ops : 1, sizeof *gm);
+    if (!gf || !gk || !gm) {
+        free(gf);
+        free(gk);
+        free(gm);
+        return -1;
+    }
+    int used = 0;
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+        const flock_op *op = &p->ops[i];
+        const flock_wmat *w = wt(e, op->w[0]);
+        int32_t wi = p->values[op->in[0]].width;
+        if (op->kind == FLOCK_OP_FFN && op->gated) {
+            int32_t fi = e->op_ffn[i];
+            int64_t k = flock_griffin_keep_count(keep, op->d_ff);
+            /* the kernels are generated for the packed tensors: both in one dtype */
+            if (wt(e, op->w[2])->dtype != w->dtype ||
+                flock_cpu_jit_find_ffn(j, w->dtype, op->act, wi, op->d_ff, (int32_t)k, &gf[fi], NULL) != FLOCK_OK ||
+                !gf[fi].up || !gf[fi].down) {
+                memset(&gf[fi], 0, sizeof gf[fi]);
+                continue;
+            }
+            gk[fi] = k;
+            used++;
+        } else if (op->kind == FLOCK_OP_LINEAR || op->kind == FLOCK_OP_LM_HEAD) {
+            if (flock_cpu_jit_find_matvec(j, w->dtype, wi, &gm[i], NULL) == FLOCK_OK && gm[i])
+                used++;
+            else
+                gm[i] = NULL;
+        }
+    }
+    e->gen_ffn = gf;
+    e->gen_k = gk;
+    e->gen_mv = gm;
+    return used;
 }
 
 void flock_exec_reset(flock_exec *e)

@@ -10,6 +10,7 @@
 #ifndef FLOCK_RUNTIME_EXEC_H
 #define FLOCK_RUNTIME_EXEC_H
 
+#include "cpu_jit_loader.h"
 #include "flock/ir.h"
 #include "kernels.h"
 #include "threads.h"
@@ -39,6 +40,13 @@ flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors
                                const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
                                bool all_logits, flock_exec **out, flock_error *err);
 void flock_exec_free(flock_exec *e);
+/* Decode (T = 1) through generated kernels from `j` where it has them: the
+ * gather FF of each gated FFN op whose (dtype, act, d, d_ff, k = the keep
+ * count of `keep`) has a kernel, and the matrix-vector product of LINEAR /
+ * LM_HEAD ops by (dtype, cols). j = NULL goes back to the built-in table.
+ * Returns how many ops got a generated kernel, or -1 when out of memory
+ * (then nothing changed). Call before running, not in the token loop. */
+int flock_exec_use_jit(flock_exec *e, const flock_cpu_jit *j, double keep);
 /* Empties the KV cache, statistic and selection. */
 void flock_exec_reset(flock_exec *e);
 

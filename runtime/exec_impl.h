@@ -40,6 +40,10 @@ struct flock_exec {
     float *rope_cs;      /* [max_rope_dim]: cos, sin pairs of one position */
     float *logits;       /* [n_ctx or 1][n_vocab] */
     flock_exec_ffn *ffn; /* [n_ffn] */
+    /* generated kernels (flock_exec_use_jit), NULL when unused */
+    flock_cpu_ffn_kernels *gen_ffn; /* [n_ffn]: up/down NULL where none */
+    int64_t *gen_k;                 /* [n_ffn]: the k the kernel was generated for */
+    flock_cpu_matvec_fn *gen_mv;    /* [n_ops]: LINEAR / LM_HEAD, NULL where none */
     int32_t *op_ffn;     /* [n_ops]: index into ffn, or -1 */
 };
 

@@ -29,6 +29,7 @@ typedef struct mm_ctx {
     float *y;
     int64_t ldy;
     const float *bias;
+    flock_cpu_matvec_fn mv; /* generated y[r] = w[r] . x (T = 1), or NULL */
 } mm_ctx;
 
 static void mm_task(void *arg, int64_t b, int64_t end, int thread)
@@ -38,6 +39,15 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     const flock_wmat *w = c->w;
     size_t n = (size_t)w->cols;
     int dt = (int)w->dtype;
+    if (c->T == 1 && c->mv) {
+        /* generated: rows [b, end) (b a multiple of 4, like the kernel's
+         * own 4-row passes, so the split does not change any row's sum) */
+        c->mv(w->data, c->x, b, end, c->y);
+        if (c->bias)
+            for (int64_t r = b; r < end; r++)
+                c->y[r] += c->bias[r];
+        return;
+    }
     if (c->T == 1) {
         /* decode: bandwidth-bound, each row read once straight from memory,
          * four rows at a time */
@@ -84,13 +94,25 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
 /* y[T, rows] = x[T, cols] W^T (+ bias). Weight rows may be wider than the
  * tile only for LM heads over d_model, which fits: tile rows hold max(2 *
  * max_width, max_dff) floats. */
-static void matmul(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T, float *y,
-                   int64_t ldy, const float *bias)
+static void matmul_mv(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T, float *y,
+                      int64_t ldy, const float *bias, flock_cpu_matvec_fn mv)
 {
-    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias};
+    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL};
     /* rows handed out in multiples of 4 (the dot4 kernel), ~8 chunks per thread */
     int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 3) & ~(int64_t)3;
     flock_pool_run(e->pool, w->rows, grain < 4 ? 4 : grain, mm_task, &c);
+}
+
+static void matmul(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T, float *y,
+                   int64_t ldy, const float *bias)
+{
+    matmul_mv(e, w, x, ldx, T, y, ldy, bias, NULL);
+}
+
+/* The generated kernel of op i, or NULL. */
+static flock_cpu_matvec_fn gen_mv(const flock_exec *e, int32_t i)
+{
+    return e->gen_mv ? e->gen_mv[i] : NULL;
 }
 
 /* Decode: up to 4 consecutive LINEAR ops that read the same input (q, k, v)
@@ -132,7 +154,7 @@ int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
             break;
         int32_t wi = p->values[op->in[0]].width, wo = p->values[op->out].width;
         g.m[g.n] = (mm_ctx){e, W(e, op->w[0]), flock_exec_value(e, op->in[0]), wi, 1, flock_exec_value(e, op->out), wo,
-                            vecw(e, op->w[1])};
+                            vecw(e, op->w[1]), gen_mv(e, j)};
         g.g0[g.n + 1] = g.g0[g.n] + (W(e, op->w[0])->rows + 3) / 4;
         g.n++;
     }
@@ -470,10 +492,70 @@ static void gather_slices(void *arg, int64_t b, int64_t end, int thread)
     }
 }
 
+/* The generated gather FF: phase 1 (ffn_up) splits the kept rows j into
+ * tasks of `jb` (even, so every pair of neurons the kernel computes
+ * together is the same whatever the split), phase 2 (ffn_down) splits the
+ * output columns into one block per thread (a multiple of 16 columns): each
+ * call then streams whole stretches of the gathered rows, where small
+ * blocks would revisit every row once per block (measured: 64-column blocks
+ * made the one-thread f16 decode slower than the built-in kernels).
+ * flock_pool_run returning between the phases is the barrier (each column
+ * needs all of h). Each h[j] and y[c] is computed by one thread in a fixed
+ * order: the result is bitwise the same for any thread count. */
+
+typedef struct gen_ctx {
+    const flock_cpu_ffn_kernels *g;
+    const float *x;
+    const int32_t *idx;
+    int64_t k, jb, cb;
+    int32_t d;
+    const void *gate_up, *down_t;
+    float *h, *y;
+} gen_ctx;
+
+static void gen_up_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const gen_ctx *c = arg;
+    int64_t j1 = end * c->jb < c->k ? end * c->jb : c->k;
+    c->g->up(c->x, c->idx, (int32_t)(b * c->jb), (int32_t)j1, c->gate_up, c->h);
+}
+
+static void gen_down_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const gen_ctx *c = arg;
+    int64_t c1 = end * c->cb < c->d ? end * c->cb : c->d;
+    c->g->down(c->h, c->idx, (int32_t)(b * c->cb), (int32_t)c1, c->down_t, c->y);
+}
+
+static void ffn_generated(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
+                          int32_t d)
+{
+    const flock_exec_ffn *f = &e->ffn[fi];
+    const float *b2 = vecw(e, op->w[4]);
+    /* ~4 tasks per thread for load balance on a shared machine */
+    int64_t jb = (f->k / ((int64_t)e->n_threads * 4) + 1) & ~(int64_t)1;
+    if (jb < 2)
+        jb = 2;
+    int64_t cb = ((d + e->n_threads - 1) / e->n_threads + 15) & ~(int64_t)15;
+    for (int32_t t = 0; t < T; t++) {
+        gen_ctx c = {&e->gen_ffn[fi], x + (size_t)t * d, f->idx, f->k, jb, cb, d, W(e, op->w[0])->data,
+                     W(e, op->w[2])->data, e->ffn_h, out + (size_t)t * d};
+        flock_pool_run(e->pool, (f->k + jb - 1) / jb, 1, gen_up_task, &c);
+        flock_pool_run(e->pool, (d + cb - 1) / cb, 1, gen_down_task, &c);
+        if (b2)
+            for (int32_t j = 0; j < d; j++)
+                c.y[j] += b2[j];
+    }
+}
+
 static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
                        int32_t d)
 {
     const flock_exec_ffn *f = &e->ffn[fi];
+    if (e->gen_ffn && e->gen_ffn[fi].up && e->gen_k[fi] == f->k && f->k > 0) {
+        ffn_generated(e, op, fi, x, T, out, d);
+        return;
+    }
     const float *b2 = vecw(e, op->w[4]);
     for (int32_t t = 0; t < T; t++) {
         gather_ctx c = {e, op, f->idx, f->k, x + (size_t)t * d, d};
@@ -526,7 +608,7 @@ flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const i
         break;
     case FLOCK_OP_LINEAR: {
         int32_t wi = p->values[op->in[0]].width;
-        matmul(e, W(e, op->w[0]), x, wi, T, out, wo, vecw(e, op->w[1]));
+        matmul_mv(e, W(e, op->w[0]), x, wi, T, out, wo, vecw(e, op->w[1]), gen_mv(e, i));
         break;
     }
     case FLOCK_OP_ROPE:
@@ -559,7 +641,7 @@ flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const i
             rows = 1;
             y = e->logits;
         }
-        matmul(e, w, x, wi, rows, y, e->n_vocab, NULL);
+        matmul_mv(e, w, x, wi, rows, y, e->n_vocab, NULL, gen_mv(e, i));
         if (op->softcap > 0)
             for (int64_t j = 0; j < (int64_t)rows * e->n_vocab; j++)
                 y[j] = op->softcap * tanhf(y[j] / op->softcap);

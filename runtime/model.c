@@ -3,6 +3,7 @@
  * ratios it was compiled for, and the tokenizer. */
 #include "model_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +108,53 @@ static flock_status load_keeps(flock_model *m, flock_error *err)
     return FLOCK_OK;
 }
 
+static void why_append(flock_model *m, const char *fmt, const char *a, const char *b)
+{
+    size_t len = strlen(m->jit_why);
+    if (len + 3 >= sizeof m->jit_why)
+        return;
+    if (len)
+        len += (size_t)snprintf(m->jit_why + len, sizeof m->jit_why - len, "; ");
+    snprintf(m->jit_why + len, sizeof m->jit_why - len, fmt, a, b);
+}
+
+/* Tries each "cpu:*" kernel section in bundle order; keeps the first that
+ * this CPU can run. Never fails the open: whatever is refused (another
+ * architecture, a missing feature, a corrupt section) is recorded in
+ * jit_why and the portable kernels run instead. */
+static void load_cpu_kernels(flock_model *m)
+{
+    size_t n = flock_bundle_section_count(m->bundle);
+    bool any = false;
+    for (size_t i = 0; i < n && !m->jit; i++) {
+        flock_section_info info;
+        if (flock_bundle_section_info(m->bundle, i, &info) != FLOCK_OK || info.kind != FLOCK_SECTION_KERNELS ||
+            strncmp(info.name, "cpu:", 4) != 0)
+            continue;
+        any = true;
+        void *data = NULL;
+        size_t size = 0;
+        flock_error e = {0};
+        flock_status st = flock_bundle_read_section(m->bundle, i, &data, &size, &e);
+        if (st == FLOCK_OK)
+            st = flock_cpu_jit_load(data, size, &m->jit, &e);
+        free(data);
+        if (st != FLOCK_OK)
+            why_append(m, "%s: %.200s", info.name, e.msg[0] ? e.msg : flock_status_str(st));
+    }
+    if (m->jit)
+        m->jit_why[0] = '\0';
+    else if (!any)
+        snprintf(m->jit_why, sizeof m->jit_why, "the bundle has no cpu:* kernel section");
+}
+
+const char *flock_model_cpu_kernels(const flock_model *m, const char **why)
+{
+    if (why)
+        *why = m->jit_why;
+    return m->jit ? flock_cpu_jit_target(m->jit) : NULL;
+}
+
 flock_status flock_model_open(const char *path, const flock_model_opts *opts, flock_model **out, flock_error *err)
 {
     if (!path || !out)
@@ -130,6 +178,8 @@ flock_status flock_model_open(const char *path, const flock_model_opts *opts, fl
         st = load_keeps(m, err);
     if (st == FLOCK_OK)
         st = flock_model_tok_load(m, err);
+    if (st == FLOCK_OK)
+        load_cpu_kernels(m);
     if (st != FLOCK_OK) {
         if (err && strncmp(err->msg, path, strlen(path)) != 0) /* the bundle reader names it already */
             flock_error_prefix(err, "%s", path);
@@ -151,6 +201,7 @@ void flock_model_free(flock_model *m)
     free(m->tensors);
     free(m->keeps);
     flock_model_tok_free(m->tok);
+    flock_cpu_jit_free(m->jit);
     flock_program_free(m->prog);
     flock_bundle_close(m->bundle);
     free(m);

@@ -3,6 +3,7 @@
 #ifndef FLOCK_RUNTIME_MODEL_IMPL_H
 #define FLOCK_RUNTIME_MODEL_IMPL_H
 
+#include "cpu_jit_loader.h"
 #include "exec.h"
 #include "flock/flock.h"
 #include "flock/ir.h"
@@ -18,6 +19,8 @@ struct flock_model {
     double *keeps;         /* compiled keep ratios */
     size_t n_keeps;
     struct flock_model_tok *tok; /* tokenizer (NULL when the bundle has none) */
+    flock_cpu_jit *jit;    /* generated CPU kernels that loaded, or NULL */
+    char jit_why[512];     /* why none loaded ("" when one did) */
 };
 
 struct flock_session {
@@ -37,6 +40,8 @@ struct flock_session {
     size_t pend_cap;
     char *dec;              /* one token's decoded text */
     size_t dec_cap;
+    bool gen;               /* decode uses m->jit's kernels */
+    char kname[160];        /* flock_session_kernels */
     char msg[512];
     flock_device device;    /* what opts.device resolved to (device.c) */
     char device_note[512];

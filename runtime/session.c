@@ -3,9 +3,22 @@
 #include "model_impl.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* AUTO's choice, from the decode benchmark in docs/cpu-codegen.md
+ * (SmolLM2-135M, 2-core shared machine): with f32 weights the generated
+ * kernels were faster in 7 of 8 paired runs (about +13%); with f16 (and
+ * bf16, not measured) they won half the runs, so the built-in kernels stay
+ * the default there. */
+static bool generated_by_default(const flock_model *m)
+{
+    const char *dt = NULL;
+    const flock_manifest *man = flock_bundle_manifest(m->bundle);
+    return man && flock_manifest_get_str(man, "storage_dtype", &dt, NULL) == FLOCK_OK && strcmp(dt, "f32") == 0;
+}
 
 static const char *const mode_names[] = {"griffin", "magnitude", "random"};
 _Static_assert(sizeof mode_names / sizeof mode_names[0] == FLOCK_SELECT_COUNT, "a name per selection mode");
@@ -25,11 +38,46 @@ flock_status flock_select_mode_parse(const char *s, flock_select_mode *out)
     return FLOCK_E_INVALID_ARG;
 }
 
+static const char *const kernel_names[] = {"auto", "generated", "portable"};
+_Static_assert(sizeof kernel_names / sizeof kernel_names[0] == FLOCK_KERNELS_CHOICE_COUNT, "a name per choice");
+
+const char *flock_kernel_choice_name(flock_kernel_choice k)
+{
+    return (unsigned)k < FLOCK_KERNELS_CHOICE_COUNT ? kernel_names[k] : "?";
+}
+
+flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out)
+{
+    for (int i = 0; s && i < FLOCK_KERNELS_CHOICE_COUNT; i++)
+        if (strcmp(s, kernel_names[i]) == 0) {
+            *out = (flock_kernel_choice)i;
+            return FLOCK_OK;
+        }
+    return FLOCK_E_INVALID_ARG;
+}
+
+/* Whether a session with choice `k` runs the generated kernels (when the
+ * model has them). AUTO follows FLOCK_KERNELS (portable/scalar: no;
+ * generated: yes), else the measured default (docs/cpu-codegen.md). */
+static bool want_generated(const flock_model *m, flock_kernel_choice k)
+{
+    if (k == FLOCK_KERNELS_GENERATED)
+        return true;
+    if (k == FLOCK_KERNELS_PORTABLE)
+        return false;
+    const char *env = getenv("FLOCK_KERNELS");
+    if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0))
+        return false;
+    if (env && strcmp(env, "generated") == 0)
+        return true;
+    return generated_by_default(m);
+}
+
 flock_session_opts flock_session_default_opts(void)
 {
     return (flock_session_opts){.keep = 1.0, .n_ctx = 0, .threads = 0, .seed = 0,
                                 .select = FLOCK_SELECT_GRIFFIN, .all_logits = false,
-                                .device = FLOCK_DEVICE_AUTO};
+                                .device = FLOCK_DEVICE_AUTO, .kernels = FLOCK_KERNELS_AUTO};
 }
 
 flock_status flock_session_fail(flock_session *s, const flock_error *err)
@@ -58,6 +106,8 @@ static flock_status check_opts(const flock_model *m, flock_session_opts *o, floc
                                    "keep ratio %g was not compiled into this bundle (compiled: %s; or 1.0)", o->keep,
                                    list);
     }
+    if ((unsigned)o->kernels >= FLOCK_KERNELS_CHOICE_COUNT)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "kernel choice %d", (int)o->kernels);
     if ((unsigned)o->select >= FLOCK_SELECT_COUNT)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "selection mode %d", (int)o->select);
     int32_t trained = m->prog->cfg.n_ctx > 0 ? m->prog->cfg.n_ctx : 4096;
@@ -120,6 +170,17 @@ flock_status flock_session_create(flock_model *m, const flock_session_opts *opts
     if (st != FLOCK_OK) {
         flock_session_free(s);
         return st;
+    }
+    snprintf(s->kname, sizeof s->kname, "%s", s->k->name);
+    if (m->jit && want_generated(m, o.kernels)) {
+        int used = flock_exec_use_jit(s->e, m->jit, o.keep);
+        if (used < 0) {
+            flock_session_free(s);
+            return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+        }
+        s->gen = used > 0;
+        if (s->gen)
+            snprintf(s->kname, sizeof s->kname, "llvm:%s", flock_cpu_jit_target(m->jit));
     }
     size_t dff = 1;
     for (size_t i = 0; i < flock_exec_n_ffn(s->e); i++)
@@ -297,7 +358,7 @@ const char *flock_session_device_note(const flock_session *s)
 
 const char *flock_session_kernels(const flock_session *s)
 {
-    return s->k->name;
+    return s->kname;
 }
 
 int flock_session_threads(const flock_session *s)

@@ -161,9 +161,8 @@ void test_e2e_stories_greedy(void **state)
 
 /* The token loop (sample, decode with the experts, stream the text)
  * allocates nothing, with a sampler that sorts the whole vocabulary. */
-void test_e2e_stories_no_alloc_in_token_loop(void **state)
+static void no_alloc_with(flock_kernel_choice kc)
 {
-    (void)state;
     char path[512];
     e2e_bundle("s32.flock", "--dtype f32", path, sizeof path);
     flock_model *m;
@@ -173,6 +172,7 @@ void test_e2e_stories_no_alloc_in_token_loop(void **state)
     o.keep = 0.5;
     o.threads = 2;
     o.n_ctx = 64;
+    o.kernels = kc;
     flock_session *s;
     assert_int_equal(flock_session_create(m, &o, &s, &err), FLOCK_OK);
     flock_sampler_opts so = {.temperature = 0.9f, .top_k = 0, .top_p = 0.9f, .min_p = 0.02f, .repeat_penalty = 1.1f,
@@ -211,6 +211,14 @@ void test_e2e_stories_no_alloc_in_token_loop(void **state)
     flock_sampler_free(smp);
     flock_session_free(s);
     flock_model_free(m);
+}
+
+/* Both kernel paths (the generated one when flockc wrote kernels). */
+void test_e2e_stories_no_alloc_in_token_loop(void **state)
+{
+    (void)state;
+    no_alloc_with(FLOCK_KERNELS_PORTABLE);
+    no_alloc_with(FLOCK_KERNELS_GENERATED);
 }
 
 void test_e2e_stories_errors_and_keep(void **state)
@@ -446,4 +454,256 @@ void test_e2e_stories_device(void **state)
     if (!strstr(j, "| auto: cpu ("))
         fail_msg("flock run stats: '%s'", j);
     free(j);
+}
+
+/* ---- generated CPU kernels (the bundle's cpu:* sections) ------------------- */
+
+/* Like e2e_bundle, but returns false (with flockc's message printed) when
+ * flockc refuses the flags, e.g. a named CPU target without LLVM. */
+static bool e2e_bundle_try(const char *name, const char *flags, char *buf, size_t n)
+{
+    char gguf[512], cmd[2048];
+    flock_test_data_path("models/stories260K.gguf", gguf, sizeof gguf);
+    const char *bdir = flock_test_require_env("FLOCK_BUILD_DIR", "locates flockc");
+    snprintf(buf, n, "%s/%s", e2e_dir, name);
+    snprintf(cmd, sizeof cmd, "%s/tools/flockc %s -o %s %s --quiet", bdir, gguf, buf, flags);
+    return system(cmd) == 0;
+}
+
+#define JIT_STEPS 9 /* the prompt's logits, then 8 decode steps */
+
+/* Logits after the prompt and after each of 8 decode steps over fixed
+ * tokens, with the given kernels; out[JIT_STEPS][512]. */
+static void jit_logits(flock_model *m, flock_kernel_choice kc, double keep, int threads, float *out, char *kname,
+                       size_t kn)
+{
+    flock_session_opts o = flock_session_default_opts();
+    o.threads = threads;
+    o.n_ctx = 64;
+    o.keep = keep;
+    o.kernels = kc;
+    flock_session *s;
+    flock_error err = {0};
+    if (flock_session_create(m, &o, &s, &err) != FLOCK_OK)
+        fail_msg("session: %s", err.msg);
+    snprintf(kname, kn, "%s", flock_session_kernels(s));
+    assert_int_equal(flock_session_prefill(s, e2e_prompt, 5), FLOCK_OK);
+    memcpy(out, flock_session_last_logits(s), 512 * sizeof(float));
+    for (int i = 0; i + 1 < JIT_STEPS; i++) {
+        assert_int_equal(flock_session_decode(s, &e2e_expected[i], 1), FLOCK_OK);
+        memcpy(out + (size_t)(i + 1) * 512, flock_session_last_logits(s), 512 * sizeof(float));
+    }
+    flock_session_free(s);
+}
+
+/* A bundle compiled with --target cpu decodes through the generated kernels
+ * (f32 and f16 weights, keep 1.0 and 0.5): logits within f32 rounding of the
+ * portable kernels (normalized error < 1e-5; the generated code sums in
+ * another order), and bitwise the same for 1 and 2 threads. */
+void test_e2e_stories_generated_kernels(void **state)
+{
+    (void)state;
+    const char *flags[] = {"--dtype f32 --keep 0.5 --target cpu", "--dtype f16 --keep 0.5 --target cpu"};
+    static float ref[JIT_STEPS * 512], g1[JIT_STEPS * 512], g2[JIT_STEPS * 512];
+    for (int b = 0; b < 2; b++) {
+        char path[512], kname[160];
+        e2e_bundle(b ? "sgen16.flock" : "sgen32.flock", flags[b], path, sizeof path);
+        flock_model *m;
+        flock_error err = {0};
+        if (flock_model_open(path, NULL, &m, &err) != FLOCK_OK)
+            fail_msg("open: %s", err.msg);
+        const char *why = NULL, *target = flock_model_cpu_kernels(m, &why);
+        if (!target) { /* a flockc without LLVM writes no kernel section */
+            print_message("no generated kernels (%s): only the fallback is checked\n", why);
+            assert_non_null(strstr(why, "no cpu:* kernel section"));
+            jit_logits(m, FLOCK_KERNELS_GENERATED, 0.5, 1, g1, kname, sizeof kname);
+            assert_null(strstr(kname, "llvm:"));
+            flock_model_free(m);
+            continue;
+        }
+        assert_string_equal(why, "");
+        assert_non_null(strstr(target, "host-"));
+        for (int kk = 0; kk < 2; kk++) {
+            double keep = kk ? 0.5 : 1.0;
+            jit_logits(m, FLOCK_KERNELS_PORTABLE, keep, 1, ref, kname, sizeof kname);
+            assert_null(strstr(kname, "llvm:"));
+            jit_logits(m, FLOCK_KERNELS_GENERATED, keep, 1, g1, kname, sizeof kname);
+            char want[160];
+            snprintf(want, sizeof want, "llvm:%s", target);
+            assert_string_equal(kname, want);
+            jit_logits(m, FLOCK_KERNELS_GENERATED, keep, 2, g2, kname, sizeof kname);
+            assert_memory_equal(g1, g2, sizeof g1);
+            /* the prompt runs the same kernels except the last LM head row */
+            double worst = 0;
+            for (int st = 0; st < JIT_STEPS; st++) {
+                double e = flock_test_nrm_err(g1 + st * 512, ref + st * 512, 512);
+                if (e >= 1e-5)
+                    fail_msg("%s keep %g step %d: normalized error %g", flags[b], keep, st, e);
+                worst = e > worst ? e : worst;
+            }
+            print_message("%s, keep %g: %s vs portable, worst normalized logit error %.2e\n", flags[b], keep,
+                          kname, worst);
+        }
+        flock_model_free(m);
+    }
+}
+
+/* Whether this CPU has AVX-512F (from /proc/cpuinfo, independently of the
+ * runtime's own detection). */
+static bool host_has_avx512f(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[8192];
+    bool yes = false;
+    while (f && !yes && fgets(line, sizeof line, f))
+        yes = strncmp(line, "flags", 5) == 0 && strstr(line, " avx512f") != NULL;
+    if (f)
+        fclose(f);
+    return yes;
+}
+
+/* Checks that `path` falls back to the portable kernels, naming `section`
+ * in the reason, and decodes exactly as the portable path. */
+static void expect_fallback(const char *path, const char *section, const char *reason)
+{
+    static float ref[JIT_STEPS * 512], got[JIT_STEPS * 512];
+    flock_model *m;
+    flock_error err = {0};
+    if (flock_model_open(path, NULL, &m, &err) != FLOCK_OK)
+        fail_msg("open %s: %s", path, err.msg);
+    const char *why = NULL;
+    assert_null(flock_model_cpu_kernels(m, &why));
+    if (!strstr(why, section) || (reason && !strstr(why, reason)))
+        fail_msg("%s: fallback reason '%s' does not name '%s' / '%s'", path, why, section, reason ? reason : "");
+    char kname[160];
+    jit_logits(m, FLOCK_KERNELS_PORTABLE, 0.5, 1, ref, kname, sizeof kname);
+    jit_logits(m, FLOCK_KERNELS_GENERATED, 0.5, 2, got, kname, sizeof kname);
+    assert_null(strstr(kname, "llvm:"));
+    assert_memory_equal(got, ref, sizeof ref);
+    flock_model_free(m);
+}
+
+/* Kernels for another CPU: the bundle still runs, on the portable kernels,
+ * and says why. */
+void test_e2e_stories_foreign_kernels(void **state)
+{
+    (void)state;
+    char path[512];
+    if (!e2e_bundle_try("sarm.flock", "--dtype f32 --keep 0.5 --target aarch64", path, sizeof path)) {
+        print_message("flockc cannot generate for aarch64 here: foreign-target check skipped\n");
+        return;
+    }
+#if defined(__x86_64__)
+    expect_fallback(path, "cpu:aarch64", "aarch64 code");
+    if (!host_has_avx512f()) {
+        assert_true(e2e_bundle_try("sv4.flock", "--dtype f32 --keep 0.5 --target x86-64-v4", path, sizeof path));
+        expect_fallback(path, "cpu:x86-64-v4", "avx512f");
+    } else {
+        print_message("this CPU has AVX-512: the x86-64-v4 fallback is not checked here\n");
+    }
+#else
+    print_message("aarch64 host: the foreign-target check needs an x86-64 host\n");
+#endif
+}
+
+/* Rewrites bundle `src` to `dst` with each cpu:* kernel section passed
+ * through `mutate` (the bundle's own checksums are right: only the
+ * container is damaged). */
+static void rewrite_kernels(const char *src, const char *dst, void (*mutate)(uint8_t *, size_t *))
+{
+    flock_bundle *b;
+    flock_bundle_writer *w;
+    flock_error err = {0};
+    assert_int_equal(flock_bundle_open(src, &b, &err), FLOCK_OK);
+    flock_bundle_writer_opts wo = flock_bundle_writer_default_opts();
+    wo.zstd_level = 0;
+    assert_int_equal(flock_bundle_writer_create(dst, &wo, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_set_manifest(w, flock_bundle_manifest(b), &err), FLOCK_OK);
+    for (size_t i = 0; i < flock_bundle_tensor_count(b); i++) {
+        flock_bundle_tensor t;
+        assert_int_equal(flock_bundle_tensor_info(b, i, &t), FLOCK_OK);
+        void *buf = malloc(t.nbytes ? t.nbytes : 1);
+        assert_int_equal(flock_bundle_tensor_read(b, i, buf, t.nbytes, 1, &err), FLOCK_OK);
+        assert_int_equal(flock_bundle_writer_add_tensor(w, t.name, t.dtype, t.n_dims, t.shape, buf, t.nbytes, &err),
+                         FLOCK_OK);
+        free(buf);
+    }
+    for (size_t i = 0; i < flock_bundle_section_count(b); i++) {
+        flock_section_info si;
+        assert_int_equal(flock_bundle_section_info(b, i, &si), FLOCK_OK);
+        if (si.kind != FLOCK_SECTION_TOKENIZER && si.kind != FLOCK_SECTION_PROGRAM && si.kind != FLOCK_SECTION_KERNELS)
+            continue;
+        void *data = NULL;
+        size_t size = 0;
+        assert_int_equal(flock_bundle_read_section(b, i, &data, &size, &err), FLOCK_OK);
+        if (si.kind == FLOCK_SECTION_KERNELS)
+            mutate(data, &size);
+        assert_int_equal(flock_bundle_writer_add_section(w, si.kind, si.name, data, size, false, &err), FLOCK_OK);
+        free(data);
+    }
+    assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
+    flock_bundle_writer_free(w);
+    flock_bundle_close(b);
+}
+
+static void flip_entry_byte(uint8_t *d, size_t *n)
+{
+    d[*n / 3] ^= 0x10; /* inside the entries or the code: the container checksum no longer matches */
+}
+
+static void truncate_half(uint8_t *d, size_t *n)
+{
+    (void)d;
+    *n /= 2;
+}
+
+static void future_major(uint8_t *d, size_t *n)
+{
+    (void)n;
+    d[8] = 9; /* major version 9 (the checksum then fails too: either refusal is fine) */
+}
+
+/* A damaged kernel section never crashes: the model opens, runs on the
+ * portable kernels and says what was wrong; a section whose stored bytes are
+ * damaged (the bundle's checksum) likewise. */
+void test_e2e_stories_corrupt_kernels(void **state)
+{
+    (void)state;
+    char good[512], bad[512];
+    e2e_bundle("sgen32.flock", "--dtype f32 --keep 0.5 --target cpu", good, sizeof good);
+    flock_bundle *b;
+    flock_error err = {0};
+    assert_int_equal(flock_bundle_open(good, &b, &err), FLOCK_OK);
+    int64_t ki = -1;
+    flock_section_info si = {0};
+    char section[160] = "";
+    for (size_t i = 0; i < flock_bundle_section_count(b) && ki < 0; i++) {
+        assert_int_equal(flock_bundle_section_info(b, i, &si), FLOCK_OK);
+        if (si.kind == FLOCK_SECTION_KERNELS) {
+            ki = (int64_t)i;
+            snprintf(section, sizeof section, "%s", si.name); /* owned by the bundle */
+        }
+    }
+    flock_bundle_close(b);
+    if (ki < 0) {
+        print_message("flockc wrote no kernel section (built without LLVM): corruption check skipped\n");
+        return;
+    }
+    void (*mutations[])(uint8_t *, size_t *) = {flip_entry_byte, truncate_half, future_major};
+    for (size_t i = 0; i < sizeof mutations / sizeof mutations[0]; i++) {
+        snprintf(bad, sizeof bad, "%s/sbad%zu.flock", e2e_dir, i);
+        rewrite_kernels(good, bad, mutations[i]);
+        expect_fallback(bad, section, NULL);
+    }
+    /* the stored bytes of the section itself */
+    snprintf(bad, sizeof bad, "%s/sbadfile.flock", e2e_dir);
+    FILE *in = fopen(good, "rb"), *out = fopen(bad, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    int c;
+    for (uint64_t off = 0; (c = fgetc(in)) != EOF; off++)
+        fputc(off == si.offset + si.stored_size / 2 ? c ^ 0x01 : c, out);
+    fclose(in);
+    fclose(out);
+    expect_fallback(bad, section, NULL);
 }

@@ -9,6 +9,9 @@ void test_e2e_stories_f16_compressed(void **state);
 void test_e2e_stories_cli(void **state);
 void test_e2e_stories_no_alloc_in_token_loop(void **state);
 void test_e2e_stories_device(void **state);
+void test_e2e_stories_generated_kernels(void **state);
+void test_e2e_stories_foreign_kernels(void **state);
+void test_e2e_stories_corrupt_kernels(void **state);
 int flock_e2e_setup(void **state);
 int flock_e2e_teardown(void **state);
 

@@ -428,6 +428,18 @@ static void test_flockc_cli(void **state)
     char a[1024];
     expect_cli("", 2, "no MODEL given");
     expect_cli("--help", 0, "--emit-cuda");
+    expect_cli("--help", 0, "cpu:<name>");
+#ifdef FLOCK_HAVE_LLVM
+    expect_cli("--help", 0, "This flockc has LLVM");
+#else
+    snprintf(a, sizeof a, "'%s' -o x.flock --target x86-64-v3", dir);
+    expect_cli(a, 2, "this flockc was built without LLVM");
+    /* plain cpu works, and the summary says that no kernels were generated */
+    snprintf(a, sizeof a, "'%s' -o '%s' --target cpu", dir, tmp("cli_nollvm.flock"));
+    expect_cli(a, 0, "built without LLVM");
+#endif
+    snprintf(a, sizeof a, "'%s' -o x.flock --target cpu,cpu", dir);
+    expect_cli(a, 2, "'cpu' given twice");
     snprintf(a, sizeof a, "'%s' -o x.flock --bogus", dir);
     expect_cli(a, 2, "unknown option '--bogus'");
     snprintf(a, sizeof a, "'%s' -o x.flock --keep 0", dir);
@@ -469,6 +481,64 @@ static void test_flockc_deterministic(void **state)
     assert_memory_equal(b1, b2, n1);
     free(b1);
     free(b2);
+    hfw_free(&w);
+}
+
+/* The kernel sections: one "cpu:<name>" per CPU target (LLVM builds), none
+ * for GPU targets, none without LLVM; and the bundle stays deterministic
+ * with generated code in it. */
+static void test_flockc_cpu_kernels(void **state)
+{
+    (void)state;
+    hfw w;
+    const char *dir = tmp("cpuk_llama");
+    write_llama(dir, &w);
+#ifdef FLOCK_HAVE_LLVM
+    const char *names[] = {"cpu:x86-64-v3", "cpu:x86-64-v4"};
+    flock_bundle *b = compile_dir(dir, tmp("cpuk1.flock"), "--keep 0.5 --target x86-64-v3,sm_90,x86-64-v4");
+    size_t n_kernel_sections = 0;
+    for (size_t i = 0; i < flock_bundle_section_count(b); i++) {
+        flock_section_info si;
+        assert_int_equal(flock_bundle_section_info(b, i, &si), FLOCK_OK);
+        if (si.kind == FLOCK_SECTION_KERNELS && strncmp(si.name, "cpu:", 4) == 0) { /* cuda:* are checked in test_compiler_cuda */
+            assert_true(n_kernel_sections < 2);
+            assert_string_equal(si.name, names[n_kernel_sections]); /* --target order */
+            n_kernel_sections++;
+            void *data = NULL;
+            size_t size = 0;
+            assert_int_equal(flock_bundle_read_section(b, i, &data, &size, NULL), FLOCK_OK);
+            assert_true(size > 48);
+            assert_memory_equal(data, "FLOCKCPU", 8);
+            free(data);
+        }
+    }
+    assert_int_equal(n_kernel_sections, 2);
+    flock_bundle_close(b);
+    /* byte-identical again (LLVM's output included), also for the host target */
+    char a[1024];
+    const char *o[2] = {tmp("cpuk2.flock"), tmp("cpuk3.flock")};
+    for (int r = 0; r < 2; r++) {
+        snprintf(a, sizeof a, "'%s' -o '%s' --quiet --keep 0.25,0.5 --target cpu,x86-64-v3", dir, o[r]);
+        assert_int_equal(flockc(a, NULL, NULL), 0);
+    }
+    size_t n1, n2;
+    char *b1 = slurp(o[0], &n1), *b2 = slurp(o[1], &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n1);
+    free(b1);
+    free(b2);
+    b = compile_dir(dir, tmp("cpuk4.flock"), "--target sm_90"); /* GPU targets: no cpu:* section */
+    for (size_t i = 0; i < flock_bundle_section_count(b); i++) {
+        flock_section_info si;
+        assert_int_equal(flock_bundle_section_info(b, i, &si), FLOCK_OK);
+        assert_false(si.kind == FLOCK_SECTION_KERNELS && strncmp(si.name, "cpu:", 4) == 0);
+    }
+    flock_bundle_close(b);
+#else
+    flock_bundle *b = compile_dir(dir, tmp("cpuk1.flock"), "--target cpu");
+    assert_int_equal(flock_bundle_find_section(b, FLOCK_SECTION_KERNELS, NULL), -1);
+    flock_bundle_close(b);
+#endif
     hfw_free(&w);
 }
 
@@ -667,6 +737,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_frontend_errors),
         cmocka_unit_test(test_flockc_cli),
         cmocka_unit_test(test_flockc_deterministic),
+        cmocka_unit_test(test_flockc_cpu_kernels),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -715,6 +715,9 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_e2e_stories_cli),
             cmocka_unit_test(test_e2e_stories_no_alloc_in_token_loop),
             cmocka_unit_test(test_e2e_stories_device),
+            cmocka_unit_test(test_e2e_stories_generated_kernels),
+            cmocka_unit_test(test_e2e_stories_foreign_kernels),
+            cmocka_unit_test(test_e2e_stories_corrupt_kernels),
         };
         return cmocka_run_group_tests(e2e, flock_e2e_setup, flock_e2e_teardown);
     }

@@ -46,6 +46,8 @@ static void help(FILE *f)
                "  --threads N      threads (default: all cores)\n"
                "  --device D       cpu, cuda or auto (default): auto uses the CPU and says why;\n"
                "                   cuda fails (this runtime has no CUDA execution backend yet)\n"
+               "  --kernels LIST   auto, generated, portable, comma-separated: each keep ratio is timed\n"
+               "                   with each (default auto); e.g. generated,portable side by side\n"
                "  --json           one JSON object instead of the table\n");
 }
 
@@ -128,6 +130,7 @@ static int measure_bandwidth(int threads, double *copy_gbs, double *read_gbs)
 
 typedef struct bench_row {
     double keep;
+    char kernels[160]; /* flock_session_kernels */
     double ttft_ms[BENCH_MAX_REPEATS], prefill_tps[BENCH_MAX_REPEATS], decode_tps[BENCH_MAX_REPEATS];
     uint64_t bytes_per_token;
     int ok;
@@ -183,6 +186,8 @@ int flock_cmd_bench(int argc, char **argv)
     int threads = 0;
     flock_device device = FLOCK_DEVICE_AUTO;
     bool json = false;
+    flock_kernel_choice kchoice[FLOCK_KERNELS_CHOICE_COUNT] = {FLOCK_KERNELS_AUTO};
+    int n_kchoice = 1;
     const char *bundle = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -206,6 +211,22 @@ int flock_cmd_bench(int argc, char **argv)
             if (r < 0 || !flock_cli_parse_int(v, 1, 256, &ll))
                 return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", "bad --threads '%s'", v);
             threads = (int)ll;
+        } else if (OPT("--kernels")) {
+            if (r < 0)
+                return FLOCK_EXIT_USAGE;
+            char *dup = strdup(v), *save = NULL;
+            n_kchoice = 0;
+            for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+                if (n_kchoice == FLOCK_KERNELS_CHOICE_COUNT ||
+                    flock_kernel_choice_parse(t, &kchoice[n_kchoice]) != FLOCK_OK) {
+                    free(dup);
+                    return flock_cli_usage_error("bench", "bad --kernels list '%s' (auto, generated, portable)", v);
+                }
+                n_kchoice++;
+            }
+            free(dup);
+            if (!n_kchoice)
+                return flock_cli_usage_error("bench", "empty --kernels list");
         } else if (OPT("--select")) {
             if (r < 0 || flock_select_mode_parse(v, &mode) != FLOCK_OK)
                 return r < 0 ? FLOCK_EXIT_USAGE
@@ -275,7 +296,8 @@ int flock_cmd_bench(int argc, char **argv)
     /* prompt: the paragraph's tokens, cycled to P */
     int32_t *prompt = malloc((size_t)P * sizeof *prompt), *para = malloc(512 * sizeof *para);
     size_t n_para = 0;
-    bench_row *rows = calloc((size_t)n_keeps, sizeof *rows);
+    int n_rows = n_keeps * n_kchoice;
+    bench_row *rows = calloc((size_t)n_rows, sizeof *rows);
     int rc = FLOCK_EXIT_FAIL, used_threads = 0;
     const char *kernels = "?";
     if (!prompt || !para || !rows ||
@@ -290,9 +312,11 @@ int flock_cmd_bench(int argc, char **argv)
     for (; off < (size_t)P; off++)
         prompt[off] = para[off % n_para];
 
-    for (int ki = 0; ki < n_keeps; ki++) {
+    for (int ri = 0; ri < n_rows; ri++) {
+        int ki = ri / n_kchoice;
         flock_session_opts so = flock_session_default_opts();
         so.keep = keeps[ki];
+        so.kernels = kchoice[ri % n_kchoice];
         so.select = mode;
         so.threads = threads;
         so.n_ctx = (int32_t)(P + G);
@@ -302,7 +326,7 @@ int flock_cmd_bench(int argc, char **argv)
             fprintf(stderr, "flock bench: keep %g: %s\n", keeps[ki], err.msg);
             goto out;
         }
-        bench_row *row = &rows[ki];
+        bench_row *row = &rows[ri];
         row->keep = keeps[ki];
         double d0, d1, d2;
         if (run_once(s, n_vocab, prompt, (size_t)P, G < 8 ? G : 8, &d0, &d1, &d2) != 0) { /* warm-up */
@@ -322,6 +346,7 @@ int flock_cmd_bench(int argc, char **argv)
         row->bytes_per_token = flock_session_decode_bytes(s);
         used_threads = flock_session_threads(s);
         kernels = flock_session_kernels(s);
+        snprintf(row->kernels, sizeof row->kernels, "%s", kernels);
         row->ok = 1;
         flock_session_free(s);
     }
@@ -335,12 +360,15 @@ int flock_cmd_bench(int argc, char **argv)
     double copy_gbs = 0, read_gbs = 0;
     if (measure_bandwidth(used_threads > 0 ? used_threads : 1, &copy_gbs, &read_gbs) != 0)
         fprintf(stderr, "flock bench: not enough memory to measure bandwidth\n");
-    double base_dec = 0;
-    for (int ki = 0; ki < n_keeps; ki++)
-        if (rows[ki].keep == 1.0) {
+    /* speed-ups against keep 1.0 with the same kernel choice */
+    double base_dec[FLOCK_KERNELS_CHOICE_COUNT] = {0};
+    for (int ri = 0; ri < n_rows; ri++)
+        if (rows[ri].keep == 1.0) {
             double lo, hi;
-            base_dec = median(rows[ki].decode_tps, (int)R, &lo, &hi);
+            base_dec[ri % n_kchoice] = median(rows[ri].decode_tps, (int)R, &lo, &hi);
         }
+    const char *model_k_why = "";
+    const char *model_k = flock_model_cpu_kernels(m, &model_k_why);
 
     if (json) {
         printf("{\"bundle\":");
@@ -351,35 +379,41 @@ int flock_cmd_bench(int argc, char **argv)
         flock_cli_json_str(stdout, device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
                "\"repeats\":%lld,\"select\":\"%s\",\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
-               "\"peak_rss_mb\":%.1f,\"results\":[",
+               "\"peak_rss_mb\":%.1f,",
                used_threads, kernels, P, G, R, flock_select_mode_name(mode), t_load, copy_gbs, read_gbs, peak_mb);
+        printf("\"generated_kernels\":");
+        flock_cli_json_str(stdout, model_k ? model_k : "");
+        printf(",\"generated_fallback\":");
+        flock_cli_json_str(stdout, model_k_why);
+        printf(",\"results\":[");
     } else {
         printf("%s: %s, %d threads (%s kernels), prompt %lld tokens, %lld decode steps, %lld repeats, %s\n", bundle,
                flock_model_arch(m), used_threads, kernels, P, G, R, flock_select_mode_name(mode));
         printf("device: %s\n", device_note);
         printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; peak RSS %.1f MB; load %.2f s\n",
                copy_gbs, read_gbs, peak_mb, t_load);
-        printf("%6s %10s %11s %11s %9s %15s %9s %7s %8s\n", "keep", "TTFT ms", "prefill t/s", "decode t/s",
+        printf("generated kernels: %s%s%s\n", model_k ? model_k : "none", model_k ? "" : " - ", model_k_why);
+        printf("%-26s %6s %10s %11s %11s %9s %15s %9s %7s %8s\n", "kernels", "keep", "TTFT ms", "prefill t/s", "decode t/s",
                "ms/token", "(min-max t/s)", "MB/token", "GB/s", "vs keep1");
     }
-    for (int ki = 0; ki < n_keeps; ki++) {
-        bench_row *row = &rows[ki];
+    for (int ri = 0; ri < n_rows; ri++) {
+        bench_row *row = &rows[ri];
         double lo, hi, plo, phi, tlo, thi;
         double dec = median(row->decode_tps, (int)R, &lo, &hi);
         double pre = median(row->prefill_tps, (int)R, &plo, &phi);
         double ttft = median(row->ttft_ms, (int)R, &tlo, &thi);
         double mb = (double)row->bytes_per_token / 1e6, gbs = (double)row->bytes_per_token * dec / 1e9;
-        double speedup = base_dec > 0 ? dec / base_dec : NAN;
+        double base = base_dec[ri % n_kchoice], speedup = base > 0 ? dec / base : NAN;
         if (json) {
-            printf("%s{\"keep\":%g,\"ttft_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.3f,"
+            printf("%s{\"kernels\":\"%s\",\"keep\":%g,\"ttft_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.3f,"
                    "\"decode_tok_s_min\":%.3f,\"decode_tok_s_max\":%.3f,\"ms_per_token\":%.4f,"
                    "\"weight_bytes_per_token\":%llu,\"achieved_gbs\":%.3f,\"speedup_vs_keep1\":",
-                   ki ? "," : "", row->keep, ttft, pre, dec, lo, hi, 1e3 / dec,
+                   ri ? "," : "", row->kernels, row->keep, ttft, pre, dec, lo, hi, 1e3 / dec,
                    (unsigned long long)row->bytes_per_token, gbs);
             flock_cli_json_double(stdout, speedup);
             printf("}");
         } else {
-            printf("%6g %10.2f %11.1f %11.2f %9.3f %7.2f-%-7.2f %9.2f %7.2f %8.3f\n", row->keep, ttft, pre, dec,
+            printf("%-26s %6g %10.2f %11.1f %11.2f %9.3f %7.2f-%-7.2f %9.2f %7.2f %8.3f\n", row->kernels, row->keep, ttft, pre, dec,
                    1e3 / dec, lo, hi, mb, gbs, speedup);
         }
     }

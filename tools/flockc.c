@@ -26,11 +26,17 @@ static void usage(FILE *f)
             "  --keep LIST          GRIFFIN keep ratios in (0, 1], comma-separated (default 0.25,0.5,0.75)\n"
             "  --dtype T            storage dtype of the weight matrices: f16 (default), bf16, f32;\n"
             "                       norms and biases stay f32\n"
-            "  --target LIST        cpu, sm_80, sm_86, sm_89, sm_90 (default cpu), recorded in the\n"
-            "                       manifest. Each sm_XY adds a kernel section cuda:sm_XY (CUBIN\n"
-            "                       compiled by NVRTC for this model, its keep ratios and 1.0),\n"
-            "                       and any sm target adds cuda:compute_80 (PTX for newer GPUs);\n"
-            "                       needs --dtype f16 or bf16 and a flockc built with CUDA%s\n"
+            "  --target LIST        cpu, x86-64-v3, x86-64-v4, aarch64, sm_80, sm_86, sm_89, sm_90\n"
+            "                       (default cpu); recorded in the manifest. Each CPU target gets\n"
+            "                       decode kernels generated through LLVM (gather FF at every keep\n"
+            "                       ratio and 1.0, matrix-vector products) as the kernel section\n"
+            "                       cpu:<name>; cpu = tuned for this machine's CPU. The runtime\n"
+            "                       falls back to its portable kernels where they cannot run.\n"
+            "                       %s\n"
+            "                       Each sm_XY adds a kernel section cuda:sm_XY (CUBIN compiled\n"
+            "                       by NVRTC for this model, its keep ratios and 1.0), and any sm\n"
+            "                       target adds cuda:compute_80 (PTX for newer GPUs); needs\n"
+            "                       --dtype f16 or bf16 and a flockc built with CUDA%s\n"
             "  --level N            zstd level for the tensor data, 0..19 (default 3); 0 stores\n"
             "                       it uncompressed so the runtime can map it in place\n"
             "  --threads N          compression threads (default: all cores)\n"
@@ -41,7 +47,13 @@ static void usage(FILE *f)
             "  --quiet              no progress, no summary\n"
             "  -h, --help           this text\n"
             "\n"
-            "The same MODEL and options give a byte-identical bundle.\n",
+            "The same MODEL and options give a byte-identical bundle (with --target cpu: on the\n"
+            "same CPU model).\n",
+#ifdef FLOCK_HAVE_LLVM
+            "This flockc has LLVM: CPU kernels are generated.",
+#else
+            "This flockc was built without LLVM: no CPU kernels (x86-64-v3 etc. are errors).",
+#endif
             flock_compile_cuda_available() ? "" : " (this one is not)");
 }
 
@@ -251,6 +263,8 @@ int main(int argc, char **argv)
                 "in %.2f s; bundle/source %.2f\n",
                 model, arch_copy, out, stats.n_tensors, flock_dtype_name(o.dtype), stats.bundle_bytes / 1e6,
                 stats.tensor_bytes / 1e6, in_bytes / 1e6, el, in_bytes ? (double)stats.bundle_bytes / in_bytes : 0.0);
+        if (stats.cpu_kernels[0])
+            fprintf(stderr, "flockc: cpu kernels: %s\n", stats.cpu_kernels);
     }
     return 0;
 }

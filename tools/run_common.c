@@ -69,6 +69,9 @@ int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args 
     } else if (OPT("--device")) {
         if (r < 0 || flock_device_parse(v, &a->so.device) != FLOCK_OK)
             return r < 0 ? -1 : BAD("--device (cpu, cuda or auto)");
+    } else if (OPT("--kernels")) {
+        if (r < 0 || flock_kernel_choice_parse(v, &a->so.kernels) != FLOCK_OK)
+            return r < 0 ? -1 : BAD("--kernels (auto, generated or portable)");
     } else if (OPT("--ctx")) {
         if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 24, &ll))
             return r < 0 ? -1 : BAD("--ctx");
@@ -106,6 +109,9 @@ void run_args_help(FILE *f, bool sampling)
                "  --threads N         threads (default: all cores)\n"
                "  --device D          cpu, cuda or auto (default): auto uses the CPU and says why;\n"
                "                      cuda fails (this runtime has no CUDA execution backend yet)\n"
+               "  --kernels K         generated (the bundle's LLVM kernels when they run here),\n"
+               "                      portable (the built-in ones) or auto (default: $FLOCK_KERNELS,\n"
+               "                      else generated for f32 bundles, built-in for f16/bf16)\n"
                "  --ctx N             context length in tokens (default: min(trained, 4096))\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"

@@ -60,7 +60,8 @@
  *   source_hash (str, 16 lowercase hex digits: xxh64 of the GGUF file, or of
  *     the HF folder's config.json, tokenizer.json and
  *     tokenizer_config.json (when present), then its *.safetensors files in name order),
- *   targets (str array, e.g. ["cpu", "sm_90"]),
+ *   targets (str array, e.g. ["cpu", "x86-64-v3", "sm_90"]; with LLVM, each CPU
+ *     target gets a kernel section "cpu:<canonical name>": docs/cpu-codegen.md),
  *   bos_id, eos_id, eot_id, pad_id, unk_id (int, -1 when absent),
  *   add_bos (int 0/1).
  */
@@ -133,7 +134,7 @@ typedef struct flock_compile_opts {
     double keep[FLOCK_MAX_KEEP]; /* GRIFFIN keep ratios, each in (0, 1] */
     size_t n_keep;
     flock_dtype dtype;           /* storage dtype of the big matrices: f32, f16 or bf16 */
-    char targets[FLOCK_MAX_TARGETS][16]; /* "cpu", "sm_80", "sm_89", "sm_90" */
+    char targets[FLOCK_MAX_TARGETS][16]; /* "cpu", "x86-64-v3", "x86-64-v4", "aarch64", "sm_80", ... */
     size_t n_targets;
     int level;                   /* zstd level for the tensor data; 0 = stored (mmap-able) */
     int threads;                 /* compression threads; 0 = all cores */
@@ -152,7 +153,9 @@ typedef struct flock_compile_opts {
 /* keep = {0.25, 0.5, 0.75}, dtype f16, targets {"cpu"}, level 3. */
 flock_compile_opts flock_compile_default_opts(void);
 
-/* Parses "0.25,0.5" / "f16" / "cpu,sm_90" into `o`; the message names the bad item. */
+/* Parses "0.25,0.5" / "f16" / "cpu,sm_90" into `o`; the message names the bad item.
+ * CPU targets other than "cpu" need a flockc built with LLVM (else an error
+ * saying so). */
 flock_status flock_compile_parse_keep(flock_compile_opts *o, const char *list, flock_error *err);
 flock_status flock_compile_parse_targets(flock_compile_opts *o, const char *list, flock_error *err);
 
@@ -177,10 +180,15 @@ typedef struct flock_compile_stats {
     uint64_t bundle_bytes;  /* size of the written bundle */
     uint64_t tensor_bytes;  /* raw tensor bytes in the bundle */
     size_t n_tensors;
+    size_t n_cpu_kernel_sections; /* "cpu:<target>" kernel sections written */
+    char cpu_kernels[256];  /* what was generated, or why nothing ("" without CPU targets) */
 } flock_compile_stats;
 
-/* Compiles `s` into the bundle at `out_path`. Deterministic: the same source
- * and options give byte-identical files. `stats` may be NULL. */
+/* Compiles `s` into the bundle at `out_path`, with the generated CPU kernels
+ * of each CPU target (LLVM builds; "cpu" = this host's CPU, so the bundle
+ * then depends on the compiling machine's CPU model). Deterministic: the
+ * same source, options and compiling CPU give byte-identical files.
+ * `stats` may be NULL. */
 flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opts *o, const char *out_path,
                                   flock_compile_stats *stats, flock_error *err);
 

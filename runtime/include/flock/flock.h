@@ -62,6 +62,14 @@ uint64_t flock_model_weight_bytes(const flock_model *m);
 /* Keep ratios the bundle was compiled for (manifest "keep_ratios"); *n = 0
  * when the bundle names none, in which case any keep in (0, 1] is allowed. */
 const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
+/* The generated CPU kernels in use: the bundle's kernel sections
+ * "cpu:<target>" are tried in order at open and the first one this CPU can
+ * run is kept. Returns its target ("x86-64-v3", "host-icelake-client"), or
+ * NULL when none loaded; then *why (when not NULL) says why (no section,
+ * another architecture, a missing CPU feature, a corrupt section), and
+ * sessions use the portable kernels. *why is "" when one loaded. Owned by
+ * the model. */
+const char *flock_model_cpu_kernels(const flock_model *m, const char **why);
 /* Special tokens: -1 when the model has none. */
 int32_t flock_model_bos(const flock_model *m);
 int32_t flock_model_eos(const flock_model *m);
@@ -161,6 +169,21 @@ typedef enum flock_select_mode {
 const char *flock_select_mode_name(flock_select_mode m);
 flock_status flock_select_mode_parse(const char *s, flock_select_mode *out);
 
+/* Which kernels a session's decode runs (flock_session_kernels says which
+ * it got). */
+typedef enum flock_kernel_choice {
+    FLOCK_KERNELS_AUTO = 0,      /* FLOCK_KERNELS=generated|portable|scalar in the environment
+                                    decides; unset: generated for f32 bundles, built-in for f16
+                                    and bf16, as measured (docs/cpu-codegen.md, "Figures") */
+    FLOCK_KERNELS_GENERATED = 1, /* the bundle's generated kernels when they loaded, else portable */
+    FLOCK_KERNELS_PORTABLE = 2,  /* the runtime's own (AVX2 or scalar) kernels only */
+    FLOCK_KERNELS_CHOICE_COUNT
+} flock_kernel_choice;
+
+/* "auto", "generated", "portable" <-> choice. */
+const char *flock_kernel_choice_name(flock_kernel_choice k);
+flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out);
+
 typedef struct flock_session_opts {
     double keep;              /* fraction of FF neurons kept in generation, (0, 1]; default 1 */
     int32_t n_ctx;            /* context length in tokens; 0 = min(trained, 4096) */
@@ -169,6 +192,7 @@ typedef struct flock_session_opts {
     flock_select_mode select; /* default GRIFFIN */
     bool all_logits;          /* keep the logits of every position, not only the last */
     flock_device device;      /* default AUTO; CUDA fails with FLOCK_E_UNSUPPORTED (no CUDA backend yet) */
+    flock_kernel_choice kernels; /* default AUTO */
 } flock_session_opts;
 
 flock_session_opts flock_session_default_opts(void);
@@ -221,7 +245,10 @@ uint64_t flock_session_decode_bytes(const flock_session *s);
  * owned by the session. */
 flock_device flock_session_device(const flock_session *s);
 const char *flock_session_device_note(const flock_session *s);
-/* The kernel set in use ("avx2" or "scalar") and the thread count. */
+/* The kernel set in use: "llvm:<target>" when decode runs the bundle's
+ * generated kernels (gather FF, matrix-vector products; the other ops use
+ * the built-in table), else the built-in table ("avx2" or "scalar"); and
+ * the thread count. */
 const char *flock_session_kernels(const flock_session *s);
 int flock_session_threads(const flock_session *s);
 
