@@ -299,7 +299,7 @@ int flock_cmd_bench(int argc, char **argv)
     int n_rows = n_keeps * n_kchoice;
     bench_row *rows = calloc((size_t)n_rows, sizeof *rows);
     int rc = FLOCK_EXIT_FAIL, used_threads = 0;
-    const char *kernels = "?";
+    const char *kernels = "?"; /* points into the last row (a session's string dies with it) */
     if (!prompt || !para || !rows ||
         flock_tokenize(m, bench_text, sizeof bench_text - 1, false, para, 512, &n_para, &err) != FLOCK_OK ||
         n_para == 0) {
@@ -345,8 +345,8 @@ int flock_cmd_bench(int argc, char **argv)
         }
         row->bytes_per_token = flock_session_decode_bytes(s);
         used_threads = flock_session_threads(s);
-        kernels = flock_session_kernels(s);
-        snprintf(row->kernels, sizeof row->kernels, "%s", kernels);
+        snprintf(row->kernels, sizeof row->kernels, "%s", flock_session_kernels(s));
+        kernels = row->kernels;
         row->ok = 1;
         flock_session_free(s);
     }

@@ -32,15 +32,15 @@ def bench(d):
     print(f"{d['arch']}, {d['threads']} threads ({d['kernels']} kernels), prompt {d['prompt_len']} tokens, "
           f"{d['gen_len']} decode steps, {d['repeats']} repeats; memory bandwidth measured in the same run: "
           f"copy {d['copy_gbs']:.2f} GB/s, read {d['read_gbs']:.2f} GB/s; peak RSS {d['peak_rss_mb']:.0f} MB\n")
-    print("| keep | TTFT ms | prefill tok/s | decode tok/s (min-max) | ms/token | MB weights/token | GB/s | "
-          "% of read bw | vs keep 1 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| kernels | keep | TTFT ms | prefill tok/s | decode tok/s (min-max) | ms/token | MB weights/token | GB/s | "
+          "% of copy bw | vs keep 1 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in d["results"]:
         sp = r["speedup_vs_keep1"]
-        print(f"| {r['keep']:g} | {r['ttft_ms']:.1f} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.2f} "
+        print(f"| {r.get('kernels', '')} | {r['keep']:g} | {r['ttft_ms']:.1f} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.2f} "
               f"({r['decode_tok_s_min']:.2f}-{r['decode_tok_s_max']:.2f}) | {r['ms_per_token']:.2f} | "
               f"{r['weight_bytes_per_token'] / 1e6:.1f} | {r['achieved_gbs']:.2f} | "
-              f"{100 * r['achieved_gbs'] / d['read_gbs']:.0f}% | {'%.3f' % sp if sp is not None else '-'} |")
+              f"{100 * r['achieved_gbs'] / d['copy_gbs']:.0f}% | {'%.3f' % sp if sp is not None else '-'} |")
 
 
 for path in sys.argv[1:]:
