@@ -6,7 +6,9 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdbool.h>
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 
@@ -303,8 +305,11 @@ static const flock_kernel_table avx2_table = {
 const flock_kernel_table *flock_kernels_avx2(void)
 {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports
+     * does not know "f16c". AVX2's check covers the OS saving YMM state. */
+    unsigned eax, ebx, ecx, edx;
+    bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         return &avx2_table;
     return NULL;
 }
