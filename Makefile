@@ -42,7 +42,7 @@ demo: setup
 
 FUZZ_SECONDS ?= 60
 fuzz: deps
-	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DFLOCK_FUZZ=ON \
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DFLOCK_FUZZ=ON \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 	@# seed regression runs, and test_tokenizer, which writes the tokdata seeds
