@@ -66,7 +66,7 @@ else
 fi
 
 # ---- Python packages (independent implementations for the parity tests) -------
-PY_PACKAGES=(numpy gguf tokenizers safetensors)
+PY_PACKAGES=(numpy gguf tokenizers safetensors jinja2)
 pip_install() {
     python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
         python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
