@@ -211,11 +211,15 @@ static void *dup_bytes(const void *p, size_t n, size_t elem)
     return d;
 }
 
-flock_status flock_manifest_set_int_arr(flock_manifest *m, const char *key, const int64_t *v, size_t n)
+_Static_assert(sizeof(int64_t) == 8 && sizeof(double) == 8, "manifest arrays hold 8-byte elements");
+
+/* The numeric array setters: copy n 8-byte elements, then store them under
+ * `key` with `type` (the entry frees whatever it held before). */
+static flock_status set_num_arr(flock_manifest *m, const char *key, flock_mval_type type, const void *v, size_t n)
 {
     if ((!v && n) || n > SIZE_MAX / 8)
         return FLOCK_E_INVALID_ARG;
-    int64_t *a = dup_bytes(v, n, sizeof *a);
+    void *a = dup_bytes(v, n, 8);
     if (!a)
         return FLOCK_E_NOMEM;
     mentry *e;
@@ -224,29 +228,23 @@ flock_status flock_manifest_set_int_arr(flock_manifest *m, const char *key, cons
         free(a);
         return st;
     }
-    e->type = FLOCK_MVAL_INT_ARR;
-    e->v.ia = a;
+    e->type = type;
+    if (type == FLOCK_MVAL_INT_ARR)
+        e->v.ia = a;
+    else
+        e->v.fa = a;
     e->n = n;
     return FLOCK_OK;
 }
 
+flock_status flock_manifest_set_int_arr(flock_manifest *m, const char *key, const int64_t *v, size_t n)
+{
+    return set_num_arr(m, key, FLOCK_MVAL_INT_ARR, v, n);
+}
+
 flock_status flock_manifest_set_float_arr(flock_manifest *m, const char *key, const double *v, size_t n)
 {
-    if ((!v && n) || n > SIZE_MAX / 8)
-        return FLOCK_E_INVALID_ARG;
-    double *a = dup_bytes(v, n, sizeof *a);
-    if (!a)
-        return FLOCK_E_NOMEM;
-    mentry *e;
-    flock_status st = entry_for(m, key, &e);
-    if (st) {
-        free(a);
-        return st;
-    }
-    e->type = FLOCK_MVAL_FLOAT_ARR;
-    e->v.fa = a;
-    e->n = n;
-    return FLOCK_OK;
+    return set_num_arr(m, key, FLOCK_MVAL_FLOAT_ARR, v, n);
 }
 
 static void free_strs(char **a, size_t n)
