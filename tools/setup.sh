@@ -28,7 +28,7 @@ for arg in "$@"; do
     --no-python) PYTHON=0 ;;
     --no-torch) TORCH=0 ;;
     -h | --help)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
