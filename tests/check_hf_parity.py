@@ -211,7 +211,7 @@ def main():
 
     def lap(what):  # seconds per check, for the record (never asserted)
         now = time.time()
-        print(f"   ({now - last[0]:.0f} s)")
+        print(f"   ({what}: {now - last[0]:.0f} s)")
         last[0] = now
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         bundle, out = os.path.join(tmp, "m.flock"), os.path.join(tmp, "logits.bin")
