@@ -334,16 +334,15 @@ flock_status flock_llvm_cpu_kernels(const flock_cpu_kernel_spec *spec, const cha
     return st;
 }
 
-flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char *target, uint8_t **out,
-                                   size_t *size, flock_error *err)
+/* The module as an object file or assembly text, unlinked. */
+static flock_status emit_plain(const flock_cpu_kernel_spec *spec, const char *target, LLVMCodeGenFileType ft,
+                               uint8_t **out, size_t *size, flock_error *err)
 {
-    if (!spec || !out || !size)
-        return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: NULL argument");
     resolved_target rt;
     LLVMMemoryBufferRef buf = NULL;
     lcpu_kernel *ks = NULL;
     size_t nk = 0;
-    flock_status st = resolve_and_generate(spec, target, LLVMObjectFile, &rt, &buf, &ks, &nk, err);
+    flock_status st = resolve_and_generate(spec, target, ft, &rt, &buf, &ks, &nk, err);
     if (st != FLOCK_OK)
         return st;
     free(ks);
@@ -351,23 +350,22 @@ flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char
     return take_buffer(buf, out, size, err);
 }
 
+flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char *target, uint8_t **out,
+                                   size_t *size, flock_error *err)
+{
+    if (!spec || !out || !size)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: NULL argument");
+    return emit_plain(spec, target, LLVMObjectFile, out, size, err);
+}
+
 flock_status flock_llvm_cpu_asm(const flock_cpu_kernel_spec *spec, const char *target, char **out,
                                 flock_error *err)
 {
     if (!spec || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: NULL argument");
-    resolved_target rt;
-    LLVMMemoryBufferRef buf = NULL;
-    lcpu_kernel *ks = NULL;
-    size_t nk = 0;
-    flock_status st = resolve_and_generate(spec, target, LLVMAssemblyFile, &rt, &buf, &ks, &nk, err);
-    if (st != FLOCK_OK)
-        return st;
-    free(ks);
-    free(rt.features);
     uint8_t *text = NULL;
     size_t n = 0;
-    st = take_buffer(buf, &text, &n, err);
+    flock_status st = emit_plain(spec, target, LLVMAssemblyFile, &text, &n, err);
     if (st == FLOCK_OK)
         *out = (char *)text;
     return st;
