@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --gen-len) GEN="$2"; shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
     --json) JSON="$2"; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-llamacpp.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
