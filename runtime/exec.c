@@ -391,7 +391,7 @@ int flock_exec_use_jit(flock_exec *e, const flock_cpu_jit *j, double keep)
         int32_t wi = p->values[op->in[0]].width;
         if (op->kind == FLOCK_OP_FFN && op->gated) {
             int32_t fi = e->op_ffn[i];
-            int64_t k = flock_griffin_keep_count(keep, op->d_ff);
+            int64_t k = flock_keep_count(keep, op->d_ff);
             /* the kernels are generated for the packed tensors: both in one dtype */
             if (wt(e, op->w[2])->dtype != w->dtype ||
                 flock_cpu_jit_find_ffn(j, w->dtype, op->act, wi, op->d_ff, (int32_t)k, &gf[fi], NULL) != FLOCK_OK ||

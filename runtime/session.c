@@ -227,7 +227,7 @@ static flock_status select_experts(flock_session *s, flock_error *err)
 {
     for (size_t i = 0; i < flock_exec_n_ffn(s->e); i++) {
         flock_exec_ffn *f = flock_exec_ffn_at(s->e, i);
-        int64_t k = flock_griffin_keep_count(s->o.keep, f->d_ff);
+        int64_t k = flock_keep_count(s->o.keep, f->d_ff);
         switch (s->o.select) {
         case FLOCK_SELECT_GRIFFIN:
             flock_select_topk(f->sumsq, f->d_ff, k, f->idx, s->pairs);

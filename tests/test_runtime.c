@@ -176,11 +176,11 @@ static void test_pool(void **state)
 static void test_keep_count(void **state)
 {
     (void)state;
-    assert_int_equal(flock_griffin_keep_count(0.5, 1536), 768);
-    assert_int_equal(flock_griffin_keep_count(1.0, 172), 172);
-    assert_int_equal(flock_griffin_keep_count(0.3, 172), 51); /* 51.6 -> 51 */
-    assert_int_equal(flock_griffin_keep_count(0.0, 10), 0);
-    assert_int_equal(flock_griffin_keep_count(0.99, 1), 0);
+    assert_int_equal(flock_keep_count(0.5, 1536), 768);
+    assert_int_equal(flock_keep_count(1.0, 172), 172);
+    assert_int_equal(flock_keep_count(0.3, 172), 51); /* 51.6 -> 51 */
+    assert_int_equal(flock_keep_count(0.0, 10), 0);
+    assert_int_equal(flock_keep_count(0.99, 1), 1); /* at least one neuron (a kernel needs k >= 1) */
 }
 
 static void test_griffin_hand(void **state)
@@ -460,7 +460,7 @@ static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int 
             for (int i = 0; i < f && n2 > 0; i++)
                 ss[i] += z[((size_t)l * T + t) * f + i] * z[((size_t)l * T + t) * f + i] / n2;
         }
-        kk[l] = flock_griffin_keep_count(keep, f);
+        kk[l] = flock_keep_count(keep, f);
         kept[l] = malloc((size_t)f * sizeof(int32_t));
         naive_topk(ss, f, (int)kk[l], kept[l]);
         flock_exec_ffn *ef = flock_exec_ffn_at(e, (size_t)l);
