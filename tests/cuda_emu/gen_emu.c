@@ -1,7 +1,10 @@
-/* Writes the CPU-emulation source of one gpu_check configuration: the
+/* Writes the CPU-emulation source of one gpu_check configuration, or of one
+ * model the runtime's CUDA backend test compiles (models[] below): the
  * generated CUDA C inside a namespace, a trampoline per entry point that
- * unpacks the launch's argument pointers, and the exported kernel table
- * emu_kernels_<ident>[] / emu_n_kernels_<ident>.
+ * unpacks the launch's argument pointers, the exported kernel table
+ * emu_kernels_<ident>[] / emu_n_kernels_<ident>, and emu_source_hash_<ident>
+ * (FNV-1a 64 of the generated source: the emulator driver accepts only an
+ * image of those very bytes).
  *   gen_emu LABEL IDENT OUT.cpp */
 #include "cuda_private.h"
 #include "gpu_check_ref.h"
@@ -24,6 +27,26 @@ static void param_type(const char *p, size_t n, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)e, p);
 }
 
+/* Models compiled by tests/test_cuda_backend.c, with the facts flockc's
+ * CUDA sections get for them (compiler/cuda_sections.c: the --keep ratios,
+ * then 1.0; f16 KV cache). The test checks that flockc's source for the
+ * model is byte for byte the one generated here. */
+static const gpu_check_config models[] = {
+    /* stories260K.gguf compiled with --dtype f16 --keep 0.5 */
+    {.label = "stories260k-f16",
+     .m = {.d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
+           .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
+           .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 2, .keep = {0.5f, 1.0f}}},
+};
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+    return h;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -35,6 +58,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         if (strcmp(cfgs[i].label, argv[1]) == 0)
             c = &cfgs[i];
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
+        if (strcmp(models[i].label, argv[1]) == 0)
+            c = &models[i];
     if (!c) {
         fprintf(stderr, "gen_emu: no configuration '%s'\n", argv[1]);
         return 2;
@@ -79,6 +105,8 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < list.n; k++)
         fprintf(f, "    {\"%s\", emu_%s::t%zu},\n", list.defs[k].name, id, k);
     fprintf(f, "};\nextern \"C\" const size_t emu_n_kernels_%s = %zu;\n", id, list.n);
+    fprintf(f, "extern \"C\" const unsigned long long emu_source_hash_%s = %lluULL;\n", id,
+            (unsigned long long)fnv1a(src, len));
     fclose(f);
     free(src);
     free(list.defs);
