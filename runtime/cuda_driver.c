@@ -68,6 +68,13 @@ static flock_status cu_fail(const cu_lib *c, cu_result r, const char *what, floc
             return cu_fail((c), r_, (what), err);    \
     } while (0)
 
+static flock_status drv_bind(flock_cuda_driver *d, flock_error *err)
+{
+    cu_lib *c = L(d);
+    CU_CHECK(c, c->ctx_set_current(c->ctx), "cuCtxSetCurrent");
+    return FLOCK_OK;
+}
+
 static flock_status drv_module_load(flock_cuda_driver *d, const void *image, size_t size, bool ptx,
                                     flock_cuda_module **out, flock_error *err)
 {
@@ -196,6 +203,8 @@ static void drv_close(flock_cuda_driver *d)
     if (!d)
         return;
     cu_lib *c = L(d);
+    if (c->ctx_retained)
+        c->ctx_set_current(c->ctx);
     if (c->stream)
         c->stream_destroy(c->stream);
     if (c->ctx_retained)
@@ -289,6 +298,7 @@ flock_status flock_cuda_driver_open(flock_cuda_driver **out, flock_error *err)
             return err ? err->status : FLOCK_E_UNSUPPORTED;
         }
     c->d.name = "libcuda";
+    c->d.bind = drv_bind;
     c->d.module_load = drv_module_load;
     c->d.module_unload = drv_module_unload;
     c->d.get_function = drv_get_function;

@@ -32,6 +32,9 @@ typedef struct flock_cuda_driver flock_cuda_driver;
 struct flock_cuda_driver {
     const char *name; /* "libcuda", "emulator": for messages */
     flock_cuda_dev_info info;
+    /* Makes the device's context current on the calling thread (a session
+     * may be used from another thread than the one that created it). */
+    flock_status (*bind)(flock_cuda_driver *d, flock_error *err);
     /* Loads a kernel image (CUBIN, or PTX that the driver compiles; PTX
      * errors carry the JIT log). */
     flock_status (*module_load)(flock_cuda_driver *d, const void *image, size_t size, bool ptx,

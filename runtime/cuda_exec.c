@@ -270,6 +270,13 @@ static flock_status setup(flock_cuda_exec *c, const void *blob, size_t blob_size
     flock_status st = flock_cuda_blob_parse(blob, blob_size, &c->blob, err);
     if (st != FLOCK_OK)
         return flock_error_prefix(err, "kernel section %s", c->section);
+    /* The driver reads a PTX image up to its NUL: it must have one. */
+    if (c->blob.image_kind == FLOCK_CUDA_IMAGE_PTX &&
+        (c->blob.image_size == 0 || ((const char *)c->blob.image)[c->blob.image_size - 1] != '\0'))
+        return flock_error_set(err, FLOCK_E_CORRUPT, "kernel section %s: the PTX image is not NUL-terminated",
+                               c->section);
+    if ((st = c->drv->bind(c->drv, err)))
+        return st;
     if ((st = flock_exec_plan_program(p, c->tensors, &c->plan, err)))
         return st;
     const flock_cuda_blob_model *m = &c->blob.model;
@@ -348,6 +355,7 @@ void flock_cuda_exec_free(flock_cuda_exec *c)
     if (!c)
         return;
     flock_cuda_driver *d = c->drv;
+    d->bind(d, NULL); /* frees below go to this device's context */
     if (c->w)
         for (uint32_t t = 0; t < c->prog->n_tensors; t++)
             d->free(d, c->w[t]);

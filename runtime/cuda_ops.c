@@ -230,7 +230,9 @@ flock_status flock_cuda_exec_run(flock_cuda_exec *c, const int32_t *ids, size_t 
             if (c->ffn[i].k != c->keep_k)
                 return flock_error_set(err, FLOCK_E_INVALID_ARG,
                                        "no experts are selected for layer %d: run a prompt first", c->ffn[i].layer);
-    flock_status st;
+    flock_status st = c->drv->bind(c->drv, err);
+    if (st != FLOCK_OK)
+        return st;
     if (stats && c->n_past == 0) /* a new prompt: its statistic starts at zero */
         for (int32_t i = 0; i < c->plan.n_ffn; i++)
             if ((st = c->drv->memset8(c->drv, c->dffn[i].stat, 0, (size_t)c->ffn[i].d_ff * sizeof(float), err)))
@@ -247,6 +249,9 @@ flock_status flock_cuda_exec_run(flock_cuda_exec *c, const int32_t *ids, size_t 
 
 flock_status flock_cuda_exec_select_griffin(flock_cuda_exec *c, flock_error *err)
 {
+    flock_status st0 = c->drv->bind(c->drv, err);
+    if (st0 != FLOCK_OK)
+        return st0;
     for (int32_t i = 0; i < c->plan.n_ffn; i++) {
         cuda_ffn *f = &c->dffn[i];
         LAUNCH(c->rank, c->rank->info.grid[0], 1, 1, &f->stat, &f->sel);
@@ -262,6 +267,9 @@ flock_status flock_cuda_exec_select_griffin(flock_cuda_exec *c, flock_error *err
 
 flock_status flock_cuda_exec_upload_selection(flock_cuda_exec *c, flock_error *err)
 {
+    flock_status st0 = c->drv->bind(c->drv, err);
+    if (st0 != FLOCK_OK)
+        return st0;
     for (int32_t i = 0; i < c->plan.n_ffn; i++) {
         const flock_exec_ffn *f = &c->ffn[i];
         if (f->k != c->keep_k)

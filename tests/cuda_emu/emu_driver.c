@@ -41,6 +41,13 @@ static uint64_t fnv1a(const void *p, size_t n)
     return h;
 }
 
+static flock_status emu_bind(flock_cuda_driver *d, flock_error *err)
+{
+    (void)d;
+    (void)err;
+    return FLOCK_OK;
+}
+
 static flock_status emu_module_load(flock_cuda_driver *d, const void *image, size_t size, bool ptx,
                                     flock_cuda_module **out, flock_error *err)
 {
@@ -183,6 +190,7 @@ flock_status emu_driver_open(flock_cuda_driver **out, flock_error *err)
     d->info.cc_minor = EMU_CC_MINOR;
     d->info.sm_count = 4;
     d->info.total_mem = 1ULL << 30;
+    d->bind = emu_bind;
     d->module_load = emu_module_load;
     d->module_unload = emu_module_unload;
     d->get_function = emu_get_function;
