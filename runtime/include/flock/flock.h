@@ -1,6 +1,6 @@
 /*
  * flock/flock.h - the flock runtime: load a compiled .flock bundle and
- * generate text with GRIFFIN's per-prompt FF expert selection, on the CPU.
+ * generate text with GRIFFIN's per-prompt FF expert selection, on the CPU or a CUDA GPU.
  *
  * Typical use:
  *   flock_model *m;   flock_model_open("m.flock", NULL, &m, &err);
