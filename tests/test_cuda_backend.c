@@ -6,10 +6,16 @@
  * (section choice, checks, kernel resolution, uploads, the op walk, launch
  * shapes, GRIFFIN on the device, logits back) is the code a GPU runs.
  *
+ * Also two synthetic models with random weights (cuda_emu/synth_models.h:
+ * Gemma 3 in bf16 with QK-norm and a sliding window, OPT in f16 with
+ * LayerNorm, learned positions, biases and a plain ReLU FF), whose emulated
+ * kernels gen_emu generates at build time from the same compile.
+ *
  * Needs $FLOCK_TEST_DATA (models/stories260K.gguf); skips (77) without. */
 #include "test_util.h"
 
 #include "cuda_emu/emu_driver.h"
+#include "cuda_emu/synth_models.h"
 #include "flock/codegen.h"
 #include "flock/compiler.h"
 #include "flock/flock.h"
@@ -19,17 +25,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 extern const emu_kernel emu_kernels_stories[];
 extern const size_t emu_n_kernels_stories;
 extern const unsigned long long emu_source_hash_stories;
+extern const emu_kernel emu_kernels_synth_gemma3[], emu_kernels_synth_opt[];
+extern const size_t emu_n_kernels_synth_gemma3, emu_n_kernels_synth_opt;
+extern const unsigned long long emu_source_hash_synth_gemma3, emu_source_hash_synth_opt;
+
+/* The emulated kernels of each synthetic model, as synth_models[] orders them. */
+static const struct {
+    const emu_kernel *k;
+    const size_t *n;
+    const unsigned long long *hash;
+} synth_tables[] = {
+    {emu_kernels_synth_gemma3, &emu_n_kernels_synth_gemma3, &emu_source_hash_synth_gemma3},
+    {emu_kernels_synth_opt, &emu_n_kernels_synth_opt, &emu_source_hash_synth_opt},
+};
+_Static_assert(sizeof synth_tables / sizeof synth_tables[0] == sizeof synth_models / sizeof synth_models[0],
+               "a table per synthetic model");
 
 #define N_GEN 16
 static const char *const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play";
 
-static char g_dir[256];
-static char g_cuda[300], g_plain[300], g_other[300], g_missing[300];
+static char g_cuda[512], g_plain[512], g_other[512], g_missing[512];
 
 static uint64_t fnv1a(const void *p, size_t n)
 {
@@ -86,16 +105,14 @@ static void copy_with_section(const char *from, const char *to, const char *name
  * any, with only sm_80, and with a kernel renamed away. */
 static int setup(void **state)
 {
-    (void)state;
     char gguf[512];
     flock_test_data_path("models/stories260K.gguf", gguf, sizeof gguf);
-    snprintf(g_dir, sizeof g_dir, "/tmp/flock_cuda_backend_XXXXXX");
-    if (!mkdtemp(g_dir))
+    if (flock_test_tmpdir_make(state) != 0)
         return -1;
-    snprintf(g_plain, sizeof g_plain, "%s/plain.flock", g_dir);
-    snprintf(g_cuda, sizeof g_cuda, "%s/cuda.flock", g_dir);
-    snprintf(g_other, sizeof g_other, "%s/other.flock", g_dir);
-    snprintf(g_missing, sizeof g_missing, "%s/missing.flock", g_dir);
+    snprintf(g_plain, sizeof g_plain, "%s", flock_test_tmp("plain.flock"));
+    snprintf(g_cuda, sizeof g_cuda, "%s", flock_test_tmp("cuda.flock"));
+    snprintf(g_other, sizeof g_other, "%s", flock_test_tmp("other.flock"));
+    snprintf(g_missing, sizeof g_missing, "%s", flock_test_tmp("missing.flock"));
     flock_error err = {0};
     flock_source *src = NULL;
     if (flock_source_open(gguf, &src, &err) != FLOCK_OK) {
@@ -162,14 +179,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    (void)state;
     flock_cuda_set_driver(NULL, NULL);
-    unlink(g_plain);
-    unlink(g_cuda);
-    unlink(g_other);
-    unlink(g_missing);
-    rmdir(g_dir);
-    return 0;
+    return flock_test_tmpdir_remove(state);
 }
 
 static flock_model *open_model(const char *path)
@@ -181,6 +192,8 @@ static flock_model *open_model(const char *path)
     return m;
 }
 
+static int32_t g_n_ctx = 128; /* the synthetic models are trained for 64 */
+
 static flock_session *session(flock_model *m, flock_device dev, double keep, flock_select_mode sel, bool all)
 {
     flock_session_opts o = flock_session_default_opts();
@@ -189,7 +202,7 @@ static flock_session *session(flock_model *m, flock_device dev, double keep, flo
     o.select = sel;
     o.all_logits = all;
     o.threads = 1;
-    o.n_ctx = 128;
+    o.n_ctx = g_n_ctx;
     o.seed = 7;
     o.kernels = FLOCK_KERNELS_PORTABLE;
     flock_error err = {0};
@@ -222,7 +235,7 @@ static size_t prompt_ids(const flock_model *m, int32_t *ids, size_t cap)
 static void compare(double keep, flock_select_mode sel)
 {
     flock_model *m = open_model(g_cuda);
-    const int32_t V = flock_model_n_vocab(m);
+    const int32_t nv = flock_model_n_vocab(m);
     flock_session *cpu = session(m, FLOCK_DEVICE_CPU, keep, sel, true);
     flock_session *gpu = session(m, FLOCK_DEVICE_CUDA, keep, sel, true);
     assert_int_equal(flock_session_device(gpu), FLOCK_DEVICE_CUDA);
@@ -238,7 +251,7 @@ static void compare(double keep, flock_select_mode sel)
     assert_int_equal(np_g, n);
     double worst = 0;
     for (size_t t = 0; t < n; t++) {
-        double e = flock_test_nrm_err(lg + t * (size_t)V, lc + t * (size_t)V, (size_t)V);
+        double e = flock_test_nrm_err(lg + t * (size_t)nv, lc + t * (size_t)nv, (size_t)nv);
         worst = e > worst ? e : worst;
     }
     /* Expected differences: f16 KV cache and f16-rounded GEMM inputs on the
@@ -282,11 +295,11 @@ static void compare(double keep, flock_select_mode sel)
     int32_t tc[N_GEN], tg[N_GEN];
     double worst_dec = 0;
     for (int i = 0; i < N_GEN; i++) {
-        tc[i] = argmax(flock_session_last_logits(cpu), V);
-        tg[i] = argmax(flock_session_last_logits(gpu), V);
+        tc[i] = argmax(flock_session_last_logits(cpu), nv);
+        tg[i] = argmax(flock_session_last_logits(gpu), nv);
         assert_int_equal(flock_session_decode(cpu, &tc[i], 1), FLOCK_OK);
         assert_int_equal(flock_session_decode(gpu, &tg[i], 1), FLOCK_OK);
-        double e = flock_test_nrm_err(flock_session_last_logits(gpu), flock_session_last_logits(cpu), (size_t)V);
+        double e = flock_test_nrm_err(flock_session_last_logits(gpu), flock_session_last_logits(cpu), (size_t)nv);
         worst_dec = e > worst_dec ? e : worst_dec;
     }
     emu_driver_stats after = emu_driver_get_stats();
@@ -325,31 +338,124 @@ static void test_reset_repeat(void **state)
 {
     (void)state;
     flock_model *m = open_model(g_cuda);
-    const int32_t V = flock_model_n_vocab(m);
+    const int32_t nv = flock_model_n_vocab(m);
     flock_session *s = session(m, FLOCK_DEVICE_CUDA, 0.5, FLOCK_SELECT_GRIFFIN, false);
     int32_t ids[64];
     size_t n = prompt_ids(m, ids, 64);
-    float *first = malloc(sizeof(float) * (size_t)V);
+    float *first = malloc(sizeof(float) * (size_t)nv);
     assert_non_null(first);
     assert_int_equal(flock_session_prefill(s, ids, n), FLOCK_OK);
     size_t np = 0;
     flock_session_logits(s, &np);
     assert_int_equal(np, 1);
-    memcpy(first, flock_session_last_logits(s), sizeof(float) * (size_t)V);
-    int32_t t = argmax(first, V);
+    memcpy(first, flock_session_last_logits(s), sizeof(float) * (size_t)nv);
+    int32_t t = argmax(first, nv);
     assert_int_equal(flock_session_decode(s, &t, 1), FLOCK_OK);
     assert_int_equal(flock_session_prefill(s, ids, n), FLOCK_E_INVALID_ARG); /* not fresh */
     flock_session_reset(s);
     assert_int_equal(flock_session_n_past(s), 0);
     assert_int_equal(flock_session_decode(s, &t, 1), FLOCK_E_INVALID_ARG); /* no experts yet */
     assert_int_equal(flock_session_prefill(s, ids, n), FLOCK_OK);
-    assert_memory_equal(first, flock_session_last_logits(s), sizeof(float) * (size_t)V);
-    int32_t bad = V + 3;
+    assert_memory_equal(first, flock_session_last_logits(s), sizeof(float) * (size_t)nv);
+    int32_t bad = nv + 3;
     assert_int_equal(flock_session_decode(s, &bad, 1), FLOCK_E_INVALID_ARG);
     free(first);
     flock_session_free(s);
     flock_model_free(m);
     assert_int_equal(emu_driver_get_stats().live, 0); /* every device buffer freed */
+}
+
+/* The synthetic models (random weights) through both executors: every
+ * position's logits, then 16 decode steps fed the CPU's greedy choice (the
+ * random models' top logits are close, so each side's own greedy choice
+ * would test the noise, not the backend), and the experts. */
+static void test_synthetic(void **state)
+{
+    (void)state;
+    for (size_t mi = 0; mi < sizeof synth_models / sizeof synth_models[0]; mi++) {
+        const synth_model *sm = &synth_models[mi];
+        char dir[512], plain[512], cuda[512], name[64];
+        snprintf(dir, sizeof dir, "%s", flock_test_tmp(sm->name));
+        snprintf(name, sizeof name, "%s.plain.flock", sm->name);
+        snprintf(plain, sizeof plain, "%s", flock_test_tmp(name));
+        snprintf(name, sizeof name, "%s.cuda.flock", sm->name);
+        snprintf(cuda, sizeof cuda, "%s", flock_test_tmp(name));
+        hfw w;
+        sm->write(dir, &w);
+        hfw_free(&w);
+        flock_error err = {0};
+        flock_source *src = NULL;
+        flock_program *p = NULL;
+        flock_compile_opts o = synth_opts(sm);
+        char *cu_src = NULL;
+        size_t cu_len = 0;
+        flock_codegen_model cm;
+        uint8_t *blob = NULL;
+        size_t blob_size = 0;
+        if (flock_source_open(dir, &src, &err) || flock_compile_bundle(src, &o, plain, NULL, &err) ||
+            flock_compile_program(src, &o, &p, &err) || flock_compile_cuda_source(p, &o, &cu_src, &cu_len, &err) ||
+            synth_cuda_model(p, &cm, &err) ||
+            flock_codegen_cuda_pack(&cm, 90, FLOCK_CUDA_IMAGE_CUBIN, cu_src, cu_len, &blob, &blob_size, &err))
+            fail_msg("%s: %s", sm->name, err.msg);
+        assert_true(fnv1a(cu_src, cu_len) == *synth_tables[mi].hash); /* the emulated kernels are these */
+        copy_with_section(plain, cuda, "cuda:sm_90", blob, blob_size);
+        free(blob);
+        free(cu_src);
+        flock_program_free(p);
+        flock_source_free(src);
+        emu_driver_use(synth_tables[mi].k, *synth_tables[mi].n, *synth_tables[mi].hash);
+
+        flock_model *m = open_model(cuda);
+        const int32_t nv = flock_model_n_vocab(m);
+        g_n_ctx = 64;
+        flock_session *c = session(m, FLOCK_DEVICE_CPU, 0.5, FLOCK_SELECT_GRIFFIN, true);
+        flock_session *g = session(m, FLOCK_DEVICE_CUDA, 0.5, FLOCK_SELECT_GRIFFIN, true);
+        g_n_ctx = 128;
+        assert_int_equal(flock_session_device(g), FLOCK_DEVICE_CUDA);
+        int32_t ids[12];
+        uint64_t rng = 12345;
+        for (int i = 0; i < 12; i++)
+            ids[i] = (int32_t)(flock_test_rand(&rng) % (uint64_t)nv);
+        assert_int_equal(flock_session_prefill(c, ids, 12), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(g, ids, 12), FLOCK_OK);
+        const float *lc = flock_session_logits(c, NULL), *lg = flock_session_logits(g, NULL);
+        double worst = 0, worst_dec = 0;
+        for (size_t t = 0; t < 12; t++) {
+            double e = flock_test_nrm_err(lg + t * (size_t)nv, lc + t * (size_t)nv, (size_t)nv);
+            worst = e > worst ? e : worst;
+        }
+        size_t same = 0, total = 0;
+        for (size_t i = 0; i < flock_session_n_ffn(c); i++) {
+            const int32_t *ic, *ig;
+            size_t kc, kg;
+            assert_int_equal(flock_session_experts(c, i, NULL, &ic, &kc), FLOCK_OK);
+            assert_int_equal(flock_session_experts(g, i, NULL, &ig, &kg), FLOCK_OK);
+            assert_int_equal(kc, kg);
+            for (size_t a = 0; a < kc; a++)
+                for (size_t b = 0; b < kg; b++)
+                    same += ic[a] == ig[b];
+            total += kc;
+        }
+        for (int i = 0; i < 16; i++) {
+            int32_t t = argmax(flock_session_last_logits(c), nv);
+            assert_int_equal(flock_session_decode(c, &t, 1), FLOCK_OK);
+            assert_int_equal(flock_session_decode(g, &t, 1), FLOCK_OK);
+            double e = flock_test_nrm_err(flock_session_last_logits(g), flock_session_last_logits(c), (size_t)nv);
+            worst_dec = e > worst_dec ? e : worst_dec;
+        }
+        printf("%s (%s): prompt logits worst normalized error %.3e, experts %zu of %zu equal, 16 decode "
+               "steps (to 28 positions) %.3e\n",
+               sm->name, flock_dtype_name(sm->dtype), worst, same, total, worst_dec);
+        /* bf16 / f16 rounding of the GEMM inputs on the device; the CPU keeps f32 activations */
+        assert_true(worst < 3e-2);
+        assert_true(worst_dec < 5e-2);
+        assert_true((double)same >= 0.9 * (double)total);
+        flock_session_free(c);
+        flock_session_free(g);
+        flock_model_free(m);
+    }
+    assert_int_equal(emu_driver_get_stats().live, 0);
+    emu_driver_use(emu_kernels_stories, emu_n_kernels_stories, emu_source_hash_stories);
 }
 
 static void expect_create_error(const char *path, flock_device dev, const char *needle)
@@ -402,7 +508,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_griffin_keep_1),  cmocka_unit_test(test_griffin_keep_half),
         cmocka_unit_test(test_random_keep_half), cmocka_unit_test(test_reset_repeat),
-        cmocka_unit_test(test_errors_and_auto),
+        cmocka_unit_test(test_errors_and_auto), cmocka_unit_test(test_synthetic),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

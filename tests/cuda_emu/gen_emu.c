@@ -5,9 +5,12 @@
  * emu_kernels_<ident>[] / emu_n_kernels_<ident>, and emu_source_hash_<ident>
  * (FNV-1a 64 of the generated source: the emulator driver accepts only an
  * image of those very bytes).
- *   gen_emu LABEL IDENT OUT.cpp */
+ *   gen_emu LABEL IDENT OUT.cpp
+ *   gen_emu synth:NAME IDENT OUT.cpp   (a model of synth_models.h: written,
+ *                                       compiled as flockc does, its source) */
 #include "cuda_private.h"
 #include "gpu_check_ref.h"
+#include "synth_models.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +50,61 @@ static uint64_t fnv1a(const char *p, size_t n)
     return h;
 }
 
+/* The codegen model of synthetic model `name`, compiled as flockc does, and
+ * checked to give the very source flockc's sections are compiled from. */
+static int synth(const char *name, flock_codegen_model *out)
+{
+    const synth_model *sm = NULL;
+    for (size_t i = 0; i < sizeof synth_models / sizeof synth_models[0]; i++)
+        if (strcmp(synth_models[i].name, name) == 0)
+            sm = &synth_models[i];
+    if (!sm) {
+        fprintf(stderr, "gen_emu: no synthetic model '%s'\n", name);
+        return 2;
+    }
+    char dir[] = "/tmp/flock_gen_emu_XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    hfw w;
+    sm->write(dir, &w);
+    hfw_free(&w);
+    flock_error e = {0};
+    flock_source *src = NULL;
+    flock_program *p = NULL;
+    flock_compile_opts o = synth_opts(sm);
+    char *text = NULL, *again = NULL;
+    size_t len = 0, again_len = 0;
+    int rc = 1;
+    if (flock_source_open(dir, &src, &e) || flock_compile_program(src, &o, &p, &e) ||
+        flock_compile_cuda_source(p, &o, &text, &len, &e) || synth_cuda_model(p, out, &e) ||
+        flock_codegen_cuda_source(out, &again, &again_len, NULL, NULL, &e))
+        fprintf(stderr, "gen_emu: %s: %s\n", name, e.msg);
+    else if (again_len != len || memcmp(again, text, len) != 0)
+        fprintf(stderr, "gen_emu: %s: synth_cuda_model differs from flockc's CUDA model\n", name);
+    else
+        rc = 0;
+    free(text);
+    free(again);
+    flock_program_free(p);
+    flock_source_free(src);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "gen_emu: could not remove %s\n", dir);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: gen_emu LABEL IDENT OUT.cpp\n");
+        fprintf(stderr, "usage: gen_emu LABEL|synth:NAME IDENT OUT.cpp\n");
         return 2;
+    }
+    gpu_check_config sc = {.label = argv[1]};
+    if (strncmp(argv[1], "synth:", 6) == 0) {
+        int rc = synth(argv[1] + 6, &sc.m);
+        if (rc)
+            return rc;
     }
     size_t n = 0;
     const gpu_check_config *cfgs = gpu_check_configs(&n), *c = NULL;
@@ -61,6 +114,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
         if (strcmp(models[i].label, argv[1]) == 0)
             c = &models[i];
+    if (strncmp(argv[1], "synth:", 6) == 0)
+        c = &sc;
     if (!c) {
         fprintf(stderr, "gen_emu: no configuration '%s'\n", argv[1]);
         return 2;
