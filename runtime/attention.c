@@ -10,10 +10,11 @@
 
 #define ATT_BLOCK_MAX 128 /* keys per block (bounded so a block stays in L1/L2) */
 
-/* Per-thread scratch: m, l for every row of a task, and one score block. */
+/* Per-thread scratch: m, l for every row of a task, and a score block per
+ * query head of a group. */
 static size_t thread_floats(int32_t max_heads)
 {
-    return 2 * (size_t)FLOCK_ATT_QTILE * (size_t)max_heads + ATT_BLOCK_MAX;
+    return 2 * (size_t)FLOCK_ATT_QTILE * (size_t)max_heads + (size_t)ATT_BLOCK_MAX * (size_t)max_heads;
 }
 
 static size_t n_spans(int32_t n_ctx)
@@ -81,17 +82,17 @@ static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, 
                 continue;
             size_t n = (size_t)(j1 - j0);
             const float *kb = kbase + (size_t)j0 * a->ldkv, *vb = vbase + (size_t)j0 * a->ldkv;
+            k->att_qk(a->q + (size_t)t * a->ldq + (size_t)r->kvh * group * hd, (size_t)hd, (size_t)group, kb,
+                      a->ldkv, n, (size_t)hd, a->scale, s, ATT_BLOCK_MAX);
             for (int32_t g = 0; g < group; g++) {
                 int32_t i = (t - r->t0) * group + g;
-                const float *q = a->q + (size_t)t * a->ldq + (size_t)(r->kvh * group + g) * hd;
-                float *o = r->o0 + (size_t)(t - r->t0) * r->ld_t + (size_t)g * r->ld_h;
-                k->att_qk(q, kb, a->ldkv, n, (size_t)hd, a->scale, s);
+                float *o = r->o0 + (size_t)(t - r->t0) * r->ld_t + (size_t)g * r->ld_h, *sg = s + (size_t)g * ATT_BLOCK_MAX;
                 if (a->softcap > 0)
                     for (size_t j = 0; j < n; j++)
-                        s[j] = a->softcap * tanhf(s[j] / a->softcap);
+                        sg[j] = a->softcap * tanhf(sg[j] / a->softcap);
                 float mx = r->m[i];
                 for (size_t j = 0; j < n; j++)
-                    mx = s[j] > mx ? s[j] : mx;
+                    mx = sg[j] > mx ? sg[j] : mx;
                 if (mx > r->m[i]) { /* a new maximum: rescale what was summed so far */
                     float alpha = r->m[i] == -INFINITY ? 0.f : expf(r->m[i] - mx);
                     r->l[i] *= alpha;
@@ -99,8 +100,8 @@ static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, 
                         o[d] *= alpha;
                     r->m[i] = mx;
                 }
-                r->l[i] += k->att_exp(s, n, mx);
-                k->att_pv(s, vb, a->ldkv, n, (size_t)hd, o);
+                r->l[i] += k->att_exp(sg, n, mx);
+                k->att_pv(sg, vb, a->ldkv, n, (size_t)hd, o);
             }
         }
     }

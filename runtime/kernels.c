@@ -181,15 +181,17 @@ static void axpy_plain(float a, const float *x, float *y, size_t n)
     axpy_f32(a, x, y, n);
 }
 
-static void att_qk(const float *q, const float *k, size_t ldk, size_t n, size_t hd, float scale, float *s)
+static void att_qk(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
+                   float scale, float *s, size_t lds)
 {
-    for (size_t j = 0; j < n; j++) {
-        const float *kj = k + j * ldk;
-        float acc = 0;
-        for (size_t i = 0; i < hd; i++)
-            acc += q[i] * kj[i];
-        s[j] = acc * scale;
-    }
+    for (size_t r = 0; r < nq; r++)
+        for (size_t j = 0; j < n; j++) {
+            const float *kj = k + j * ldk, *qr = q + r * ldq;
+            float acc = 0;
+            for (size_t i = 0; i < hd; i++)
+                acc += qr[i] * kj[i];
+            s[r * lds + j] = acc * scale;
+        }
 }
 
 static float att_exp(float *s, size_t n, float m)

@@ -294,41 +294,93 @@ AVX2_FN static void axpy_plain(float a, const float *x, float *y, size_t n)
 
 /* ---- attention ---------------------------------------------------------- */
 
-/* Scores of 4 keys at once: 4 accumulators over head_dim, one horizontal
- * reduction for all four (hsum4). q stays in L1 across the keys. */
-AVX2_FN static void att_qk(const float *q, const float *k, size_t ldk, size_t n, size_t hd, float scale, float *s)
+/* Scores of one query against 4 keys: 4 accumulators over head_dim, one
+ * horizontal reduction for all four (hsum4). */
+AVX2_FN static void qk_1x4(const float *q, const float *k, size_t ldk, size_t hd, float scale, float *s)
+{
+    size_t h8 = hd & ~(size_t)7;
+    const float *k0 = k, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < h8; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), qv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k1 + i), qv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k2 + i), qv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k3 + i), qv, a3);
+    }
+    float out[4];
+    hsum4(a0, a1, a2, a3, out);
+    for (size_t i = h8; i < hd; i++) {
+        out[0] += q[i] * k0[i];
+        out[1] += q[i] * k1[i];
+        out[2] += q[i] * k2[i];
+        out[3] += q[i] * k3[i];
+    }
+    for (int c = 0; c < 4; c++)
+        s[c] = out[c] * scale;
+}
+
+/* Two queries against 4 keys: 8 accumulators, 6 loads per 8 FMAs (one
+ * query alone needs 5 per 4). Each score is summed exactly as in qk_1x4,
+ * so a row's scores do not depend on whether it was paired. */
+AVX2_FN static void qk_2x4(const float *q, size_t ldq, const float *k, size_t ldk, size_t hd, float scale, float *s,
+                           size_t lds)
+{
+    size_t h8 = hd & ~(size_t)7;
+    const float *q1 = q + ldq, *k0 = k, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (size_t i = 0; i < h8; i += 8) {
+        __m256 qa = _mm256_loadu_ps(q + i), qb = _mm256_loadu_ps(q1 + i), kv;
+        kv = _mm256_loadu_ps(k0 + i);
+        a0 = _mm256_fmadd_ps(kv, qa, a0);
+        b0 = _mm256_fmadd_ps(kv, qb, b0);
+        kv = _mm256_loadu_ps(k1 + i);
+        a1 = _mm256_fmadd_ps(kv, qa, a1);
+        b1 = _mm256_fmadd_ps(kv, qb, b1);
+        kv = _mm256_loadu_ps(k2 + i);
+        a2 = _mm256_fmadd_ps(kv, qa, a2);
+        b2 = _mm256_fmadd_ps(kv, qb, b2);
+        kv = _mm256_loadu_ps(k3 + i);
+        a3 = _mm256_fmadd_ps(kv, qa, a3);
+        b3 = _mm256_fmadd_ps(kv, qb, b3);
+    }
+    float oa[4], ob[4];
+    hsum4(a0, a1, a2, a3, oa);
+    hsum4(b0, b1, b2, b3, ob);
+    for (size_t i = h8; i < hd; i++)
+        for (int c = 0; c < 4; c++) {
+            oa[c] += q[i] * k[c * ldk + i];
+            ob[c] += q1[i] * k[c * ldk + i];
+        }
+    for (int c = 0; c < 4; c++) {
+        s[c] = oa[c] * scale;
+        s[lds + c] = ob[c] * scale;
+    }
+}
+
+AVX2_FN static void att_qk(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
+                           float scale, float *s, size_t lds)
 {
     size_t h8 = hd & ~(size_t)7, j = 0;
     for (; j + 4 <= n; j += 4) {
-        const float *k0 = k + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (size_t i = 0; i < h8; i += 8) {
-            __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), qv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k1 + i), qv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k2 + i), qv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k3 + i), qv, a3);
-        }
-        float out[4];
-        hsum4(a0, a1, a2, a3, out);
-        for (size_t i = h8; i < hd; i++) {
-            out[0] += q[i] * k0[i];
-            out[1] += q[i] * k1[i];
-            out[2] += q[i] * k2[i];
-            out[3] += q[i] * k3[i];
-        }
-        for (int c = 0; c < 4; c++)
-            s[j + c] = out[c] * scale;
+        size_t r = 0;
+        for (; r + 2 <= nq; r += 2)
+            qk_2x4(q + r * ldq, ldq, k + j * ldk, ldk, hd, scale, s + r * lds + j, lds);
+        if (r < nq)
+            qk_1x4(q + r * ldq, k + j * ldk, ldk, hd, scale, s + r * lds + j);
     }
     for (; j < n; j++) {
         const float *kj = k + j * ldk;
-        __m256 a0 = _mm256_setzero_ps();
-        for (size_t i = 0; i < h8; i += 8)
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kj + i), _mm256_loadu_ps(q + i), a0);
-        float acc = hsum8(a0);
-        for (size_t i = h8; i < hd; i++)
-            acc += q[i] * kj[i];
-        s[j] = acc * scale;
+        for (size_t r = 0; r < nq; r++) {
+            const float *qr = q + r * ldq;
+            __m256 a0 = _mm256_setzero_ps();
+            for (size_t i = 0; i < h8; i += 8)
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kj + i), _mm256_loadu_ps(qr + i), a0);
+            float acc = hsum8(a0);
+            for (size_t i = h8; i < hd; i++)
+                acc += qr[i] * kj[i];
+            s[r * lds + j] = acc * scale;
+        }
     }
 }
 

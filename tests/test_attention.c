@@ -137,21 +137,30 @@ static void check_kernels(const flock_kernel_table *k)
         for (size_t n = 1; n <= 19; n += 3) {
             size_t hd = hds[hi], ld = hd + 3;
             float *q = malloc(hd * sizeof *q), *kv = malloc(n * ld * sizeof *kv), *s = malloc(n * sizeof *s),
-                  *sr = malloc(n * sizeof *sr), *o = malloc(hd * sizeof *o), *or = malloc(hd * sizeof *or);
-            assert_true(q && kv && s && sr && o && or);
+                  *q3 = malloc(3 * (hd + 1) * sizeof *q3),
+                  *s3 = malloc(60 * sizeof *s3), *o = malloc(hd * sizeof *o), *or = malloc(hd * sizeof *or);
+            assert_true(q && kv && s && o && or && q3 && s3);
+            for (size_t i = 0; i < 3 * (hd + 1); i++)
+                q3[i] = flock_test_randf(&rng);
             for (size_t i = 0; i < hd; i++)
                 q[i] = flock_test_randf(&rng), o[i] = or[i] = flock_test_randf(&rng);
             for (size_t i = 0; i < n * ld; i++)
                 kv[i] = flock_test_randf(&rng);
-            k->att_qk(q, kv, ld, n, hd, 0.7f, s);
-            for (size_t j = 0; j < n; j++) {
-                double d = 0;
-                for (size_t i = 0; i < hd; i++)
-                    d += (double)q[i] * kv[j * ld + i];
-                sr[j] = (float)(d * 0.7);
+            for (size_t nq = 1; nq <= 3; nq++) { /* rows of q3 are hd + 1 floats apart */
+                k->att_qk(q3, hd + 1, nq, kv, ld, n, hd, 0.7f, s3, 20);
+                /* each score against its exact value, relative to sum |q_i k_i| (a
+                 * single dot of random terms may cancel almost to zero) */
+                for (size_t r = 0; r < nq; r++)
+                    for (size_t j = 0; j < n; j++) {
+                        double d = 0, mag = 0;
+                        for (size_t i = 0; i < hd; i++) {
+                            d += (double)q3[r * (hd + 1) + i] * kv[j * ld + i];
+                            mag += fabs((double)q3[r * (hd + 1) + i] * kv[j * ld + i]);
+                        }
+                        assert_true(fabs(s3[r * 20 + j] - 0.7 * d) <= 1e-6 * 0.7 * mag);
+                    }
             }
-            /* one score of random terms can cancel a lot: f32 sums over 256 terms land ~1e-6 */
-            assert_true(flock_test_nrm_err(s, sr, n) < 1e-5);
+            memcpy(s, s3, n * sizeof *s);
             k->att_pv(s, kv, ld, n, hd, o);
             for (size_t i = 0; i < hd; i++) {
                 double acc = or[i];
@@ -160,7 +169,7 @@ static void check_kernels(const flock_kernel_table *k)
                 or[i] = (float)acc;
             }
             assert_true(flock_test_nrm_err(o, or, hd) < 1e-6);
-            free(q), free(kv), free(s), free(sr), free(o), free(or);
+            free(q), free(kv), free(s), free(o), free(or), free(q3), free(s3);
         }
     /* exp: relative error per element over the range the softmax feeds it */
     enum { N = 4099 };
