@@ -280,30 +280,74 @@ static flock_status generate(const flock_cpu_kernel_spec *spec, const resolved_t
     return FLOCK_OK;
 }
 
+/* Resolves `target` and generates the module as `ft`. On success the caller
+ * owns *buf, *ks and rt->features; on failure nothing is left to free. */
+static flock_status resolve_and_generate(const flock_cpu_kernel_spec *spec, const char *target,
+                                         LLVMCodeGenFileType ft, resolved_target *rt, LLVMMemoryBufferRef *buf,
+                                         lcpu_kernel **ks, size_t *nk, flock_error *err)
+{
+    flock_status st = resolve_target(target, rt, err);
+    if (st == FLOCK_OK)
+        st = generate(spec, rt, ft, buf, ks, nk, err);
+    if (st != FLOCK_OK) {
+        free(rt->features);
+        rt->features = NULL;
+    }
+    return st;
+}
+
+/* Moves an emitted buffer into malloc'd memory with a NUL after the last byte
+ * (not counted in *size), and disposes the buffer. */
+static flock_status take_buffer(LLVMMemoryBufferRef buf, uint8_t **out, size_t *size, flock_error *err)
+{
+    size_t n = LLVMGetBufferSize(buf);
+    uint8_t *o = malloc(n + 1);
+    if (!o) {
+        LLVMDisposeMemoryBuffer(buf);
+        return flock_error_set(err, FLOCK_E_NOMEM, "cpu kernels: out of memory");
+    }
+    memcpy(o, LLVMGetBufferStart(buf), n);
+    o[n] = 0;
+    LLVMDisposeMemoryBuffer(buf);
+    *out = o;
+    *size = n;
+    return FLOCK_OK;
+}
+
 flock_status flock_llvm_cpu_kernels(const flock_cpu_kernel_spec *spec, const char *target, uint8_t **out,
                                     size_t *size, flock_error *err)
 {
     if (!spec || !out || !size)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: NULL argument");
     resolved_target rt;
-    flock_status st = resolve_target(target, &rt, err);
-    if (st != FLOCK_OK) {
-        free(rt.features);
-        return st;
-    }
     LLVMMemoryBufferRef buf = NULL;
     lcpu_kernel *ks = NULL;
     size_t nk = 0;
-    st = generate(spec, &rt, LLVMObjectFile, &buf, &ks, &nk, err);
-    if (st == FLOCK_OK) {
-        const uint8_t *obj = (const uint8_t *)LLVMGetBufferStart(buf);
-        st = lcpu_link_container(obj, LLVMGetBufferSize(buf), rt.arch, rt.required, rt.name, ks, nk, out, size,
-                                 err);
-        LLVMDisposeMemoryBuffer(buf);
-    }
+    flock_status st = resolve_and_generate(spec, target, LLVMObjectFile, &rt, &buf, &ks, &nk, err);
+    if (st != FLOCK_OK)
+        return st;
+    const uint8_t *obj = (const uint8_t *)LLVMGetBufferStart(buf);
+    st = lcpu_link_container(obj, LLVMGetBufferSize(buf), rt.arch, rt.required, rt.name, ks, nk, out, size, err);
+    LLVMDisposeMemoryBuffer(buf);
     free(ks);
     free(rt.features);
     return st;
+}
+
+/* The module as an object file or assembly text, unlinked. */
+static flock_status emit_plain(const flock_cpu_kernel_spec *spec, const char *target, LLVMCodeGenFileType ft,
+                               uint8_t **out, size_t *size, flock_error *err)
+{
+    resolved_target rt;
+    LLVMMemoryBufferRef buf = NULL;
+    lcpu_kernel *ks = NULL;
+    size_t nk = 0;
+    flock_status st = resolve_and_generate(spec, target, ft, &rt, &buf, &ks, &nk, err);
+    if (st != FLOCK_OK)
+        return st;
+    free(ks);
+    free(rt.features);
+    return take_buffer(buf, out, size, err);
 }
 
 flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char *target, uint8_t **out,
@@ -311,31 +355,7 @@ flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char
 {
     if (!spec || !out || !size)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: NULL argument");
-    resolved_target rt;
-    flock_status st = resolve_target(target, &rt, err);
-    if (st != FLOCK_OK) {
-        free(rt.features);
-        return st;
-    }
-    LLVMMemoryBufferRef buf = NULL;
-    lcpu_kernel *ks = NULL;
-    size_t nk = 0;
-    st = generate(spec, &rt, LLVMObjectFile, &buf, &ks, &nk, err);
-    free(ks);
-    free(rt.features);
-    if (st != FLOCK_OK)
-        return st;
-    size_t n = LLVMGetBufferSize(buf);
-    uint8_t *o = malloc(n ? n : 1);
-    if (!o) {
-        LLVMDisposeMemoryBuffer(buf);
-        return flock_error_set(err, FLOCK_E_NOMEM, "cpu kernels: out of memory");
-    }
-    memcpy(o, LLVMGetBufferStart(buf), n);
-    LLVMDisposeMemoryBuffer(buf);
-    *out = o;
-    *size = n;
-    return FLOCK_OK;
+    return emit_plain(spec, target, LLVMObjectFile, out, size, err);
 }
 
 flock_status flock_llvm_cpu_asm(const flock_cpu_kernel_spec *spec, const char *target, char **out,
@@ -343,29 +363,10 @@ flock_status flock_llvm_cpu_asm(const flock_cpu_kernel_spec *spec, const char *t
 {
     if (!spec || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: NULL argument");
-    resolved_target rt;
-    flock_status st = resolve_target(target, &rt, err);
-    if (st != FLOCK_OK) {
-        free(rt.features);
-        return st;
-    }
-    LLVMMemoryBufferRef buf = NULL;
-    lcpu_kernel *ks = NULL;
-    size_t nk = 0;
-    st = generate(spec, &rt, LLVMAssemblyFile, &buf, &ks, &nk, err);
-    free(ks);
-    free(rt.features);
-    if (st != FLOCK_OK)
-        return st;
-    size_t n = LLVMGetBufferSize(buf);
-    char *s = malloc(n + 1);
-    if (!s) {
-        LLVMDisposeMemoryBuffer(buf);
-        return flock_error_set(err, FLOCK_E_NOMEM, "cpu kernels: out of memory");
-    }
-    memcpy(s, LLVMGetBufferStart(buf), n);
-    s[n] = '\0';
-    LLVMDisposeMemoryBuffer(buf);
-    *out = s;
-    return FLOCK_OK;
+    uint8_t *text = NULL;
+    size_t n = 0;
+    flock_status st = emit_plain(spec, target, LLVMAssemblyFile, &text, &n, err);
+    if (st == FLOCK_OK)
+        *out = (char *)text;
+    return st;
 }

@@ -3,6 +3,7 @@
  * section (docs/bundle-format.md, "Manifest section"). */
 #include "bundle_internal.h"
 #include "reader.h"
+#include "wbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -413,79 +414,11 @@ flock_status flock_manifest_clone(const flock_manifest *m, flock_manifest **out)
 
 /* ---- serialization ------------------------------------------------------ */
 
-/* A growable byte buffer for the writer side. */
-typedef struct obuf {
-    uint8_t *p;
-    size_t n, cap;
-    bool oom;
-} obuf;
-
-static uint8_t *ob_grow(obuf *b, size_t len)
-{
-    if (b->oom)
-        return NULL;
-    if (len > SIZE_MAX - b->n) {
-        b->oom = true;
-        return NULL;
-    }
-    if (b->n + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + len)
-            cap = cap > SIZE_MAX / 2 ? b->n + len : cap * 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return NULL;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    uint8_t *s = b->p + b->n;
-    b->n += len;
-    return s;
-}
-
-static void ob_u8(obuf *b, uint8_t v)
-{
-    uint8_t *p = ob_grow(b, 1);
-    if (p)
-        *p = v;
-}
-static void ob_u16(obuf *b, uint16_t v)
-{
-    uint8_t *p = ob_grow(b, 2);
-    if (p)
-        flock_wr_u16(p, v);
-}
-static void ob_u32(obuf *b, uint32_t v)
-{
-    uint8_t *p = ob_grow(b, 4);
-    if (p)
-        flock_wr_u32(p, v);
-}
-static void ob_u64(obuf *b, uint64_t v)
-{
-    uint8_t *p = ob_grow(b, 8);
-    if (p)
-        flock_wr_u64(p, v);
-}
-static void ob_f64(obuf *b, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    ob_u64(b, u);
-}
-static void ob_bytes(obuf *b, const void *s, size_t len)
-{
-    uint8_t *p = ob_grow(b, len);
-    if (p && len)
-        memcpy(p, s, len);
-}
-static void ob_str32(obuf *b, const char *s)
+static void ob_str32(flock_wbuf *b, const char *s)
 {
     size_t len = strlen(s);
-    ob_u32(b, (uint32_t)len);
-    ob_bytes(b, s, len);
+    flock_wbuf_u32(b, (uint32_t)len);
+    flock_wbuf_bytes(b, s, len);
 }
 
 flock_status flock_manifest_serialize(const flock_manifest *m, uint8_t **out, size_t *out_size,
@@ -493,31 +426,31 @@ flock_status flock_manifest_serialize(const flock_manifest *m, uint8_t **out, si
 {
     if (!m || !out || !out_size)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "manifest serialize: NULL argument");
-    obuf b = {0};
-    ob_u32(&b, FLOCK_MANIFEST_VERSION);
-    ob_u32(&b, (uint32_t)m->count);
+    flock_wbuf b = {0};
+    flock_wbuf_u32(&b, FLOCK_MANIFEST_VERSION);
+    flock_wbuf_u32(&b, (uint32_t)m->count);
     for (size_t i = 0; i < m->count; i++) {
         const mentry *e = &m->e[i];
         size_t klen = strlen(e->key);
-        ob_u16(&b, (uint16_t)klen);
-        ob_bytes(&b, e->key, klen);
-        ob_u8(&b, (uint8_t)e->type);
+        flock_wbuf_u16(&b, (uint16_t)klen);
+        flock_wbuf_bytes(&b, e->key, klen);
+        flock_wbuf_u8(&b, (uint8_t)e->type);
         switch (e->type) {
-        case FLOCK_MVAL_INT: ob_u64(&b, (uint64_t)e->v.i); break;
-        case FLOCK_MVAL_FLOAT: ob_f64(&b, e->v.f); break;
+        case FLOCK_MVAL_INT: flock_wbuf_u64(&b, (uint64_t)e->v.i); break;
+        case FLOCK_MVAL_FLOAT: flock_wbuf_f64(&b, e->v.f); break;
         case FLOCK_MVAL_STR: ob_str32(&b, e->v.s); break;
         case FLOCK_MVAL_INT_ARR:
-            ob_u64(&b, e->n);
+            flock_wbuf_u64(&b, e->n);
             for (size_t j = 0; j < e->n; j++)
-                ob_u64(&b, (uint64_t)e->v.ia[j]);
+                flock_wbuf_u64(&b, (uint64_t)e->v.ia[j]);
             break;
         case FLOCK_MVAL_FLOAT_ARR:
-            ob_u64(&b, e->n);
+            flock_wbuf_u64(&b, e->n);
             for (size_t j = 0; j < e->n; j++)
-                ob_f64(&b, e->v.fa[j]);
+                flock_wbuf_f64(&b, e->v.fa[j]);
             break;
         case FLOCK_MVAL_STR_ARR:
-            ob_u64(&b, e->n);
+            flock_wbuf_u64(&b, e->n);
             for (size_t j = 0; j < e->n; j++)
                 ob_str32(&b, e->v.sa[j]);
             break;
@@ -529,7 +462,7 @@ flock_status flock_manifest_serialize(const flock_manifest *m, uint8_t **out, si
         return flock_error_set(err, FLOCK_E_NOMEM, "manifest serialize: out of memory");
     }
     *out = b.p;
-    *out_size = b.n;
+    *out_size = b.len;
     return FLOCK_OK;
 }
 

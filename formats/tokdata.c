@@ -16,6 +16,7 @@
  * the merges; a reader refuses versions above its own. */
 #include "flock/formats.h"
 #include "reader.h"
+#include "wbuf.h"
 #include "tokdata_internal.h"
 
 #include <stdlib.h>
@@ -116,49 +117,12 @@ flock_status flock_tokdata_check(const flock_tokenizer_data *t, flock_error *err
 
 /* ---- serialize ------------------------------------------------------------ */
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
-    bool oom;
-} wbuf;
-
-static uint8_t *wb_grow(wbuf *w, size_t n)
-{
-    if (w->oom)
-        return NULL;
-    if (n > w->cap - w->len) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (n > cap - w->len) {
-            if (cap > SIZE_MAX / 2) {
-                w->oom = true;
-                return NULL;
-            }
-            cap *= 2;
-        }
-        uint8_t *p = realloc(w->p, cap);
-        if (!p) {
-            w->oom = true;
-            return NULL;
-        }
-        w->p = p;
-        w->cap = cap;
-    }
-    uint8_t *d = w->p + w->len;
-    w->len += n;
-    return d;
-}
-
-static void wb_u32(wbuf *w, uint32_t v)
-{
-    uint8_t *d = wb_grow(w, 4);
-    if (d)
-        flock_wr_u32(d, v);
-}
+typedef flock_wbuf wbuf;
 
 static void wb_str(wbuf *w, const char *s)
 {
     if (!s) {
-        wb_u32(w, TOKDATA_NULL_STR);
+        flock_wbuf_u32(w, TOKDATA_NULL_STR);
         return;
     }
     size_t n = strlen(s);
@@ -166,8 +130,8 @@ static void wb_str(wbuf *w, const char *s)
         w->oom = true; /* cannot be represented; reported as an argument error */
         return;
     }
-    wb_u32(w, (uint32_t)n);
-    uint8_t *d = wb_grow(w, n);
+    flock_wbuf_u32(w, (uint32_t)n);
+    uint8_t *d = flock_wbuf_take(w, n);
     if (d && n)
         memcpy(d, s, n);
 }
@@ -186,19 +150,19 @@ flock_status flock_tokdata_serialize(const flock_tokenizer_data *t, uint8_t **ou
     }
 
     wbuf w = {0};
-    uint8_t *m = wb_grow(&w, 4);
+    uint8_t *m = flock_wbuf_take(&w, 4);
     if (m)
         memcpy(m, TOKDATA_MAGIC, 4);
-    wb_u32(&w, TOKDATA_VERSION);
-    wb_u32(&w, (uint32_t)t->kind);
-    wb_u32(&w, t->n_vocab);
-    wb_u32(&w, t->n_merges);
+    flock_wbuf_u32(&w, TOKDATA_VERSION);
+    flock_wbuf_u32(&w, (uint32_t)t->kind);
+    flock_wbuf_u32(&w, t->n_vocab);
+    flock_wbuf_u32(&w, t->n_merges);
     uint32_t flags = (t->scores ? FLAG_SCORES : 0) | (t->add_bos ? FLAG_ADD_BOS : 0) |
                      (t->add_eos ? FLAG_ADD_EOS : 0) | (t->add_space_prefix ? FLAG_SPACE_PREFIX : 0);
-    wb_u32(&w, flags);
+    flock_wbuf_u32(&w, flags);
     const int32_t ids[5] = {t->bos_id, t->eos_id, t->unk_id, t->pad_id, t->eot_id};
     for (int i = 0; i < 5; i++)
-        wb_u32(&w, (uint32_t)ids[i]);
+        flock_wbuf_u32(&w, (uint32_t)ids[i]);
     wb_str(&w, t->pre_pattern);
     wb_str(&w, t->chat_template);
     wb_str(&w, t->model_name);
@@ -208,10 +172,10 @@ flock_status flock_tokdata_serialize(const flock_tokenizer_data *t, uint8_t **ou
         for (uint32_t i = 0; i < t->n_vocab; i++) {
             uint32_t u;
             memcpy(&u, &t->scores[i], 4);
-            wb_u32(&w, u);
+            flock_wbuf_u32(&w, u);
         }
     }
-    uint8_t *ty = wb_grow(&w, t->n_vocab);
+    uint8_t *ty = flock_wbuf_take(&w, t->n_vocab);
     if (ty)
         for (uint32_t i = 0; i < t->n_vocab; i++)
             ty[i] = (uint8_t)t->token_types[i];

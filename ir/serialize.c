@@ -12,6 +12,7 @@
  * untrusted bundles. */
 #include "flock/ir.h"
 #include "reader.h"
+#include "wbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,119 +28,50 @@
 #define VALUE_MIN_BYTES (1 + 1 + 1 + 4)
 #define TENSOR_MIN_BYTES (1 + 1 + 1 + 1 + 8)
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-    bool oom;
-} wbuf;
+typedef flock_wbuf wbuf;
 
-static uint8_t *wb_take(wbuf *b, size_t len)
-{
-    if (b->oom)
-        return NULL;
-    if (b->cap - b->n < len) {
-        size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc - b->n < len)
-            nc *= 2;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = true;
-            return NULL;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    uint8_t *s = b->p + b->n;
-    b->n += len;
-    return s;
-}
-
-static void put_u8(wbuf *b, uint8_t v)
-{
-    uint8_t *s = wb_take(b, 1);
-    if (s)
-        *s = v;
-}
-
-static void put_u16(wbuf *b, uint16_t v)
-{
-    uint8_t *s = wb_take(b, 2);
-    if (s)
-        flock_wr_u16(s, v);
-}
-
-static void put_u32(wbuf *b, uint32_t v)
-{
-    uint8_t *s = wb_take(b, 4);
-    if (s)
-        flock_wr_u32(s, v);
-}
-
-static void put_i32(wbuf *b, int32_t v) { put_u32(b, (uint32_t)v); }
-
-static void put_u64(wbuf *b, uint64_t v)
-{
-    uint8_t *s = wb_take(b, 8);
-    if (s)
-        flock_wr_u64(s, v);
-}
-
-static void put_f32(wbuf *b, float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    put_u32(b, u);
-}
-
-static void put_f64(wbuf *b, double f)
-{
-    uint64_t u;
-    memcpy(&u, &f, 8);
-    put_u64(b, u);
-}
+static void put_i32(wbuf *b, int32_t v) { flock_wbuf_u32(b, (uint32_t)v); }
 
 /* Names are NUL-terminated in their fixed arrays (the verifier checked). */
 static void put_name(wbuf *b, const char *s)
 {
     size_t len = strlen(s);
-    put_u8(b, (uint8_t)len);
-    uint8_t *d = wb_take(b, len);
-    if (d)
-        memcpy(d, s, len);
+    flock_wbuf_u8(b, (uint8_t)len);
+    flock_wbuf_bytes(b, s, len);
 }
 
 static void put_op(wbuf *b, const flock_op *op)
 {
-    put_u8(b, (uint8_t)op->kind);
+    flock_wbuf_u8(b, (uint8_t)op->kind);
     put_i32(b, op->layer);
-    put_u8(b, (uint8_t)op->n_in);
+    flock_wbuf_u8(b, (uint8_t)op->n_in);
     for (int i = 0; i < FLOCK_OP_MAX_IN; i++)
         put_i32(b, op->in[i]);
     put_i32(b, op->out);
     for (int i = 0; i < FLOCK_OP_MAX_W; i++)
         put_i32(b, op->w[i]);
-    put_f32(b, op->eps);
-    put_f32(b, op->scale);
-    put_f32(b, op->softcap);
+    flock_wbuf_f32(b, op->eps);
+    flock_wbuf_f32(b, op->scale);
+    flock_wbuf_f32(b, op->softcap);
     put_i32(b, op->group);
-    put_u8(b, op->unit_offset);
+    flock_wbuf_u8(b, op->unit_offset);
     put_i32(b, op->n_head);
     put_i32(b, op->n_kv_head);
     put_i32(b, op->head_dim);
     put_i32(b, op->rope_dim);
-    put_u8(b, (uint8_t)op->rope_style);
-    put_f64(b, op->rope_theta);
-    put_u8(b, (uint8_t)op->rope_scaling);
-    put_f32(b, op->rope_factor);
-    put_f32(b, op->rope_low_freq_factor);
-    put_f32(b, op->rope_high_freq_factor);
+    flock_wbuf_u8(b, (uint8_t)op->rope_style);
+    flock_wbuf_f64(b, op->rope_theta);
+    flock_wbuf_u8(b, (uint8_t)op->rope_scaling);
+    flock_wbuf_f32(b, op->rope_factor);
+    flock_wbuf_f32(b, op->rope_low_freq_factor);
+    flock_wbuf_f32(b, op->rope_high_freq_factor);
     put_i32(b, op->rope_orig_ctx);
     put_i32(b, op->window);
     put_i32(b, op->kv_slot);
     put_i32(b, op->d_ff);
-    put_u8(b, (uint8_t)op->act);
-    put_u8(b, op->gated);
-    put_u8(b, (uint8_t)op->ffn_layout);
+    flock_wbuf_u8(b, (uint8_t)op->act);
+    flock_wbuf_u8(b, op->gated);
+    flock_wbuf_u8(b, (uint8_t)op->ffn_layout);
     put_i32(b, op->pos_offset);
 }
 
@@ -154,11 +86,11 @@ flock_status flock_program_serialize(const flock_program *p, uint8_t **out, size
         return st;
     }
     wbuf b = {0};
-    uint8_t *m = wb_take(&b, 4);
+    uint8_t *m = flock_wbuf_take(&b, 4);
     if (m)
         memcpy(m, IR_MAGIC, 4);
-    put_u16(&b, IR_MAJOR);
-    put_u16(&b, IR_MINOR);
+    flock_wbuf_u16(&b, IR_MAJOR);
+    flock_wbuf_u16(&b, IR_MINOR);
     const flock_model_config *c = &p->cfg;
     put_name(&b, c->arch);
     put_i32(&b, c->n_layer);
@@ -168,29 +100,29 @@ flock_status flock_program_serialize(const flock_program *p, uint8_t **out, size
     put_i32(&b, c->n_kv_slots);
     put_i32(&b, c->kv_width);
     put_i32(&b, c->d_ff);
-    put_u32(&b, p->n_values);
+    flock_wbuf_u32(&b, p->n_values);
     for (uint32_t i = 0; i < p->n_values; i++) {
         put_name(&b, p->values[i].name);
-        put_u8(&b, (uint8_t)p->values[i].dtype);
+        flock_wbuf_u8(&b, (uint8_t)p->values[i].dtype);
         put_i32(&b, p->values[i].width);
     }
-    put_u32(&b, p->n_tensors);
+    flock_wbuf_u32(&b, p->n_tensors);
     for (uint32_t i = 0; i < p->n_tensors; i++) {
         const flock_tensor_ref *t = &p->tensors[i];
         put_name(&b, t->name);
-        put_u8(&b, (uint8_t)t->dtype);
-        put_u8(&b, (uint8_t)t->n_dims);
+        flock_wbuf_u8(&b, (uint8_t)t->dtype);
+        flock_wbuf_u8(&b, (uint8_t)t->n_dims);
         for (uint32_t d = 0; d < t->n_dims; d++)
-            put_u64(&b, t->shape[d]);
+            flock_wbuf_u64(&b, t->shape[d]);
     }
-    put_u32(&b, p->n_ops);
+    flock_wbuf_u32(&b, p->n_ops);
     for (uint32_t i = 0; i < p->n_ops; i++) {
-        size_t before = b.n;
+        size_t before = b.len;
         put_op(&b, &p->ops[i]);
-        if (!b.oom && b.n - before != OP_BYTES) {
+        if (!b.oom && b.len - before != OP_BYTES) {
             free(b.p);
             return flock_error_set(err, FLOCK_E_INTERNAL, "program serialize: op record is %zu bytes, expected %d",
-                                   b.n - before, OP_BYTES);
+                                   b.len - before, OP_BYTES);
         }
     }
     if (b.oom) {
@@ -198,7 +130,7 @@ flock_status flock_program_serialize(const flock_program *p, uint8_t **out, size
         return flock_error_set(err, FLOCK_E_NOMEM, "program serialize: out of memory");
     }
     *out = b.p;
-    *size = b.n;
+    *size = b.len;
     return FLOCK_OK;
 }
 

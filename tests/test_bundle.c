@@ -11,47 +11,6 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-static char tmpdir[256];
-
-static int make_tmpdir(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flock_test_bundle_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int remove_tmpdir(void **state)
-{
-    (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *tmp(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static uint8_t *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return p;
-}
-
 static uint64_t ld(const uint8_t *p, int width)
 {
     uint64_t v = 0;
@@ -292,14 +251,14 @@ static void test_roundtrip_compressed(void **state)
     progress_log pl = {0};
     o.progress = on_progress;
     o.progress_user = &pl;
-    write_bundle(tmp("c.flock"), t, &o);
+    write_bundle(flock_test_tmp("c.flock"), t, &o);
     uint64_t raw = 0;
     for (int i = 0; i < N_TT; i++)
         raw += t[i].nbytes;
     assert_int_equal(pl.calls, N_TT);
     assert_int_equal(pl.raw, raw);
     assert_string_equal(pl.last, t[N_TT - 1].name);
-    flock_bundle *b = check_bundle(tmp("c.flock"), t, 0);
+    flock_bundle *b = check_bundle(flock_test_tmp("c.flock"), t, 0);
     flock_error err;
     assert_null(flock_bundle_tensor_mapped(b, 0, &err)); /* compressed: not in place */
     assert_int_equal(err.status, FLOCK_E_UNSUPPORTED);
@@ -317,8 +276,8 @@ static void test_roundtrip_uncompressed_mmap(void **state)
     flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
     o.zstd_level = 0;
     o.chunk_bytes = 1024;
-    write_bundle(tmp("u.flock"), t, &o);
-    flock_bundle *b = check_bundle(tmp("u.flock"), t, 2);
+    write_bundle(flock_test_tmp("u.flock"), t, &o);
+    flock_bundle *b = check_bundle(flock_test_tmp("u.flock"), t, 2);
     flock_error err;
     for (int i = 0; i < N_TT; i++) {
         const uint8_t *p = flock_bundle_tensor_mapped(b, (size_t)i, &err);
@@ -343,11 +302,11 @@ static void test_byte_planes(void **state)
     flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
     o.chunk_bytes = 2048;
     o.byte_planes = true;
-    write_bundle(tmp("p1.flock"), t, &o);
+    write_bundle(flock_test_tmp("p1.flock"), t, &o);
     o.byte_planes = false;
-    write_bundle(tmp("p0.flock"), t, &o);
-    flock_bundle *b1 = check_bundle(tmp("p1.flock"), t, 3);
-    flock_bundle *b0 = check_bundle(tmp("p0.flock"), t, 1);
+    write_bundle(flock_test_tmp("p0.flock"), t, &o);
+    flock_bundle *b1 = check_bundle(flock_test_tmp("p1.flock"), t, 3);
+    flock_bundle *b0 = check_bundle(flock_test_tmp("p0.flock"), t, 1);
     flock_bundle_tensor i1, i0;
     flock_bundle_tensor_info(b1, 0, &i1);
     flock_bundle_tensor_info(b0, 0, &i0);
@@ -379,13 +338,14 @@ static void test_many_chunks_threads_determinism(void **state)
             o.zstd_level = level;
             flock_bundle_writer *w;
             flock_error err;
-            assert_int_equal(flock_bundle_writer_create(tmp("d.flock"), &o, &w, &err), FLOCK_OK);
+            assert_int_equal(flock_bundle_writer_create(flock_test_tmp("d.flock"), &o, &w, &err), FLOCK_OK);
             assert_int_equal(flock_bundle_writer_add_tensor(w, big.name, big.dtype, 2, big.shape, big.data,
                                                             big.nbytes, &err), FLOCK_OK);
             assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
             flock_bundle_writer_free(w);
             size_t n;
-            uint8_t *bytes = slurp(tmp("d.flock"), &n);
+            uint8_t *bytes = flock_test_slurp(flock_test_tmp("d.flock"), &n);
+            assert_non_null(bytes);
             if (k == 0) {
                 free(first);
                 first = bytes;
@@ -396,7 +356,7 @@ static void test_many_chunks_threads_determinism(void **state)
                 free(bytes);
             }
             flock_bundle *b;
-            assert_int_equal(flock_bundle_open(tmp("d.flock"), &b, &err), FLOCK_OK);
+            assert_int_equal(flock_bundle_open(flock_test_tmp("d.flock"), &b, &err), FLOCK_OK);
             uint8_t *dst = malloc(big.nbytes);
             for (int th = 1; th <= 8; th *= 2) {
                 memset(dst, 0, big.nbytes);
@@ -438,13 +398,13 @@ static void test_manifest_many_keys(void **state)
 
     flock_bundle_writer *w;
     flock_error err;
-    assert_int_equal(flock_bundle_writer_create(tmp("m.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_create(flock_test_tmp("m.flock"), NULL, &w, &err), FLOCK_OK);
     assert_int_equal(flock_bundle_writer_set_manifest(w, m, &err), FLOCK_OK);
     flock_manifest_free(m); /* the writer keeps its own copy */
     assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
     flock_bundle_writer_free(w);
     flock_bundle *b;
-    assert_int_equal(flock_bundle_open(tmp("m.flock"), &b, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_open(flock_test_tmp("m.flock"), &b, &err), FLOCK_OK);
     const flock_manifest *r = flock_bundle_manifest(b);
     assert_int_equal(flock_manifest_count(r), 1000);
     for (int i = 0; i < 1000; i++) {
@@ -471,12 +431,12 @@ static void test_writer_errors(void **state)
     flock_bundle_writer *w;
     flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
     o.chunk_bytes = 100; /* not a multiple of 64 */
-    assert_int_equal(flock_bundle_writer_create(tmp("e.flock"), &o, &w, &err), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_bundle_writer_create(flock_test_tmp("e.flock"), &o, &w, &err), FLOCK_E_INVALID_ARG);
     o = flock_bundle_writer_default_opts();
     o.zstd_level = 99;
-    assert_int_equal(flock_bundle_writer_create(tmp("e.flock"), &o, &w, &err), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_bundle_writer_create(flock_test_tmp("e.flock"), &o, &w, &err), FLOCK_E_INVALID_ARG);
     assert_int_equal(flock_bundle_writer_create("/nonexistent/dir/x.flock", NULL, &w, &err), FLOCK_E_IO);
-    assert_int_equal(flock_bundle_writer_create(tmp("e.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_create(flock_test_tmp("e.flock"), NULL, &w, &err), FLOCK_OK);
     float v[6] = {1, 2, 3, 4, 5, 6};
     uint64_t shape[2] = {2, 3};
     assert_int_equal(flock_bundle_writer_add_tensor(w, "a", FLOCK_DTYPE_F32, 2, shape, v, sizeof v, &err),
@@ -500,17 +460,17 @@ static void test_writer_errors(void **state)
     flock_bundle_writer_free(w);
     flock_bundle_writer_free(NULL);
     struct stat sb;
-    assert_int_not_equal(stat(tmp("e.flock"), &sb), 0);
+    assert_int_not_equal(stat(flock_test_tmp("e.flock"), &sb), 0);
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q e.flock.tmp", tmpdir);
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q e.flock.tmp", flock_test_tmpdir);
     assert_int_not_equal(system(cmd), 0);
     /* An empty bundle (no tensors, no manifest) is valid. */
-    assert_int_equal(flock_bundle_writer_create(tmp("empty.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_create(flock_test_tmp("empty.flock"), NULL, &w, &err), FLOCK_OK);
     assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
     assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_E_INVALID_ARG);
     flock_bundle_writer_free(w);
     flock_bundle *b;
-    assert_int_equal(flock_bundle_open(tmp("empty.flock"), &b, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_open(flock_test_tmp("empty.flock"), &b, &err), FLOCK_OK);
     assert_int_equal(flock_bundle_tensor_count(b), 0);
     assert_int_equal(flock_manifest_count(flock_bundle_manifest(b)), 0);
     flock_bundle_close(b);
@@ -533,10 +493,12 @@ static uint8_t *small_bundle(size_t *n, int level)
     flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
     o.chunk_bytes = 64;
     o.zstd_level = level;
-    write_bundle(tmp("small.flock"), t, &o);
+    write_bundle(flock_test_tmp("small.flock"), t, &o);
     for (int i = 0; i < N_TT; i++)
         free(t[i].data);
-    return slurp(tmp("small.flock"), n);
+    uint8_t *b = flock_test_slurp(flock_test_tmp("small.flock"), n);
+    assert_non_null(b);
+    return b;
 }
 
 /* Opens an exact-size copy (so ASan sees any overread), then reads every
@@ -908,9 +870,9 @@ static void test_inspect_cli(void **state)
         skip();
     }
     ttensor *t = make_tensors(5);
-    write_bundle(tmp("i.flock"), t, NULL);
+    write_bundle(flock_test_tmp("i.flock"), t, NULL);
     char cmd[1024], *out;
-    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect '%s'", bdir, tmp("i.flock"));
+    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect '%s'", bdir, flock_test_tmp("i.flock"));
     assert_int_equal(run_capture(cmd, &out), 0);
     for (int i = 0; i < N_TT; i++)
         assert_non_null(strstr(out, t[i].name));
@@ -920,7 +882,7 @@ static void test_inspect_cli(void **state)
     assert_non_null(strstr(out, "kernels cuda:sm_90: unreadable: kernel blob: 3 bytes"));
     free(out);
 
-    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --json '%s'", bdir, tmp("i.flock"));
+    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --json '%s'", bdir, flock_test_tmp("i.flock"));
     assert_int_equal(run_capture(cmd, &out), 0);
     json_object *j = json_tokener_parse(out);
     if (!j)
@@ -951,7 +913,7 @@ static void test_inspect_cli(void **state)
     assert_int_equal(flock_manifest_create(&m), FLOCK_OK);
     assert_int_equal(flock_manifest_set_str(m, "q\"uote\\", "tab\there\nnew \x01 \xff bad utf8"), FLOCK_OK);
     assert_int_equal(flock_manifest_set_float(m, "inf", 1.0 / 0.0), FLOCK_OK);
-    assert_int_equal(flock_bundle_writer_create(tmp("esc.flock"), NULL, &w, &err), FLOCK_OK);
+    assert_int_equal(flock_bundle_writer_create(flock_test_tmp("esc.flock"), NULL, &w, &err), FLOCK_OK);
     assert_int_equal(flock_bundle_writer_set_manifest(w, m, &err), FLOCK_OK);
     uint64_t one = 1;
     assert_int_equal(flock_bundle_writer_add_tensor(w, "a\"b\nc", FLOCK_DTYPE_U8, 1, &one, "x", 1, &err),
@@ -959,7 +921,7 @@ static void test_inspect_cli(void **state)
     assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
     flock_bundle_writer_free(w);
     flock_manifest_free(m);
-    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --json '%s'", bdir, tmp("esc.flock"));
+    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --json '%s'", bdir, flock_test_tmp("esc.flock"));
     assert_int_equal(run_capture(cmd, &out), 0);
     j = json_tokener_parse(out);
     if (!j)
@@ -985,7 +947,7 @@ static void test_inspect_cli(void **state)
     assert_int_equal(run_capture(cmd, &out), 2);
     assert_non_null(strstr(out, "unknown command 'frobnicate'"));
     free(out);
-    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect '%s/none.flock' 2>&1", bdir, tmpdir);
+    snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect '%s/none.flock' 2>&1", bdir, flock_test_tmpdir);
     assert_int_equal(run_capture(cmd, &out), 1);
     free(out);
     snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect --bogus 2>&1", bdir);
@@ -1010,5 +972,5 @@ int main(void)
         cmocka_unit_test(test_versions_and_compat),
         cmocka_unit_test(test_inspect_cli),
     };
-    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+    return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
 }

@@ -472,20 +472,6 @@ static void test_corrupt_containers(void **state)
 
 /* ---- the linker, against a system linker --------------------------------- */
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
-    *n = fread(b, 1, (size_t)(len > 0 ? len : 0), f);
-    fclose(f);
-    return b;
-}
-
 /* flock's linker (llvm_link.c) must produce the very bytes ld.lld produces
  * for the same object with .text then .rodata at address 0 (constant merging
  * off): this checks every relocation it resolves, for x86-64 and AArch64
@@ -533,7 +519,7 @@ static void test_linker_matches_lld(void **state)
         assert_int_equal(system(cmd), 0);
         snprintf(path, sizeof path, "%s/k.bin", dir);
         size_t bn = 0;
-        uint8_t *bin = slurp(path, &bn);
+        uint8_t *bin = flock_test_slurp(path, &bn);
         assert_non_null(bin);
         flock_reader r = flock_reader_init(cont, cn);
         r.off = 40;

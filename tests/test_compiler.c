@@ -12,34 +12,6 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-static char tmpdir[256];
-
-/* A path in the temporary folder; a ring of buffers, so callers that keep a
- * path across many calls copy it. */
-static const char *tmp(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flock_test_compiler_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 /* ---- helpers ----------------------------------------------------------------- */
 
 static const char *flockc_path(void)
@@ -60,46 +32,28 @@ static int flockc(const char *args, const char *stdout_file, const char *errfile
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    p[n] = 0;
-    fclose(f);
-    if (size)
-        *size = (size_t)n;
-    return p;
-}
-
 /* Compares `flockc MODEL --emit-ir` with tests/golden/NAME.ir (rewritten
  * instead when FLOCK_UPDATE_GOLDEN is set). */
 static void check_golden(const char *model, const char *name)
 {
     char args[1024], golden[1024];
     snprintf(args, sizeof args, "'%s' --emit-ir --dtype f16", model);
-    const char *out = tmp("emit.ir"), *errf = tmp("emit.err");
+    const char *out = flock_test_tmp("emit.ir"), *errf = flock_test_tmp("emit.err");
     int rc = flockc(args, out, errf);
     if (rc != 0) {
-        char *e = slurp(errf, NULL);
+        char *e = flock_test_slurp(errf, NULL);
         fail_msg("flockc --emit-ir %s: exit %d: %s", model, rc, e ? e : "");
     }
     const char *src = getenv("FLOCK_SOURCE_DIR");
     snprintf(golden, sizeof golden, "%s/tests/golden/%s.ir", src ? src : ".", name);
-    char *got = slurp(out, NULL);
+    char *got = flock_test_slurp(out, NULL);
     if (getenv("FLOCK_UPDATE_GOLDEN")) {
         FILE *f = fopen(golden, "w");
         assert_non_null(f);
         fputs(got, f);
         fclose(f);
     }
-    char *want = slurp(golden, NULL);
+    char *want = flock_test_slurp(golden, NULL);
     if (!want)
         fail_msg("golden file %s is missing (run with FLOCK_UPDATE_GOLDEN=1 to create it)", golden);
     if (strcmp(got, want) != 0)
@@ -123,16 +77,16 @@ static void test_golden_families(void **state)
     };
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
         hfw w;
-        const char *dir = tmp(fams[i].name);
+        const char *dir = flock_test_tmp(fams[i].name);
         fams[i].write(dir, &w);
         check_golden(dir, fams[i].name);
         hfw_free(&w);
     }    /* GGUF: Gemma norms used as stored (unit_offset 0), Qwen2 NEOX with biases. */
     char path[512];
-    snprintf(path, sizeof path, "%s", tmp("gemma2.gguf"));
+    snprintf(path, sizeof path, "%s", flock_test_tmp("gemma2.gguf"));
     write_gemma2_gguf(path);
     check_golden(path, "gemma2_gguf");
-    snprintf(path, sizeof path, "%s", tmp("qwen2.gguf"));
+    snprintf(path, sizeof path, "%s", flock_test_tmp("qwen2.gguf"));
     write_qwen2_gguf(path, false);
     check_golden(path, "qwen2_gguf");
 }
@@ -158,10 +112,10 @@ static flock_bundle *compile_dir(const char *dir, const char *out, const char *e
 {
     char args[1024];
     snprintf(args, sizeof args, "'%s' -o '%s' --quiet %s", dir, out, extra);
-    const char *errf = tmp("compile.err");
+    const char *errf = flock_test_tmp("compile.err");
     int rc = flockc(args, NULL, errf);
     if (rc != 0) {
-        char *e = slurp(errf, NULL);
+        char *e = flock_test_slurp(errf, NULL);
         fail_msg("flockc %s: exit %d: %s", args, rc, e ? e : "");
     }
     flock_bundle *b = NULL;
@@ -197,9 +151,9 @@ static void test_packed_layout_and_rank(void **state)
     (void)state;
     hfw w;
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", tmp("llama_pack"));
+    snprintf(dir, sizeof dir, "%s", flock_test_tmp("llama_pack"));
     write_llama(dir, &w);
-    flock_bundle *b = compile_dir(dir, tmp("pack.flock"), "--dtype f32");
+    flock_bundle *b = compile_dir(dir, flock_test_tmp("pack.flock"), "--dtype f32");
     for (int l = 0; l < L; l++) {
         const float *g = hfw_find(&w, "model.layers.%d.mlp.gate_proj.weight", l)->data;
         const float *u = hfw_find(&w, "model.layers.%d.mlp.up_proj.weight", l)->data;
@@ -231,7 +185,7 @@ static void test_packed_layout_and_rank(void **state)
     /* Tied embeddings: no output tensor; norms stay f32 whatever the dtype. */
     assert_true(flock_bundle_find_tensor(b, "output") < 0);
     flock_bundle_close(b);
-    b = compile_dir(dir, tmp("pack16.flock"), "--dtype bf16");
+    b = compile_dir(dir, flock_test_tmp("pack16.flock"), "--dtype bf16");
     flock_bundle_tensor t;
     assert_int_equal(flock_bundle_tensor_info(b, (size_t)flock_bundle_find_tensor(b, "blk.0.attn_q"), &t), FLOCK_OK);
     assert_int_equal(t.dtype, FLOCK_DTYPE_BF16);
@@ -248,9 +202,9 @@ static void test_gpt2_split_and_plain_rank(void **state)
 {
     (void)state;
     hfw w;
-    const char *dir = tmp("gpt2_split");
+    const char *dir = flock_test_tmp("gpt2_split");
     write_gpt2(dir, &w);
-    flock_bundle *b = compile_dir(dir, tmp("gpt2.flock"), "--dtype f32");
+    flock_bundle *b = compile_dir(dir, flock_test_tmp("gpt2.flock"), "--dtype f32");
     const char *parts[3] = {"attn_q", "attn_k", "attn_v"};
     for (int l = 0; l < L; l++) {
         const float *ca = hfw_find(&w, "transformer.h.%d.attn.c_attn.weight", l)->data; /* [D, 3D] */
@@ -302,9 +256,9 @@ static void test_bundle_program_section(void **state)
 {
     (void)state;
     hfw w;
-    const char *dir = tmp("gemma2_prog");
+    const char *dir = flock_test_tmp("gemma2_prog");
     write_gemma2(dir, &w);
-    flock_bundle *b = compile_dir(dir, tmp("g2.flock"), "--keep 0.5 --target cpu,sm_90");
+    flock_bundle *b = compile_dir(dir, flock_test_tmp("g2.flock"), "--keep 0.5 --target cpu,sm_90");
     int64_t si = flock_bundle_find_section(b, FLOCK_SECTION_PROGRAM, NULL);
     assert_true(si >= 0);
     void *data = NULL;
@@ -342,7 +296,7 @@ static void test_bundle_program_section(void **state)
 static void expect_compile_error(const char *config, flock_status want, const char *msg)
 {
     hfw w;
-    const char *dir = tmp("bad");
+    const char *dir = flock_test_tmp("bad");
     write_llama(dir, &w);
     hfw_write_file(dir, "config.json", config);
     flock_source *s = NULL;
@@ -389,7 +343,7 @@ static void test_frontend_errors(void **state)
                          FLOCK_E_CORRUPT, "(ffn, layer 0): w[0] 'blk.0.ffn_gate': shape [24, 16], expected [25, 16]");
     /* GGUF Llama 3.1's per-dimension RoPE factors are refused by name. */
     char path[512];
-    snprintf(path, sizeof path, "%s", tmp("llama31.gguf"));
+    snprintf(path, sizeof path, "%s", flock_test_tmp("llama31.gguf"));
     write_qwen2_gguf(path, true);
     flock_source *s = NULL;
     flock_error e = {0};
@@ -399,7 +353,7 @@ static void test_frontend_errors(void **state)
     assert_non_null(strstr(e.msg, "rope_freqs.weight"));
     flock_source_free(s);
     s = (flock_source *)0x1;
-    assert_int_equal(flock_source_open(tmp("no-such-model.gguf"), &s, &e), FLOCK_E_IO);
+    assert_int_equal(flock_source_open(flock_test_tmp("no-such-model.gguf"), &s, &e), FLOCK_E_IO);
     assert_ptr_equal(s, (flock_source *)0x1);
     assert_non_null(strstr(e.msg, "no such file"));
 }
@@ -408,9 +362,9 @@ static void test_frontend_errors(void **state)
 
 static void expect_cli(const char *args, int rc_want, const char *stream_file_text)
 {
-    const char *out = tmp("cli.out"), *errf = tmp("cli.err");
+    const char *out = flock_test_tmp("cli.out"), *errf = flock_test_tmp("cli.err");
     int rc = flockc(args, out, errf);
-    char *o = slurp(out, NULL), *e = slurp(errf, NULL);
+    char *o = flock_test_slurp(out, NULL), *e = flock_test_slurp(errf, NULL);
     if (rc != rc_want || (stream_file_text && !strstr(o, stream_file_text) && !strstr(e, stream_file_text)))
         fail_msg("flockc %s: exit %d (want %d), stdout '%s', stderr '%s', expected '%s'", args, rc, rc_want, o, e,
                  stream_file_text ? stream_file_text : "");
@@ -423,7 +377,7 @@ static void test_flockc_cli(void **state)
     (void)state;
     hfw w;
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", tmp("cli_llama"));
+    snprintf(dir, sizeof dir, "%s", flock_test_tmp("cli_llama"));
     write_llama(dir, &w);
     char a[1024];
     expect_cli("", 2, "no MODEL given");
@@ -435,7 +389,7 @@ static void test_flockc_cli(void **state)
     snprintf(a, sizeof a, "'%s' -o x.flock --target x86-64-v3", dir);
     expect_cli(a, 2, "this flockc was built without LLVM");
     /* plain cpu works, and the summary says that no kernels were generated */
-    snprintf(a, sizeof a, "'%s' -o '%s' --target cpu", dir, tmp("cli_nollvm.flock"));
+    snprintf(a, sizeof a, "'%s' -o '%s' --target cpu", dir, flock_test_tmp("cli_nollvm.flock"));
     expect_cli(a, 0, "built without LLVM");
 #endif
     snprintf(a, sizeof a, "'%s' -o x.flock --target cpu,cpu", dir);
@@ -458,7 +412,7 @@ static void test_flockc_cli(void **state)
     expect_cli(a, 2, "no output");
     expect_cli("/nonexistent/model.gguf -o x.flock", 1, "no such file");
     /* A successful compile prints a summary (plain lines: stderr is not a terminal). */
-    snprintf(a, sizeof a, "'%s' -o '%s'", dir, tmp("cli.flock"));
+    snprintf(a, sizeof a, "'%s' -o '%s'", dir, flock_test_tmp("cli.flock"));
     expect_cli(a, 0, "bundle/source");
     hfw_free(&w);
 }
@@ -467,16 +421,16 @@ static void test_flockc_deterministic(void **state)
 {
     (void)state;
     hfw w;
-    const char *dir = tmp("det_llama");
+    const char *dir = flock_test_tmp("det_llama");
     write_qwen2(dir, &w);
     char a[1024];
-    const char *o1 = tmp("det1.flock"), *o2 = tmp("det2.flock");
+    const char *o1 = flock_test_tmp("det1.flock"), *o2 = flock_test_tmp("det2.flock");
     snprintf(a, sizeof a, "'%s' -o '%s' --quiet --threads 1 --level 3", dir, o1);
     assert_int_equal(flockc(a, NULL, NULL), 0);
     snprintf(a, sizeof a, "'%s' -o '%s' --quiet --threads 2 --level 3", dir, o2);
     assert_int_equal(flockc(a, NULL, NULL), 0);
     size_t n1, n2;
-    char *b1 = slurp(o1, &n1), *b2 = slurp(o2, &n2);
+    char *b1 = flock_test_slurp(o1, &n1), *b2 = flock_test_slurp(o2, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
     free(b1);
@@ -491,11 +445,11 @@ static void test_flockc_cpu_kernels(void **state)
 {
     (void)state;
     hfw w;
-    const char *dir = tmp("cpuk_llama");
+    const char *dir = flock_test_tmp("cpuk_llama");
     write_llama(dir, &w);
 #ifdef FLOCK_HAVE_LLVM
     const char *names[] = {"cpu:x86-64-v3", "cpu:x86-64-v4"};
-    flock_bundle *b = compile_dir(dir, tmp("cpuk1.flock"), "--keep 0.5 --target x86-64-v3,sm_90,x86-64-v4");
+    flock_bundle *b = compile_dir(dir, flock_test_tmp("cpuk1.flock"), "--keep 0.5 --target x86-64-v3,sm_90,x86-64-v4");
     size_t n_kernel_sections = 0;
     for (size_t i = 0; i < flock_bundle_section_count(b); i++) {
         flock_section_info si;
@@ -516,18 +470,18 @@ static void test_flockc_cpu_kernels(void **state)
     flock_bundle_close(b);
     /* byte-identical again (LLVM's output included), also for the host target */
     char a[1024];
-    const char *o[2] = {tmp("cpuk2.flock"), tmp("cpuk3.flock")};
+    const char *o[2] = {flock_test_tmp("cpuk2.flock"), flock_test_tmp("cpuk3.flock")};
     for (int r = 0; r < 2; r++) {
         snprintf(a, sizeof a, "'%s' -o '%s' --quiet --keep 0.25,0.5 --target cpu,x86-64-v3", dir, o[r]);
         assert_int_equal(flockc(a, NULL, NULL), 0);
     }
     size_t n1, n2;
-    char *b1 = slurp(o[0], &n1), *b2 = slurp(o[1], &n2);
+    char *b1 = flock_test_slurp(o[0], &n1), *b2 = flock_test_slurp(o[1], &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
     free(b1);
     free(b2);
-    b = compile_dir(dir, tmp("cpuk4.flock"), "--target sm_90"); /* GPU targets: no cpu:* section */
+    b = compile_dir(dir, flock_test_tmp("cpuk4.flock"), "--target sm_90"); /* GPU targets: no cpu:* section */
     for (size_t i = 0; i < flock_bundle_section_count(b); i++) {
         flock_section_info si;
         assert_int_equal(flock_bundle_section_info(b, i, &si), FLOCK_OK);
@@ -535,7 +489,7 @@ static void test_flockc_cpu_kernels(void **state)
     }
     flock_bundle_close(b);
 #else
-    flock_bundle *b = compile_dir(dir, tmp("cpuk1.flock"), "--target cpu");
+    flock_bundle *b = compile_dir(dir, flock_test_tmp("cpuk1.flock"), "--target cpu");
     assert_int_equal(flock_bundle_find_section(b, FLOCK_SECTION_KERNELS, NULL), -1);
     flock_bundle_close(b);
 #endif
@@ -550,7 +504,7 @@ static void test_stories(void **state)
 {
     (void)state;
     check_golden(stories, "stories260k");
-    const char *o1 = tmp("st1.flock"), *o2 = tmp("st2.flock");
+    const char *o1 = flock_test_tmp("st1.flock"), *o2 = flock_test_tmp("st2.flock");
     char a[1024];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -560,7 +514,7 @@ static void test_stories(void **state)
     snprintf(a, sizeof a, "'%s' -o '%s' --quiet", stories, o2);
     assert_int_equal(flockc(a, NULL, NULL), 0);
     size_t n1, n2;
-    char *b1 = slurp(o1, &n1), *b2 = slurp(o2, &n2);
+    char *b1 = flock_test_slurp(o1, &n1), *b2 = flock_test_slurp(o2, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
     print_message("stories260K: f16 bundle %zu bytes in %.3f s\n", n1,
@@ -584,7 +538,7 @@ static void test_stories(void **state)
     assert_true(flock_bundle_find_tensor(b, "output") >= 0); /* stories260K has output.weight */
     /* source_hash is xxh64 of the GGUF file, computed here independently. */
     size_t sn;
-    char *src = slurp(stories, &sn), hex[17];
+    char *src = flock_test_slurp(stories, &sn), hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)XXH64(src, sn, 0));
     const char *h = NULL;
     assert_int_equal(flock_manifest_get_str(m, "source_hash", &h, NULL), FLOCK_OK);
@@ -607,14 +561,14 @@ static bool model_path(const char *file, char *buf, size_t n)
 static flock_program *compile_real(const char *path, const char *dtype, const char *label)
 {
     char a[1024];
-    const char *out = tmp("real.flock");
+    const char *out = flock_test_tmp("real.flock");
     snprintf(a, sizeof a, "'%s' -o '%s' --quiet --dtype %s", path, out, dtype);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = flockc(a, NULL, tmp("real.err"));
+    int rc = flockc(a, NULL, flock_test_tmp("real.err"));
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc != 0) {
-        char *e = slurp(tmp("real.err"), NULL);
+        char *e = flock_test_slurp(flock_test_tmp("real.err"), NULL);
         fail_msg("flockc %s: exit %d: %s", a, rc, e ? e : "");
     }
     flock_bundle *b = NULL;
@@ -712,7 +666,7 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "stories")) {
         flock_test_data_path("models/stories260K.gguf", stories, sizeof stories);
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_stories)};
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
     }
     if (argc > 1 && !strcmp(argv[1], "models")) {
         const char *d = getenv("FLOCK_MODEL_DIR"), *home = getenv("HOME");
@@ -727,7 +681,7 @@ int main(int argc, char **argv)
             return FLOCK_TEST_SKIP;
         }
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2), cmocka_unit_test(test_gemma3)};
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_families),
@@ -739,5 +693,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flockc_deterministic),
         cmocka_unit_test(test_flockc_cpu_kernels),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
 }

@@ -16,63 +16,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flock_test_compiler_cuda_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static char *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    p[n] = 0;
-    fclose(f);
-    if (size)
-        *size = (size_t)n;
-    return p;
-}
-
-/* Runs flockc with `args`; stdout and stderr go to files in tmpdir (read
+/* Runs flockc with `args`; stdout and stderr go to files in flock_test_tmpdir (read
  * back into *out / *errs when not NULL; caller frees). Returns the exit code. */
 static int flockc(const char *args, char **out, char **errs)
 {
     const char *b = getenv("FLOCK_BUILD_DIR");
-    const char *of = tmp("flockc.out"), *ef = tmp("flockc.err");
+    const char *of = flock_test_tmp("flockc.out"), *ef = flock_test_tmp("flockc.err");
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s/tools/flockc' %s >'%s' 2>'%s'", b ? b : ".", args, of, ef);
     int rc = system(cmd);
     if (out)
-        *out = slurp(of, NULL);
+        *out = flock_test_slurp(of, NULL);
     if (errs)
-        *errs = slurp(ef, NULL);
+        *errs = flock_test_slurp(ef, NULL);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
@@ -165,11 +121,11 @@ static void check_inspect(const char *bundle, const char *name, const char *kern
     const char *b = getenv("FLOCK_BUILD_DIR");
     char cmd[1536];
     for (int json = 0; json < 2; json++) {
-        const char *of = tmp("inspect.out");
+        const char *of = flock_test_tmp("inspect.out");
         snprintf(cmd, sizeof cmd, "'%s/tools/flock' inspect %s '%s' >'%s'", b ? b : ".", json ? "--json" : "",
                  bundle, of);
         assert_int_equal(system(cmd), 0);
-        char *out = slurp(of, NULL), want[256];
+        char *out = flock_test_slurp(of, NULL), want[256];
         if (json)
             snprintf(want, sizeof want, "{\"section\": \"%s\", \"image_kind\":", name);
         else
@@ -191,9 +147,9 @@ static void check_extract_script(const char *bundle, const flock_bundle *bd)
     }
     const char *src = getenv("FLOCK_SOURCE_DIR");
     char outdir[512], cmd[2048];
-    snprintf(outdir, sizeof outdir, "%s", tmp("sections"));
+    snprintf(outdir, sizeof outdir, "%s", flock_test_tmp("sections"));
     snprintf(cmd, sizeof cmd, "python3 '%s/tools/extract_section.py' '%s' '%s' >'%s'", src ? src : ".", bundle,
-             outdir, tmp("extract.out"));
+             outdir, flock_test_tmp("extract.out"));
     assert_int_equal(system(cmd), 0);
     size_t n_checked = 0;
     for (size_t i = 0; i < flock_bundle_section_count(bd); i++) {
@@ -206,7 +162,7 @@ static void check_extract_script(const char *bundle, const flock_bundle *bd)
         void *want = NULL;
         size_t want_n = 0, got_n = 0;
         assert_int_equal(flock_bundle_read_section(bd, i, &want, &want_n, NULL), FLOCK_OK);
-        char *got = slurp(path, &got_n);
+        char *got = flock_test_slurp(path, &got_n);
         if (!got)
             fail_msg("extract_section.py wrote no %s", path);
         assert_int_equal(got_n, want_n);
@@ -224,7 +180,7 @@ static const char *compile_twice(const char *model, const char *args)
 {
     static char path[2][512];
     for (int t = 0; t < 2; t++) {
-        snprintf(path[t], sizeof path[t], "%s/det%d.flock", tmpdir, t);
+        snprintf(path[t], sizeof path[t], "%s/det%d.flock", flock_test_tmpdir, t);
         char a[1536], *errs = NULL;
         snprintf(a, sizeof a, "'%s' -o '%s' %s --threads %d", model, path[t], args, t + 1);
         int rc = flockc(a, NULL, &errs);
@@ -236,7 +192,7 @@ static const char *compile_twice(const char *model, const char *args)
         free(errs);
     }
     size_t n0, n1;
-    char *b0 = slurp(path[0], &n0), *b1 = slurp(path[1], &n1);
+    char *b0 = flock_test_slurp(path[0], &n0), *b1 = flock_test_slurp(path[1], &n1);
     assert_int_equal(n0, n1);
     assert_memory_equal(b0, b1, n0);
     free(b0);
@@ -248,13 +204,13 @@ static void test_synthetic_llama(void **state)
 {
     (void)state;
     hfw w;
-    const char *dir = tmp("llama");
+    const char *dir = flock_test_tmp("llama");
     char dir_copy[512];
     snprintf(dir_copy, sizeof dir_copy, "%s", dir);
     write_llama(dir_copy, &w);
     char a[1024], *out = NULL, *errs = NULL;
     if (!flock_compile_cuda_available()) {
-        snprintf(a, sizeof a, "'%s' -o '%s' --target sm_80", dir_copy, tmp("x.flock"));
+        snprintf(a, sizeof a, "'%s' -o '%s' --target sm_80", dir_copy, flock_test_tmp("x.flock"));
         assert_int_equal(flockc(a, NULL, &errs), 2);
         assert_non_null(strstr(errs, "built without CUDA/NVRTC"));
         free(errs);
@@ -262,7 +218,7 @@ static void test_synthetic_llama(void **state)
         return;
     }
     /* f32 weights: the flag is named. */
-    snprintf(a, sizeof a, "'%s' -o '%s' --target cpu,sm_80 --dtype f32", dir_copy, tmp("x.flock"));
+    snprintf(a, sizeof a, "'%s' -o '%s' --target cpu,sm_80 --dtype f32", dir_copy, flock_test_tmp("x.flock"));
     assert_int_equal(flockc(a, NULL, &errs), 1);
     assert_non_null(strstr(errs, "--target sm_80"));
     assert_non_null(strstr(errs, "use --dtype f16 or --dtype bf16 (got --dtype f32)"));
@@ -278,7 +234,7 @@ static void test_synthetic_llama(void **state)
     free(errs);
     /* Too many distinct kept counts for the kernels' table. */
     snprintf(a, sizeof a, "'%s' -o '%s' --target sm_80 --keep 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8", dir_copy,
-             tmp("x.flock"));
+             flock_test_tmp("x.flock"));
     assert_int_equal(flockc(a, NULL, &errs), 1);
     assert_non_null(strstr(errs, "at most 8 distinct counts"));
     free(errs);
@@ -342,8 +298,8 @@ int main(int argc, char **argv)
             return FLOCK_TEST_SKIP;
         }
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_stories)};
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
     }
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_synthetic_llama)};
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h> /* program_invocation_short_name */
 #include <string.h>
 #include <math.h>
 #include <cmocka.h>
@@ -66,6 +67,60 @@ static inline double flock_test_nrm_err(const float *a, const float *b, size_t n
     if (den == 0)
         return num == 0 ? 0 : INFINITY;
     return sqrt(num / den);
+}
+
+
+/* ---- a per-program temporary folder ----------------------------------------
+ * flock_test_tmpdir_make / _remove are cmocka group setup and teardown;
+ * flock_test_tmp(name) is a path inside the folder (a ring of 8 buffers, so a
+ * caller keeping a path across many calls copies it). */
+static char flock_test_tmpdir[256];
+
+static inline int flock_test_tmpdir_make(void **state)
+{
+    (void)state;
+    snprintf(flock_test_tmpdir, sizeof flock_test_tmpdir, "/tmp/flock_%s_XXXXXX", program_invocation_short_name);
+    return mkdtemp(flock_test_tmpdir) ? 0 : -1;
+}
+
+static inline int flock_test_tmpdir_remove(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", flock_test_tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static inline const char *flock_test_tmp(const char *name)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", flock_test_tmpdir, name);
+    return buf[k];
+}
+
+/* A whole file, malloc'd with a NUL after its last byte (not counted in
+ * *size, which may be NULL); NULL when it cannot be opened. */
+static inline void *flock_test_slurp(const char *path, size_t *size)
+{
+    if (size)
+        *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc(n > 0 ? (size_t)n + 1 : 1);
+    assert_non_null(p);
+    size_t got = n > 0 ? fread(p, 1, (size_t)n, f) : 0;
+    fclose(f);
+    assert_int_equal(got, n > 0 ? (size_t)n : 0);
+    p[got] = 0;
+    if (size)
+        *size = got;
+    return p;
 }
 
 #endif

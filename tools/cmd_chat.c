@@ -47,20 +47,9 @@ int flock_cmd_chat(int argc, char **argv)
     run_args a;
     run_args_init(&a);
     a.n_predict = 512;
-    for (int i = 1; i < argc; i++) {
-        if (flock_cli_is_help(argv[i])) {
-            help(stdout);
-            return FLOCK_EXIT_OK;
-        }
-        int r = run_args_parse_one("chat", argc, argv, &i, &a);
-        if (r < 0)
-            return FLOCK_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (argv[i][0] == '-' || a.bundle)
-            return flock_cli_usage_error("chat", "unexpected argument '%s'", argv[i]);
-        a.bundle = argv[i];
-    }
+    int pr = run_args_parse("chat", argc, argv, &a, help);
+    if (pr >= 0)
+        return pr;
     if (!a.bundle)
         return flock_cli_usage_error("chat", "needs a BUNDLE");
     flock_model *m;

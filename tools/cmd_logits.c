@@ -22,20 +22,9 @@ int flock_cmd_logits(int argc, char **argv)
 {
     run_args a;
     run_args_init(&a);
-    for (int i = 1; i < argc; i++) {
-        if (flock_cli_is_help(argv[i])) {
-            help(stdout);
-            return FLOCK_EXIT_OK;
-        }
-        int r = run_args_parse_one("logits", argc, argv, &i, &a);
-        if (r < 0)
-            return FLOCK_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (argv[i][0] == '-' || a.bundle)
-            return flock_cli_usage_error("logits", "unexpected argument '%s'", argv[i]);
-        a.bundle = argv[i];
-    }
+    int pr = run_args_parse("logits", argc, argv, &a, help);
+    if (pr >= 0)
+        return pr;
     if (!a.bundle || (!a.prompt && !a.ids) || !a.out)
         return flock_cli_usage_error("logits", "needs a BUNDLE, --ids (or -p) and --out FILE");
     a.so.all_logits = true;

@@ -48,20 +48,9 @@ int flock_cmd_run(int argc, char **argv)
 {
     run_args a;
     run_args_init(&a);
-    for (int i = 1; i < argc; i++) {
-        if (flock_cli_is_help(argv[i])) {
-            help(stdout);
-            return FLOCK_EXIT_OK;
-        }
-        int r = run_args_parse_one("run", argc, argv, &i, &a);
-        if (r < 0)
-            return FLOCK_EXIT_USAGE;
-        if (r > 0)
-            continue;
-        if (argv[i][0] == '-' || a.bundle)
-            return flock_cli_usage_error("run", "unexpected argument '%s'", argv[i]);
-        a.bundle = argv[i];
-    }
+    int pr = run_args_parse("run", argc, argv, &a, help);
+    if (pr >= 0)
+        return pr;
     if (!a.bundle || (!a.prompt && !a.ids))
         return flock_cli_usage_error("run", "needs a BUNDLE and a prompt (-p TEXT or --ids)");
     flock_model *m;

@@ -13,7 +13,8 @@ void run_args_init(run_args *a)
     a->sp = flock_sampler_default_opts();
 }
 
-int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args *a)
+/* Tries the option at argv[*i]: 1 consumed, 0 not a shared option, -1 error (printed). */
+static int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args *a)
 {
     const char *v = NULL;
     int r;
@@ -99,6 +100,25 @@ int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args 
     return 1;
 #undef OPT
 #undef BAD
+}
+
+int run_args_parse(const char *cmd, int argc, char **argv, run_args *a, void (*help)(FILE *))
+{
+    for (int i = 1; i < argc; i++) {
+        if (flock_cli_is_help(argv[i])) {
+            help(stdout);
+            return FLOCK_EXIT_OK;
+        }
+        int r = run_args_parse_one(cmd, argc, argv, &i, a);
+        if (r < 0)
+            return FLOCK_EXIT_USAGE;
+        if (r > 0)
+            continue;
+        if (argv[i][0] == '-' || a->bundle)
+            return flock_cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        a->bundle = argv[i];
+    }
+    return -1;
 }
 
 void run_args_help(FILE *f, bool sampling)
