@@ -10,20 +10,6 @@
 #define MAX_STAGED_WIDTH 12288
 #define MAX_DIM (1 << 24)
 
-int32_t flock_codegen_keep_count(float keep, int32_t d_ff)
-{
-    if (!(keep > 0.0f) || d_ff <= 0)
-        return 0;
-    if (keep >= 1.0f)
-        return d_ff;
-    double k = floor((double)keep * (double)d_ff + 1e-6);
-    if (k < 1.0)
-        k = 1.0;
-    if (k > d_ff)
-        k = d_ff;
-    return (int32_t)k;
-}
-
 static flock_status check_dim(const char *what, int32_t v, int32_t lo, int32_t hi, flock_error *err)
 {
     if (v < lo || v > hi)

@@ -155,7 +155,7 @@ flock_status flock_cuda_kernel_list_build(const flock_codegen_model *m, flock_cu
 
     /* GRIFFIN: per keep count, the decode FF and the selection. */
     for (uint32_t i = 0; i < m->n_keep; i++) {
-        const uint32_t kn = (uint32_t)flock_codegen_keep_count(m->keep[i], m->d_ff);
+        const uint32_t kn = (uint32_t)flock_keep_count(m->keep[i], m->d_ff);
         if (have_shape(list, FLOCK_CUK_FFN_GATHER, kn, 0))
             continue;
         const uint32_t split = down_split(kn, D);

@@ -644,9 +644,9 @@ static flock_status check_spec(const flock_cpu_kernel_spec *s, flock_error *err)
             return flock_error_set(err, FLOCK_E_INVALID_ARG, "cpu kernels: %u keep ratios", s->n_keep);
         for (uint32_t i = 0; i < s->n_keep; i++) {
             double kr = s->keep[i];
-            if (!(kr > 0 && kr <= 1) || floor(kr * s->d_ff) < 1)
+            if (!(kr > 0 && kr <= 1)) /* flock_keep_count keeps at least one neuron */
                 return flock_error_set(err, FLOCK_E_INVALID_ARG,
-                                       "cpu kernels: keep ratio %g keeps no neuron of %d", kr, s->d_ff);
+                                       "cpu kernels: keep ratio %g is outside (0, 1] (d_ff %d)", kr, s->d_ff);
         }
     }
     if (s->n_matvec > 0 && !s->matvec)
@@ -693,7 +693,7 @@ flock_status lcpu_emit_module(LLVMContextRef C, LLVMModuleRef M, const flock_cpu
     size_t nk = 0;
     const char *dtn = flock_dtype_name(spec->ffn_dtype), *actn = act_name(spec->act);
     for (uint32_t i = 0; i < spec->n_keep; i++) {
-        int32_t kk = (int32_t)floor(spec->keep[i] * spec->d_ff);
+        int32_t kk = (int32_t)flock_keep_count(spec->keep[i], spec->d_ff);
         char base[96];
         snprintf(base, sizeof base, "%s_%s_d%d_f%d_k%d", dtn, actn, spec->d_model, spec->d_ff, kk);
         char probe[128];

@@ -50,7 +50,7 @@ static flock_status cuda_model(const flock_program *p, const flock_compile_opts 
     uint32_t n = 0;
     for (size_t i = 0; i <= o->n_keep; i++) {
         const float k = i < o->n_keep ? (float)o->keep[i] : 1.0f;
-        const int32_t c = flock_codegen_keep_count(k, p->cfg.d_ff);
+        const int32_t c = (int32_t)flock_keep_count(k, p->cfg.d_ff);
         bool seen = false;
         for (uint32_t j = 0; j < n; j++)
             seen |= counts[j] == c;

@@ -2,6 +2,7 @@
 #include "flock/formats.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,6 +89,20 @@ _Static_assert(sizeof dtype_info / sizeof dtype_info[0] == FLOCK_DTYPE_COUNT,
 size_t flock_dtype_size(flock_dtype t)
 {
     return (unsigned)t < FLOCK_DTYPE_COUNT ? dtype_info[t].size : 0;
+}
+
+int64_t flock_keep_count(double keep, int64_t d_ff)
+{
+    if (!(keep > 0) || d_ff <= 0)
+        return 0;
+    if (keep >= 1)
+        return d_ff;
+    /* A ratio rounded to float is off by at most 2^-24 (6e-8) relative, so
+     * keep * d_ff by at most 6e-8 * d_ff: the allowance covers it. */
+    double k = floor(keep * (double)d_ff + 1e-7 * (double)d_ff);
+    if (k < 1)
+        k = 1;
+    return k > (double)d_ff ? d_ff : (int64_t)k;
 }
 
 const char *flock_dtype_name(flock_dtype t)

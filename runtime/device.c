@@ -1,6 +1,7 @@
 /* Devices: the CUDA driver probe (libcuda loaded with dlopen at run time, so
  * a CPU-only host needs no CUDA install and the runtime never links it) and
  * the choice of a session's device. */
+#include "cuda_driver.h"
 #include "flock/flock.h"
 
 #include <dlfcn.h>
@@ -33,7 +34,26 @@ flock_status flock_device_parse(const char *s, flock_device *out)
 
 bool flock_cuda_backend_available(void)
 {
-    return false; /* the executor runs on the CPU only; see docs/runtime.md, "CUDA" */
+    return true; /* cuda_exec.c; it still needs a driver, a device and a bundle with kernels */
+}
+
+/* ---- the driver sessions open (tests replace it) ------------------------------ */
+
+static flock_cuda_driver_open_fn driver_open = flock_cuda_driver_open;
+static bool have_test_info;
+static flock_cuda_info test_info;
+
+void flock_cuda_set_driver(flock_cuda_driver_open_fn open, const flock_cuda_info *info)
+{
+    driver_open = open ? open : flock_cuda_driver_open;
+    have_test_info = open && info;
+    if (have_test_info)
+        test_info = *info;
+}
+
+flock_cuda_driver_open_fn flock_cuda_driver_opener(void)
+{
+    return driver_open;
 }
 
 /* ---- the probe ------------------------------------------------------------ */
@@ -153,21 +173,40 @@ flock_status flock_device_resolve(flock_device want, flock_device *got, char *no
     }
     /* Probed once per process: cuInit can take a good fraction of a second
      * on a GPU host, and sessions are created often (flock eval). */
-    pthread_once(&probe_once, probe_cached);
-    const flock_cuda_info ci = probe_info;
-    const bool present = probe_present;
+    flock_cuda_info ci;
+    bool present;
+    if (have_test_info) {
+        ci = test_info;
+        present = ci.n_devices > 0;
+    } else {
+        pthread_once(&probe_once, probe_cached);
+        ci = probe_info;
+        present = probe_present;
+    }
     char what[384];
     describe(&ci, present, what, sizeof what);
-    /* flock_cuda_backend_available() is false: no branch runs a model on the GPU. */
-    if (want == FLOCK_DEVICE_CUDA)
-        return flock_error_set(err, FLOCK_E_UNSUPPORTED,
-                               "device cuda: this flock runtime has no CUDA execution backend yet (it runs models "
-                               "on the CPU only; use device cpu or auto). Probe: %s", what);
-    if (present)
-        snprintf(note, note_n, "auto: cpu (%s is present, but this runtime has no CUDA execution backend yet)",
-                 what);
-    else
+    /* The kernels use sm_80 features (mma.sync bf16, cvt.rn.bf16x2). */
+    const bool usable = present && ci.cc_major >= 8;
+    if (want == FLOCK_DEVICE_CUDA) {
+        if (!present)
+            return flock_error_set(err, FLOCK_E_UNSUPPORTED, "device cuda: no CUDA device (%s)", what);
+        if (!usable)
+            return flock_error_set(err, FLOCK_E_UNSUPPORTED,
+                                   "device cuda: %s; flock's CUDA kernels need compute capability 8.0 or newer",
+                                   what);
+        snprintf(note, note_n, "cuda: asked for (%s)", what);
+        *got = FLOCK_DEVICE_CUDA;
+        return FLOCK_OK;
+    }
+    if (usable) {
+        snprintf(note, note_n, "auto: cuda (%s)", what);
+        *got = FLOCK_DEVICE_CUDA;
+    } else if (present) {
+        snprintf(note, note_n, "auto: cpu (%s; the CUDA kernels need compute capability 8.0+)", what);
+        *got = FLOCK_DEVICE_CPU;
+    } else {
         snprintf(note, note_n, "auto: cpu (no GPU: %s)", what);
-    *got = FLOCK_DEVICE_CPU;
+        *got = FLOCK_DEVICE_CPU;
+    }
     return FLOCK_OK;
 }

@@ -337,6 +337,48 @@ flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors
     return FLOCK_OK;
 }
 
+flock_status flock_exec_plan_program(const flock_program *p, const flock_wmat *tensors, flock_exec_plan *out,
+                                     flock_error *err)
+{
+    if (!p || !tensors || !out)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_plan_program: NULL argument");
+    if (p->cfg.n_kv_slots < 0 || p->cfg.n_kv_slots > FLOCK_MAX_KV_SLOTS)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED, "program: %d kv slots (at most %d)",
+                               p->cfg.n_kv_slots, FLOCK_MAX_KV_SLOTS);
+    flock_exec *e = calloc(1, sizeof *e);
+    if (!e)
+        return flock_error_set(err, FLOCK_E_NOMEM, "executor: out of memory");
+    e->prog = p;
+    e->tensors = tensors;
+    e->head_op = -1;
+    flock_status st = validate(e, err);
+    if (st == FLOCK_OK)
+        st = plan_buffers(e, err);
+    if (st == FLOCK_OK) {
+        memset(out, 0, sizeof *out);
+        out->n_vocab = e->n_vocab;
+        out->embed_rows = e->embed_rows;
+        out->head_op = e->head_op;
+        out->max_width = e->max_width;
+        out->max_dff = e->max_dff;
+        out->n_ffn = e->n_ffn;
+        out->n_slots = e->n_slots;
+        memcpy(out->kv_width, e->kv_width, sizeof out->kv_width);
+        out->value_slot = e->value_slot;
+        e->value_slot = NULL;
+    }
+    flock_exec_free(e);
+    return st;
+}
+
+void flock_exec_plan_free(flock_exec_plan *plan)
+{
+    if (plan) {
+        free(plan->value_slot);
+        plan->value_slot = NULL;
+    }
+}
+
 void flock_exec_free(flock_exec *e)
 {
     if (!e)
@@ -396,7 +438,7 @@ int flock_exec_use_jit(flock_exec *e, const flock_cpu_jit *j, double keep)
         int32_t wi = p->values[op->in[0]].width;
         if (op->kind == FLOCK_OP_FFN && op->gated) {
             int32_t fi = e->op_ffn[i];
-            int64_t k = flock_griffin_keep_count(keep, op->d_ff);
+            int64_t k = flock_keep_count(keep, op->d_ff);
             /* the kernels are generated for the packed tensors: both in one dtype */
             if (wt(e, op->w[2])->dtype != w->dtype ||
                 flock_cpu_jit_find_ffn(j, w->dtype, op->act, wi, op->d_ff, (int32_t)k, &gf[fi], NULL) != FLOCK_OK ||
@@ -527,21 +569,21 @@ static uint64_t wbytes(const flock_wmat *w)
     return (uint64_t)w->rows * (uint64_t)w->cols * flock_dtype_size(w->dtype);
 }
 
-uint64_t flock_exec_decode_bytes(const flock_exec *e)
+uint64_t flock_program_decode_bytes(const flock_program *p, const flock_wmat *tensors, const flock_exec_ffn *ffn)
 {
-    const flock_program *p = e->prog;
     uint64_t total = 0;
+    int32_t fi = 0;
     for (uint32_t i = 0; i < p->n_ops; i++) {
         const flock_op *op = &p->ops[i];
         switch (op->kind) {
         case FLOCK_OP_EMBED: /* one row */
         case FLOCK_OP_POS_EMBED:
-            total += wbytes(wt(e, op->w[0])) / (uint64_t)wt(e, op->w[0])->rows;
+            total += wbytes(&tensors[op->w[0]]) / (uint64_t)tensors[op->w[0]].rows;
             break;
         case FLOCK_OP_FFN: {
-            const flock_exec_ffn *f = &e->ffn[e->op_ffn[i]];
-            int64_t k = f->k < 0 ? f->d_ff : f->k;
-            total += (wbytes(wt(e, op->w[0])) + wbytes(wt(e, op->w[2]))) / (uint64_t)f->d_ff * (uint64_t)k;
+            int64_t k = ffn[fi].k < 0 ? op->d_ff : ffn[fi].k;
+            fi++;
+            total += (wbytes(&tensors[op->w[0]]) + wbytes(&tensors[op->w[2]])) / (uint64_t)op->d_ff * (uint64_t)k;
             break;
         }
         case FLOCK_OP_ATTENTION:
@@ -550,9 +592,14 @@ uint64_t flock_exec_decode_bytes(const flock_exec *e)
             break;
         default:
             for (int j = 0; j < FLOCK_OP_MAX_W; j++)
-                if (op->w[j] >= 0 && wt(e, op->w[j]))
-                    total += wbytes(wt(e, op->w[j]));
+                if (op->w[j] >= 0 && (uint32_t)op->w[j] < p->n_tensors)
+                    total += wbytes(&tensors[op->w[j]]);
         }
     }
     return total;
+}
+
+uint64_t flock_exec_decode_bytes(const flock_exec *e)
+{
+    return flock_program_decode_bytes(e->prog, e->tensors, e->ffn);
 }

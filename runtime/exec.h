@@ -19,6 +19,8 @@
 
 typedef struct flock_exec flock_exec;
 
+#define FLOCK_MAX_KV_SLOTS 256
+
 /* One FFN op's selection state. */
 typedef struct flock_exec_ffn {
     int32_t op;      /* op index in the program */
@@ -47,6 +49,29 @@ void flock_exec_free(flock_exec *e);
  * Returns how many ops got a generated kernel, or -1 when out of memory
  * (then nothing changed). Call before running, not in the token loop. */
 int flock_exec_use_jit(flock_exec *e, const flock_cpu_jit *j, double keep);
+/* What validation and the buffer plan found, for another backend that runs
+ * the same program (cuda_exec.c): value_slot [n_values] (malloc'd; -1 for
+ * the token ids and the logits) shares slots of [chunk, max_width] floats by
+ * lifetime, as this executor does. Free with flock_exec_plan_free. */
+typedef struct flock_exec_plan {
+    int32_t n_vocab, embed_rows, head_op;
+    int32_t max_width, max_dff, n_ffn, n_slots;
+    int32_t kv_width[FLOCK_MAX_KV_SLOTS];
+    int32_t *value_slot;
+} flock_exec_plan;
+/* Checks every op against its tensors (shapes, dtypes; as flock_exec_create)
+ * and plans the value slots; allocates no executor buffers. */
+flock_status flock_exec_plan_program(const flock_program *p, const flock_wmat *tensors, flock_exec_plan *out,
+                                     flock_error *err);
+void flock_exec_plan_free(flock_exec_plan *plan);
+/* Weights read per decode step (flock_exec_decode_bytes) with ffn[i].k the
+ * kept count of FFN op i (in op order; < 0: all). */
+uint64_t flock_program_decode_bytes(const flock_program *p, const flock_wmat *tensors, const flock_exec_ffn *ffn);
+
+/* Frequency of ROPE op's rotation pair i (of rope_dim/2), with its scaling
+ * (linear, Llama 3) applied. */
+double flock_rope_freq(const flock_op *op, int32_t i);
+
 /* Empties the KV cache, statistic and selection. */
 void flock_exec_reset(flock_exec *e);
 

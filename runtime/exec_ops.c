@@ -241,8 +241,7 @@ static void op_layernorm(const flock_op *op, const float *x, int32_t T, float *o
     }
 }
 
-/* Frequency of rotation pair i (of rope_dim/2), with the op's scaling. */
-static double rope_freq(const flock_op *op, int32_t i)
+double flock_rope_freq(const flock_op *op, int32_t i)
 {
     double f = pow(op->rope_theta, -2.0 * i / op->rope_dim);
     if (op->rope_scaling == FLOCK_ROPE_SCALING_LLAMA3) {
@@ -270,7 +269,7 @@ static void op_rope(flock_exec *e, const flock_op *op, const float *x, int32_t T
     for (int32_t t = 0; t < T; t++) {
         double pos = (double)(e->n_past + (size_t)t);
         for (int32_t i = 0; i < half; i++) {
-            double a = pos * rope_freq(op, i);
+            double a = pos * flock_rope_freq(op, i);
             cs[2 * i] = (float)cos(a);
             cs[2 * i + 1] = (float)sin(a);
         }

@@ -5,17 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t flock_griffin_keep_count(double keep, int64_t d_ff)
-{
-    if (!(keep > 0))
-        return 0;
-    if (keep >= 1)
-        return d_ff;
-    /* Exactly the reference's int(d_ff * keep), in double precision. */
-    int64_t k = (int64_t)floor(keep * (double)d_ff);
-    return k < 0 ? 0 : k > d_ff ? d_ff : k;
-}
-
 void flock_griffin_accumulate(const float *z, int64_t T, int64_t d_ff, int64_t ld, double *sumsq)
 {
     for (int64_t t = 0; t < T; t++) {

@@ -13,8 +13,7 @@
 
 #include <stdint.h>
 
-/* floor(keep * d_ff), clamped to [0, d_ff]; keep = 1.0 keeps all. */
-int64_t flock_griffin_keep_count(double keep, int64_t d_ff);
+/* The kept count is flock_keep_count (flock/formats.h), shared with codegen. */
 
 /* Adds to sumsq[d_ff] the squares of the row-normalized z over T tokens
  * (z rows `ld` floats apart). A row of zeros adds nothing (no NaN). The

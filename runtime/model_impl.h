@@ -4,6 +4,7 @@
 #define FLOCK_RUNTIME_MODEL_IMPL_H
 
 #include "cpu_jit_loader.h"
+#include "cuda_exec.h"
 #include "exec.h"
 #include "flock/flock.h"
 #include "flock/ir.h"
@@ -45,7 +46,17 @@ struct flock_session {
     char msg[512];
     flock_device device;    /* what opts.device resolved to (device.c) */
     char device_note[512];
+    /* CUDA sessions (device == CUDA): e is NULL, these run the program. */
+    flock_cuda_driver *drv;
+    flock_cuda_exec *cu;
+    void *cu_blob;          /* the kernels section's bytes (the executor reads them in place) */
 };
+
+/* Opens the GPU side of session s (cuda_session.c): the driver, the bundle's
+ * kernel section for the device (FLOCK_E_NOT_FOUND naming the flockc flag
+ * when there is none), the executor. On failure nothing is kept. */
+flock_status flock_session_open_cuda(flock_session *s, flock_error *err);
+void flock_session_close_cuda(flock_session *s);
 
 /* Sets the session's message from err and returns err->status. */
 flock_status flock_session_fail(flock_session *s, const flock_error *err);

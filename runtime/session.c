@@ -140,6 +140,8 @@ static flock_status check_opts(const flock_model *m, flock_session_opts *o, floc
     return FLOCK_OK;
 }
 
+static flock_status finish_create(flock_session *s, flock_session **out, flock_error *err);
+
 flock_status flock_session_create(flock_model *m, const flock_session_opts *opts, flock_session **out,
                                   flock_error *err)
 {
@@ -162,6 +164,20 @@ flock_status flock_session_create(flock_model *m, const flock_session_opts *opts
     s->o = o;
     s->k = flock_kernels_best();
     s->rng = flock_rng_seed(o.seed);
+    if (device == FLOCK_DEVICE_CUDA) {
+        flock_error ce = {0};
+        st = flock_session_open_cuda(s, &ce);
+        if (st != FLOCK_OK && o.device == FLOCK_DEVICE_CUDA) {
+            flock_session_free(s);
+            return flock_error_set(err, st, "device cuda: %s", ce.msg);
+        }
+        if (st != FLOCK_OK) { /* AUTO: the CPU, and why */
+            s->device = FLOCK_DEVICE_CPU;
+            snprintf(s->device_note, sizeof s->device_note, "auto: cpu (%.490s)", ce.msg);
+        }
+    }
+    if (s->device == FLOCK_DEVICE_CUDA)
+        return finish_create(s, out, err);
     if (flock_pool_create(o.threads, &s->pool) != FLOCK_OK) {
         free(s);
         return flock_error_set(err, FLOCK_E_NOMEM, "could not start %d threads", o.threads);
@@ -182,10 +198,29 @@ flock_status flock_session_create(flock_model *m, const flock_session_opts *opts
         if (s->gen)
             snprintf(s->kname, sizeof s->kname, "llvm:%s", flock_cpu_jit_target(m->jit));
     }
+    return finish_create(s, out, err);
+}
+
+/* The session's FF layers, on either executor. */
+static size_t n_ffn(const flock_session *s)
+{
+    return s->cu ? flock_cuda_exec_n_ffn(s->cu) : flock_exec_n_ffn(s->e);
+}
+
+static flock_exec_ffn *ffn_at(const flock_session *s, size_t i)
+{
+    return s->cu ? flock_cuda_exec_ffn_at(s->cu, i) : flock_exec_ffn_at(s->e, i);
+}
+
+/* The buffers both devices need (selection scratch, history, text). */
+static flock_status finish_create(flock_session *s, flock_session **out, flock_error *err)
+{
+    const flock_session_opts o = s->o;
+    const flock_model *m = s->m;
     size_t dff = 1;
-    for (size_t i = 0; i < flock_exec_n_ffn(s->e); i++)
-        if ((size_t)flock_exec_ffn_at(s->e, i)->d_ff > dff)
-            dff = (size_t)flock_exec_ffn_at(s->e, i)->d_ff;
+    for (size_t i = 0; i < n_ffn(s); i++)
+        if ((size_t)ffn_at(s, i)->d_ff > dff)
+            dff = (size_t)ffn_at(s, i)->d_ff;
     s->pairs = malloc(dff * sizeof *s->pairs);
     s->perm = malloc(dff * sizeof *s->perm);
     s->seen = malloc(dff);
@@ -206,6 +241,7 @@ void flock_session_free(flock_session *s)
 {
     if (!s)
         return;
+    flock_session_close_cuda(s);
     flock_exec_free(s->e);
     flock_pool_free(s->pool);
     free(s->pairs);
@@ -225,9 +261,18 @@ const char *flock_session_error(const flock_session *s)
 /* Chooses each FF layer's experts from the statistic / ranking / rng. */
 static flock_status select_experts(flock_session *s, flock_error *err)
 {
-    for (size_t i = 0; i < flock_exec_n_ffn(s->e); i++) {
-        flock_exec_ffn *f = flock_exec_ffn_at(s->e, i);
-        int64_t k = flock_griffin_keep_count(s->o.keep, f->d_ff);
+    if (s->cu) { /* GRIFFIN's top-k on the GPU; the other modes on the host, then uploaded */
+        flock_status st = s->o.select == FLOCK_SELECT_GRIFFIN ? flock_cuda_exec_select_griffin(s->cu, err) : FLOCK_OK;
+        if (st != FLOCK_OK)
+            return st;
+        if (s->o.select == FLOCK_SELECT_GRIFFIN) {
+            s->selected = true;
+            return FLOCK_OK;
+        }
+    }
+    for (size_t i = 0; i < n_ffn(s); i++) {
+        flock_exec_ffn *f = ffn_at(s, i);
+        int64_t k = flock_keep_count(s->o.keep, f->d_ff);
         switch (s->o.select) {
         case FLOCK_SELECT_GRIFFIN:
             flock_select_topk(f->sumsq, f->d_ff, k, f->idx, s->pairs);
@@ -244,8 +289,20 @@ static flock_status select_experts(flock_session *s, flock_error *err)
         }
         f->k = k;
     }
+    if (s->cu) {
+        flock_status st = flock_cuda_exec_upload_selection(s->cu, err);
+        if (st != FLOCK_OK)
+            return st;
+    }
     s->selected = true;
     return FLOCK_OK;
+}
+
+/* Tokens through whichever executor the session has. */
+static flock_status run(flock_session *s, const int32_t *ids, size_t n, flock_ff_mode mode, bool stats,
+                        flock_error *err)
+{
+    return s->cu ? flock_cuda_exec_run(s->cu, ids, n, mode, stats, err) : flock_exec_run(s->e, ids, n, mode, stats, err);
 }
 
 flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n)
@@ -253,7 +310,7 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
     flock_error err = {0};
     if (!ids || n == 0)
         return flock_session_fail(s, &(flock_error){FLOCK_E_INVALID_ARG, "empty prompt"});
-    if (flock_exec_n_past(s->e) != 0) {
+    if (flock_session_n_past(s) != 0) {
         flock_error_set(&err, FLOCK_E_INVALID_ARG, "prefill needs a fresh session: call flock_session_reset");
         return flock_session_fail(s, &err);
     }
@@ -262,7 +319,7 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
                         s->o.n_ctx);
         return flock_session_fail(s, &err);
     }
-    flock_status st = flock_exec_run(s->e, ids, n, FLOCK_FF_FULL, s->o.select == FLOCK_SELECT_GRIFFIN, &err);
+    flock_status st = run(s, ids, n, FLOCK_FF_FULL, s->o.select == FLOCK_SELECT_GRIFFIN, &err);
     if (st == FLOCK_OK)
         st = select_experts(s, &err);
     if (st != FLOCK_OK)
@@ -281,7 +338,7 @@ flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n
         flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
         return flock_session_fail(s, &err);
     }
-    flock_status st = flock_exec_run(s->e, ids, n, FLOCK_FF_SPARSE, false, &err);
+    flock_status st = run(s, ids, n, FLOCK_FF_SPARSE, false, &err);
     if (st != FLOCK_OK)
         return flock_session_fail(s, &err);
     memcpy(s->history + s->n_history, ids, n * sizeof *ids);
@@ -291,7 +348,10 @@ flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n
 
 void flock_session_reset(flock_session *s)
 {
-    flock_exec_reset(s->e);
+    if (s->cu)
+        flock_cuda_exec_reset(s->cu);
+    else
+        flock_exec_reset(s->e);
     s->selected = false;
     s->n_history = 0;
     s->msg[0] = '\0';
@@ -299,7 +359,7 @@ void flock_session_reset(flock_session *s)
 
 size_t flock_session_n_past(const flock_session *s)
 {
-    return flock_exec_n_past(s->e);
+    return s->cu ? flock_cuda_exec_n_past(s->cu) : flock_exec_n_past(s->e);
 }
 
 size_t flock_session_n_ctx(const flock_session *s)
@@ -310,28 +370,28 @@ size_t flock_session_n_ctx(const flock_session *s)
 const float *flock_session_logits(const flock_session *s, size_t *n_pos)
 {
     if (n_pos)
-        *n_pos = s->o.all_logits ? flock_exec_n_past(s->e) : 1;
-    return flock_exec_logits(s->e);
+        *n_pos = s->o.all_logits ? flock_session_n_past(s) : 1;
+    return s->cu ? flock_cuda_exec_logits(s->cu) : flock_exec_logits(s->e);
 }
 
 const float *flock_session_last_logits(const flock_session *s)
 {
-    const float *l = flock_exec_logits(s->e);
-    size_t np = flock_exec_n_past(s->e);
+    const float *l = flock_session_logits(s, NULL);
+    size_t np = flock_session_n_past(s);
     if (s->o.all_logits && np > 0)
-        l += (np - 1) * (size_t)flock_exec_n_vocab(s->e);
+        l += (np - 1) * (size_t)(s->cu ? flock_cuda_exec_n_vocab(s->cu) : flock_exec_n_vocab(s->e));
     return l;
 }
 
 size_t flock_session_n_ffn(const flock_session *s)
 {
-    return flock_exec_n_ffn(s->e);
+    return n_ffn(s);
 }
 
 flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *layer, const int32_t **idx,
                                    size_t *k)
 {
-    flock_exec_ffn *f = flock_exec_ffn_at(s->e, i);
+    flock_exec_ffn *f = ffn_at(s, i);
     if (!f || f->k < 0)
         return FLOCK_E_INVALID_ARG;
     if (layer)
@@ -343,7 +403,7 @@ flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *la
 
 uint64_t flock_session_decode_bytes(const flock_session *s)
 {
-    return flock_exec_decode_bytes(s->e);
+    return s->cu ? flock_cuda_exec_decode_bytes(s->cu) : flock_exec_decode_bytes(s->e);
 }
 
 flock_device flock_session_device(const flock_session *s)

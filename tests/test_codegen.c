@@ -19,20 +19,6 @@ static flock_codegen_model small_model(void)
     return m;
 }
 
-static void test_keep_count(void **state)
-{
-    (void)state;
-    assert_int_equal(flock_codegen_keep_count(0.5f, 11008), 5504);
-    assert_int_equal(flock_codegen_keep_count(0.75f, 11008), 8256);
-    assert_int_equal(flock_codegen_keep_count(1.0f, 172), 172);
-    assert_int_equal(flock_codegen_keep_count(0.5f, 172), 86);
-    assert_int_equal(flock_codegen_keep_count(0.3f, 10), 3);   /* 0.3f is 0.30000001 */
-    assert_int_equal(flock_codegen_keep_count(0.7f, 10), 7);   /* 0.7f is 0.69999999 */
-    assert_int_equal(flock_codegen_keep_count(0.001f, 100), 1); /* at least one neuron */
-    assert_int_equal(flock_codegen_keep_count(0.0f, 100), 0);
-    assert_int_equal(flock_codegen_keep_count(NAN, 100), 0);
-}
-
 static void check_model_err(flock_codegen_model m, flock_status want, const char *needle)
 {
     flock_error e = {0};
@@ -498,7 +484,6 @@ static void test_nvrtc_off_or_bad_target(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keep_count),
         cmocka_unit_test(test_model_check),
         cmocka_unit_test(test_from_program),
         cmocka_unit_test(test_source_shape),

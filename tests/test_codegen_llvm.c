@@ -705,7 +705,7 @@ static void test_bad_specs(void **state)
     uint8_t *c = NULL;
     size_t n = 0;
     flock_error err = {0};
-    static const double bad_keep[] = {0.001};
+    static const double bad_keep[] = {0.0}; /* 0.001 is fine: at least one neuron is kept */
     flock_cpu_kernel_spec s1 = {.d_model = 64, .d_ff = 100, .ffn_dtype = FLOCK_DTYPE_F32,
                                 .act = FLOCK_ACT_SILU, .n_keep = 1, .keep = bad_keep};
     assert_int_equal(flock_llvm_cpu_kernels(&s1, "cpu", &c, &n, &err), FLOCK_E_INVALID_ARG);

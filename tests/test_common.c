@@ -3,6 +3,8 @@
 
 #include "flock/formats.h"
 
+#include <math.h>
+
 static void test_status_strings(void **state)
 {
     (void)state;
@@ -75,6 +77,40 @@ static void test_bf16(void **state)
     assert_true(isnan(flock_bf16_to_f32(flock_f32_to_bf16(NAN))));
 }
 
+/* The kept-neuron count shared by the runtime and the code generators: the
+ * same for a ratio given as a double or rounded to float. */
+static void test_keep_count(void **state)
+{
+    (void)state;
+    const struct {
+        double keep;
+        int64_t d_ff, want;
+    } c[] = {
+        {0.29, 100, 29},   /* 0.29 * 100 = 28.999999999999996 in double (floor alone gave 28) */
+        {0.7, 1000, 700},  /* 0.7f * 1000 = 699.99998 in float (codegen's +1e-6 gave 699) */
+        {0.3, 10, 3},      /* 0.3f is 0.30000001 */
+        {0.7, 10, 7},      /* 0.7f is 0.69999999 */
+        {0.5, 11008, 5504},
+        {0.75, 11008, 8256},
+        {0.5, 172, 86},
+        {0.3, 172, 51},    /* 51.6 -> 51 */
+        {0.29, 172, 49},   /* 49.88 -> 49 */
+        {0.5, 1536, 768},
+        {1.0, 172, 172},
+        {0.001, 100, 1},   /* at least one neuron */
+        {0.99, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        assert_int_equal(flock_keep_count(c[i].keep, c[i].d_ff), c[i].want);
+        assert_int_equal(flock_keep_count((float)c[i].keep, c[i].d_ff), c[i].want);
+    }
+    assert_int_equal(flock_keep_count(0.0, 100), 0);
+    assert_int_equal(flock_keep_count(-0.5, 100), 0);
+    assert_int_equal(flock_keep_count(NAN, 100), 0);
+    assert_int_equal(flock_keep_count(0.5, 0), 0);
+    assert_int_equal(flock_keep_count(2.0, 100), 100);
+}
+
 static void test_convert_arrays(void **state)
 {
     (void)state;
@@ -109,6 +145,7 @@ int main(void)
         cmocka_unit_test(test_status_strings),   cmocka_unit_test(test_error_set_and_prefix),
         cmocka_unit_test(test_dtype_parse),      cmocka_unit_test(test_f16_roundtrip_exhaustive),
         cmocka_unit_test(test_f16_rounding),     cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_keep_count),
         cmocka_unit_test(test_convert_arrays),   cmocka_unit_test(test_map_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,7 +97,7 @@ static void check_section(const flock_bundle *bd, const char *name, uint32_t arc
     /* The decode FF for each keep ratio, and 1.0 (the dense FF), with the ratio in the table. */
     for (size_t i = 0; i <= w->n_keep; i++) {
         const double r = i < w->n_keep ? w->keep[i] : 1.0;
-        const int32_t kn = flock_codegen_keep_count((float)r, w->d_ff);
+        const int32_t kn = flock_keep_count((float)r, w->d_ff);
         assert_true(kn >= 1 && kn <= w->d_ff);
         const char *fmt[3] = {"flock_ffn_gather_k%d", "flock_ffn_down_k%d", "flock_griffin_rank_k%d"};
         for (int f = 0; f < 3; f++) {

@@ -3,6 +3,7 @@
  * and the executor on tiny random programs against a reference forward. */
 #include "test_util.h"
 
+#include "cuda_driver.h"
 #include "exec.h"
 #include "flock/flock.h"
 #include "griffin.h"
@@ -176,11 +177,11 @@ static void test_pool(void **state)
 static void test_keep_count(void **state)
 {
     (void)state;
-    assert_int_equal(flock_griffin_keep_count(0.5, 1536), 768);
-    assert_int_equal(flock_griffin_keep_count(1.0, 172), 172);
-    assert_int_equal(flock_griffin_keep_count(0.3, 172), 51); /* 51.6 -> 51 */
-    assert_int_equal(flock_griffin_keep_count(0.0, 10), 0);
-    assert_int_equal(flock_griffin_keep_count(0.99, 1), 0);
+    assert_int_equal(flock_keep_count(0.5, 1536), 768);
+    assert_int_equal(flock_keep_count(1.0, 172), 172);
+    assert_int_equal(flock_keep_count(0.3, 172), 51); /* 51.6 -> 51 */
+    assert_int_equal(flock_keep_count(0.0, 10), 0);
+    assert_int_equal(flock_keep_count(0.99, 1), 1); /* at least one neuron (a kernel needs k >= 1) */
 }
 
 static void test_griffin_hand(void **state)
@@ -460,7 +461,7 @@ static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int 
             for (int i = 0; i < f && n2 > 0; i++)
                 ss[i] += z[((size_t)l * T + t) * f + i] * z[((size_t)l * T + t) * f + i] / n2;
         }
-        kk[l] = flock_griffin_keep_count(keep, f);
+        kk[l] = flock_keep_count(keep, f);
         kept[l] = malloc((size_t)f * sizeof(int32_t));
         naive_topk(ss, f, (int)kk[l], kept[l]);
         flock_exec_ffn *ef = flock_exec_ffn_at(e, (size_t)l);
@@ -672,11 +673,30 @@ static void test_cuda_probe_and_devices(void **state)
     setenv("FLOCK_CUDA_LIBRARY", "libm.so.6", 1);
     assert_false(flock_cuda_probe(&ci));
     assert_non_null(strstr(ci.reason, "libm.so.6 lacks the driver API"));
+    /* The backend's driver: the same reasons, as errors. */
+    flock_cuda_driver *drv = NULL;
+    flock_error derr = {0};
+    setenv("FLOCK_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", 1);
+    assert_int_equal(flock_cuda_driver_open(&drv, &derr), FLOCK_E_UNSUPPORTED);
+    assert_non_null(strstr(derr.msg, "no CUDA driver: /nonexistent/libcuda.so.1"));
+    setenv("FLOCK_CUDA_LIBRARY", "libm.so.6", 1);
+    assert_int_equal(flock_cuda_driver_open(&drv, &derr), FLOCK_E_UNSUPPORTED);
+    assert_non_null(strstr(derr.msg, "lacks cuInit"));
+#ifdef FLOCK_TEST_CUDA_STUB
+    /* The toolkit's stub libcuda exports the real driver's symbols: every
+     * entry point the backend loads (the _v2 names) resolves, and cuInit
+     * fails (CUDA_ERROR_STUB_LIBRARY, 34; the stub names no errors). */
+    setenv("FLOCK_CUDA_LIBRARY", FLOCK_TEST_CUDA_STUB, 1);
+    assert_int_not_equal(flock_cuda_driver_open(&drv, &derr), FLOCK_OK);
+    print_message("stub driver: %s\n", derr.msg);
+    assert_non_null(strstr(derr.msg, "cuInit: "));
+#endif
+    assert_null(drv);
     if (saved[0])
         setenv("FLOCK_CUDA_LIBRARY", saved, 1);
     else
         unsetenv("FLOCK_CUDA_LIBRARY");
-    assert_false(flock_cuda_backend_available());
+    assert_true(flock_cuda_backend_available());
 
     for (int d = 0; d < FLOCK_DEVICE_COUNT; d++) {
         flock_device back;
@@ -692,14 +712,20 @@ static void test_cuda_probe_and_devices(void **state)
     assert_int_equal(flock_device_resolve(FLOCK_DEVICE_CPU, &dev, note, sizeof note, &err), FLOCK_OK);
     assert_int_equal(dev, FLOCK_DEVICE_CPU);
     dev = FLOCK_DEVICE_COUNT;
-    assert_int_equal(flock_device_resolve(FLOCK_DEVICE_CUDA, &dev, note, sizeof note, &err), FLOCK_E_UNSUPPORTED);
-    assert_int_equal(dev, FLOCK_DEVICE_COUNT);
-    assert_non_null(strstr(err.msg, "no CUDA execution backend yet"));
-    assert_non_null(strstr(err.msg, present ? "Probe: CUDA device 0" : "Probe: "));
+    const bool usable = present && ci.cc_major >= 8;
+    if (usable) {
+        assert_int_equal(flock_device_resolve(FLOCK_DEVICE_CUDA, &dev, note, sizeof note, &err), FLOCK_OK);
+        assert_int_equal(dev, FLOCK_DEVICE_CUDA);
+        assert_non_null(strstr(note, "cuda: asked for (CUDA device 0"));
+    } else {
+        assert_int_equal(flock_device_resolve(FLOCK_DEVICE_CUDA, &dev, note, sizeof note, &err),
+                         FLOCK_E_UNSUPPORTED);
+        assert_int_equal(dev, FLOCK_DEVICE_COUNT);
+        assert_non_null(strstr(err.msg, present ? "compute capability 8.0" : "device cuda: no CUDA device ("));
+    }
     assert_int_equal(flock_device_resolve(FLOCK_DEVICE_AUTO, &dev, note, sizeof note, &err), FLOCK_OK);
-    assert_int_equal(dev, FLOCK_DEVICE_CPU);
-    assert_non_null(strstr(note, present ? "is present, but this runtime has no CUDA execution backend"
-                                         : "auto: cpu (no GPU: "));
+    assert_int_equal(dev, usable ? FLOCK_DEVICE_CUDA : FLOCK_DEVICE_CPU);
+    assert_non_null(strstr(note, usable ? "auto: cuda (CUDA device 0" : "auto: cpu ("));
     assert_int_equal(flock_device_resolve((flock_device)9, &dev, note, sizeof note, &err), FLOCK_E_INVALID_ARG);
 }
 

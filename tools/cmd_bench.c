@@ -44,8 +44,9 @@ static void help(FILE *f)
                "  --select MODE    griffin (default), magnitude or random\n"
                "  --repeats R      timed repeats after one warm-up (default 3)\n"
                "  --threads N      threads (default: all cores)\n"
-               "  --device D       cpu, cuda or auto (default): auto uses the CPU and says why;\n"
-               "                   cuda fails (this runtime has no CUDA execution backend yet)\n"
+               "  --device D       cpu, cuda or auto (default): cuda runs the bundle's CUDA kernels\n"
+               "                   (flockc --target sm_XY) on GPU 0; auto takes the GPU when it can,\n"
+               "                   else the CPU, and says why\n"
                "  --kernels LIST   auto, generated, portable, comma-separated: each keep ratio is timed\n"
                "                   with each (default auto); e.g. generated,portable side by side\n"
                "  --json           one JSON object instead of the table\n");
@@ -345,6 +346,9 @@ int flock_cmd_bench(int argc, char **argv)
         }
         row->bytes_per_token = flock_session_decode_bytes(s);
         used_threads = flock_session_threads(s);
+        /* what the session ran on (auto may fall back to the CPU: no kernels for the GPU) */
+        used_device = flock_session_device(s);
+        snprintf(device_note, sizeof device_note, "%s", flock_session_device_note(s));
         snprintf(row->kernels, sizeof row->kernels, "%s", flock_session_kernels(s));
         kernels = row->kernels;
         row->ok = 1;

@@ -12,8 +12,19 @@
 # command or the zstandard module, or compile with --level 0) and gpu_check
 # loads each one for this GPU and resolves every kernel of its table first.
 #
+# Then, when flock and flockc build here (the project's dependencies: zstd,
+# json-c, pcre2, xxhash) and python3 is present, the runtime end to end: the
+# models compiled with --dtype f16 --keep 0.5 --target sm_XY (XY = this GPU's
+# compute capability), greedy generation with `flock run --device cuda` equal
+# to `--device cpu` at keep 1.0 and 0.5 (stories260K from $FLOCK_TEST_DATA,
+# SmolLM2-135M-Instruct.Q4_1 from $FLOCK_MODEL_DIR, default
+# ~/.cache/flock/models; a missing one is skipped, saying so), and SmolLM2's
+# decode tokens/s on the GPU (`flock bench --device cuda`). A table of those
+# comes last.
+#
 #   tools/gpu-check.sh [out-dir] [BUNDLE.flock]     (default out-dir: build-gpu)
 #   GPU_CHECK_ARGS=--no-bench tools/gpu-check.sh    (kernel checks only)
+#   GPU_CHECK_E2E=0 tools/gpu-check.sh              (no end-to-end step)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-build-gpu}
@@ -44,7 +55,9 @@ $cc -std=c17 -O2 -D_GNU_SOURCE -DFLOCK_HAVE_NVRTC=1 -Wall -Wextra -Wno-unused-pa
 echo "built in $(( $(date +%s) - start )) s"
 
 # The codegen tests (no GPU needed) when the project's dependencies are there.
+full=""
 if cmake -S . -B "$out/cmake" -DFLOCK_CUDA=ON -DCMAKE_BUILD_TYPE=Release > "$out/configure.log" 2>&1; then
+    full="$out/cmake"
     echo "== codegen tests =="
     cmake --build "$out/cmake" -j"$(nproc)" --target test_codegen test_gpu_check_ref > "$out/build.log" 2>&1 &&
         (cd "$out/cmake" && ctest --output-on-failure -R 'test_codegen$|test_gpu_check_ref' --timeout 60) ||
@@ -68,8 +81,96 @@ if [ -n "$bundle" ]; then
     [ ${#blob_args[@]} -gt 0 ] || echo "(no cuda:* kernel sections in $bundle: compile it with flockc --target sm_XY)"
 fi
 
+# ---- the runtime end to end: flock --device cuda against --device cpu ----------
+e2e_table=()
+e2e_fail=0
+e2e() {
+    local flock=$1/tools/flock flockc=$1/tools/flockc
+    if ! command -v python3 > /dev/null; then echo "(no python3: end-to-end step skipped)"; return 0; fi
+    local cap
+    cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -1 | tr -d ' .' || true)
+    [[ "$cap" =~ ^[0-9]+$ ]] || { echo "(nvidia-smi gave no compute capability: assuming sm_90)"; cap=90; }
+    local target=sm_$cap dir=$out/e2e prompt="Once upon a time, there was a little girl named Lily. She"
+    mkdir -p "$dir"
+    local models=()
+    local stories=${FLOCK_TEST_DATA:-}/models/stories260K.gguf
+    local smol=${FLOCK_MODEL_DIR:-$HOME/.cache/flock/models}/SmolLM2-135M-Instruct.Q4_1.gguf
+    if [ -n "${FLOCK_TEST_DATA:-}" ] && [ -f "$stories" ]; then models+=("stories260K:$stories")
+    else echo "(stories260K skipped: \$FLOCK_TEST_DATA/models/stories260K.gguf not found)"; fi
+    if [ -f "$smol" ]; then models+=("SmolLM2-135M:$smol")
+    else echo "(SmolLM2 skipped: $smol not found)"; fi
+    local entry name src bundle keep a b
+    for entry in ${models[@]+"${models[@]}"}; do
+        name=${entry%%:*}; src=${entry#*:}; bundle=$dir/$name.flock
+        echo "-- $name: flockc --dtype f16 --keep 0.5 --target $target"
+        if ! timeout 240 "$flockc" "$src" -o "$bundle" --dtype f16 --keep 0.5 --target "$target" --level 0 \
+                > "$dir/$name.flockc.log" 2>&1; then
+            echo "flockc failed for $name: $(tail -3 "$dir/$name.flockc.log")"
+            e2e_table+=("$(printf '%-14s %-5s %-22s %s' "$name" "-" "flockc FAILED" "-")"); e2e_fail=1; continue
+        fi
+        for keep in 1.0 0.5; do
+            local same="?" tps="-"
+            for dev in cpu cuda; do
+                if ! timeout 120 "$flock" run "$bundle" -p "$prompt" -n 32 --temp 0 --keep "$keep" --device "$dev" \
+                        --json > "$dir/$name-$keep-$dev.json" 2> "$dir/$name-$keep-$dev.err"; then
+                    echo "flock run --device $dev --keep $keep failed: $(tail -3 "$dir/$name-$keep-$dev.err")"
+                    same="run FAILED ($dev)"
+                fi
+            done
+            if [ "$same" = "?" ]; then
+                a=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["text"])' "$dir/$name-$keep-cpu.json") ||
+                    a="(unreadable cpu output)"
+                b=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["text"])' "$dir/$name-$keep-cuda.json") ||
+                    b="(unreadable cuda output)"
+                if [ "$a" = "$b" ]; then same="same 32 tokens"; else same="DIFFERENT"; fi
+                echo "keep $keep cpu : $a"
+                echo "keep $keep cuda: $b"
+                tps=$(python3 -c 'import json,sys; print("%.1f" % json.load(open(sys.argv[1]))["decode_tok_s"])' \
+                      "$dir/$name-$keep-cuda.json") || tps="?"
+            fi
+            [[ "$same" == same* ]] || e2e_fail=1
+            e2e_table+=("$(printf '%-14s %-5s %-22s %s' "$name" "$keep" "$same" "$tps (run)")")
+        done
+        if [ "$name" = SmolLM2-135M ]; then
+            echo "-- $name: flock bench --device cuda --keep 1,0.5"
+            if timeout 150 "$flock" bench "$bundle" --device cuda --keep 1,0.5 --repeats 3 --json \
+                    > "$dir/bench.json" 2> "$dir/bench.err"; then
+                while read -r keep tps; do
+                    e2e_table+=("$(printf '%-14s %-5s %-22s %s' "$name" "$keep" "bench --device cuda" "$tps")")
+                done < <(python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["results"]: print(r["keep"], "%.1f" % r["decode_tok_s"])' "$dir/bench.json")
+            else
+                echo "flock bench --device cuda failed: $(tail -3 "$dir/bench.err")"; e2e_fail=1
+            fi
+        fi
+    done
+}
+
+if [ "${GPU_CHECK_E2E:-1}" = 1 ]; then
+    echo "== end to end: flock --device cuda vs --device cpu =="
+    if [ -z "$full" ] && cmake -S . -B "$out/full" -DFLOCK_CUDA=ON -DFLOCK_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
+            > "$out/full-configure.log" 2>&1; then
+        full="$out/full"
+    fi
+    if [ -z "$full" ]; then
+        echo "(flock cannot be configured here: $(grep -m1 -i 'error\|needs' "$out/full-configure.log" || true)); skipped"
+    elif ! cmake --build "$full" -j"$(nproc)" --target flock flockc > "$out/flock-build.log" 2>&1; then
+        echo "(flock/flockc did not build: see $out/flock-build.log); skipped"; e2e_fail=1
+    else
+        e2e "$full"
+    fi
+fi
+
 echo "== gpu_check =="
 left=$(( 470 - ($(date +%s) - start) ))
 [ "$left" -gt 60 ] || left=60
-timeout "$left" "$out/gpu_check" ${GPU_CHECK_ARGS:-} ${blob_args[@]+"${blob_args[@]}"}
+rc=0
+timeout "$left" "$out/gpu_check" ${GPU_CHECK_ARGS:-} ${blob_args[@]+"${blob_args[@]}"} || rc=$?
+[ "$rc" -eq 0 ] || echo "gpu_check: exit status $rc (124: ran out of its $left s)"
+if [ ${#e2e_table[@]} -gt 0 ]; then
+    echo "== end to end (flock run -n 32 --temp 0: cuda vs cpu; decode tok/s on the GPU) =="
+    printf '%-14s %-5s %-22s %s\n' model keep "greedy / what" "cuda decode tok/s"
+    printf '%s\n' "${e2e_table[@]}"
+fi
 echo "gpu-check finished in $(( $(date +%s) - start )) s"
+[ "$rc" -eq 0 ] && [ "$e2e_fail" -eq 0 ]

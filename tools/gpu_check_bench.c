@@ -135,7 +135,7 @@ static void decode_step(stack *s, int ki)
 {
     const flock_codegen_model *m = &s->m;
     const int D = m->d_model, QD = m->n_head * m->head_dim, KVD = m->n_kv_head * m->head_dim;
-    const int K = flock_codegen_keep_count(m->keep[ki], m->d_ff);
+    const int K = flock_keep_count(m->keep[ki], m->d_ff);
     int pos = s->pos, zero = 0, chunk = CHUNK, n_split = (int)cdiv((unsigned)pos + 1, CHUNK);
     float eps = 1e-5f;
     CUdeviceptr null = 0;
@@ -185,7 +185,7 @@ static double step_bytes(const stack *s, int ki)
 {
     const flock_codegen_model *m = &s->m;
     const double D = m->d_model, QD = m->n_head * m->head_dim, KVD = m->n_kv_head * m->head_dim;
-    const double K = flock_codegen_keep_count(m->keep[ki], m->d_ff);
+    const double K = flock_keep_count(m->keep[ki], m->d_ff);
     const double per_layer = 2.0 * (QD * D + 2 * KVD * D + D * QD) + 2.0 * (2 * K * D + K * D) +
                              2.0 * 2 * (s->pos + 1) * KVD;
     return s->n_layer * per_layer + 2.0 * m->vocab * D;
@@ -235,7 +235,7 @@ static void stack_init(stack *s, int cc)
         *g[i] = umin(cdiv((unsigned)shapes[i][0], 16), gpu_wave(&s->gm, nm));
     }
     for (uint32_t ki = 0; ki < m->n_keep; ki++) {
-        const int K = flock_codegen_keep_count(m->keep[ki], m->d_ff);
+        const int K = flock_keep_count(m->keep[ki], m->d_ff);
         snprintf(nm, sizeof nm, "flock_ffn_gather_k%d", K);
         s->g_gather[ki] = umin(cdiv((unsigned)K, 8), gpu_wave(&s->gm, nm));
         snprintf(nm, sizeof nm, "flock_ffn_down_k%d", K);

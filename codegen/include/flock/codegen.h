@@ -93,8 +93,8 @@ typedef struct flock_cpu_kernel_spec {
     flock_dtype ffn_dtype;   /* F32, F16 or BF16: storage of gate_up and down_t */
     flock_act act;           /* SILU, GELU, GELU_TANH or RELU (gated FF) */
     uint32_t n_keep;         /* 0: no FF kernels */
-    const double *keep;      /* ratios in (0,1]; k = floor(keep * d_ff) in double (as the
-                                runtime's GRIFFIN selection), must be >= 1 */
+    const double *keep;      /* ratios in (0,1]; k = flock_keep_count(keep, d_ff) (as the
+                                runtime's GRIFFIN selection) */
     uint32_t n_matvec;
     const flock_cpu_matvec_spec *matvec;
 } flock_cpu_kernel_spec;
@@ -178,10 +178,8 @@ flock_status flock_codegen_model_from_program(const flock_program *p, const floa
                                               flock_dtype kv_type, flock_codegen_model *out,
                                               flock_error *err);
 
-/* GRIFFIN's k = floor(keep * d_ff), at least 1, computed in double with a
- * 1e-6 allowance so that ratios like 0.3f land on the intended integer. The
- * runtime must use this same function to pick the kernels for a ratio. */
-int32_t flock_codegen_keep_count(float keep, int32_t d_ff);
+/* The kept-neuron count of a keep ratio is flock_keep_count (flock/formats.h),
+ * shared with the runtime, which picks the kernels for a ratio by it. */
 
 /* ======================================================================== */
 /* CUDA                                                                     */

@@ -91,6 +91,17 @@ uint16_t flock_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
 flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void *dst, size_t n);
 flock_status flock_convert_to_f32(flock_dtype src_type, const void *src, float *dst, size_t n);
 
+/* GRIFFIN's kept-neuron count for a keep ratio: floor(keep * d_ff), at
+ * least 1 and at most d_ff; 0 when keep is not > 0 (or NaN) or d_ff <= 0.
+ * Computed in double with an allowance of 1e-7 * d_ff, which absorbs the
+ * binary representation of decimal ratios (0.29 * 100 is 28.999999999999996
+ * in double; 0.7f * 1000 is 699.99998 in float: both must give 29 and 700),
+ * so that a ratio given as a float (the CUDA kernel table) or a double (the
+ * runtime's options) gives the same count. A product whose true fractional
+ * part exceeds 1 - 1e-7 * d_ff rounds up (for d_ff = 11008: above .9989). The one function the compiler, the code generators and
+ * the runtime use (kernels are specialized on the count). */
+int64_t flock_keep_count(double keep, int64_t d_ff);
+
 /* ======================================================================== */
 /* Files                                                                    */
 /* ======================================================================== */

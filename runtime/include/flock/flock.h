@@ -1,6 +1,6 @@
 /*
  * flock/flock.h - the flock runtime: load a compiled .flock bundle and
- * generate text with GRIFFIN's per-prompt FF expert selection, on the CPU.
+ * generate text with GRIFFIN's per-prompt FF expert selection, on the CPU or a CUDA GPU.
  *
  * Typical use:
  *   flock_model *m;   flock_model_open("m.flock", NULL, &m, &err);
@@ -16,11 +16,13 @@
  * a flock_error; functions on a session return a flock_status and keep the
  * message on the session (flock_session_error).
  *
- * Devices: the runtime executes on the CPU. flock_cuda_probe() reports
- * whether a CUDA driver and GPU are present (libcuda is loaded with dlopen
- * at run time, never linked). There is no CUDA execution backend yet: a
- * session asked for FLOCK_DEVICE_CUDA fails with FLOCK_E_UNSUPPORTED, and
- * FLOCK_DEVICE_AUTO runs on the CPU and says why (flock_session_device_note). Prefill, decode, sampling
+ * Devices: the CPU, or a CUDA GPU (compute capability 8.0+) through the
+ * kernels flockc generated into the bundle (flockc --target sm_XY).
+ * flock_cuda_probe() reports whether a CUDA driver and GPU are present
+ * (libcuda is loaded with dlopen at run time, never linked). A session asked
+ * for FLOCK_DEVICE_CUDA fails at create without a device or without kernels
+ * for it in the bundle; FLOCK_DEVICE_AUTO takes the GPU when both are there,
+ * else the CPU, and says why (flock_session_device_note). Prefill, decode, sampling
  * and flock_generate allocate nothing: every buffer is sized from the
  * program at flock_session_create / flock_sampler_create. Results are the
  * same (bitwise) for any thread count.
@@ -143,16 +145,19 @@ typedef struct flock_cuda_info {
  * out->reason. Returns true when a device is present. */
 bool flock_cuda_probe(flock_cuda_info *out);
 
-/* Whether this runtime can execute a model on a CUDA GPU: false (there is
- * no CUDA execution backend yet; bundles may already carry CUDA kernels). */
+/* Whether this runtime can execute a model on a CUDA GPU: true (it has the
+ * CUDA backend; a session still needs a device and a bundle with kernels). */
 bool flock_cuda_backend_available(void);
 
-/* The device a session asked for `want` runs on: *got (never AUTO) and a
- * note saying why, written to note[note_n] ("cpu: asked for", "auto: cpu
- * (no GPU: ...)"). CPU: no probe. CUDA: FLOCK_E_UNSUPPORTED (no CUDA
- * execution backend yet), the message holding the probe's result. AUTO:
- * probes (once per process), then the CPU. flock_session_create calls this;
- * a tool may call it first to fail before loading a model. */
+/* The device a session asked for `want` runs on, judged from the probe
+ * alone: *got (never AUTO) and a note saying why, written to note[note_n]
+ * ("cpu: asked for", "auto: cuda (CUDA device 0 ...)", "auto: cpu (no GPU:
+ * ...)"). CPU: no probe. CUDA: FLOCK_E_UNSUPPORTED when the probe finds no
+ * device of compute capability 8.0+ (the message holds the probe's result).
+ * AUTO: probes (once per process); CUDA when such a device is present.
+ * flock_session_create calls this, then checks the bundle's kernels (AUTO
+ * falls back to the CPU when it has none for the device); a tool may call
+ * it first to fail before loading a model. */
 flock_status flock_device_resolve(flock_device want, flock_device *got, char *note, size_t note_n,
                                   flock_error *err);
 
@@ -191,7 +196,7 @@ typedef struct flock_session_opts {
     uint64_t seed;            /* random selection mode */
     flock_select_mode select; /* default GRIFFIN */
     bool all_logits;          /* keep the logits of every position, not only the last */
-    flock_device device;      /* default AUTO; CUDA fails with FLOCK_E_UNSUPPORTED (no CUDA backend yet) */
+    flock_device device;      /* default AUTO; CUDA fails without a GPU or without kernels for it */
     flock_kernel_choice kernels; /* default AUTO */
 } flock_session_opts;
 
@@ -245,10 +250,11 @@ uint64_t flock_session_decode_bytes(const flock_session *s);
  * owned by the session. */
 flock_device flock_session_device(const flock_session *s);
 const char *flock_session_device_note(const flock_session *s);
-/* The kernel set in use: "llvm:<target>" when decode runs the bundle's
- * generated kernels (gather FF, matrix-vector products; the other ops use
- * the built-in table), else the built-in table ("avx2" or "scalar"); and
- * the thread count. */
+/* The kernel set in use: on a GPU the bundle's section ("cuda:sm_90",
+ * "cuda:compute_80"); on the CPU "llvm:<target>" when decode runs the
+ * bundle's generated kernels (gather FF, matrix-vector products; the other
+ * ops use the built-in table), else the built-in table ("avx2" or
+ * "scalar"); and the thread count (CPU). */
 const char *flock_session_kernels(const flock_session *s);
 int flock_session_threads(const flock_session *s);
 

