@@ -1,5 +1,6 @@
 /* The executor: program validation, buffer planning and the op walk. The
  * per-op compute lives in exec_ops.c. */
+#include "attention.h"
 #include "exec_impl.h"
 #include "griffin.h"
 
@@ -153,6 +154,8 @@ static flock_status validate(flock_exec *e, flock_error *err)
             if (e->kv_width[op->kv_slot] && e->kv_width[op->kv_slot] != kw)
                 FAIL("op %u (attention): kv slot %d used with two widths", i, op->kv_slot);
             e->kv_width[op->kv_slot] = (int32_t)kw;
+            e->max_heads = op->n_head > e->max_heads ? op->n_head : e->max_heads;
+            e->max_head_dim = op->head_dim > e->max_head_dim ? op->head_dim : e->max_head_dim;
             if (op->window < 0)
                 FAIL("op %u (attention): window %d", i, op->window);
             break;
@@ -300,14 +303,16 @@ flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors
     e->ffn_h = flock_aligned_alloc(chunk * 2 * dff * sizeof(float));
     e->ffn_z = flock_aligned_alloc(chunk * dff * sizeof(float));
     e->part = flock_aligned_alloc((size_t)FLOCK_GATHER_SLICES * maxw * sizeof(float));
-    e->scores = flock_aligned_alloc(nt * (size_t)n_ctx * sizeof(float));
+    e->att_scratch = flock_aligned_alloc(
+        flock_att_scratch_floats((int)nt, n_ctx, e->max_heads > 0 ? e->max_heads : 1,
+                                 e->max_head_dim > 0 ? e->max_head_dim : 1) * sizeof(float));
     e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_TILE * sizeof(float));
     e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));
     e->rope_cs = flock_aligned_alloc((size_t)(e->max_rope_dim + 2) * sizeof(float));
     e->logits = flock_aligned_alloc((all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
     e->ffn = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->ffn);
     e->op_ffn = malloc(p->n_ops * sizeof *e->op_ffn);
-    ok = ok && e->ffn_h && e->ffn_z && e->part && e->scores && e->tile && e->dscratch && e->rope_cs && e->logits && e->ffn &&
+    ok = ok && e->ffn_h && e->ffn_z && e->part && e->att_scratch && e->tile && e->dscratch && e->rope_cs && e->logits && e->ffn &&
          e->op_ffn;
     int32_t fi = 0;
     for (uint32_t i = 0; ok && i < p->n_ops; i++) {
@@ -387,7 +392,7 @@ void flock_exec_free(flock_exec *e)
     free(e->ffn_h);
     free(e->ffn_z);
     free(e->part);
-    free(e->scores);
+    free(e->att_scratch);
     free(e->tile);
     free(e->rope_cs);
     free(e->dscratch);

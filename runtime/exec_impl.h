@@ -22,6 +22,7 @@ struct flock_exec {
     /* from validation */
     int32_t n_vocab, embed_rows, head_op;
     int32_t max_width, max_dff, max_rope_dim;
+    int32_t max_heads, max_head_dim; /* over ATTENTION ops */
     int32_t n_ffn;
     int32_t kv_width[FLOCK_MAX_KV_SLOTS];
 
@@ -33,7 +34,7 @@ struct flock_exec {
     float *ffn_h;        /* [chunk][2 * max_dff]: gate/up (interleaved) or fc1 output */
     float *ffn_z;        /* [chunk][max_dff]: the FF intermediate activation */
     float *part;         /* [GATHER_SLICES][max_width]: partial sums of the gather FF */
-    float *scores;       /* [threads][n_ctx]: attention scores */
+    float *att_scratch;  /* flock_att_scratch_floats(threads, n_ctx, max_heads, max_head_dim) */
     float *tile;         /* [threads][TILE][max row]: weight rows converted to f32 */
     float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */
     float *rope_cs;      /* [max_rope_dim]: cos, sin pairs of one position */

@@ -1,6 +1,7 @@
 /* The executor's per-op compute over [T, width] buffers. Costs: LINEAR
  * and LM_HEAD stream each weight row once per call (rows x cols x dtype
  * bytes); the decode FF reads only the kept rows of gate_up and down_t. */
+#include "attention.h"
 #include "exec_impl.h"
 #include "griffin.h"
 
@@ -287,51 +288,8 @@ static void op_rope(flock_exec *e, const flock_op *op, const float *x, int32_t T
 
 /* ---- attention ----------------------------------------------------------- */
 
-typedef struct att_ctx {
-    flock_exec *e;
-    const flock_op *op;
-    const float *q;
-    float *out;
-    int32_t T;
-} att_ctx;
-
-/* Task index = t * n_head + h: one query row against the cache. */
-static void att_task(void *arg, int64_t b, int64_t end, int thread)
-{
-    const att_ctx *c = arg;
-    flock_exec *e = c->e;
-    const flock_op *op = c->op;
-    int32_t hd = op->head_dim, nh = op->n_head, kvw = e->kv_width[op->kv_slot];
-    int32_t group = nh / op->n_kv_head;
-    float scale = op->scale != 0 ? op->scale : 1.f / sqrtf((float)hd);
-    const float *kc = e->kcache[op->kv_slot], *vc = e->vcache[op->kv_slot];
-    float *sc = e->scores + (size_t)thread * e->n_ctx;
-    for (int64_t task = b; task < end; task++) {
-        int32_t t = (int32_t)(task / nh), h = (int32_t)(task % nh), kvh = h / group;
-        int64_t pos = (int64_t)e->n_past + t;
-        int64_t j0 = op->window > 0 && pos - op->window + 1 > 0 ? pos - op->window + 1 : 0;
-        const float *q = c->q + (size_t)t * nh * hd + (size_t)h * hd;
-        float mx = -INFINITY;
-        for (int64_t j = j0; j <= pos; j++) {
-            float s = e->k->dot[FLOCK_DTYPE_F32](kc + (size_t)j * kvw + (size_t)kvh * hd, q, (size_t)hd) * scale;
-            if (op->softcap > 0)
-                s = op->softcap * tanhf(s / op->softcap);
-            sc[j] = s;
-            mx = s > mx ? s : mx;
-        }
-        float sum = 0;
-        for (int64_t j = j0; j <= pos; j++) {
-            sc[j] = expf(sc[j] - mx);
-            sum += sc[j];
-        }
-        float *o = c->out + (size_t)t * nh * hd + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        float inv = 1.f / sum;
-        for (int64_t j = j0; j <= pos; j++)
-            e->k->axpy_f32(sc[j] * inv, vc + (size_t)j * kvw + (size_t)kvh * hd, o, (size_t)hd);
-    }
-}
-
+/* The chunk's K/V rows go into the cache first; then every token attends
+ * to positions up to its own (attention.c). */
 static void op_attention(flock_exec *e, const flock_op *op, const float *q, const float *k, const float *v,
                          int32_t T, float *out)
 {
@@ -340,12 +298,15 @@ static void op_attention(flock_exec *e, const flock_op *op, const float *q, cons
         memcpy(e->kcache[op->kv_slot] + (e->n_past + (size_t)t) * kvw, k + (size_t)t * kvw, (size_t)kvw * 4);
         memcpy(e->vcache[op->kv_slot] + (e->n_past + (size_t)t) * kvw, v + (size_t)t * kvw, (size_t)kvw * 4);
     }
-    att_ctx c = {e, op, q, out, T};
-    /* A short context is cheaper to attend to than to hand to the pool
-     * (a wake-up costs microseconds): below ~256k multiply-adds stay inline. */
-    int64_t tasks = (int64_t)T * op->n_head;
-    int64_t macs = tasks * (int64_t)(e->n_past + (size_t)T) * op->head_dim * 2;
-    flock_pool_run(e->pool, tasks, macs < (1 << 18) ? tasks : 1, att_task, &c);
+    int32_t qw = op->n_head * op->head_dim;
+    flock_att_args a = {
+        .q = q, .kc = e->kcache[op->kv_slot], .vc = e->vcache[op->kv_slot], .out = out,
+        .ldq = (size_t)qw, .ldkv = (size_t)kvw, .ldo = (size_t)qw,
+        .n_past = (int64_t)e->n_past, .T = T, .n_head = op->n_head, .n_kv_head = op->n_kv_head,
+        .head_dim = op->head_dim, .window = op->window,
+        .scale = op->scale != 0 ? op->scale : 1.f / sqrtf((float)op->head_dim), .softcap = op->softcap,
+    };
+    flock_attention(e->k, e->pool, e->att_scratch, &a);
 }
 
 /* ---- feed-forward -------------------------------------------------------- */

@@ -2,6 +2,7 @@
  * These are also the reference the SIMD versions are tested against. */
 #include "kernels.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,36 @@ static void axpy_plain(float a, const float *x, float *y, size_t n)
     axpy_f32(a, x, y, n);
 }
 
+static void att_qk(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
+                   float scale, float *s, size_t lds)
+{
+    for (size_t r = 0; r < nq; r++)
+        for (size_t j = 0; j < n; j++) {
+            const float *kj = k + j * ldk, *qr = q + r * ldq;
+            float acc = 0;
+            for (size_t i = 0; i < hd; i++)
+                acc += qr[i] * kj[i];
+            s[r * lds + j] = acc * scale;
+        }
+}
+
+static float att_exp(float *s, size_t n, float m)
+{
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) {
+        s[j] = expf(s[j] - m);
+        sum += s[j];
+    }
+    return sum;
+}
+
+static void att_pv(const float *p, const float *v, size_t ldv, size_t n, size_t hd, float *o)
+{
+    for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; i < hd; i++)
+            o[i] += p[j] * v[j * ldv + i];
+}
+
 static const flock_kernel_table scalar_table = {
     .name = "scalar",
     .dot = {dot_f32, dot_f16, dot_bf16},
@@ -189,6 +220,9 @@ static const flock_kernel_table scalar_table = {
     .axpy = {axpy_f32, axpy_f16, axpy_bf16},
     .to_f32 = {cvt_f32, cvt_f16, cvt_bf16},
     .axpy_f32 = axpy_plain,
+    .att_qk = att_qk,
+    .att_exp = att_exp,
+    .att_pv = att_pv,
 };
 
 const flock_kernel_table *flock_kernels_scalar(void)

@@ -38,6 +38,18 @@ typedef struct flock_kernel_table {
     void (*to_f32[FLOCK_KDT_COUNT])(const void *w, float *dst, size_t n);
     /* y[i] += a * x[i] (f32 only; used by attention and reductions). */
     void (*axpy_f32)(float a, const float *x, float *y, size_t n);
+    /* Attention over an f32 KV cache whose rows are ld floats apart:
+     * att_qk: s[r * lds + j] = scale * (q[r * ldq + 0..hd) . k[j * ldk + 0..hd))
+     *   for query rows r < nq and keys j < n (the query heads of a GQA
+     *   group share each K load).
+     * att_exp: s[j] = exp(s[j] - m) for j < n (s[j] <= m); returns the sum.
+     *   The SIMD version uses a polynomial exp (relative error < 4e-7, i.e.
+     *   a few ulp; inputs below -87 give 0 where expf gives < 2e-38).
+     * att_pv: o[i] += sum_{j < n} p[j] * v[j * ldv + i] for i < hd. */
+    void (*att_qk)(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
+                   float scale, float *s, size_t lds);
+    float (*att_exp)(float *s, size_t n, float m);
+    void (*att_pv)(const float *p, const float *v, size_t ldv, size_t n, size_t hd, float *o);
 } flock_kernel_table;
 
 /* The portable table (always available). */

@@ -1,0 +1,213 @@
+/* Blocked causal attention with an online softmax (see attention.h).
+ *
+ * Cost per query row and key: 2 head_dim multiply-adds (q.k and p v) and
+ * one exp; K/V bytes read per decode token: 2 (n_past + 1) kv_width floats
+ * per layer (each K/V row once per GQA group, not once per query head). */
+#include "attention.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ATT_BLOCK_MAX 128 /* keys per block (bounded so a block stays in L1/L2) */
+
+/* Per-thread scratch: m, l for every row of a task, and a score block per
+ * query head of a group. */
+static size_t thread_floats(int32_t max_heads)
+{
+    return 2 * (size_t)FLOCK_ATT_QTILE * (size_t)max_heads + (size_t)ATT_BLOCK_MAX * (size_t)max_heads;
+}
+
+static size_t n_spans(int32_t n_ctx)
+{
+    return ((size_t)n_ctx + FLOCK_ATT_SPLIT - 1) / FLOCK_ATT_SPLIT;
+}
+
+size_t flock_att_scratch_floats(int n_threads, int32_t n_ctx, int32_t max_heads, int32_t max_hd)
+{
+    if (n_threads < 1 || n_ctx < 1 || max_heads < 1 || max_hd < 1)
+        return 0;
+    /* + decode partials: [heads][spans][head_dim + 2] */
+    return (size_t)n_threads * thread_floats(max_heads) +
+           (size_t)max_heads * n_spans(n_ctx) * ((size_t)max_hd + 2);
+}
+
+/* Keys per block: ~16 KB of K (the same again of V) for the block to stay
+ * in L1 while every query row of a task reads it. */
+static int64_t block_keys(int32_t hd)
+{
+    int64_t b = 4096 / hd;
+    return b < 16 ? 16 : b > ATT_BLOCK_MAX ? ATT_BLOCK_MAX : b;
+}
+
+/* First key position token t may see. */
+static int64_t first_key(const flock_att_args *a, int64_t pos)
+{
+    return a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+}
+
+/* Where the rows of one task go: row (t, g) of KV head kvh (query head
+ * h = kvh * group + g) accumulates into o0 + t * ld_t + g * ld_h. */
+typedef struct att_rows {
+    int32_t kvh, t0, t1; /* tokens [t0, t1) */
+    int64_t k0, k1;      /* keys limited to [k0, k1) (a decode span) */
+    float *o0;
+    size_t ld_t, ld_h;
+    float *m, *l;        /* [(t1 - t0) * group] running max and sum */
+} att_rows;
+
+/* The online softmax over keys [max(k0, first key), min(k1, pos + 1)) of
+ * each row: o, l, m left unnormalized (o = sum p v, l = sum p, with p =
+ * exp(s - m)). A row with no key in range keeps m = -inf, l = 0, o = 0. */
+static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, const att_rows *r, float *s)
+{
+    int32_t hd = a->head_dim, group = a->n_head / a->n_kv_head;
+    int32_t nr = (r->t1 - r->t0) * group;
+    for (int32_t i = 0; i < nr; i++) {
+        r->m[i] = -INFINITY;
+        r->l[i] = 0;
+        memset(r->o0 + (size_t)(i / group) * r->ld_t + (size_t)(i % group) * r->ld_h, 0, (size_t)hd * sizeof(float));
+    }
+    int64_t lo = first_key(a, a->n_past + r->t0), hi = a->n_past + r->t1; /* keys any row sees */
+    lo = lo > r->k0 ? lo : r->k0;
+    hi = hi < r->k1 ? hi : r->k1;
+    int64_t B = block_keys(hd);
+    const float *kbase = a->kc + (size_t)r->kvh * hd, *vbase = a->vc + (size_t)r->kvh * hd;
+    for (int64_t b0 = lo; b0 < hi; b0 += B) {
+        int64_t b1 = b0 + B < hi ? b0 + B : hi;
+        for (int32_t t = r->t0; t < r->t1; t++) {
+            int64_t pos = a->n_past + t, j0 = first_key(a, pos), j1 = pos + 1;
+            j0 = j0 > b0 ? j0 : b0;
+            j1 = j1 < b1 ? j1 : b1;
+            if (j0 >= j1)
+                continue;
+            size_t n = (size_t)(j1 - j0);
+            const float *kb = kbase + (size_t)j0 * a->ldkv, *vb = vbase + (size_t)j0 * a->ldkv;
+            k->att_qk(a->q + (size_t)t * a->ldq + (size_t)r->kvh * group * hd, (size_t)hd, (size_t)group, kb,
+                      a->ldkv, n, (size_t)hd, a->scale, s, ATT_BLOCK_MAX);
+            for (int32_t g = 0; g < group; g++) {
+                int32_t i = (t - r->t0) * group + g;
+                float *o = r->o0 + (size_t)(t - r->t0) * r->ld_t + (size_t)g * r->ld_h, *sg = s + (size_t)g * ATT_BLOCK_MAX;
+                if (a->softcap > 0)
+                    for (size_t j = 0; j < n; j++)
+                        sg[j] = a->softcap * tanhf(sg[j] / a->softcap);
+                float mx = r->m[i];
+                for (size_t j = 0; j < n; j++)
+                    mx = sg[j] > mx ? sg[j] : mx;
+                if (mx > r->m[i]) { /* a new maximum: rescale what was summed so far */
+                    float alpha = r->m[i] == -INFINITY ? 0.f : expf(r->m[i] - mx);
+                    r->l[i] *= alpha;
+                    for (int32_t d = 0; d < hd; d++)
+                        o[d] *= alpha;
+                    r->m[i] = mx;
+                }
+                r->l[i] += k->att_exp(sg, n, mx);
+                k->att_pv(sg, vb, a->ldkv, n, (size_t)hd, o);
+            }
+        }
+    }
+}
+
+typedef struct att_job {
+    const flock_kernel_table *k;
+    const flock_att_args *a;
+    float *scratch;    /* per-thread regions of thread_floats(n_head) */
+    size_t per_thread;
+    float *part;       /* decode: [n_head][spans][hd + 2] */
+    int64_t span0, nspan; /* decode: spans [span0, span0 + nspan) hold keys */
+    int32_t ntile;     /* prefill: query tiles */
+} att_job;
+
+static void prefill_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const att_job *j = arg;
+    const flock_att_args *a = j->a;
+    int32_t group = a->n_head / a->n_kv_head, hd = a->head_dim;
+    float *m = j->scratch + (size_t)thread * j->per_thread, *l = m + FLOCK_ATT_QTILE * a->n_head,
+          *s = l + FLOCK_ATT_QTILE * a->n_head;
+    for (int64_t task = b; task < end; task++) {
+        /* the last tiles see the most keys: hand them out first */
+        int32_t tile = j->ntile - 1 - (int32_t)(task / a->n_kv_head), kvh = (int32_t)(task % a->n_kv_head);
+        int32_t t0 = tile * FLOCK_ATT_QTILE, t1 = t0 + FLOCK_ATT_QTILE < a->T ? t0 + FLOCK_ATT_QTILE : a->T;
+        att_rows r = {kvh, t0, t1, 0, INT64_MAX, a->out + (size_t)t0 * a->ldo + (size_t)kvh * group * hd,
+                      a->ldo, (size_t)hd, m, l};
+        att_task_rows(j->k, a, &r, s);
+        for (int32_t i = 0; i < (t1 - t0) * group; i++) {
+            float inv = l[i] > 0 ? 1.f / l[i] : 0.f;
+            float *o = r.o0 + (size_t)(i / group) * r.ld_t + (size_t)(i % group) * r.ld_h;
+            for (int32_t d = 0; d < hd; d++)
+                o[d] *= inv;
+        }
+    }
+}
+
+/* Decode: task = span * n_kv_head + kvh; the partial of head h and span s
+ * is part[(h * nspan + s) * (hd + 2)]: o[hd], m, l. */
+static void decode_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const att_job *j = arg;
+    const flock_att_args *a = j->a;
+    int32_t group = a->n_head / a->n_kv_head, hd = a->head_dim;
+    float *s = j->scratch + (size_t)thread * j->per_thread + 2 * FLOCK_ATT_QTILE * a->n_head;
+    size_t stride = (size_t)hd + 2;
+    for (int64_t task = b; task < end; task++) {
+        int64_t sp = task / a->n_kv_head;
+        int32_t kvh = (int32_t)(task % a->n_kv_head);
+        float *p0 = j->part + ((size_t)kvh * group * j->nspan + (size_t)sp) * stride;
+        float m[ATT_BLOCK_MAX], l[ATT_BLOCK_MAX]; /* group <= n_head, checked by the caller */
+        int64_t k0 = (j->span0 + sp) * FLOCK_ATT_SPLIT;
+        att_rows r = {kvh, 0, 1, k0, k0 + FLOCK_ATT_SPLIT, p0, 0, (size_t)j->nspan * stride, m, l};
+        att_task_rows(j->k, a, &r, s);
+        for (int32_t g = 0; g < group; g++) {
+            p0[(size_t)g * r.ld_h + (size_t)hd] = m[g];
+            p0[(size_t)g * r.ld_h + (size_t)hd + 1] = l[g];
+        }
+    }
+}
+
+/* out[h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s, spans in order. */
+static void decode_combine(const att_job *j)
+{
+    const flock_att_args *a = j->a;
+    int32_t hd = a->head_dim;
+    size_t stride = (size_t)hd + 2;
+    for (int32_t h = 0; h < a->n_head; h++) {
+        const float *p = j->part + (size_t)h * j->nspan * stride;
+        float *o = a->out + (size_t)h * hd;
+        float M = -INFINITY, L = 0;
+        for (int64_t sp = 0; sp < j->nspan; sp++)
+            M = p[sp * stride + hd] > M ? p[sp * stride + hd] : M;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int64_t sp = 0; sp < j->nspan; sp++) {
+            float ms = p[sp * stride + hd];
+            if (ms == -INFINITY)
+                continue;
+            float w = expf(ms - M);
+            L += w * p[sp * stride + hd + 1];
+            j->k->axpy_f32(w, p + sp * stride, o, (size_t)hd);
+        }
+        float inv = L > 0 ? 1.f / L : 0.f;
+        for (int32_t d = 0; d < hd; d++)
+            o[d] *= inv;
+    }
+}
+
+void flock_attention(const flock_kernel_table *k, flock_pool *pool, float *scratch, const flock_att_args *a)
+{
+    int32_t nt = flock_pool_threads(pool);
+    att_job j = {k, a, scratch, thread_floats(a->n_head), NULL, 0, 0, 0};
+    j.part = scratch + (size_t)nt * j.per_thread;
+    int64_t last = a->n_past + a->T - 1;
+    /* multiply-adds of the whole call, ignoring the window: small ones stay inline */
+    int64_t macs = (int64_t)a->T * a->n_head * (last + 1) * a->head_dim * 2;
+    if (a->T == 1 && a->n_head / a->n_kv_head <= ATT_BLOCK_MAX) {
+        j.span0 = first_key(a, last) / FLOCK_ATT_SPLIT;
+        j.nspan = last / FLOCK_ATT_SPLIT - j.span0 + 1;
+        int64_t tasks = j.nspan * a->n_kv_head;
+        flock_pool_run(pool, tasks, macs < (1 << 18) ? tasks : 1, decode_task, &j);
+        decode_combine(&j);
+        return;
+    }
+    j.ntile = (a->T + FLOCK_ATT_QTILE - 1) / FLOCK_ATT_QTILE;
+    int64_t tasks = (int64_t)j.ntile * a->n_kv_head;
+    flock_pool_run(pool, tasks, macs < (1 << 18) ? tasks : 1, prefill_task, &j);
+}
