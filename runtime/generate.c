@@ -53,6 +53,7 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
     flock_gen_stats *gs = stats ? stats : &st0;
     memset(gs, 0, sizeof *gs);
     gs->prompt_tokens = n_prompt;
+    gs->tokens = s->generated;
     for (size_t i = 0; i < n_stops; i++)
         if (strlen(stops[i]) >= 4096) {
             flock_error err;
@@ -77,7 +78,7 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
             gs->stopped_eos = true;
             break;
         }
-        gs->generated_tokens++;
+        s->generated[gs->generated_tokens++] = tok; /* at most n_ctx - n_prompt tokens: n_past grows by each */
         size_t len = 0;
         if ((st = flock_model_decode_token(s->m, &dec, tok, s->dec, s->dec_cap, &len)) != FLOCK_OK) {
             flock_error err;

@@ -36,6 +36,7 @@ struct flock_session {
     int32_t *perm;          /* [max d_ff] */
     uint8_t *seen;          /* [max d_ff] */
     int32_t *history;       /* [n_ctx] tokens so far (for the sampler's penalty) */
+    int32_t *generated;     /* [n_ctx] ids of the last flock_generate (its stats point here) */
     size_t n_history;
     char *pend;             /* generation text not yet emitted (stop-string hold-back) */
     size_t pend_cap;

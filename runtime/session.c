@@ -225,11 +225,12 @@ static flock_status finish_create(flock_session *s, flock_session **out, flock_e
     s->perm = malloc(dff * sizeof *s->perm);
     s->seen = malloc(dff);
     s->history = malloc((size_t)o.n_ctx * sizeof *s->history);
+    s->generated = malloc((size_t)o.n_ctx * sizeof *s->generated);
     s->dec_cap = 3 * flock_model_max_piece_bytes(m) + 16;
     s->dec = malloc(s->dec_cap);
     s->pend_cap = 4096 + s->dec_cap;
     s->pend = malloc(s->pend_cap);
-    if (!s->pairs || !s->perm || !s->seen || !s->history || !s->pend || !s->dec) {
+    if (!s->pairs || !s->perm || !s->seen || !s->history || !s->generated || !s->pend || !s->dec) {
         flock_session_free(s);
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
     }
@@ -248,6 +249,7 @@ void flock_session_free(flock_session *s)
     free(s->perm);
     free(s->seen);
     free(s->history);
+    free(s->generated);
     free(s->pend);
     free(s->dec);
     free(s);

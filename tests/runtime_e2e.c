@@ -129,6 +129,7 @@ void test_e2e_stories_greedy(void **state)
         flock_gen_stats gs;
         assert_int_equal(flock_generate(s, smp, e2e_prompt, 5, 40, NULL, 0, collect, &tb, &gs), FLOCK_OK);
         assert_int_equal(gs.generated_tokens, 40);
+        assert_memory_equal(gs.tokens, e2e_expected, sizeof got); /* the ids behind the text */
         char expect[4096] = "";
         size_t en = 0;
         for (int i = 0; i < 40; i++) {

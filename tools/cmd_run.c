@@ -85,7 +85,10 @@ int flock_cmd_run(int argc, char **argv)
     if (a.json) {
         printf("{\"text\":");
         flock_cli_json_strn(stdout, o.buf ? o.buf : "", o.len);
-        printf(",\"prompt_tokens\":%zu,\"generated_tokens\":%zu,\"prefill_tok_s\":", gs.prompt_tokens,
+        printf(",\"tokens\":[");
+        for (size_t i = 0; i < gs.generated_tokens; i++)
+            printf("%s%d", i ? "," : "", (int)gs.tokens[i]);
+        printf("],\"prompt_tokens\":%zu,\"generated_tokens\":%zu,\"prefill_tok_s\":", gs.prompt_tokens,
                gs.generated_tokens);
         flock_cli_json_double(stdout, pre);
         printf(",\"decode_tok_s\":");

@@ -293,6 +293,9 @@ typedef struct flock_gen_stats {
     size_t prompt_tokens, generated_tokens;
     double prefill_s, decode_s;
     bool stopped_eos, stopped_string;
+    /* The generated ids [generated_tokens] (EOS not included), owned by the
+     * session: valid until its next call. */
+    const int32_t *tokens;
 } flock_gen_stats;
 
 /* Prefills `prompt` (already tokenized), then generates up to max_tokens
