@@ -248,15 +248,10 @@ static flock_status open_device(cu_lib *c, flock_error *err)
 
 flock_status flock_cuda_driver_open(flock_cuda_driver **out, flock_error *err)
 {
-    const char *path = getenv("FLOCK_CUDA_LIBRARY");
-    if (!path || !*path)
-        path = "libcuda.so.1";
-    dlerror();
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        const char *e = dlerror();
-        return flock_error_set(err, FLOCK_E_UNSUPPORTED, "no CUDA driver: %s", e ? e : path);
-    }
+    char why[256];
+    void *lib = flock_cuda_dlopen(why, sizeof why);
+    if (!lib)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED, "%s", why);
     cu_lib *c = calloc(1, sizeof *c);
     if (!c)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
@@ -292,7 +287,7 @@ flock_status flock_cuda_driver_open(flock_cuda_driver **out, flock_error *err)
         {"cuGetErrorString", &c->get_error_string},
     };
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
-        if (!load_sym(lib, syms[i].name, syms[i].slot, path, err)) {
+        if (!load_sym(lib, syms[i].name, syms[i].slot, flock_cuda_library_path(), err)) {
             free(c);
             dlclose(lib); /* nothing was initialized yet */
             return err ? err->status : FLOCK_E_UNSUPPORTED;

@@ -67,6 +67,11 @@ struct flock_cuda_driver {
  * file): cuInit, cuDevicePrimaryCtxRetain + cuCtxSetCurrent, one stream.
  * FLOCK_E_UNSUPPORTED without a driver or device (the message says why). */
 flock_status flock_cuda_driver_open(flock_cuda_driver **out, flock_error *err);
+/* The driver library: $FLOCK_CUDA_LIBRARY, else libcuda.so.1. */
+const char *flock_cuda_library_path(void);
+/* dlopens that library; NULL with "no CUDA driver: <dlerror>" in why[n] when
+ * it cannot be loaded. */
+void *flock_cuda_dlopen(char *why, size_t n);
 
 /* Tests: sessions open their device through `open` instead of libcuda, and
  * device resolution takes `info` as the probe's answer. NULL restores the

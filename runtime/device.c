@@ -80,19 +80,30 @@ static void cu_reason(flock_cuda_info *out, void *lib, const char *what, int r)
     snprintf(out->reason, sizeof out->reason, "%s: %s (%d)", what, name, r);
 }
 
-bool flock_cuda_probe(flock_cuda_info *out)
+const char *flock_cuda_library_path(void)
 {
-    memset(out, 0, sizeof *out);
     const char *path = getenv("FLOCK_CUDA_LIBRARY");
-    if (!path || !*path)
-        path = "libcuda.so.1";
+    return path && *path ? path : "libcuda.so.1";
+}
+
+void *flock_cuda_dlopen(char *why, size_t n)
+{
+    const char *path = flock_cuda_library_path();
     dlerror();
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
         const char *e = dlerror();
-        snprintf(out->reason, sizeof out->reason, "no CUDA driver: %s", e ? e : path);
-        return false;
+        snprintf(why, n, "no CUDA driver: %s", e ? e : path);
     }
+    return lib;
+}
+
+bool flock_cuda_probe(flock_cuda_info *out)
+{
+    memset(out, 0, sizeof *out);
+    void *lib = flock_cuda_dlopen(out->reason, sizeof out->reason);
+    if (!lib)
+        return false;
     /* dlsym returns void *; the driver's functions are called through these types. */
     cu_init_fn init = (cu_init_fn)dlsym(lib, "cuInit");
     cu_int_fn driver_version = (cu_int_fn)dlsym(lib, "cuDriverGetVersion");
@@ -103,7 +114,7 @@ bool flock_cuda_probe(flock_cuda_info *out)
     cu_total_mem_fn total_mem = (cu_total_mem_fn)dlsym(lib, "cuDeviceTotalMem_v2");
     if (!init || !driver_version || !device_count || !device_get || !attribute || !device_name || !total_mem) {
         snprintf(out->reason, sizeof out->reason, "no CUDA driver: %s lacks the driver API (cuInit, cuDeviceGet, ...)",
-                 path);
+                 flock_cuda_library_path());
         dlclose(lib);
         return false;
     }

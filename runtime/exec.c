@@ -260,12 +260,9 @@ static flock_status plan_buffers(flock_exec *e, flock_error *err)
     return FLOCK_OK;
 }
 
-flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors,
-                               const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
-                               bool all_logits, flock_exec **out, flock_error *err)
+/* A zeroed executor over program p (head_op -1), its KV slot count checked. */
+static flock_status exec_new(const flock_program *p, const flock_wmat *tensors, flock_exec **out, flock_error *err)
 {
-    if (!p || !tensors || !k || !pool || !out || n_ctx <= 0)
-        return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_create: bad argument");
     if (p->cfg.n_kv_slots < 0 || p->cfg.n_kv_slots > FLOCK_MAX_KV_SLOTS)
         return flock_error_set(err, FLOCK_E_UNSUPPORTED, "program: %d kv slots (at most %d)",
                                p->cfg.n_kv_slots, FLOCK_MAX_KV_SLOTS);
@@ -274,14 +271,28 @@ flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors
         return flock_error_set(err, FLOCK_E_NOMEM, "executor: out of memory");
     e->prog = p;
     e->tensors = tensors;
+    e->head_op = -1;
+    *out = e;
+    return FLOCK_OK;
+}
+
+flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors,
+                               const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
+                               bool all_logits, flock_exec **out, flock_error *err)
+{
+    if (!p || !tensors || !k || !pool || !out || n_ctx <= 0)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_create: bad argument");
+    flock_exec *e = NULL;
+    flock_status st = exec_new(p, tensors, &e, err);
+    if (st != FLOCK_OK)
+        return st;
     e->k = k;
     e->pool = pool;
     e->n_ctx = n_ctx;
     e->all_logits = all_logits;
-    e->head_op = -1;
     e->chunk = n_ctx < FLOCK_EXEC_CHUNK ? n_ctx : FLOCK_EXEC_CHUNK;
     e->n_threads = flock_pool_threads(pool);
-    flock_status st = validate(e, err);
+    st = validate(e, err);
     if (st == FLOCK_OK)
         st = plan_buffers(e, err);
     if (st != FLOCK_OK) {
@@ -342,16 +353,11 @@ flock_status flock_exec_plan_program(const flock_program *p, const flock_wmat *t
 {
     if (!p || !tensors || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_plan_program: NULL argument");
-    if (p->cfg.n_kv_slots < 0 || p->cfg.n_kv_slots > FLOCK_MAX_KV_SLOTS)
-        return flock_error_set(err, FLOCK_E_UNSUPPORTED, "program: %d kv slots (at most %d)",
-                               p->cfg.n_kv_slots, FLOCK_MAX_KV_SLOTS);
-    flock_exec *e = calloc(1, sizeof *e);
-    if (!e)
-        return flock_error_set(err, FLOCK_E_NOMEM, "executor: out of memory");
-    e->prog = p;
-    e->tensors = tensors;
-    e->head_op = -1;
-    flock_status st = validate(e, err);
+    flock_exec *e = NULL;
+    flock_status st = exec_new(p, tensors, &e, err);
+    if (st != FLOCK_OK)
+        return st;
+    st = validate(e, err);
     if (st == FLOCK_OK)
         st = plan_buffers(e, err);
     if (st == FLOCK_OK) {
