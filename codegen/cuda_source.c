@@ -2,6 +2,7 @@
  * library (codegen/cuda_*.cu, embedded), then one extern "C" entry point per
  * specialization (dense shapes, each keep ratio's kept-neuron count). */
 #include "cuda_private.h"
+#include "wbuf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -208,32 +209,9 @@ fail:
 
 /* ---- source text ------------------------------------------------------------ */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
+typedef flock_wbuf sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
+static void sb_put(sbuf *b, const char *s, size_t n) { flock_wbuf_text(b, s, n); }
 
 static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(sbuf *b, const char *fmt, ...)
@@ -300,7 +278,7 @@ flock_status flock_cuda_source_emit(const flock_codegen_model *m, const flock_cu
         free(b.p);
         return flock_error_set(err, FLOCK_E_NOMEM, "codegen: out of memory (CUDA source)");
     }
-    *src = b.p;
+    *src = (char *)b.p;
     *len = b.len;
     return FLOCK_OK;
 }

@@ -80,3 +80,18 @@ void flock_wbuf_bytes(flock_wbuf *b, const void *s, size_t n)
     if (d && n)
         memcpy(d, s, n);
 }
+
+void flock_wbuf_text(flock_wbuf *b, const char *s, size_t n)
+{
+    if (n == SIZE_MAX) {
+        b->oom = true;
+        return;
+    }
+    uint8_t *d = flock_wbuf_take(b, n + 1); /* room for the NUL, then un-count it */
+    if (!d)
+        return;
+    if (n)
+        memcpy(d, s, n);
+    d[n] = 0;
+    b->len--;
+}

@@ -28,5 +28,8 @@ void flock_wbuf_u64(flock_wbuf *b, uint64_t v);
 void flock_wbuf_f32(flock_wbuf *b, float v);
 void flock_wbuf_f64(flock_wbuf *b, double v);
 void flock_wbuf_bytes(flock_wbuf *b, const void *s, size_t n);
+/* For text: appends n bytes of s and keeps a NUL after the last byte (not
+ * counted in len), so (char *)b->p is always a C string once non-empty. */
+void flock_wbuf_text(flock_wbuf *b, const char *s, size_t n);
 
 #endif

@@ -2,6 +2,7 @@
  * rather than interpreting the model's Jinja source. The style is chosen by
  * the markers the Jinja text contains. */
 #include "tokenizer.h"
+#include "wbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,37 +76,9 @@ void flock_chat_template_free(flock_chat_template *ct)
     ct->default_system = NULL;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
+typedef flock_wbuf sbuf;
 
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (n + 1 > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (n + 1 > cap - b->len) {
-            if (cap > SIZE_MAX / 2) {
-                b->oom = true;
-                return;
-            }
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
+static void sb_add(sbuf *b, const char *s, size_t n) { flock_wbuf_text(b, s, n); }
 
 static void sb_str(sbuf *b, const char *s)
 {
@@ -199,6 +172,6 @@ flock_status flock_chat_apply(const flock_chat_template *ct, const flock_chat_ms
         free(b.p);
         return flock_error_set(err, FLOCK_E_NOMEM, "chat_apply: out of memory");
     }
-    *out = b.p;
+    *out = (char *)b.p;
     return FLOCK_OK;
 }
