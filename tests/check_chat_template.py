@@ -5,14 +5,16 @@ Renders tokenizer.chat_template from the GGUF with jinja2 (a sandboxed
 environment with trim_blocks and lstrip_blocks, as Hugging Face's
 apply_chat_template does) for several conversations, with and without the
 generation prompt, and compares the text with `tok_dump --chat`. Exit 0 when
-all match, 1 otherwise, 77 (skipped) when jinja2/gguf, the file, or a
-template in it is missing.
+all match, 1 otherwise (also when jinja2/gguf, the file, or a template in it
+is missing: the set-up provides them).
 
-usage: check_chat_template.py TOK_DUMP (data:REL | models:NAME | PATH)
+usage: check_chat_template.py TOK_DUMP (repo:REL | data:REL | models:NAME | PATH)
 """
 import os
 import subprocess
 import sys
+
+from flocktest import missing, need, resolve
 
 CONVERSATIONS = [
     [("user", "Hi")],
@@ -25,35 +27,12 @@ CONVERSATIONS = [
 ]
 
 
-def skip(why):
-    print(f"SKIPPED: {why}")
-    sys.exit(77)
-
-
-def resolve(where):
-    kind, _, rel = where.partition(":")
-    if kind == "data":
-        root = os.environ.get("FLOCK_TEST_DATA")
-        if not root:
-            skip("FLOCK_TEST_DATA is not set")
-        return os.path.join(root, rel)
-    if kind == "models":
-        root = os.environ.get("FLOCK_MODEL_DIR") or os.path.expanduser("~/.cache/flock/models")
-        return os.path.join(root, rel)
-    return where
-
-
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     tok_dump, path = sys.argv[1], resolve(sys.argv[2])
-    try:
-        import gguf
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-    except ImportError as e:
-        skip(f"Python package missing: {e.name} (pip install gguf jinja2)")
-    if not os.path.exists(path):
-        skip(f"{path} not found")
+    gguf = need("gguf")
+    ImmutableSandboxedEnvironment = need("jinja2.sandbox").ImmutableSandboxedEnvironment
     r = gguf.GGUFReader(path)
 
     def string(key):
@@ -62,7 +41,7 @@ def main():
 
     template = string("tokenizer.chat_template")
     if not template:
-        skip(f"{os.path.basename(path)} has no tokenizer.chat_template to compare with")
+        missing(f"{os.path.basename(path)} has no tokenizer.chat_template to compare with")
     arch = string("general.architecture") or "llama"
     tokens = r.fields["tokenizer.ggml.tokens"]
 

@@ -3,40 +3,25 @@
 
 usage: check_compiler.py FLOCKC_EXE BUNDLE_DUMP_EXE MODEL
 
-MODEL is data:REL (under $FLOCK_TEST_DATA) or models:NAME (under
-$FLOCK_MODEL_DIR, default ~/.cache/flock/models). Compiles MODEL with
+MODEL is repo:REL (tests/data), data:REL (under $FLOCK_DATA_DIR) or
+models:NAME (under $FLOCK_MODEL_DIR, default ~/.cache/flock/models). Compiles MODEL with
 `flockc --dtype f32`, dumps the bundle's tensors (tests/bundle_dump.c) and
 recomputes, from the weights the `gguf` package dequantizes, for every block:
 ffn_gate_up (row i = gate row i, then up row i), ffn_down_t (= ffn_down
 transposed), ffn_magnitude_rank (neurons by descending ||gate_i||*||up_i||,
 ties to the lower index; compared as score sequences, since equal scores may
 order either way only when exactly equal), and that every other matrix is the
-GGUF tensor as a row-major [out, in] array. Exits 77 when the model or the
-Python packages are missing, 1 on a mismatch.
+GGUF tensor as a row-major [out, in] array. Exits 1 on a mismatch, and
+also (naming it) when the model or a Python package is missing.
 """
 import os
 import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flocktest import missing, resolve  # noqa: E402
 
-
-def skip(why):
-    print(f"SKIPPED: {why}")
-    sys.exit(SKIP)
-
-
-def resolve(model):
-    if model.startswith("data:"):
-        root = os.environ.get("FLOCK_TEST_DATA")
-        if not root:
-            skip("FLOCK_TEST_DATA is not set (points at the shared test models and data)")
-        return os.path.join(root, model[5:])
-    if model.startswith("models:"):
-        root = os.environ.get("FLOCK_MODEL_DIR") or "~/.cache/flock/models"
-        return os.path.join(os.path.expanduser(root), model[7:])
-    return os.path.expanduser(model)
 
 
 def main():
@@ -45,13 +30,13 @@ def main():
         return 2
     flockc, dump, model = sys.argv[1], sys.argv[2], resolve(sys.argv[3])
     if not os.path.exists(model):
-        skip(f"{model} not found")
+        missing(f"{model} not found")
     try:
         import numpy as np
         import gguf
         from gguf.quants import dequantize
     except ImportError as e:
-        skip(f"Python package missing: {e}")
+        missing(f"Python package {e.name} is not installed")
 
     reader = gguf.GGUFReader(model)
     src = {}

@@ -3,8 +3,8 @@
 
 usage: check_gguf_dequant.py GGUF_DUMP_EXE MODEL
 
-MODEL is a path, or data:REL (under $FLOCK_TEST_DATA), or models:NAME (under
-$FLOCK_MODEL_DIR, default ~/.cache/flock/models), or "synthetic": a file
+MODEL is a path, or repo:REL (tests/data), data:REL (under $FLOCK_DATA_DIR),
+or models:NAME (under $FLOCK_MODEL_DIR, default ~/.cache/flock/models), or "synthetic": a file
 written here with gguf.GGUFWriter holding random blocks of every type flock
 dequantizes (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K).
 
@@ -12,8 +12,9 @@ Runs GGUF_DUMP_EXE (tests/gguf_dump.c) to write every tensor of MODEL as f32,
 then dequantizes every tensor with gguf.GGUFReader + gguf.quants.dequantize and
 compares. Prints, per quant type: tensors, elements, max abs diff (and the
 largest diff relative to the tensor's max |value|). Fails (exit 1) when a
-tensor's shape, type or values differ beyond float rounding; exits 77 (skip)
-when the model file or the Python packages are missing.
+tensor's shape, type or values differ beyond float rounding; fails
+also when the model file or the Python packages are missing (the set-up
+provides them).
 """
 import os
 import struct
@@ -21,28 +22,13 @@ import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flocktest import missing, resolve  # noqa: E402
+
 # Both sides compute in float32 but in a different order (e.g. d*sc*q - dmin*m),
 # so allow a few float32 ulps of the tensor's largest magnitude.
 REL_TOL = 8 * 2.0**-24
 ROW_CHUNK = 1 << 12  # rows dequantized at a time (bounds Python's memory)
-
-
-def skip(why):
-    print(f"SKIPPED: {why}")
-    sys.exit(SKIP)
-
-
-def resolve(model):
-    if model.startswith("data:"):
-        root = os.environ.get("FLOCK_TEST_DATA")
-        if not root:
-            skip("FLOCK_TEST_DATA is not set (points at the shared test models and data)")
-        return os.path.join(root, model[5:])
-    if model.startswith("models:"):
-        root = os.environ.get("FLOCK_MODEL_DIR") or "~/.cache/flock/models"
-        return os.path.join(os.path.expanduser(root), model[7:])
-    return os.path.expanduser(model)
 
 
 def write_synthetic(path, np, gguf):
@@ -95,19 +81,19 @@ def main():
     if len(sys.argv) != 3:
         print(__doc__)
         return 2
-    exe, model = sys.argv[1], resolve(sys.argv[2])
+    exe, model = sys.argv[1], sys.argv[2]
     try:
         import numpy as np
         import gguf
         from gguf.quants import dequantize
     except ImportError as e:
-        skip(f"Python package missing: {e}")
+        missing(f"Python package {e.name} is not installed")
     tmpdir = tempfile.TemporaryDirectory()
     if model == "synthetic":
         model = os.path.join(tmpdir.name, "synthetic.gguf")
         write_synthetic(model, np, gguf)
-    if not os.path.isfile(model):
-        skip(f"{model} not found")
+    else:
+        model = resolve(model)
 
     reader = gguf.GGUFReader(model)
     ref = {t.name: t for t in reader.tensors}

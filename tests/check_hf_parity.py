@@ -4,9 +4,9 @@
 usage: check_hf_parity.py FLOCK FLOCKC TOK_DUMP MODEL [--tokens N] [--gen N] [--keep K]
                            [--min-griffin M]
 
-MODEL is data:REL (under $FLOCK_TEST_DATA) or models:NAME (under
-$FLOCK_MODEL_DIR, default ~/.cache/flock/models): a GGUF Llama or Gemma 3.
-The text is the start of $FLOCK_TEST_DATA/data/moby-dick.txt, tokenized by
+MODEL is repo:REL (tests/data), data:REL (under $FLOCK_DATA_DIR) or
+models:NAME (under $FLOCK_MODEL_DIR, default ~/.cache/flock/models): a GGUF Llama or Gemma 3.
+The text is the start of the test text (data:english.txt), tokenized by
 flock's tokenizer (tok_dump, special tokens added as the model asks; the
 tokenizer itself is checked against Hugging Face's by check_tokenizer.py);
 both sides get the same ids.
@@ -33,8 +33,9 @@ runs a bundle that flockc compiles with --dtype f32. Checks:
      experts. Reported as the number of tokens that match from the start;
      all must (--min-griffin M: at least M).
 
-Exits 77 (skipped, with the reason) when torch / transformers / accelerate /
-gguf / numpy, the model or the text are missing; 1 on a mismatch.
+Exits 1 on a mismatch, and also (naming it) when torch / transformers /
+accelerate / gguf / numpy, the model or the text are missing: the set-up
+provides them.
 """
 import inspect
 import json
@@ -44,16 +45,13 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flocktest import ENGLISH_TEXT, missing, resolve  # noqa: E402
+
 os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's progress bars
 # torch's OpenMP threads spin while they wait: on a shared machine (more
 # runnable threads than cores) that made a decode step 10-20x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def skip(why):
-    print(f"SKIPPED: {why}")
-    sys.exit(SKIP)
 
 
 try:
@@ -64,19 +62,7 @@ try:
     import transformers
     from transformers import AutoModelForCausalLM
 except ImportError as e:  # optional packages (tools/setup.sh installs them)
-    skip(f"python package missing: {e.name} (tools/setup.sh --deps-only installs the test packages)")
-
-
-def resolve(model):
-    if model.startswith("data:"):
-        root = os.environ.get("FLOCK_TEST_DATA")
-        if not root:
-            skip("FLOCK_TEST_DATA is not set (points at the shared test models and data)")
-        return os.path.join(root, model[5:])
-    if model.startswith("models:"):
-        root = os.environ.get("FLOCK_MODEL_DIR") or "~/.cache/flock/models"
-        return os.path.join(os.path.expanduser(root), model[7:])
-    return os.path.expanduser(model)
+    missing(f"Python package {e.name} is not installed")
 
 
 def run(cmd, stdin=None):
@@ -176,14 +162,7 @@ def main():
     torch.set_num_threads(int(os.environ.get("FLOCK_TORCH_THREADS", "1")))
 
     path = resolve(model)
-    if not os.path.exists(path):
-        skip(f"{path} not found")
-    data = os.environ.get("FLOCK_TEST_DATA")
-    if not data:
-        skip("FLOCK_TEST_DATA is not set (the text is $FLOCK_TEST_DATA/data/moby-dick.txt)")
-    text_path = os.path.join(data, "data", "moby-dick.txt")
-    if not os.path.exists(text_path):
-        skip(f"{text_path} not found")
+    text_path = resolve(ENGLISH_TEXT)
     name = os.path.basename(path)
     t0 = time.time()
 

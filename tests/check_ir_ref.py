@@ -3,15 +3,15 @@
 
 usage: check_ir_ref.py FLOCKC_EXE BUNDLE_DUMP_EXE MODEL
 
-MODEL is data:REL (under $FLOCK_TEST_DATA) or models:NAME (under
-$FLOCK_MODEL_DIR, default ~/.cache/flock/models): a GGUF Llama or Gemma 3.
+MODEL is repo:REL (tests/data), data:REL (under $FLOCK_DATA_DIR) or
+models:NAME (under $FLOCK_MODEL_DIR, default ~/.cache/flock/models): a GGUF Llama or Gemma 3.
 Compiles MODEL with `flockc --dtype f32`, runs the program with ir_ref.py (a
 numpy interpreter of the IR) over a fixed token sequence, and compares the
 logits with a forward pass written directly from the GGUF weights with the
 `gguf` package (llama.cpp's conventions: Q/K rows permuted for interleaved
 RoPE on Llama; Gemma norm weights already hold 1 + w). The Gemma 3 sequence is
-longer than its 512-token window, so local and global layers differ. Exits 77
-when the model or the packages are missing, 1 on a mismatch.
+longer than its 512-token window, so local and global layers differ. Exits 1
+on a mismatch, and also (naming it) when the model or a package is missing.
 """
 import math
 import os
@@ -19,25 +19,10 @@ import subprocess
 import sys
 import tempfile
 
-SKIP = 77
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flocktest import missing, resolve  # noqa: E402
 
-
-def skip(why):
-    print(f"SKIPPED: {why}")
-    sys.exit(SKIP)
-
-
-def resolve(model):
-    if model.startswith("data:"):
-        root = os.environ.get("FLOCK_TEST_DATA")
-        if not root:
-            skip("FLOCK_TEST_DATA is not set (points at the shared test models and data)")
-        return os.path.join(root, model[5:])
-    if model.startswith("models:"):
-        root = os.environ.get("FLOCK_MODEL_DIR") or "~/.cache/flock/models"
-        return os.path.join(os.path.expanduser(root), model[7:])
-    return os.path.expanduser(model)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def rms(x, w, eps):
@@ -135,14 +120,14 @@ def main():
         return 2
     flockc, dump, model = sys.argv[1], sys.argv[2], resolve(sys.argv[3])
     if not os.path.exists(model):
-        skip(f"{model} not found")
+        missing(f"{model} not found")
     try:
         import numpy as np
         import gguf
         from gguf.quants import dequantize
         import ir_ref
     except ImportError as e:
-        skip(f"Python package missing: {e}")
+        missing(f"Python package {e.name} is not installed")
 
     reader = gguf.GGUFReader(model)
     arch = reader.fields["general.architecture"].contents()

@@ -8,7 +8,7 @@ For Gemma 3 the sequence (530 tokens) is longer than the sliding window
 --prompt-len`, keep 1.0: the gather FF over every neuron, the KV cache),
 so windowed attention is checked in both prefill and decode.
 
-usage: check_runtime_direct.py FLOCK FLOCKC MODEL   (exit 77 = skipped)
+usage: check_runtime_direct.py FLOCK FLOCKC MODEL   (exit 1 also when an input is missing)
 """
 import os
 import subprocess
@@ -16,22 +16,21 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import check_ir_ref as ref  # noqa: E402  (skips itself when packages are missing)
+import check_ir_ref as ref  # noqa: E402
+from flocktest import missing, resolve  # noqa: E402
 
 
 def main():
     if len(sys.argv) != 4:
         print(__doc__)
         return 2
-    flock, flockc, model = sys.argv[1], sys.argv[2], ref.resolve(sys.argv[3])
-    if not os.path.exists(model):
-        ref.skip(f"{model} not found")
+    flock, flockc, model = sys.argv[1], sys.argv[2], resolve(sys.argv[3])
     try:
         import numpy as np
         import gguf
         from gguf.quants import dequantize
     except ImportError as e:
-        ref.skip(f"Python package missing: {e}")
+        missing(f"Python package {e.name} is not installed")
     ref.np = np
     reader = gguf.GGUFReader(model)
     arch = reader.fields["general.architecture"].contents()

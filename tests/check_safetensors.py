@@ -10,7 +10,7 @@ numpy has no bfloat16, so BF16 tensors are saved as their uint16 bit patterns
 (dtype U16) and the header's dtype is then rewritten to "BF16"; the data
 layout is still the reference writer's.
 
-usage: check_safetensors.py PATH/TO/st_dump       (exit 77 when packages are missing)
+usage: check_safetensors.py PATH/TO/st_dump       (exit 1 also when packages are missing)
 """
 import json
 import os
@@ -23,8 +23,8 @@ try:
     import numpy as np
     from safetensors.numpy import save_file, load_file
 except ImportError as e:
-    print(f"SKIPPED: needs numpy and the safetensors package ({e}); pip install safetensors")
-    sys.exit(77)
+    print(f"MISSING: Python package {e.name} is not installed (run tools/setup.sh --test (make test does))")
+    sys.exit(1)
 
 DUMP = sys.argv[1]
 

@@ -10,36 +10,20 @@ converters describe these models:
   - llama (SentencePiece): models.BPE with byte_fallback and merges recovered
     from the scores (every split of a piece into two pieces, ranked by the
     piece's score), normalizer Prepend("▁") (when add_space_prefix) + Replace(" ", "▁").
-It encodes lines of moby-dick.txt and the first xsum prompts with both and
-reports the exact-match rate. Exit 0 when every text matches, 1 otherwise,
-77 (skipped) when a package or a file is missing.
+It encodes lines of the test text (english.txt, see tests/data/README.md),
+the summarization prompts and edge cases with both and reports the
+exact-match rate. Exit 0 when every text matches, 1 otherwise (also when a
+package or a file is missing: the set-up provides them).
 
-usage: check_tokenizer.py TOK_DUMP (data:REL | models:NAME | PATH) [--n-moby N] [--n-xsum N] [--pre NAME]
+usage: check_tokenizer.py TOK_DUMP (repo:REL | data:REL | models:NAME | PATH) [--n-text N] [--n-prompts N] [--pre NAME]
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 
-
-def skip(why):
-    print(f"SKIPPED: {why}")
-    sys.exit(77)
-
-
-def resolve(where):
-    kind, _, rel = where.partition(":")
-    if kind == "data":
-        root = os.environ.get("FLOCK_TEST_DATA")
-        if not root:
-            skip("FLOCK_TEST_DATA is not set")
-        return os.path.join(root, rel)
-    if kind == "models":
-        root = os.environ.get("FLOCK_MODEL_DIR") or os.path.expanduser("~/.cache/flock/models")
-        return os.path.join(root, rel)
-    return where
+from flocktest import english_lines, missing, need, resolve, summary_prompts
 
 
 def field(reader, key):
@@ -65,11 +49,9 @@ SPLITS["llama-bpe"] = SPLITS["llama3"]
 
 
 def build_reference(path, pre_override=None):
-    try:
-        import gguf
-        from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    except ImportError as e:
-        skip(f"Python package missing: {e.name} (pip install gguf tokenizers)")
+    gguf = need("gguf")
+    need("tokenizers")
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     r = gguf.GGUFReader(path)
     kind = field(r, "tokenizer.ggml.model")
     pre = pre_override or field(r, "tokenizer.ggml.pre") or "gpt2"
@@ -92,7 +74,7 @@ def build_reference(path, pre_override=None):
         elif pre == "gpt2":
             tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         else:
-            skip(f"no reference pre-tokenizer for '{pre}'")
+            missing(f"no reference pre-tokenizer for '{pre}' in this check")
         tk.decoder = decoders.ByteLevel()
     elif kind == "llama":
         scores = field(r, "tokenizer.ggml.scores")
@@ -115,29 +97,16 @@ def build_reference(path, pre_override=None):
         tk.normalizer = normalizers.Sequence(norms)
         tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     else:
-        skip(f"tokenizer.ggml.model '{kind}' has no reference here")
+        missing(f"tokenizer.ggml.model '{kind}' has no reference in this check")
     added = [AddedToken(t, special=(types[i] == 3), normalized=False)
              for i, t in enumerate(tokens) if types[i] in (3, 4) and t]
     tk.add_tokens(added)
     return tk
 
 
-def texts(data_root, n_moby, n_xsum):
-    out = []
-    moby = os.path.join(data_root, "data/moby-dick.txt") if data_root else None
-    if not moby or not os.path.exists(moby):
-        skip("moby-dick.txt not found (set FLOCK_TEST_DATA)")
-    lines = [l.rstrip("\n") for l in open(moby, encoding="utf-8")]
-    lines = [l for l in lines if l.strip()]
-    step = max(1, len(lines) // n_moby)
-    out += lines[::step][:n_moby]
-    xsum = os.path.join(data_root, "data/xsum_1shot.jsonl")
-    if os.path.exists(xsum):
-        with open(xsum, encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                if i >= n_xsum:
-                    break
-                out.append(json.loads(line)["article"])
+def texts(n_text, n_prompts):
+    out = english_lines(n_text)
+    out += [p["article"] for p in summary_prompts(n_prompts)]
     # Edge cases: whitespace runs, digits, contractions, non-ASCII, newlines.
     out += ["", " ", "  leading", "trailing  ", "a\n\nb\n", "\t tab", "I'm we'll they've DON'T",
             "1234567 3.14159 x=42", "naïve café über Æsir — “quotes” …", "日本語のテキスト",
@@ -150,19 +119,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("tok_dump")
     ap.add_argument("model")
-    ap.add_argument("--n-moby", type=int, default=400)
-    ap.add_argument("--n-xsum", type=int, default=200)
+    ap.add_argument("--n-text", type=int, default=400, help="lines of the test text")
+    ap.add_argument("--n-prompts", type=int, default=200, help="summarization prompts")
     ap.add_argument("--pre", help="use this llama.cpp pre-tokenizer (llama3, qwen2) on the model's BPE vocabulary")
     a = ap.parse_args()
     path = resolve(a.model)
-    if not os.path.exists(path):
-        skip(f"{path} not found")
-    data_root = os.environ.get("FLOCK_TEST_DATA")
-    if not data_root:
-        skip("FLOCK_TEST_DATA is not set (moby-dick.txt, xsum prompts)")
     ref = build_reference(path, a.pre)
     extra = ["--pre", a.pre] if a.pre else []
-    items = texts(data_root, a.n_moby, a.n_xsum)
+    items = texts(a.n_text, a.n_prompts)
     if any("\0" in t for t in items):
         sys.exit("texts may not hold NUL")
     inp = "\0".join(items).encode("utf-8") + b"\0"

@@ -17,21 +17,17 @@ compiles at f32:
     argmax at every step (so flock's decode path generates the same tokens).
 
 usage: ref_llama.py FLOCK FLOCKC MODEL [--tokens N] [--keep K] [--greedy IDS N]
-MODEL is a path, or data:REL (under $FLOCK_TEST_DATA) or models:NAME (under
-$FLOCK_MODEL_DIR, default ~/.cache/flock/models).
-Exits 77 (skipped) with a reason when numpy / gguf or the model are absent.
+MODEL is a path, or repo:REL (tests/data), data:REL (under $FLOCK_DATA_DIR)
+or models:NAME (under $FLOCK_MODEL_DIR, default ~/.cache/flock/models).
+Exits 1, naming it, also when numpy / gguf or the model are absent.
 """
 import os
 import subprocess
 import sys
 import tempfile
 
-SKIP = 77
-
-
-def skip(why):
-    print(f"SKIPPED: {why}")
-    sys.exit(SKIP)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flocktest import missing, resolve  # noqa: E402
 
 
 try:
@@ -39,7 +35,7 @@ try:
     import gguf
     from gguf.quants import dequantize
 except ImportError as e:  # optional packages
-    skip(f"python package missing: {e.name}")
+    missing(f"Python package {e.name} is not installed")
 
 
 def field(r, key, default=None):
@@ -55,7 +51,7 @@ class Model:
         r = gguf.GGUFReader(path)
         arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
         if arch != "llama":
-            skip(f"{path}: architecture {arch}, this reference implements llama")
+            missing(f"{path}: architecture {arch}: this reference implements llama only")
         self.n_layer = field(r, "llama.block_count")
         self.d = field(r, "llama.embedding_length")
         self.n_head = field(r, "llama.attention.head_count")
@@ -162,16 +158,7 @@ def main():
         n_tok = int(args[args.index("--tokens") + 1])
     if "--keep" in args:
         keep = float(args[args.index("--keep") + 1])
-    if model.startswith("data:"):
-        root = os.environ.get("FLOCK_TEST_DATA")
-        if not root:
-            skip("FLOCK_TEST_DATA is not set (points at the shared test models)")
-        model = os.path.join(root, model[5:])
-    elif model.startswith("models:"):
-        root = os.environ.get("FLOCK_MODEL_DIR") or os.path.expanduser("~/.cache/flock/models")
-        model = os.path.join(root, model[7:])
-    if not os.path.exists(model):
-        skip(f"{model} not found")
+    model = resolve(model)
     m = Model(model)
     rng = np.random.default_rng(1234)
     ids = [1] + [int(i) for i in rng.integers(3, m.vocab, n_tok - 1)]

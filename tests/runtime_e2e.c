@@ -50,7 +50,7 @@ static char e2e_dir[256];
 static const char *e2e_bundle(const char *name, const char *flags, char *buf, size_t n)
 {
     char gguf[512], cmd[2048];
-    flock_test_data_path("models/stories260K.gguf", gguf, sizeof gguf);
+    flock_test_tiny_model(gguf, sizeof gguf);
     const char *bdir = flock_test_require_env("FLOCK_BUILD_DIR", "locates flockc");
     snprintf(buf, n, "%s/%s", e2e_dir, name);
     snprintf(cmd, sizeof cmd, "%s/tools/flockc %s -o %s %s --quiet", bdir, gguf, buf, flags);
@@ -470,7 +470,7 @@ void test_e2e_stories_device(void **state)
 static bool e2e_bundle_try(const char *name, const char *flags, char *buf, size_t n)
 {
     char gguf[512], cmd[2048];
-    flock_test_data_path("models/stories260K.gguf", gguf, sizeof gguf);
+    flock_test_tiny_model(gguf, sizeof gguf);
     const char *bdir = flock_test_require_env("FLOCK_BUILD_DIR", "locates flockc");
     snprintf(buf, n, "%s/%s", e2e_dir, name);
     snprintf(cmd, sizeof cmd, "%s/tools/flockc %s -o %s %s --quiet", bdir, gguf, buf, flags);

@@ -496,14 +496,14 @@ static void test_flockc_cpu_kernels(void **state)
     hfw_free(&w);
 }
 
-/* ---- stories260K (FLOCK_TEST_DATA) ------------------------------------------------ */
+/* ---- the tiny trained model (tests/data) ------------------------------------------------ */
 
 static char stories[512];
 
 static void test_stories(void **state)
 {
     (void)state;
-    check_golden(stories, "stories260k");
+    check_golden(stories, "tiny-llama");
     const char *o1 = flock_test_tmp("st1.flock"), *o2 = flock_test_tmp("st2.flock");
     char a[1024];
     struct timespec t0, t1;
@@ -548,14 +548,6 @@ static void test_stories(void **state)
 }
 
 /* ---- the real models (FLOCK_MODEL_DIR) ------------------------------------------------ */
-
-static char model_dir[512];
-
-static bool model_path(const char *file, char *buf, size_t n)
-{
-    snprintf(buf, n, "%s/%s", model_dir, file);
-    return access(buf, R_OK) == 0;
-}
 
 /* Compiles `path` with --dtype dtype, checks the manifest and returns the program. */
 static flock_program *compile_real(const char *path, const char *dtype, const char *label)
@@ -617,8 +609,7 @@ static void test_smollm2(void **state)
 {
     (void)state;
     char path[600];
-    if (!model_path("SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path))
-        skip();
+    flock_test_model_path("SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path);
     flock_program *p = compile_real(path, "f16", "SmolLM2-135M");
     assert_int_equal(p->cfg.n_layer, 30);
     assert_int_equal(p->cfg.d_model, 576);
@@ -640,8 +631,7 @@ static void test_gemma3(void **state)
 {
     (void)state;
     char path[600];
-    if (!model_path("gemma-3-270m-q4_k_m.gguf", path, sizeof path))
-        skip();
+    flock_test_model_path("gemma-3-270m-q4_k_m.gguf", path, sizeof path);
     flock_program *p = compile_real(path, "f16", "Gemma-3-270M");
     assert_int_equal(p->cfg.n_layer, 18);
     assert_int_equal(p->cfg.d_model, 640);
@@ -663,23 +653,12 @@ static void test_gemma3(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && !strcmp(argv[1], "stories")) {
-        flock_test_data_path("models/stories260K.gguf", stories, sizeof stories);
+    if (argc > 1 && !strcmp(argv[1], "tiny")) {
+        flock_test_tiny_model(stories, sizeof stories);
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_stories)};
         return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
     }
     if (argc > 1 && !strcmp(argv[1], "models")) {
-        const char *d = getenv("FLOCK_MODEL_DIR"), *home = getenv("HOME");
-        if (d && *d)
-            snprintf(model_dir, sizeof model_dir, "%s", d);
-        else
-            snprintf(model_dir, sizeof model_dir, "%s/.cache/flock/models", home ? home : ".");
-        char p1[600], p2[600];
-        if (!model_path("SmolLM2-135M-Instruct.Q4_1.gguf", p1, sizeof p1) &&
-            !model_path("gemma-3-270m-q4_k_m.gguf", p2, sizeof p2)) {
-            printf("SKIPPED: no real models in %s\n", model_dir);
-            return FLOCK_TEST_SKIP;
-        }
         const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2), cmocka_unit_test(test_gemma3)};
         return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);
     }

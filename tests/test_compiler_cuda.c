@@ -1,6 +1,6 @@
 /* flockc's CUDA kernel sections (--target sm_XY): a small synthetic Llama
- * folder and (a separate ctest entry, skipped without FLOCK_TEST_DATA)
- * stories260K compiled with NVRTC; each "cuda:*" section's blob parses with
+ * folder and (a separate ctest entry) the tiny trained model of tests/data
+ * compiled with NVRTC; each "cuda:*" section's blob parses with
  * the formats reader, matches the model and lists the decode kernels for
  * every keep ratio (and 1.0); output is byte-identical across runs and
  * thread counts; --emit-cuda; the errors (--dtype f32, a build without
@@ -262,7 +262,7 @@ static void test_synthetic_llama(void **state)
     hfw_free(&w);
 }
 
-/* ---- stories260K (FLOCK_TEST_DATA) ------------------------------------------------ */
+/* ---- the tiny trained model (tests/data) ------------------------------------------------ */
 
 static char stories[512];
 
@@ -291,8 +291,8 @@ static void test_stories(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && !strcmp(argv[1], "stories")) {
-        flock_test_data_path("models/stories260K.gguf", stories, sizeof stories);
+    if (argc > 1 && !strcmp(argv[1], "tiny")) {
+        flock_test_tiny_model(stories, sizeof stories);
         if (!flock_compile_cuda_available()) {
             printf("SKIPPED: this flockc has no NVRTC (FLOCK_CUDA=OFF)\n");
             return FLOCK_TEST_SKIP;

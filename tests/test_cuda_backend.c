@@ -2,7 +2,7 @@
  * without a GPU: sessions open their device through the CPU emulator's
  * driver (tests/cuda_emu/emu_driver.c), which runs the kernels generated
  * at build time from the same CUDA source flockc puts into the bundle for
- * stories260K (checked byte for byte below). Everything above the driver
+ * the tiny model (tests/data/tiny-llama.gguf; checked byte for byte below). Everything above the driver
  * (section choice, checks, kernel resolution, uploads, the op walk, launch
  * shapes, GRIFFIN on the device, logits back) is the code a GPU runs.
  *
@@ -11,7 +11,7 @@
  * LayerNorm, learned positions, biases and a plain ReLU FF), whose emulated
  * kernels gen_emu generates at build time from the same compile.
  *
- * Needs $FLOCK_TEST_DATA (models/stories260K.gguf); skips (77) without. */
+ * Needs tests/data/tiny-llama.gguf; fails without it. */
 #include "test_util.h"
 
 #include "cuda_emu/emu_driver.h"
@@ -99,14 +99,14 @@ static void copy_with_section(const char *from, const char *to, const char *name
     flock_bundle_close(b);
 }
 
-/* Compiles stories260K (f16, keep 0.5) and writes the test's bundles: with
+/* Compiles the tiny model (f16, keep 0.5) and writes the test's bundles: with
  * the CUDA section for sm_90 (its image is the generated source, which the
  * emulator driver checks against the source it was built from), without
  * any, with only sm_80, and with a kernel renamed away. */
 static int setup(void **state)
 {
     char gguf[512];
-    flock_test_data_path("models/stories260K.gguf", gguf, sizeof gguf);
+    flock_test_tiny_model(gguf, sizeof gguf);
     if (flock_test_tmpdir_make(state) != 0)
         return -1;
     snprintf(g_plain, sizeof g_plain, "%s", flock_test_tmp("plain.flock"));
@@ -136,7 +136,7 @@ static int setup(void **state)
     }
     /* The kernels flockc would compile for this bundle are the emulated ones. */
     if (fnv1a(cu_src, cu_len) != emu_source_hash_stories) {
-        fprintf(stderr, "flockc's CUDA source for stories260K differs from the emulated one: update models[] in "
+        fprintf(stderr, "flockc's CUDA source for the tiny model differs from the emulated one: update models[] in "
                         "tests/cuda_emu/gen_emu.c\n");
         return -1;
     }
@@ -504,7 +504,7 @@ static void test_errors_and_auto(void **state)
 int main(void)
 {
     char buf[512];
-    flock_test_data_path("models/stories260K.gguf", buf, sizeof buf); /* skips (77) without the data */
+    flock_test_tiny_model(buf, sizeof buf); /* fails without the file */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_griffin_keep_1),  cmocka_unit_test(test_griffin_keep_half),
         cmocka_unit_test(test_random_keep_half), cmocka_unit_test(test_reset_repeat),

@@ -643,13 +643,13 @@ static void test_corruption_total(void **state)
     assert_true(corruption_cases > 1000);
 }
 
-/* ---- the real stories260K file ----------------------------------------------- */
+/* ---- the tiny trained model (tests/data) ----------------------------------------------- */
 
-static void test_stories260k(void **state)
+static void test_tiny_model_file(void **state)
 {
     (void)state;
     char path[4096];
-    flock_test_data_path("models/stories260K.gguf", path, sizeof path);
+    flock_test_tiny_model(path, sizeof path);
     flock_gguf *g = NULL;
     flock_error e = {0};
     assert_int_equal(flock_gguf_open(path, &g, &e), FLOCK_OK);
@@ -684,12 +684,12 @@ static void test_stories260k(void **state)
     flock_gguf_free(g);
 }
 
-/* With the argument "stories260k" only the real-file test runs (a separate
- * ctest entry, skipped with exit 77 when the data is absent). */
+/* With the argument "tiny" only the real-file test runs (a separate ctest
+ * entry). */
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "stories260k") == 0) {
-        const struct CMUnitTest data_tests[] = {cmocka_unit_test(test_stories260k)};
+    if (argc > 1 && strcmp(argv[1], "tiny") == 0) {
+        const struct CMUnitTest data_tests[] = {cmocka_unit_test(test_tiny_model_file)};
         return cmocka_run_group_tests(data_tests, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {

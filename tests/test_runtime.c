@@ -731,9 +731,9 @@ static void test_cuda_probe_and_devices(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "stories260k") == 0) {
+    if (argc > 1 && strcmp(argv[1], "tiny") == 0) {
         char buf[512];
-        flock_test_data_path("models/stories260K.gguf", buf, sizeof buf); /* or skip */
+        flock_test_tiny_model(buf, sizeof buf); /* or fail */
         const struct CMUnitTest e2e[] = {
             cmocka_unit_test(test_e2e_stories_greedy),
             cmocka_unit_test(test_e2e_stories_errors_and_keep),

@@ -623,15 +623,14 @@ static flock_tokenizer *load_gguf_tok(const char *path, flock_tokenizer_data **d
     return t;
 }
 
-static void test_stories260k(void **state)
+/* The repository's tiny trained model (a SentencePiece vocabulary of 512) and
+ * the test text (tests/data/README.md). */
+static void test_tiny_spm(void **state)
 {
     (void)state;
-    const char *root = getenv("FLOCK_TEST_DATA");
-    if (!root || !*root)
-        skip();
     char path[1024], text_path[1024];
-    snprintf(path, sizeof path, "%s/models/stories260K.gguf", root);
-    snprintf(text_path, sizeof text_path, "%s/data/moby-dick.txt", root);
+    flock_test_tiny_model(path, sizeof path);
+    flock_test_data_path("english.txt", text_path, sizeof text_path);
     flock_tokenizer_data *d = NULL;
     flock_tokenizer *t = load_gguf_tok(path, &d);
     assert_int_equal(d->kind, FLOCK_TOK_SPM);
@@ -645,7 +644,7 @@ static void test_stories260k(void **state)
     roundtrip_one(d);
     flock_tokdata_free(d);
 
-    /* decode(encode(moby-dick)) == moby-dick, as one 1.2 MB text. */
+    /* decode(encode(text)) == text, as one 1.2 MB text. */
     size_t len = 0;
     char *text = read_file(text_path, &len);
     assert_non_null(text);
@@ -668,17 +667,8 @@ static void test_stories260k(void **state)
 static void test_smollm2_gguf(void **state)
 {
     (void)state;
-    const char *dir = getenv("FLOCK_MODEL_DIR");
     char path[1024];
-    if (dir && *dir)
-        snprintf(path, sizeof path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", dir);
-    else
-        snprintf(path, sizeof path, "%s/.cache/flock/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-                 getenv("HOME") ? getenv("HOME") : "");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        skip();
-    fclose(f);
+    flock_test_model_path("SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path);
     flock_tokenizer_data *d = NULL;
     flock_tokenizer *t = load_gguf_tok(path, &d);
     assert_int_equal(d->kind, FLOCK_TOK_BPE);
@@ -780,7 +770,7 @@ int main(void)
         cmocka_unit_test(test_spm_encode),
         cmocka_unit_test(test_from_hf_json),
         cmocka_unit_test(test_from_gguf_keys),
-        cmocka_unit_test(test_stories260k),
+        cmocka_unit_test(test_tiny_spm),
         cmocka_unit_test(test_smollm2_gguf),
         cmocka_unit_test(test_chat_templates),
     };

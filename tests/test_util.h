@@ -16,29 +16,84 @@
 /* Exit code ctest counts as "skipped". */
 #define FLOCK_TEST_SKIP 77
 
-/* Returns getenv(var), or prints why the whole program is skipped and exits 77. */
+/* Exit code of a program whose input is missing: a failure. The set-up
+ * (tools/setup.sh --test, which `make test` runs) provides every model and
+ * text the tests read, so a test that skipped without one would be a hole
+ * that reports as a pass. */
+#define FLOCK_TEST_MISSING 1
+
+/* Returns getenv(var), or prints why the whole program cannot run and fails. */
 static inline const char *flock_test_require_env(const char *var, const char *why)
 {
     const char *v = getenv(var);
     if (!v || !*v) {
-        printf("SKIPPED: %s is not set (%s)\n", var, why);
-        exit(FLOCK_TEST_SKIP);
+        printf("MISSING: %s is not set (%s)\n", var, why);
+        exit(FLOCK_TEST_MISSING);
     }
     return v;
 }
 
-/* Path under $FLOCK_TEST_DATA, or skip the program when it is unset or missing. */
-static inline const char *flock_test_data_path(const char *rel, char *buf, size_t n)
+/* buf, or fails the program naming the file and what provides it. */
+static inline const char *flock_test_need_file(char *buf, const char *what)
 {
-    const char *root = flock_test_require_env("FLOCK_TEST_DATA", "points at the shared test models and data");
-    snprintf(buf, n, "%s/%s", root, rel);
     FILE *f = fopen(buf, "rb");
     if (!f) {
-        printf("SKIPPED: %s not found\n", buf);
-        exit(FLOCK_TEST_SKIP);
+        printf("MISSING: %s: %s not found (%s)\n", what, buf, "run tools/setup.sh --test; make test does");
+        exit(FLOCK_TEST_MISSING);
     }
     fclose(f);
     return buf;
+}
+
+/* The repository's source folder: $FLOCK_SOURCE_DIR (ctest sets it), else
+ * the one the test was built from. */
+static inline const char *flock_test_source_dir(void)
+{
+    const char *v = getenv("FLOCK_SOURCE_DIR");
+#ifdef FLOCK_TEST_SOURCE_DIR
+    if (!v || !*v)
+        v = FLOCK_TEST_SOURCE_DIR;
+#endif
+    return v && *v ? v : ".";
+}
+
+/* tests/data/REL of this repository (the tiny trained model, the
+ * summarization prompts; tests/data/README.md), or fail. */
+static inline const char *flock_test_repo_path(const char *rel, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/tests/data/%s", flock_test_source_dir(), rel);
+    return flock_test_need_file(buf, rel);
+}
+
+/* The repository's own small trained Llama (stories260K's shape: d 64,
+ * 5 layers, FF 172, 8/4 heads, vocab 512; tests/data/README.md). */
+static inline const char *flock_test_tiny_model(char *buf, size_t n)
+{
+    return flock_test_repo_path("tiny-llama.gguf", buf, n);
+}
+
+/* REL under $FLOCK_DATA_DIR (default ~/.cache/flock/data: the test text the
+ * set-up fetches), or fail. */
+static inline const char *flock_test_data_path(const char *rel, char *buf, size_t n)
+{
+    const char *dir = getenv("FLOCK_DATA_DIR"), *home = getenv("HOME");
+    if (dir && *dir)
+        snprintf(buf, n, "%s/%s", dir, rel);
+    else
+        snprintf(buf, n, "%s/.cache/flock/data/%s", home ? home : "", rel);
+    return flock_test_need_file(buf, rel);
+}
+
+/* NAME under $FLOCK_MODEL_DIR (default ~/.cache/flock/models: the real
+ * models the set-up fetches), or fail. */
+static inline const char *flock_test_model_path(const char *name, char *buf, size_t n)
+{
+    const char *dir = getenv("FLOCK_MODEL_DIR"), *home = getenv("HOME");
+    if (dir && *dir)
+        snprintf(buf, n, "%s/%s", dir, name);
+    else
+        snprintf(buf, n, "%s/.cache/flock/models/%s", home ? home : "", name);
+    return flock_test_need_file(buf, name);
 }
 
 /* A small deterministic generator for fresh random inputs (xorshift64*). */

@@ -1,34 +1,41 @@
 #!/usr/bin/env bash
 # flock set-up: installs the system packages the build and the tests need, the
-# Python packages the parity tests use, and fetches the default model.
+# Python packages the parity tests use, and fetches the models and the text.
 # Idempotent and quick when everything is present.
 #
 #   tools/setup.sh               packages + the default model (SmolLM2-135M-Instruct Q4_1)
-#   tools/setup.sh --deps-only   packages only, with the test-only ones (torch, transformers)
+#   tools/setup.sh --test        everything `make test` needs: packages, the test-only
+#                                Python packages (torch, transformers), both models
+#                                and the test text (what `make test` and CI run)
 #   tools/setup.sh --gemma       also the Gemma 3 270M model (four wheels, joined)
-#   tools/setup.sh --no-python   skip the Python packages (the parity tests then skip)
-#   tools/setup.sh --no-torch    skip torch/transformers (check_hf_parity_* then skip)
+#   tools/setup.sh --deps-only   packages only, with the test-only ones (no downloads of data)
+#   tools/setup.sh --no-torch    skip torch/transformers (the check_hf_parity_* tests then fail)
 #
 # torch comes from PyPI: its Linux wheel is the CUDA build (~3 GB with the
 # nvidia-* wheels, about 4 minutes here); FLOCK_TORCH_INDEX=URL installs it
 # from another index, e.g. https://download.pytorch.org/whl/cpu (CPU only).
 #
-# Models go to $FLOCK_MODEL_DIR (default ~/.cache/flock/models), outside git.
+# Models go to $FLOCK_MODEL_DIR (default ~/.cache/flock/models), the test text
+# to $FLOCK_DATA_DIR (default ~/.cache/flock/data), outside git; every file is
+# checked against its recorded sha256.
 set -euo pipefail
 
 MODEL_DIR="${FLOCK_MODEL_DIR:-$HOME/.cache/flock/models}"
+DATA_DIR="${FLOCK_DATA_DIR:-$HOME/.cache/flock/data}"
 DEPS_ONLY=0
 GEMMA=0
 PYTHON=1
 TORCH=1
+TESTS=0
 for arg in "$@"; do
     case "$arg" in
-    --deps-only) DEPS_ONLY=1 ;;
+    --test) TESTS=1 GEMMA=1 ;;
+    --deps-only) DEPS_ONLY=1 TESTS=1 ;;
     --gemma) GEMMA=1 ;;
     --no-python) PYTHON=0 ;;
     --no-torch) TORCH=0 ;;
     -h | --help)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -73,7 +80,9 @@ else
 fi
 
 # ---- Python packages (independent implementations for the parity tests) -------
-PY_PACKAGES=(numpy gguf tokenizers safetensors jinja2)
+# module:pip-name (rouge_score: Google's ROUGE, the reference of check_eval_rouge)
+PY_PACKAGES=(numpy:numpy gguf:gguf tokenizers:tokenizers safetensors:safetensors jinja2:jinja2
+    rouge_score:rouge-score==0.1.2)
 pip_install() {
     python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
         python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
@@ -81,11 +90,11 @@ pip_install() {
 if [ "$PYTHON" = 1 ]; then
     need=()
     for p in "${PY_PACKAGES[@]}"; do
-        python3 -c "import $p" 2>/dev/null || need+=("$p")
+        python3 -c "import ${p%%:*}" 2>/dev/null || need+=("${p#*:}")
     done
     if [ ${#need[@]} -gt 0 ]; then
         say "pip installing: ${need[*]}"
-        pip_install "${need[@]}" || say "warning: pip install failed for ${need[*]}; the parity tests will skip"
+        pip_install "${need[@]}" || die "pip install failed for ${need[*]}: the parity tests need them"
     else
         say "python packages: all present"
     fi
@@ -96,7 +105,7 @@ fi
 # `tools/setup.sh`, which `make demo` runs, leaves them out). Versions are the
 # ones the check was written against; an installed torch is kept as it is.
 TEST_PY=("torch:torch==2.15.0" "transformers:transformers==5.24.0" "accelerate:accelerate==1.15.0")
-if [ "$PYTHON" = 1 ] && [ "$TORCH" = 1 ] && [ "$DEPS_ONLY" = 1 ]; then
+if [ "$PYTHON" = 1 ] && [ "$TORCH" = 1 ] && [ "$TESTS" = 1 ]; then
     need=()
     for p in "${TEST_PY[@]}"; do
         # find_spec: importing torch and transformers just to look takes seconds
@@ -108,7 +117,7 @@ if [ "$PYTHON" = 1 ] && [ "$TORCH" = 1 ] && [ "$DEPS_ONLY" = 1 ]; then
         index=()
         [ -n "${FLOCK_TORCH_INDEX:-}" ] && index=(--extra-index-url "$FLOCK_TORCH_INDEX")
         pip_install ${index[@]+"${index[@]}"} "${need[@]}" ||
-            say "WARNING: pip install failed for ${need[*]}: the transformers parity tests (check_hf_parity_*) will be SKIPPED"
+            die "pip install failed for ${need[*]}: the transformers parity tests (check_hf_parity_*) need them"
     else
         say "test-only python packages: all present"
     fi
@@ -185,5 +194,51 @@ if [ "$GEMMA" = 1 ]; then
         rm -rf "$tmp"
         trap - EXIT
         say "model: $MODEL_DIR/$GEMMA_FILE (sha256 ok)"
+    fi
+fi
+
+# ---- test text ---------------------------------------------------------------
+# Real English text for the tokenizer, perplexity and parity checks: the four
+# English books of the Canterbury corpus (public domain; Project Gutenberg
+# etexts of Carroll's "Alice's Adventures in Wonderland", Shakespeare's "As You
+# Like It", the Library of Congress "Workshop on Electronic Texts" proceedings
+# and Milton's "Paradise Lost"), as shipped in PyPI's Brotli source package
+# (MIT) under tests/testdata. english.txt is the four in that order, CRLF
+# turned into LF: 1.19 MB. See tests/data/README.md.
+BROTLI=brotli==1.2.1
+BROTLI_SHA=02b2f7b5a83485efe448a44ddf7983def05c3bb1dcf917d4f7154070260e13de
+ENGLISH_SHA=80e3b3811ace9043380297beacac1e409ede0e15e6e76cab6d0efcf1748a8d3b
+CANTERBURY=(alice29.txt asyoulik.txt lcet10.txt plrabn12.txt)
+if [ "$TESTS" = 1 ]; then
+    mkdir -p "$DATA_DIR"
+    if [ -f "$DATA_DIR/english.txt" ] && [ "$(sha256sum "$DATA_DIR/english.txt" | cut -d' ' -f1)" = "$ENGLISH_SHA" ]; then
+        say "text: $DATA_DIR/english.txt (cached, sha256 ok)"
+    else
+        tmp=$(mktemp -d)
+        trap 'rm -rf "$tmp"' EXIT
+        say "downloading the $BROTLI source package (7.4 MB: the Canterbury corpus texts) ..."
+        python3 -m pip download -q --no-deps --no-binary :all: --disable-pip-version-check "$BROTLI" -d "$tmp" ||
+            die "could not download $BROTLI from PyPI: is the package registry reachable?"
+        check_sha "$tmp/brotli-1.2.1.tar.gz" "$BROTLI_SHA"
+        python3 - "$tmp/brotli-1.2.1.tar.gz" "$tmp/english.txt" "$DATA_DIR" "${CANTERBURY[@]}" <<'PY'
+import os, sys, tarfile
+sdist, out, data_dir, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+parts = []
+with tarfile.open(sdist) as t:
+    for n in names:
+        raw = t.extractfile(f"brotli-1.2.1/tests/testdata/{n}").read()
+        text = raw.replace(b"\r\n", b"\n")
+        parts.append(text if text.endswith(b"\n") else text + b"\n")
+        os.makedirs(os.path.join(data_dir, "canterbury"), exist_ok=True)
+        with open(os.path.join(data_dir, "canterbury", n), "wb") as f:
+            f.write(text)
+with open(out, "wb") as f:
+    f.write(b"".join(parts))
+PY
+        check_sha "$tmp/english.txt" "$ENGLISH_SHA"
+        mv "$tmp/english.txt" "$DATA_DIR/english.txt"
+        rm -rf "$tmp"
+        trap - EXIT
+        say "text: $DATA_DIR/english.txt (sha256 ok)"
     fi
 fi

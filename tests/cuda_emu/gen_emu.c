@@ -35,7 +35,7 @@ static void param_type(const char *p, size_t n, char *out, size_t cap)
  * then 1.0; f16 KV cache). The test checks that flockc's source for the
  * model is byte for byte the one generated here. */
 static const gpu_check_config models[] = {
-    /* stories260K.gguf compiled with --dtype f16 --keep 0.5 */
+    /* tests/data/tiny-llama.gguf (stories260K's shape) compiled with --dtype f16 --keep 0.5 */
     {.label = "stories260k-f16",
      .m = {.d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
            .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
