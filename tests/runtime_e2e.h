@@ -1,4 +1,4 @@
-/* The stories260K end-to-end part of test_runtime (runtime_e2e.c): the
+/* The end-to-end part (the tiny trained model) of test_runtime (runtime_e2e.c): the
  * public API and the flock CLI over bundles flockc compiles. */
 #ifndef FLOCK_TEST_RUNTIME_E2E_H
 #define FLOCK_TEST_RUNTIME_E2E_H

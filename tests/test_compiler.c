@@ -2,7 +2,7 @@
  * `flockc --emit-ir`), the FF packing / ranking / GPT-2 splitting checked
  * against the weights the test wrote, frontend errors, flockc's command line
  * and determinism, and (separate ctest entries, skipped without the files)
- * stories260K and the real models. */
+ * the tiny trained model (tests/data) and the real models. */
 #include "compiler_models.h"
 
 #include "flock/compiler.h"
@@ -517,7 +517,7 @@ static void test_stories(void **state)
     char *b1 = flock_test_slurp(o1, &n1), *b2 = flock_test_slurp(o2, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
-    print_message("stories260K: f16 bundle %zu bytes in %.3f s\n", n1,
+    print_message("tiny-llama: f16 bundle %zu bytes in %.3f s\n", n1,
                   (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
     free(b1);
     free(b2);
@@ -535,7 +535,7 @@ static void test_stories(void **state)
         if (v != want[i].v)
             fail_msg("manifest %s = %lld, expected %lld", want[i].key, (long long)v, (long long)want[i].v);
     }
-    assert_true(flock_bundle_find_tensor(b, "output") >= 0); /* stories260K has output.weight */
+    assert_true(flock_bundle_find_tensor(b, "output") >= 0); /* its output.weight is untied */
     /* source_hash is xxh64 of the GGUF file, computed here independently. */
     size_t sn;
     char *src = flock_test_slurp(stories, &sn), hex[17];

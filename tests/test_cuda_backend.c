@@ -46,7 +46,7 @@ _Static_assert(sizeof synth_tables / sizeof synth_tables[0] == sizeof synth_mode
                "a table per synthetic model");
 
 #define N_GEN 16
-static const char *const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play";
+static const char *const PROMPT = "Alice was beginning to get very tired of sitting by her sister on the bank";
 
 static char g_cuda[512], g_plain[512], g_other[512], g_missing[512];
 
