@@ -16,7 +16,7 @@
 # json-c, pcre2, xxhash) and python3 is present, the runtime end to end: the
 # models compiled with --dtype f16 --keep 0.5 --target sm_XY (XY = this GPU's
 # compute capability), greedy generation with `flock run --device cuda` equal
-# to `--device cpu` at keep 1.0 and 0.5 (stories260K from $FLOCK_TEST_DATA,
+# to `--device cpu` at keep 1.0 and 0.5 (the tiny model of tests/data,
 # SmolLM2-135M-Instruct.Q4_1 from $FLOCK_MODEL_DIR, default
 # ~/.cache/flock/models; a missing one is skipped, saying so), and SmolLM2's
 # decode tokens/s on the GPU (`flock bench --device cuda`). A table of those
@@ -90,13 +90,13 @@ e2e() {
     local cap
     cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -1 | tr -d ' .' || true)
     [[ "$cap" =~ ^[0-9]+$ ]] || { echo "(nvidia-smi gave no compute capability: assuming sm_90)"; cap=90; }
-    local target=sm_$cap dir=$out/e2e prompt="Once upon a time, there was a little girl named Lily. She"
+    local target=sm_$cap dir=$out/e2e prompt="Alice was beginning to get very tired of sitting by her sister on the bank"
     mkdir -p "$dir"
     local models=()
-    local stories=${FLOCK_TEST_DATA:-}/models/stories260K.gguf
+    local tiny=tests/data/tiny-llama.gguf
     local smol=${FLOCK_MODEL_DIR:-$HOME/.cache/flock/models}/SmolLM2-135M-Instruct.Q4_1.gguf
-    if [ -n "${FLOCK_TEST_DATA:-}" ] && [ -f "$stories" ]; then models+=("stories260K:$stories")
-    else echo "(stories260K skipped: \$FLOCK_TEST_DATA/models/stories260K.gguf not found)"; fi
+    if [ -f "$tiny" ]; then models+=("tiny-llama:$tiny")
+    else echo "(tiny-llama not checked: $tiny not found)"; fi
     if [ -f "$smol" ]; then models+=("SmolLM2-135M:$smol")
     else echo "(SmolLM2 skipped: $smol not found)"; fi
     local entry name src bundle keep a b
