@@ -48,7 +48,7 @@ for t in kernels attention gemm; do
 done
 $cc -std=c17 -O2 -D_GNU_SOURCE -DFLOCK_HAVE_NVRTC=1 -Wall -Wextra -Wno-unused-parameter \
     -Iformats/include -Iformats -Iir/include -Icodegen/include -Icodegen -Itools -I"$cuda/include" \
-    formats/common.c formats/cuda_blob.c ir/ir.c codegen/cuda_model.c codegen/cuda_source.c codegen/cuda_blob.c \
+    formats/common.c formats/wbuf.c formats/cuda_blob.c ir/ir.c codegen/cuda_model.c codegen/cuda_source.c codegen/cuda_blob.c \
     codegen/cuda_nvrtc.c "$out"/cuda_kernels_src.c "$out"/cuda_attention_src.c "$out"/cuda_gemm_src.c \
     tools/gpu_check.c tools/gpu_check_util.c tools/gpu_check_kernels.c tools/gpu_check_bench.c \
     tools/gpu_check_ref.c -L"$lib" -Wl,-rpath,"$lib" -lnvrtc -ldl -lm -lpthread -o "$out/gpu_check"
