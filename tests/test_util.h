@@ -72,28 +72,31 @@ static inline const char *flock_test_tiny_model(char *buf, size_t n)
     return flock_test_repo_path("tiny-llama.gguf", buf, n);
 }
 
+/* REL under the set-up's cache folder: $VAR when set, else
+ * ~/.cache/flock/SUB; fails when the file is not there. */
+static inline const char *flock_test_cache_path(const char *var, const char *sub, const char *rel, char *buf,
+                                                size_t n)
+{
+    const char *dir = getenv(var), *home = getenv("HOME");
+    if (dir && *dir)
+        snprintf(buf, n, "%s/%s", dir, rel);
+    else
+        snprintf(buf, n, "%s/.cache/flock/%s/%s", home ? home : "", sub, rel);
+    return flock_test_need_file(buf, rel);
+}
+
 /* REL under $FLOCK_DATA_DIR (default ~/.cache/flock/data: the test text the
  * set-up fetches), or fail. */
 static inline const char *flock_test_data_path(const char *rel, char *buf, size_t n)
 {
-    const char *dir = getenv("FLOCK_DATA_DIR"), *home = getenv("HOME");
-    if (dir && *dir)
-        snprintf(buf, n, "%s/%s", dir, rel);
-    else
-        snprintf(buf, n, "%s/.cache/flock/data/%s", home ? home : "", rel);
-    return flock_test_need_file(buf, rel);
+    return flock_test_cache_path("FLOCK_DATA_DIR", "data", rel, buf, n);
 }
 
 /* NAME under $FLOCK_MODEL_DIR (default ~/.cache/flock/models: the real
  * models the set-up fetches), or fail. */
 static inline const char *flock_test_model_path(const char *name, char *buf, size_t n)
 {
-    const char *dir = getenv("FLOCK_MODEL_DIR"), *home = getenv("HOME");
-    if (dir && *dir)
-        snprintf(buf, n, "%s/%s", dir, name);
-    else
-        snprintf(buf, n, "%s/.cache/flock/models/%s", home ? home : "", name);
-    return flock_test_need_file(buf, name);
+    return flock_test_cache_path("FLOCK_MODEL_DIR", "models", name, buf, n);
 }
 
 /* A small deterministic generator for fresh random inputs (xorshift64*). */

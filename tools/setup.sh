@@ -204,7 +204,7 @@ fi
 # Like It", the Library of Congress "Workshop on Electronic Texts" proceedings
 # and Milton's "Paradise Lost"), as shipped in PyPI's Brotli source package
 # (MIT) under tests/testdata. english.txt is the four in that order, CRLF
-# turned into LF: 1.19 MB. See tests/data/README.md.
+# turned into LF: 1.16 MB. See tests/data/README.md.
 BROTLI=brotli==1.2.1
 BROTLI_SHA=02b2f7b5a83485efe448a44ddf7983def05c3bb1dcf917d4f7154070260e13de
 ENGLISH_SHA=80e3b3811ace9043380297beacac1e409ede0e15e6e76cab6d0efcf1748a8d3b

@@ -65,9 +65,9 @@ def main():
     for tc in root.iter("testcase"):
         name = tc.get("name", "?")
         out = tc.findtext("system-out") or ""
-        status = tc.get("status", "")
-        if status == "notrun" or tc.find("skipped") is not None:
-            msg = tc.find("skipped").get("message", "") if tc.find("skipped") is not None else status
+        status, skipped = tc.get("status", ""), tc.find("skipped")
+        if status == "notrun" or skipped is not None:
+            msg = skipped.get("message", "") if skipped is not None else status
             skips.append((name, reason_of(out, msg or "no reason printed")))
             continue
         if status == "fail" or tc.find("failure") is not None:
