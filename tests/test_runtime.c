@@ -3,6 +3,8 @@
  * and the executor on tiny random programs against a reference forward. */
 #include "test_util.h"
 
+#include <float.h>
+
 #include "cuda_driver.h"
 #include "exec.h"
 #include "flock/flock.h"
@@ -25,25 +27,29 @@ static void *rand_weights(flock_dtype dt, size_t n, float *exact, uint64_t *s)
     return w;
 }
 
-static void check_table(const flock_kernel_table *k)
+/* `seed` is fixed per table so that a failure reproduces (an address-based
+ * seed changed with every run). Dot products are checked against the
+ * float-summation bound, relative to sum |w x|, not to the result, which
+ * can cancel to near zero. */
+static void check_table(const flock_kernel_table *k, uint64_t seed)
 {
     static const size_t lens[] = {1, 7, 8, 31, 33, 64, 100, 577};
-    uint64_t s = 0x1234 + (uint64_t)(uintptr_t)k;
+    uint64_t s = seed;
     for (size_t di = 0; di < 3; di++) {
         flock_dtype dt = kdtypes[di];
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
             size_t n = lens[li];
             float *ex = malloc(n * 4), *x = malloc(n * 4), *y = malloc(n * 4), *yr = malloc(n * 4);
             void *w = rand_weights(dt, n, ex, &s);
-            double ref = 0;
+            double ref = 0, mag = 0;
             for (size_t i = 0; i < n; i++) {
                 x[i] = flock_test_randf(&s);
                 y[i] = yr[i] = flock_test_randf(&s);
                 ref += (double)ex[i] * x[i];
+                mag += fabs((double)ex[i] * x[i]);
             }
             float got = k->dot[dt](w, x, n);
-            float gotf = (float)ref;
-            assert_true(flock_test_nrm_err(&got, &gotf, 1) < 1e-5 || fabs(got - ref) < 1e-5);
+            assert_true(fabs(got - ref) <= (double)n * FLT_EPSILON * mag + 1e-30);
             float a = flock_test_randf(&s);
             k->axpy[dt](a, w, y, n);
             for (size_t i = 0; i < n; i++)
@@ -57,10 +63,12 @@ static void check_table(const flock_kernel_table *k)
             void *w4 = rand_weights(dt, 4 * stride, ex4, &s);
             k->dot4[dt](w4, stride, x, n, o4);
             for (int r = 0; r < 4; r++) {
-                double ref4 = 0;
-                for (size_t i = 0; i < n; i++)
+                double ref4 = 0, mag4 = 0;
+                for (size_t i = 0; i < n; i++) {
                     ref4 += (double)ex4[r * stride + i] * x[i];
-                assert_true(fabs(o4[r] - ref4) <= 1e-5 * (fabs(ref4) + 1));
+                    mag4 += fabs((double)ex4[r * stride + i] * x[i]);
+                }
+                assert_true(fabs(o4[r] - ref4) <= (double)n * FLT_EPSILON * mag4 + 1e-30);
             }
             free(ex4), free(w4);
             for (size_t i = 0; i < n; i++)
@@ -120,7 +128,7 @@ static void check_microkernels(const flock_kernel_table *k)
 static void test_kernels_scalar(void **state)
 {
     (void)state;
-    check_table(flock_kernels_scalar());
+    check_table(flock_kernels_scalar(), 0x1234);
     check_microkernels(flock_kernels_scalar());
 }
 
@@ -132,7 +140,7 @@ static void test_kernels_simd(void **state)
         print_message("no AVX2/FMA/F16C here: SIMD kernels not tested\n");
         skip();
     }
-    check_table(k);
+    check_table(k, 0x5678);
     check_microkernels(k);
 }
 
