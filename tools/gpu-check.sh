@@ -4,9 +4,9 @@
 # given), in one run of at most 8 minutes that prints its table last:
 #
 #  1. builds tools/gpu_check from the sources it needs (NVRTC, no other
-#     dependency; the kit's prebuilt one if that fails) and runs its kernel
-#     checks: every generated kernel against a CPU reference on fresh random
-#     data, and the kit's bundle sections loaded on the device (--blob);
+#     dependency; the kit's prebuilt one if that fails), checks the kit (sha256,
+#     its flock runs, else flock is built against the kit's prefix) and its
+#     bundles' kernel sections;
 #  2. end to end, `flock --device cuda` against `flock --device cpu` on the kit's
 #     test model (bundles compiled with --target sm_80,sm_89,sm_90, and one with
 #     sm_80 only, which an sm_90 GPU runs from the compute_80 PTX): a short prompt
@@ -14,7 +14,9 @@
 #     1.0, 0.75, 0.5 and 0.25: the 32 greedy tokens of `flock run` equal, the
 #     GRIFFIN experts of `flock experts` equal per layer (the fraction per layer
 #     when not), and decode tokens/s from `flock bench --device cuda`;
-#  3. the same on SmolLM2-135M-Instruct.Q4_1 when its GGUF is on the machine
+#  3. gpu_check's kernel checks: every generated kernel against a CPU reference
+#     on fresh random data, and the bundle's sections loaded on the device;
+#     then 2. on SmolLM2-135M-Instruct.Q4_1 when its GGUF is on the machine
 #     ($FLOCK_MODEL_DIR, default ~/.cache/flock/models), compiled there; when
 #     it is not, the output says it was not checked;
 #  4. gpu_check's decode-step timing of Llama-2-7B/13B-shaped layer stacks, and
@@ -392,23 +394,7 @@ if [ -n "$flock" ] && [ -n "$first_bundle" ]; then
     fi
 fi
 
-# ---- 1. gpu_check's kernel checks -------------------------------------------------------------
-kernel_summary=""
-if [ "$gpu" = 1 ] && [ "$standin" = 1 ]; then
-    note "rehearsal: gpu_check not run"
-elif [ "$gpu" = 1 ] && [ -n "$gpu_check" ]; then
-    step "gpu_check: the kernels against the CPU reference"
-    t=$(tmo 180)
-    "${nvrtc_env[@]}" timeout -k 5 "$t" "$gpu_check" --no-bench ${blob_args[@]+"${blob_args[@]}"} 2>&1 | tee "$out/gpu_check.log"
-    rc=${PIPESTATUS[0]}
-    kernel_summary=$(grep 'kernel checks:' "$out/gpu_check.log" | tail -1)
-    blobs_ok=$(grep -c '^ok   blob' "$out/gpu_check.log")
-    if [ "$rc" = 0 ]; then ok "gpu_check: ${kernel_summary:-?} (bundle sections loaded: $blobs_ok)"
-    elif [ "$rc" -ge 124 ]; then failed "gpu_check: ran out of its $t s${kernel_summary:+ ($kernel_summary)}"
-    else failed "gpu_check: exit $rc: ${kernel_summary:-$(tail -1 "$out/gpu_check.log")}"; fi
-fi
-
-# ---- 2./3. end to end ---------------------------------------------------------------------------
+# ---- 2. end to end ---------------------------------------------------------------------------
 ref_same=0
 ref_all=0
 # row MODEL KERNELS PROMPT KEEP TOKENS EXPERTS TOKS
@@ -487,7 +473,7 @@ bench() {
     if timeout "$(tmo 120)" "$flock" bench "$b" --keep "$keeps" "${args[@]}" --json > "$base.json" 2> "$base.err"; then
         while read -r k tps; do
             [ "$standin" = 0 ] || tps="$tps on the cpu (no GPU)"
-            row "$name" "$(compare field "$base.json" kernels 2> /dev/null || echo -)" "${args[3]}" "$k" \
+            row "$name" "$(compare field "$base.json" kernels)" "${args[3]}" "$k" \
                 "flock bench ${args[0]} ${args[1]}" "(decode: ${args[5]} tokens x ${args[7]})" "$tps"
         done < <(compare bench "$base.json")
         echo "  $name: flock bench ${args[*]}: $(compare bench "$base.json" | tr '\n' ' ')"
@@ -496,7 +482,16 @@ bench() {
     fi
 }
 
-if [ "${GPU_CHECK_E2E:-1}" = 1 ] && [ -n "$flock" ] && [ "$have_python" = 1 ] && { [ "$gpu" = 1 ] || [ "$dry" = 1 ]; } && [ "$flock_gpu" = 1 ]; then
+e2e_on=0
+if [ "${GPU_CHECK_E2E:-1}" = 1 ] && [ -n "$flock" ] && [ "$have_python" = 1 ] && { [ "$gpu" = 1 ] || [ "$dry" = 1 ]; } &&
+    [ "$flock_gpu" = 1 ]; then
+    e2e_on=1
+elif [ "${GPU_CHECK_E2E:-1}" = 1 ]; then
+    [ -n "$flock" ] || note "end to end NOT CHECKED: no flock runs here"
+    [ "$have_python" = 1 ] || note "end to end NOT CHECKED: no python3"
+    [ "$flock_gpu" = 1 ] || note "end to end NOT CHECKED: flock finds no CUDA device"
+fi
+if [ "$e2e_on" = 1 ]; then
     if [ "$standin" = 1 ]; then step "end to end: flock --device cpu --threads 1 (standing in for cuda) vs --device cpu"
     else step "end to end: flock --device cuda vs --device cpu"; fi
     for m in ${models[@]+"${models[@]}"}; do
@@ -507,7 +502,8 @@ if [ "${GPU_CHECK_E2E:-1}" = 1 ] && [ -n "$flock" ] && [ "$have_python" = 1 ] &&
             e2e "$name" "$b" "long" "1.0 0.5" "$want" 45
         else
             e2e "$name" "$b" "short long" "1.0 0.75 0.5 0.25" "$want" 45
-            long_n=$(compare field "$out/e2e/$(basename "$b" .flock)-long-1.0.cpu.json" prompt_tokens 2> /dev/null || echo 256)
+            long_n=$(compare field "$out/e2e/$(basename "$b" .flock)-long-1.0.cpu.json" prompt_tokens)
+            [[ "$long_n" =~ ^[0-9]+$ ]] || long_n=256
             bench "$name" "$b" "$long_n" "1,0.75,0.5,0.25"
         fi
     done
@@ -521,7 +517,25 @@ if [ "${GPU_CHECK_E2E:-1}" = 1 ] && [ -n "$flock" ] && [ "$have_python" = 1 ] &&
             failed "the token or expert comparison calls different outputs equal"
         fi
     fi
+fi
 
+# ---- 3. gpu_check's kernel checks (after the test model end to end: that is the new part) ------
+kernel_summary=""
+if [ "$gpu" = 1 ] && [ "$standin" = 1 ]; then
+    note "rehearsal: gpu_check not run"
+elif [ "$gpu" = 1 ] && [ -n "$gpu_check" ]; then
+    step "gpu_check: the kernels against the CPU reference"
+    t=$(tmo 150)
+    "${nvrtc_env[@]}" timeout -k 5 "$t" "$gpu_check" --no-bench ${blob_args[@]+"${blob_args[@]}"} 2>&1 | tee "$out/gpu_check.log"
+    rc=${PIPESTATUS[0]}
+    kernel_summary=$(grep 'kernel checks:' "$out/gpu_check.log" | tail -1)
+    blobs_ok=$(grep -c '^ok   blob' "$out/gpu_check.log")
+    if [ "$rc" = 0 ]; then ok "gpu_check: ${kernel_summary:-?} (bundle sections loaded: $blobs_ok)"
+    elif [ "$rc" -ge 124 ]; then failed "gpu_check: ran out of its $t s${kernel_summary:+ ($kernel_summary)}"
+    else failed "gpu_check: exit $rc: ${kernel_summary:-$(tail -1 "$out/gpu_check.log")}"; fi
+fi
+
+if [ "$e2e_on" = 1 ]; then
     smol=${FLOCK_MODEL_DIR:-$HOME/.cache/flock/models}/SmolLM2-135M-Instruct.Q4_1.gguf
     step "SmolLM2-135M"
     if [ ! -f "$smol" ]; then
@@ -540,16 +554,14 @@ if [ "${GPU_CHECK_E2E:-1}" = 1 ] && [ -n "$flock" ] && [ "$have_python" = 1 ] &&
             if [ "$dry" = 1 ]; then e2e SmolLM2-135M "$sb" long "1.0 0.5" "cuda:sm_$cap" 90
             else
                 e2e SmolLM2-135M "$sb" long "1.0 0.75 0.5 0.25" "cuda:sm_$cap" 90
-                bench SmolLM2-135M "$sb" "$(compare field "$out/e2e/SmolLM2-135M-long-1.0.cpu.json" prompt_tokens 2> /dev/null || echo 256)" "1,0.5"
+                n=$(compare field "$out/e2e/SmolLM2-135M-long-1.0.cpu.json" prompt_tokens)
+                [[ "$n" =~ ^[0-9]+$ ]] || n=256
+                bench SmolLM2-135M "$sb" "$n" "1,0.5"
             fi
         else
             failed "flockc SmolLM2 --target sm_$cap: $(tail -2 "$out/e2e/smollm2.flockc.log" | tr '\n' ' ')"
         fi
     fi
-elif [ "${GPU_CHECK_E2E:-1}" = 1 ]; then
-    [ -n "$flock" ] || note "end to end NOT CHECKED: no flock runs here"
-    [ "$have_python" = 1 ] || note "end to end NOT CHECKED: no python3"
-    [ "$flock_gpu" = 1 ] || note "end to end NOT CHECKED: flock finds no CUDA device"
 fi
 
 # ---- 4. decode-step timing, codegen tests ------------------------------------------------------

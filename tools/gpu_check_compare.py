@@ -79,7 +79,7 @@ def experts(a_path, b_path):
 def field(path, key):
     d = load(path)
     if key not in d:
-        print("?")
+        print("-")
         return 2
     v = d[key]
     print("%.1f" % v if isinstance(v, float) else v)
