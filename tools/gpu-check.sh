@@ -10,7 +10,8 @@
 #  2. end to end, `flock --device cuda` against `flock --device cpu` on the kit's
 #     test model (bundles compiled with --target sm_80,sm_89,sm_90, and one with
 #     sm_80 only, which an sm_90 GPU runs from the compute_80 PTX): a short prompt
-#     and one longer than the CUDA backend's 256-token prefill chunk, at keep
+#     and one longer than the CUDA backend's 256-token prefill chunk (SmolLM2: a
+#     longer one, three chunks), at keep
 #     1.0, 0.75, 0.5 and 0.25: the 32 greedy tokens of `flock run` equal, the
 #     GRIFFIN experts of `flock experts` equal per layer (the fraction per layer
 #     when not), and decode tokens/s from `flock bench --device cuda`;
@@ -27,8 +28,8 @@
 #
 #   tools/gpu-check.sh --kit build-gpu-kit [OUT]   with a kit from tools/gpu-kit.sh
 #   tools/gpu-check.sh [OUT] [BUNDLE.flock]        without one: flock and flockc are built
-#                        here with the system's packages, models from $FLOCK_TEST_DATA
-#                        or tests/data; BUNDLE's cuda:* sections go to gpu_check --blob
+#                        here with the system's packages, the test model from tests/data;
+#                        BUNDLE's cuda:* sections go to gpu_check --blob
 #   tools/gpu-check.sh --no-gpu [--kit DIR] [OUT]  dry mode, for a machine without a GPU
 #                        (and CI): builds gpu_check and checks that it and flock find
 #                        every driver entry point in the toolkit's libcuda stub and report
@@ -297,7 +298,6 @@ fi
 # ---- the test model's bundles without a kit: compiled here ------------------------------------
 if [ -z "$kit" ] && [ -n "$flockc" ]; then
     src=tests/data/tiny-llama.gguf
-    [ -f "$src" ] || src=${FLOCK_TEST_DATA:-/nonexistent}/models/stories260K.gguf
     if [ -f "$src" ]; then
         name=$(basename "$src" .gguf)
         mkdir -p "$out/e2e"
@@ -308,7 +308,7 @@ if [ -z "$kit" ] && [ -n "$flockc" ]; then
             failed "flockc $src --target sm_$cap: $(tail -2 "$out/e2e/$name.flockc.log" | tr '\n' ' ')"
         fi
     else
-        note "no test model (tests/data/tiny-llama.gguf, \$FLOCK_TEST_DATA/models/stories260K.gguf): its end-to-end check not done"
+        failed "no test model: $src is missing"
     fi
 fi
 
@@ -551,10 +551,10 @@ if [ "$e2e_on" = 1 ]; then
         sb=$out/e2e/SmolLM2-135M.flock
         if timeout "$(tmo 150)" "${nvrtc_env[@]}" "$flockc" "$smol" -o "$sb" --dtype f16 --keep 0.25,0.5,0.75 \
                 --target "sm_$cap" --level 0 --quiet > "$out/e2e/smollm2.flockc.log" 2>&1; then
-            if [ "$dry" = 1 ]; then e2e SmolLM2-135M "$sb" long "1.0 0.5" "cuda:sm_$cap" 90
+            if [ "$dry" = 1 ]; then e2e SmolLM2-135M "$sb" longer "1.0 0.5" "cuda:sm_$cap" 90
             else
-                e2e SmolLM2-135M "$sb" long "1.0 0.75 0.5 0.25" "cuda:sm_$cap" 90
-                n=$(compare field "$out/e2e/SmolLM2-135M-long-1.0.cpu.json" prompt_tokens)
+                e2e SmolLM2-135M "$sb" longer "1.0 0.75 0.5 0.25" "cuda:sm_$cap" 90
+                n=$(compare field "$out/e2e/SmolLM2-135M-longer-1.0.cpu.json" prompt_tokens)
                 [[ "$n" =~ ^[0-9]+$ ]] || n=256
                 bench SmolLM2-135M "$sb" "$n" "1,0.5"
             fi

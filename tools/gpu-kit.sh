@@ -19,9 +19,11 @@
 #                          plus the cuda:compute_80 PTX that any sm target adds)
 #   bundles/NAME-sm80.flock  the same with --target sm_80 only: an sm_90 GPU has no
 #                          CUBIN of its own there and runs the PTX (driver JIT)
-#   prompts/short.txt, long.txt   the prompts (tests/data/gpu-prompt-*.txt); the
-#                          long one is longer than three of the CUDA backend's
-#                          256-token prefill chunks on the test model
+#   prompts/short.txt, long.txt, longer.txt   the prompts (tests/data/gpu-prompt-*.txt):
+#                          on the test model 34 and 283 tokens (the long one over one
+#                          of the CUDA backend's 256-token prefill chunks, and just past
+#                          the 256 positions the model was trained on); the longer one
+#                          (671 tokens on SmolLM2, three chunks) is for SmolLM2
 #   expected/              this machine's `flock run --device cpu` and `flock
 #                          experts --device cpu` output for every prompt and keep
 #   MANIFEST, SHA256SUMS   what was made from what (model, commit, glibc needed),
@@ -29,8 +31,7 @@
 #
 # The test model is tests/data/tiny-llama.gguf (stories260K's shape: dim 64, 5
 # layers, FF 172, 8/4 heads, vocab 512); --model or $FLOCK_GPU_KIT_MODEL names
-# another, and without either, when tests/data/tiny-llama.gguf is missing,
-# $FLOCK_TEST_DATA/models/stories260K.gguf (the same shape) is used, saying so.
+# another of that shape.
 # The build folder is DIR.build (kept between runs). Needs the -dev packages,
 # the CUDA toolkit (NVRTC), dpkg, objdump, python3 and sha256sum.
 set -euo pipefail
@@ -51,13 +52,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 dir=${dir:-build-gpu-kit}
-if [ -z "$model" ]; then
-    model=tests/data/tiny-llama.gguf
-    if [ ! -f "$model" ] && [ -n "${FLOCK_TEST_DATA:-}" ] && [ -f "$FLOCK_TEST_DATA/models/stories260K.gguf" ]; then
-        echo "gpu-kit: $model is not there yet; using \$FLOCK_TEST_DATA/models/stories260K.gguf (the same shape)"
-        model=$FLOCK_TEST_DATA/models/stories260K.gguf
-    fi
-fi
+model=${model:-tests/data/tiny-llama.gguf}
 [ -f "$model" ] || { echo "gpu-kit: no test model at $model (give --model GGUF)" >&2; exit 1; }
 model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
 name=$(basename "$model" .gguf)
@@ -201,6 +196,7 @@ done
 # ---- (d) the prompts, (e) the CPU reference, the manifest ---------------------------
 cp tests/data/gpu-prompt-short.txt "$dir/prompts/short.txt"
 cp tests/data/gpu-prompt-long.txt "$dir/prompts/long.txt"
+cp tests/data/gpu-prompt-longer.txt "$dir/prompts/longer.txt"
 echo "== the CPU reference (flock --device cpu) =="
 for p in short long; do
     for keep in 1.0 0.75 0.5 0.25; do
