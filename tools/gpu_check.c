@@ -3,7 +3,8 @@
  * NaN before each run), then times decode steps of Llama-2-7B/13B-shaped
  * layer stacks (gpu_check_bench.c). With --blob FILE (a kernels section
  * that flockc wrote, extracted by tools/extract_section.py), also loads that
- * blob's image on the device and resolves every kernel in its table. Needs a
+ * blob's image on the device and resolves every kernel in its table;
+ * --no-bench stops after the checks, --bench-only skips them. Needs a
  * GPU; libcuda is loaded with dlopen. Exit status 0 when every check passes.
  * Run by tools/gpu-check.sh. */
 #include "gpu_check.h"
@@ -236,16 +237,18 @@ static void check_blob_file(const char *path, int cc)
 
 int main(int argc, char **argv)
 {
-    int bench = 1;
+    int bench = 1, checks = 1;
     const char *blobs[16];
     int n_blobs = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--no-bench") == 0) {
             bench = 0;
+        } else if (strcmp(argv[i], "--bench-only") == 0) {
+            checks = 0;
         } else if (strcmp(argv[i], "--blob") == 0 && i + 1 < argc && n_blobs < 16) {
             blobs[n_blobs++] = argv[++i];
         } else {
-            fprintf(stderr, "usage: gpu_check [--no-bench] [--blob FILE]...\n");
+            fprintf(stderr, "usage: gpu_check [--no-bench | --bench-only] [--blob FILE]...\n");
             return 2;
         }
     }
@@ -271,11 +274,14 @@ int main(int argc, char **argv)
         printf("== kernel blobs from a bundle ==\n");
     for (int i = 0; i < n_blobs; i++)
         check_blob_file(blobs[i], cc);
-    printf("== kernels against the CPU reference ==\n");
-    check_all_configs(cc);
-    printf("kernel checks: %d passed, %d failed\n", gpu_check_passed, gpu_check_failed);
+    if (checks) {
+        printf("== kernels against the CPU reference ==\n");
+        check_all_configs(cc);
+        printf("kernel checks: %d passed, %d failed\n", gpu_check_passed, gpu_check_failed);
+    }
     if (bench)
         bench_run(cc);
-    printf("kernel checks: %d passed, %d failed\n", gpu_check_passed, gpu_check_failed);
+    if (checks)
+        printf("kernel checks: %d passed, %d failed\n", gpu_check_passed, gpu_check_failed);
     return gpu_check_failed ? 1 : 0;
 }
