@@ -1,6 +1,7 @@
 /* The compiler driver: options, frontend dispatch, passes, and the bundle
  * (manifest, tensors streamed one at a time, tokenizer and program sections). */
 #include "cuda_sections.h"
+#include "error_impl.h"
 #include "frontend.h"
 
 #include <errno.h>
@@ -9,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 flock_compile_opts flock_compile_default_opts(void)
 {

@@ -11,6 +11,7 @@
  * range-checks every enum and then runs the verifier: the bytes come from
  * untrusted bundles. */
 #include "flock/ir.h"
+#include "error_impl.h"
 #include "reader.h"
 #include "wbuf.h"
 
@@ -211,13 +212,6 @@ static flock_status get_count(rctx *c, uint32_t *n, size_t min_bytes, const char
                                at, flock_rd_left(&c->r));
     return FLOCK_OK;
 }
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 static flock_status get_op(rctx *c, flock_op *op)
 {
