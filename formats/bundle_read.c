@@ -5,6 +5,7 @@
  * verified chunk by chunk when a tensor is read (in parallel) or, for
  * uncompressed bundles, once when it is first mapped in place. */
 #include "bundle_internal.h"
+#include "error_impl.h"
 #include "parallel.h"
 #include "reader.h"
 
@@ -392,8 +393,8 @@ static flock_status load_section(const flock_bundle *b, flock_section_kind kind,
     int64_t i = only_section(b, kind);
     if (i < 0)
         return flock_error_set(err, FLOCK_E_CORRUPT, "%s %s section", i == -1 ? "no" : "more than one", what);
-    flock_status st = flock_bundle_read_section(b, (size_t)i, out, size, err);
-    return st ? flock_error_prefix(err, "%s section", what) : FLOCK_OK;
+    FORWARD_IF_ERROR(flock_bundle_read_section(b, (size_t)i, out, size, err), err, "%s section", what);
+    return FLOCK_OK;
 }
 
 static flock_status parse_bundle(flock_bundle *b, flock_error *err)
@@ -457,7 +458,7 @@ flock_status flock_bundle_open(const char *path, flock_bundle **out, flock_error
     st = flock_bundle_open_memory(map.data, map.size, &b, err);
     if (st) {
         flock_unmap_file(&map);
-        return flock_error_prefix(err, "%s", path);
+        return flock_error_prefix(err, st, "%s", path);
     }
     b->map = map;
     *out = b;

@@ -448,7 +448,7 @@ flock_status flock_tokdata_from_hf_json(const char *tokenizer_json, size_t tj_le
     json_object_put(tj);
     json_object_put(cfg);
     if (st)
-        flock_error_prefix(err, "Hugging Face tokenizer");
+        flock_error_prefix(err, st, "Hugging Face tokenizer");
     return st;
 }
 

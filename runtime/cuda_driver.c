@@ -114,7 +114,7 @@ static flock_status drv_get_function(flock_cuda_driver *d, flock_cuda_module *m,
     cu_result r = c->module_get_function(&f, (cu_module)m, name);
     if (r != 0) {
         flock_status st = cu_fail(c, r, "cuModuleGetFunction", err);
-        flock_error_prefix(err, "kernel %s", name);
+        flock_error_prefix(err, st, "kernel %s", name);
         return st;
     }
     *out = (flock_cuda_func *)f;
@@ -136,7 +136,7 @@ static flock_status drv_alloc(flock_cuda_driver *d, size_t bytes, flock_dptr *ou
     cu_result r = c->mem_alloc(&p, bytes ? bytes : 16);
     if (r != 0) {
         flock_status st = cu_fail(c, r, "cuMemAlloc", err);
-        flock_error_prefix(err, "%zu bytes on the GPU", bytes);
+        flock_error_prefix(err, st, "%zu bytes on the GPU", bytes);
         return st;
     }
     *out = (flock_dptr)p;

@@ -19,9 +19,7 @@ static flock_status load_program(flock_model *m, flock_error *err)
         return st;
     st = flock_program_deserialize(data, size, &m->prog, err);
     free(data);
-    if (st != FLOCK_OK)
-        flock_error_prefix(err, "program section");
-    return st;
+    return st ? flock_error_prefix(err, st, "program section") : FLOCK_OK;
 }
 
 /* Makes program tensor i available as a flock_wmat. */
@@ -182,7 +180,7 @@ flock_status flock_model_open(const char *path, const flock_model_opts *opts, fl
         load_cpu_kernels(m);
     if (st != FLOCK_OK) {
         if (err && strncmp(err->msg, path, strlen(path)) != 0) /* the bundle reader names it already */
-            flock_error_prefix(err, "%s", path);
+            flock_error_prefix(err, st, "%s", path);
         flock_model_free(m);
         return st;
     }

@@ -283,7 +283,7 @@ static flock_status select_experts(flock_session *s, flock_error *err)
             const flock_op *op = &s->m->prog->ops[f->op];
             flock_status st = flock_select_from_rank(s->m->tensors[op->w[5]].data, f->d_ff, k, f->idx, s->seen, err);
             if (st != FLOCK_OK)
-                return flock_error_prefix(err, "layer %d", f->layer);
+                return flock_error_prefix(err, st, "layer %d", f->layer);
             break;
         }
         default:
