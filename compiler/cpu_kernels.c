@@ -82,7 +82,8 @@ flock_status flock_compile_cpu_kernels(const cmodel *cm, const flock_compile_opt
         return FLOCK_OK;
     }
     if (st != FLOCK_OK) {
-        *err = e2;
+        if (err) /* err may be NULL: the status alone goes back then */
+            *err = e2;
         return st;
     }
     for (size_t t = 0; t < o->n_targets; t++) {

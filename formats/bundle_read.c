@@ -718,18 +718,12 @@ flock_status flock_bundle_tensor_read(const flock_bundle *b, size_t i, void *dst
     return read_chunks(b, i, dst, threads, err);
 }
 
-const void *flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, flock_error *err)
+flock_status flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, const void **out, flock_error *err)
 {
-    if (!b || i >= b->nt) {
-        flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_bundle_tensor_mapped: bad argument");
-        return NULL;
-    }
+    RETURN_ERROR_IF(!b || i >= b->nt || !out, FLOCK_E_INVALID_ARG, err, "flock_bundle_tensor_mapped: bad argument");
     const rtensor *t = &b->t[i];
-    if (t->compression != FLOCK_COMPRESS_NONE) {
-        flock_error_set(err, FLOCK_E_UNSUPPORTED, "tensor '%s' is compressed: use flock_bundle_tensor_read",
-                        t->name);
-        return NULL;
-    }
+    RETURN_ERROR_IF(t->compression != FLOCK_COMPRESS_NONE, FLOCK_E_UNSUPPORTED, err,
+                    "tensor '%s' is compressed: use flock_bundle_tensor_read", t->name);
     const uint8_t *p = b->data + t->file_offset;
     if (!atomic_load(&b->verified[i])) {
         for (uint32_t k = 0; k < t->chunk_count; k++) {
@@ -738,13 +732,11 @@ const void *flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, flock_er
             uint64_t off = (uint64_t)k * t->chunk_bytes;
             size_t len = (size_t)(t->nbytes - off < t->chunk_bytes ? t->nbytes - off : t->chunk_bytes);
             uint64_t got = XXH64(p + off, len, 0);
-            if (got != ck) {
-                flock_error_set(err, FLOCK_E_CHECKSUM, "tensor '%s': chunk %u at offset %llu: checksum "
-                                "mismatch", t->name, k, (unsigned long long)(t->file_offset + off));
-                return NULL;
-            }
+            RETURN_ERROR_IF(got != ck, FLOCK_E_CHECKSUM, err, "tensor '%s': chunk %u at offset %llu: checksum mismatch",
+                            t->name, k, (unsigned long long)(t->file_offset + off));
         }
         atomic_store(&b->verified[i], 1);
     }
-    return p;
+    *out = p;
+    return FLOCK_OK;
 }

@@ -50,11 +50,15 @@ static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_e
     w->dtype = info.dtype;
     w->rows = info.n_dims >= 2 ? (int64_t)info.shape[0] : 1;
     w->cols = (int64_t)(n_info / (uint64_t)w->rows);
+    /* A compressed tensor (FLOCK_E_UNSUPPORTED here) is decompressed below:
+     * only another failure is the caller's, with its message. */
+    const void *mapped = NULL;
     flock_error e2 = {0};
-    const void *mapped = flock_bundle_tensor_mapped(m->bundle, (size_t)bi, &e2);
-    if (!mapped && e2.status != FLOCK_E_UNSUPPORTED) {
-        *err = e2;
-        return e2.status;
+    st = flock_bundle_tensor_mapped(m->bundle, (size_t)bi, &mapped, &e2);
+    if (st != FLOCK_OK && st != FLOCK_E_UNSUPPORTED) {
+        if (err)
+            *err = e2;
+        return st;
     }
     /* Vectors (norm weights, biases) are used as f32 by the executor. */
     bool to_f32 = info.n_dims == 1 && (info.dtype == FLOCK_DTYPE_F16 || info.dtype == FLOCK_DTYPE_BF16);

@@ -478,9 +478,11 @@ int64_t flock_bundle_find_tensor(const flock_bundle *b, const char *name);
  * must be at least nbytes), with up to `threads` threads (0 = all cores). */
 flock_status flock_bundle_tensor_read(const flock_bundle *b, size_t i, void *dst, size_t dst_size,
                                       int threads, flock_error *err);
-/* Uncompressed bundles: the tensor's bytes in place in the mapping (64-byte
- * aligned), after verifying its checksum once. NULL if compressed. */
-const void *flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, flock_error *err);
+/* Uncompressed bundles: *out = the tensor's bytes in place in the mapping
+ * (64-byte aligned), after verifying its checksum once. FLOCK_E_UNSUPPORTED
+ * when the tensor is compressed (flock_bundle_tensor_read decompresses it),
+ * FLOCK_E_CHECKSUM when its bytes are damaged. */
+flock_status flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, const void **out, flock_error *err);
 
 /* ======================================================================== */
 /* The CUDA kernel blob: payload of a "cuda:<target>" kernels section       */
