@@ -204,7 +204,7 @@ flock_status flock_cuda_kernel_list_build(const flock_codegen_model *m, flock_cu
 fail:
     free(list->defs);
     memset(list, 0, sizeof *list);
-    return err ? err->status : FLOCK_E_NOMEM;
+    return FLOCK_E_NOMEM; /* list_add's one failure; its message is in err */
 }
 
 /* ---- source text ------------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /* The compiler driver: options, frontend dispatch, passes, and the bundle
  * (manifest, tensors streamed one at a time, tokenizer and program sections). */
 #include "cuda_sections.h"
+#include "error_impl.h"
 #include "frontend.h"
 
 #include <errno.h>
@@ -9,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 flock_compile_opts flock_compile_default_opts(void)
 {
@@ -123,8 +117,8 @@ static flock_status build(const flock_source *s, const flock_compile_opts *o, cm
                              "qwen2, gemma, gemma2, gemma3, opt, gpt2)", arch);
     if (!st) {
         st = flock_program_verify(cm->p, err);
-        if (st && err)
-            flock_error_prefix(err, "%s frontend produced an invalid program", arch);
+        if (st)
+            flock_error_prefix(err, st, "%s frontend produced an invalid program", arch);
     }
     if (!st)
         st = flock_pass_pack_ffn(cm, err);
@@ -134,8 +128,8 @@ static flock_status build(const flock_source *s, const flock_compile_opts *o, cm
         st = flock_pass_storage_dtype(cm, o->dtype, err);
     if (!st) {
         st = flock_program_verify(cm->p, err);
-        if (st && err)
-            flock_error_prefix(err, "after the passes");
+        if (st)
+            flock_error_prefix(err, st, "after the passes");
     }
     if (st)
         cmodel_free(cm);
@@ -206,9 +200,7 @@ static flock_status load_tokenizer(const flock_source *s, flock_tokenizer_data *
     flock_status st = flock_source_kind_of(s) == FLOCK_SOURCE_GGUF
                           ? flock_tokdata_from_gguf(flock_source_gguf(s), tok, err)
                           : flock_tokdata_from_hf(flock_source_hf(s), tok, err);
-    if (st && err)
-        flock_error_prefix(err, "tokenizer");
-    return st;
+    return st ? flock_error_prefix(err, st, "tokenizer") : FLOCK_OK;
 }
 
 static flock_status write_tensors(flock_bundle_writer *w, const cmodel *cm, const flock_source *s,

@@ -82,7 +82,8 @@ flock_status flock_compile_cpu_kernels(const cmodel *cm, const flock_compile_opt
         return FLOCK_OK;
     }
     if (st != FLOCK_OK) {
-        *err = e2;
+        if (err) /* err may be NULL: the status alone goes back then */
+            *err = e2;
         return st;
     }
     for (size_t t = 0; t < o->n_targets; t++) {
@@ -97,7 +98,7 @@ flock_status flock_compile_cpu_kernels(const cmodel *cm, const flock_compile_opt
         size_t size = 0;
         st = flock_llvm_cpu_kernels(&spec, target, &cont, &size, err);
         if (st != FLOCK_OK)
-            return flock_error_prefix(err, "--target %s", target);
+            return flock_error_prefix(err, st, "--target %s", target);
         st = flock_bundle_writer_add_section(w, FLOCK_SECTION_KERNELS, name, cont, size, o->level > 0, err);
         free(cont);
         if (st != FLOCK_OK)

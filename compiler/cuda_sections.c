@@ -1,6 +1,7 @@
 /* The CUDA kernel sections of a bundle: the codegen model of the compiled
  * program, NVRTC per target, one blob per section (cuda_sections.h). */
 #include "cuda_sections.h"
+#include "error_impl.h"
 
 #include "flock/codegen.h"
 
@@ -64,10 +65,9 @@ static flock_status cuda_model(const flock_program *p, const flock_compile_opts 
         counts[n] = c;
         keep[n++] = k;
     }
-    flock_status st = flock_codegen_model_from_program(p, keep, n, FLOCK_DTYPE_F16, out, err);
-    if (st && err)
-        flock_error_prefix(err, "CUDA kernels for this model");
-    return st;
+    FORWARD_IF_ERROR(flock_codegen_model_from_program(p, keep, n, FLOCK_DTYPE_F16, out, err), err,
+                     "CUDA kernels for this model");
+    return FLOCK_OK;
 }
 
 flock_status flock_compile_cuda_source(const flock_program *p, const flock_compile_opts *o, char **src,
@@ -121,10 +121,8 @@ flock_status flock_cuda_sections_build(const flock_program *p, const flock_compi
             o->kernel_progress(o->progress_user, s->name, i, n, 0, 0);
         st = flock_codegen_cuda(&m, targets[i], &s->blob, &s->size, err);
         if (st) {
-            if (err)
-                flock_error_prefix(err, "kernel section %s", s->name);
             flock_cuda_sections_free(out);
-            return st;
+            return flock_error_prefix(err, st, "kernel section %s", s->name);
         }
         out->n = i + 1;
         if (o->kernel_progress)

@@ -1,6 +1,7 @@
 /* Shared frontend machinery: hyper-parameter reading with clear errors and
  * the decoder-block builder every family uses (the families differ in their
  * hyper-parameters and in which optional parts a block has). */
+#include "error_impl.h"
 #include "frontend.h"
 
 #include <math.h>
@@ -42,13 +43,6 @@ flock_status fe_check_range(fe *f, const char *name, int64_t v, int64_t lo, int6
                                f->family, name, (long long)v, (long long)lo, (long long)hi);
     return FLOCK_OK;
 }
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 flock_status fe_read_shape(fe *f, fe_shape *s, int64_t d_ff_per_d)
 {

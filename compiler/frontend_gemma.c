@@ -10,17 +10,11 @@
  * gemma-3-270m-q4_k_m.gguf a quarter of the norm values are not bf16
  * numbers, which only an f32 addition makes), so GGUF uses unit_offset 0 and
  * HF folders unit_offset 1. */
+#include "error_impl.h"
 #include "frontend.h"
 
 #include <math.h>
 #include <string.h>
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 /* Whether layer l is a global (full attention) layer of Gemma 3. */
 static flock_status gemma3_is_global(fe *f, int32_t l, int64_t pattern, bool *global)

@@ -1,16 +1,10 @@
 /* The llama family: Llama 2/3 (llama3 RoPE scaling), SmolLM/SmolLM2,
  * TinyLlama, Mistral (sliding window) and Qwen2/2.5 (QKV biases, found by the
  * block builder when present). Pre-norm RMSNorm blocks, SwiGLU FF. */
+#include "error_impl.h"
 #include "frontend.h"
 
 #include <string.h>
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 static flock_status rope_scaling(fe *f, fe_block_cfg *b)
 {

@@ -2,16 +2,10 @@
  * positions (OPT's table is offset by 2), a plain FF (ReLU for OPT, GELU for
  * GPT-2), no RoPE, LM head tied to the embeddings. GPT-2's fused c_attn and
  * Conv1D layouts are undone by the source's name table. */
+#include "error_impl.h"
 #include "frontend.h"
 
 #include <string.h>
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 flock_status flock_frontend_opt(fe *f)
 {

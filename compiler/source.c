@@ -109,7 +109,7 @@ flock_status flock_source_open(const char *path, flock_source **out, flock_error
         if (!st) {
             st = flock_hf_config_str(s->hf, "model_type", &mt, err);
             if (st)
-                flock_error_prefix(err, "%s/config.json", path);
+                flock_error_prefix(err, st, "%s/config.json", path);
         }
         /* Multimodal wrappers keep the language model's settings under
          * text_config and its weights under "language_model.". */
@@ -129,7 +129,7 @@ flock_status flock_source_open(const char *path, flock_source **out, flock_error
         if (!st) {
             st = flock_gguf_get_str(s->gguf, "general.architecture", &a, &len, err);
             if (st)
-                flock_error_prefix(err, "%s", path);
+                flock_error_prefix(err, st, "%s", path);
         }
         if (!st)
             canonical_arch(s, a, len);

@@ -5,6 +5,7 @@
  * verified chunk by chunk when a tensor is read (in parallel) or, for
  * uncompressed bundles, once when it is first mapped in place. */
 #include "bundle_internal.h"
+#include "error_impl.h"
 #include "parallel.h"
 #include "reader.h"
 
@@ -392,8 +393,8 @@ static flock_status load_section(const flock_bundle *b, flock_section_kind kind,
     int64_t i = only_section(b, kind);
     if (i < 0)
         return flock_error_set(err, FLOCK_E_CORRUPT, "%s %s section", i == -1 ? "no" : "more than one", what);
-    flock_status st = flock_bundle_read_section(b, (size_t)i, out, size, err);
-    return st ? flock_error_prefix(err, "%s section", what) : FLOCK_OK;
+    FORWARD_IF_ERROR(flock_bundle_read_section(b, (size_t)i, out, size, err), err, "%s section", what);
+    return FLOCK_OK;
 }
 
 static flock_status parse_bundle(flock_bundle *b, flock_error *err)
@@ -457,7 +458,7 @@ flock_status flock_bundle_open(const char *path, flock_bundle **out, flock_error
     st = flock_bundle_open_memory(map.data, map.size, &b, err);
     if (st) {
         flock_unmap_file(&map);
-        return flock_error_prefix(err, "%s", path);
+        return flock_error_prefix(err, st, "%s", path);
     }
     b->map = map;
     *out = b;
@@ -717,18 +718,12 @@ flock_status flock_bundle_tensor_read(const flock_bundle *b, size_t i, void *dst
     return read_chunks(b, i, dst, threads, err);
 }
 
-const void *flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, flock_error *err)
+flock_status flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, const void **out, flock_error *err)
 {
-    if (!b || i >= b->nt) {
-        flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_bundle_tensor_mapped: bad argument");
-        return NULL;
-    }
+    RETURN_ERROR_IF(!b || i >= b->nt || !out, FLOCK_E_INVALID_ARG, err, "flock_bundle_tensor_mapped: bad argument");
     const rtensor *t = &b->t[i];
-    if (t->compression != FLOCK_COMPRESS_NONE) {
-        flock_error_set(err, FLOCK_E_UNSUPPORTED, "tensor '%s' is compressed: use flock_bundle_tensor_read",
-                        t->name);
-        return NULL;
-    }
+    RETURN_ERROR_IF(t->compression != FLOCK_COMPRESS_NONE, FLOCK_E_UNSUPPORTED, err,
+                    "tensor '%s' is compressed: use flock_bundle_tensor_read", t->name);
     const uint8_t *p = b->data + t->file_offset;
     if (!atomic_load(&b->verified[i])) {
         for (uint32_t k = 0; k < t->chunk_count; k++) {
@@ -737,13 +732,11 @@ const void *flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, flock_er
             uint64_t off = (uint64_t)k * t->chunk_bytes;
             size_t len = (size_t)(t->nbytes - off < t->chunk_bytes ? t->nbytes - off : t->chunk_bytes);
             uint64_t got = XXH64(p + off, len, 0);
-            if (got != ck) {
-                flock_error_set(err, FLOCK_E_CHECKSUM, "tensor '%s': chunk %u at offset %llu: checksum "
-                                "mismatch", t->name, k, (unsigned long long)(t->file_offset + off));
-                return NULL;
-            }
+            RETURN_ERROR_IF(got != ck, FLOCK_E_CHECKSUM, err, "tensor '%s': chunk %u at offset %llu: checksum mismatch",
+                            t->name, k, (unsigned long long)(t->file_offset + off));
         }
         atomic_store(&b->verified[i], 1);
     }
-    return p;
+    *out = p;
+    return FLOCK_OK;
 }

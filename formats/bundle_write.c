@@ -369,7 +369,7 @@ flock_status flock_bundle_writer_add_tensor(flock_bundle_writer *w, const char *
     }
     if (st) {
         w->failed = true;
-        return flock_error_prefix(err, "tensor '%s'", name);
+        return flock_error_prefix(err, st, "tensor '%s'", name);
     }
     if (w->o.progress)
         w->o.progress(w->o.progress_user, t->name, t->nbytes, t->stored_bytes);

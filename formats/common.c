@@ -50,10 +50,11 @@ flock_status flock_error_set(flock_error *err, flock_status st, const char *fmt,
     return st;
 }
 
-flock_status flock_error_prefix(flock_error *err, const char *fmt, ...)
+flock_status flock_error_prefix(flock_error *err, flock_status st, const char *fmt, ...)
 {
     if (!err)
-        return FLOCK_E_INTERNAL;
+        return st;
+    err->status = st;
     char prefix[256];
     va_list ap;
     va_start(ap, fmt);
@@ -71,7 +72,7 @@ flock_status flock_error_prefix(flock_error *err, const char *fmt, ...)
     err->msg[plen] = ':';
     err->msg[plen + 1] = ' ';
     err->msg[plen + 2 + olen] = '\0';
-    return err->status;
+    return st;
 }
 
 /* ---- dtypes ------------------------------------------------------------ */

@@ -18,6 +18,7 @@
  */
 #include "flock/formats.h"
 
+#include "error_impl.h"
 #include "reader.h"
 
 #include <inttypes.h>
@@ -558,9 +559,7 @@ flock_status flock_gguf_open(const char *path, flock_gguf **out, flock_error *er
     st = open_image(map.data ? map.data : (const uint8_t *)"", map.size, map, out, err);
     if (st) {
         flock_unmap_file(&map);
-        if (err)
-            flock_error_prefix(err, "%s", path);
-        return st;
+        return flock_error_prefix(err, st, "%s", path);
     }
     return FLOCK_OK;
 }
@@ -786,8 +785,7 @@ flock_status flock_gguf_tensor_to_f32(const flock_gguf *g, uint64_t i, float *ds
     if (dst_count < n)
         return flock_error_set(err, FLOCK_E_RANGE, "tensor '%s': %" PRIu64 " elements but room for %" PRIu64,
                                t->name, n, dst_count);
-    flock_status st = flock_dequantize(t->type, t->data, (size_t)t->nbytes, dst, n, err);
-    if (st && err)
-        flock_error_prefix(err, "tensor '%s'", t->name);
-    return st;
+    FORWARD_IF_ERROR(flock_dequantize(t->type, t->data, (size_t)t->nbytes, dst, n, err), err, "tensor '%s'",
+                     t->name);
+    return FLOCK_OK;
 }

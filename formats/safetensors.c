@@ -346,9 +346,7 @@ flock_status flock_safetensors_open(const char *path, flock_safetensors **out, f
     s = parse_image(st, map.data, map.size, err);
     if (s != FLOCK_OK) {
         flock_safetensors_free(st);
-        if (err)
-            flock_error_prefix(err, "%s", path);
-        return s;
+        return flock_error_prefix(err, s, "%s", path);
     }
     *out = st;
     return FLOCK_OK;

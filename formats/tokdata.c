@@ -15,6 +15,7 @@
  * The input must be consumed exactly. Later versions may append fields after
  * the merges; a reader refuses versions above its own. */
 #include "flock/formats.h"
+#include "error_impl.h"
 #include "reader.h"
 #include "wbuf.h"
 #include "tokdata_internal.h"
@@ -143,11 +144,7 @@ flock_status flock_tokdata_serialize(const flock_tokenizer_data *t, uint8_t **ou
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tokdata_serialize: NULL argument");
     if (!t->tokens || !t->token_types || (t->n_merges && !t->merges))
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tokdata_serialize: missing arrays");
-    flock_status st = flock_tokdata_check(t, err);
-    if (st != FLOCK_OK) {
-        flock_error_prefix(err, "tokdata_serialize");
-        return st;
-    }
+    FORWARD_IF_ERROR(flock_tokdata_check(t, err), err, "tokdata_serialize");
 
     wbuf w = {0};
     uint8_t *m = flock_wbuf_take(&w, 4);
@@ -274,7 +271,7 @@ static flock_status deserialize_body(flock_reader *r, flock_tokenizer_data **out
     for (uint32_t i = 0; !st && i < n_vocab; i++) {
         st = rd_str(r, &t->tokens[i], false, "token", err);
         if (st)
-            flock_error_prefix(err, "token %u", i);
+            flock_error_prefix(err, st, "token %u", i);
     }
     if (!st && t->scores) {
         for (uint32_t i = 0; i < n_vocab; i++)
@@ -293,7 +290,7 @@ static flock_status deserialize_body(flock_reader *r, flock_tokenizer_data **out
     for (uint32_t i = 0; !st && i < n_merges; i++) {
         st = rd_str(r, &t->merges[i], false, "merge", err);
         if (st)
-            flock_error_prefix(err, "merge %u", i);
+            flock_error_prefix(err, st, "merge %u", i);
     }
     if (!st && flock_rd_left(r) != 0)
         st = flock_error_set(err, FLOCK_E_CORRUPT, "%zu trailing bytes after the merges",
@@ -314,8 +311,6 @@ flock_status flock_tokdata_deserialize(const void *data, size_t size, flock_toke
     if ((!data && size) || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tokdata_deserialize: NULL argument");
     flock_reader r = flock_reader_init(data, size);
-    flock_status st = deserialize_body(&r, out, err);
-    if (st)
-        flock_error_prefix(err, "tokenizer data");
-    return st;
+    FORWARD_IF_ERROR(deserialize_body(&r, out, err), err, "tokenizer data");
+    return FLOCK_OK;
 }

@@ -1,6 +1,7 @@
 /* Tokenizer data from GGUF's tokenizer.ggml.* keys, with the defaults
  * llama.cpp applies when a key is absent. */
 #include "flock/formats.h"
+#include "error_impl.h"
 #include "tokdata_internal.h"
 
 #include <stdlib.h>
@@ -286,8 +287,6 @@ flock_status flock_tokdata_from_gguf(const flock_gguf *g, flock_tokenizer_data *
 {
     if (!g || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tokdata_from_gguf: NULL argument");
-    flock_status st = from_gguf(g, out, err);
-    if (st)
-        flock_error_prefix(err, "GGUF tokenizer");
-    return st;
+    FORWARD_IF_ERROR(from_gguf(g, out, err), err, "GGUF tokenizer");
+    return FLOCK_OK;
 }

@@ -5,6 +5,7 @@
  * like (byte_fallback, "▁" for spaces: Llama 2 / Gemma style, kind SPM, with
  * scores derived from the merge ranks: the token made by merge r gets -r). */
 #include "flock/formats.h"
+#include "error_impl.h"
 #include "tokdata_internal.h"
 
 #include <json-c/json.h>
@@ -144,27 +145,24 @@ static bool normalizer_prepends(json_object *n)
     return false;
 }
 
-static json_object *parse_json(const char *s, size_t len, const char *what, flock_error *err)
+/* *out: the parsed document (the caller puts it); untouched on failure. */
+static flock_status parse_json(const char *s, size_t len, const char *what, json_object **out, flock_error *err)
 {
-    if (len > INT32_MAX) {
-        flock_error_set(err, FLOCK_E_RANGE, "%s is larger than 2 GiB", what);
-        return NULL;
-    }
+    RETURN_ERROR_IF(len > INT32_MAX, FLOCK_E_RANGE, err, "%s is larger than 2 GiB", what);
     json_tokener *tk = json_tokener_new_ex(64);
-    if (!tk) {
-        flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
-        return NULL;
-    }
+    RETURN_ERROR_IF(!tk, FLOCK_E_NOMEM, err, "out of memory");
     json_object *o = json_tokener_parse_ex(tk, s, (int)len);
     enum json_tokener_error je = json_tokener_get_error(tk);
+    flock_status st = FLOCK_OK;
     if (!o || je != json_tokener_success) {
-        flock_error_set(err, FLOCK_E_CORRUPT, "%s: JSON error '%s' near offset %zu", what,
-                        json_tokener_error_desc(je), json_tokener_get_parse_end(tk));
+        st = flock_error_set(err, FLOCK_E_CORRUPT, "%s: JSON error '%s' near offset %zu", what,
+                             json_tokener_error_desc(je), json_tokener_get_parse_end(tk));
         json_object_put(o);
-        o = NULL;
+    } else {
+        *out = o;
     }
     json_tokener_free(tk);
-    return o;
+    return st;
 }
 
 /* A special token named by tokenizer_config.json: a string or {"content": ...}. */
@@ -436,19 +434,18 @@ flock_status flock_tokdata_from_hf_json(const char *tokenizer_json, size_t tj_le
 {
     if (!tokenizer_json || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tokdata_from_hf: no tokenizer.json");
-    json_object *tj = parse_json(tokenizer_json, tj_len, "tokenizer.json", err);
-    if (!tj)
-        return err ? err->status : FLOCK_E_CORRUPT;
-    json_object *cfg = NULL;
-    if (config_json && !(cfg = parse_json(config_json, cj_len, "tokenizer_config.json", err))) {
+    json_object *tj = NULL, *cfg = NULL;
+    TRY(parse_json(tokenizer_json, tj_len, "tokenizer.json", &tj, err));
+    flock_status st = config_json ? parse_json(config_json, cj_len, "tokenizer_config.json", &cfg, err) : FLOCK_OK;
+    if (st) {
         json_object_put(tj);
-        return err ? err->status : FLOCK_E_CORRUPT;
+        return st;
     }
-    flock_status st = build(tj, cfg, out, err);
+    st = build(tj, cfg, out, err);
     json_object_put(tj);
     json_object_put(cfg);
     if (st)
-        flock_error_prefix(err, "Hugging Face tokenizer");
+        flock_error_prefix(err, st, "Hugging Face tokenizer");
     return st;
 }
 

@@ -11,6 +11,7 @@
  * range-checks every enum and then runs the verifier: the bytes come from
  * untrusted bundles. */
 #include "flock/ir.h"
+#include "error_impl.h"
 #include "reader.h"
 #include "wbuf.h"
 
@@ -79,12 +80,7 @@ flock_status flock_program_serialize(const flock_program *p, uint8_t **out, size
 {
     if (!p || !out || !size)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "program serialize: NULL argument");
-    flock_status st = flock_program_verify(p, err);
-    if (st) {
-        if (err)
-            flock_error_prefix(err, "program serialize");
-        return st;
-    }
+    FORWARD_IF_ERROR(flock_program_verify(p, err), err, "program serialize");
     wbuf b = {0};
     uint8_t *m = flock_wbuf_take(&b, 4);
     if (m)
@@ -212,13 +208,6 @@ static flock_status get_count(rctx *c, uint32_t *n, size_t min_bytes, const char
     return FLOCK_OK;
 }
 
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
-
 static flock_status get_op(rctx *c, flock_op *op)
 {
     int e = 0;
@@ -324,12 +313,7 @@ static flock_status read_program(rctx *c, flock_program *p)
         flock_op *op = flock_program_add_op(p, FLOCK_OP_EMBED, -1);
         if (!op)
             return flock_error_set(c->err, FLOCK_E_NOMEM, "program section: out of memory");
-        flock_status st = get_op(c, op);
-        if (st) {
-            if (c->err)
-                flock_error_prefix(c->err, "op %u", i);
-            return st;
-        }
+        FORWARD_IF_ERROR(get_op(c, op), c->err, "op %u", i);
     }
     if (flock_rd_left(&c->r) != 0 && minor <= IR_MINOR)
         return flock_error_set(c->err, FLOCK_E_CORRUPT, "program section: %zu trailing bytes at offset %zu",
@@ -348,8 +332,8 @@ flock_status flock_program_deserialize(const void *data, size_t size, flock_prog
     flock_status st = read_program(&c, p);
     if (!st) {
         st = flock_program_verify(p, err);
-        if (st && err)
-            flock_error_prefix(err, "program section");
+        if (st)
+            flock_error_prefix(err, st, "program section");
     }
     if (st) {
         flock_program_free(p);

@@ -2,6 +2,7 @@
  * walks the ops. It also runs on every deserialized program, so it must
  * reject anything odd without trusting a single field. */
 #include "flock/ir.h"
+#include "error_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -108,13 +109,6 @@ static flock_status check_finite_nonneg(vctx *v, const char *what, double x)
         return op_fail(v, "%s = %g must be finite and >= 0", what, x);
     return FLOCK_OK;
 }
-
-#define TRY(expr)                                                                                              \
-    do {                                                                                                       \
-        flock_status st_ = (expr);                                                                             \
-        if (st_)                                                                                               \
-            return st_;                                                                                        \
-    } while (0)
 
 static flock_status check_heads(vctx *v, bool need_kv)
 {

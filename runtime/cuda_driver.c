@@ -4,6 +4,7 @@
  * message names the call and the driver's error name and string. */
 #include "cuda_api.h"
 #include "cuda_driver.h"
+#include "error_impl.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -114,7 +115,7 @@ static flock_status drv_get_function(flock_cuda_driver *d, flock_cuda_module *m,
     cu_result r = c->module_get_function(&f, (cu_module)m, name);
     if (r != 0) {
         flock_status st = cu_fail(c, r, "cuModuleGetFunction", err);
-        flock_error_prefix(err, "kernel %s", name);
+        flock_error_prefix(err, st, "kernel %s", name);
         return st;
     }
     *out = (flock_cuda_func *)f;
@@ -136,7 +137,7 @@ static flock_status drv_alloc(flock_cuda_driver *d, size_t bytes, flock_dptr *ou
     cu_result r = c->mem_alloc(&p, bytes ? bytes : 16);
     if (r != 0) {
         flock_status st = cu_fail(c, r, "cuMemAlloc", err);
-        flock_error_prefix(err, "%zu bytes on the GPU", bytes);
+        flock_error_prefix(err, st, "%zu bytes on the GPU", bytes);
         return st;
     }
     *out = (flock_dptr)p;
@@ -213,16 +214,13 @@ static void drv_close(flock_cuda_driver *d)
     free(c);
 }
 
-/* dlsym into *slot; false (and the message) when the symbol is missing. */
-static bool load_sym(void *lib, const char *name, void *slot, const char *path, flock_error *err)
+/* dlsym into *slot; FLOCK_E_UNSUPPORTED when the symbol is missing. */
+static flock_status load_sym(void *lib, const char *name, void *slot, const char *path, flock_error *err)
 {
     void *p = dlsym(lib, name);
-    if (!p) {
-        flock_error_set(err, FLOCK_E_UNSUPPORTED, "CUDA driver %s lacks %s (driver too old?)", path, name);
-        return false;
-    }
+    RETURN_ERROR_IF(!p, FLOCK_E_UNSUPPORTED, err, "CUDA driver %s lacks %s (driver too old?)", path, name);
     memcpy(slot, &p, sizeof p); /* a data pointer to a function pointer, as dlsym is meant to be used */
-    return true;
+    return FLOCK_OK;
 }
 
 static flock_status open_device(cu_lib *c, flock_error *err)
@@ -286,12 +284,14 @@ flock_status flock_cuda_driver_open(flock_cuda_driver **out, flock_error *err)
         {"cuGetErrorName", &c->get_error_name},
         {"cuGetErrorString", &c->get_error_string},
     };
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
-        if (!load_sym(lib, syms[i].name, syms[i].slot, flock_cuda_library_path(), err)) {
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        flock_status st = load_sym(lib, syms[i].name, syms[i].slot, flock_cuda_library_path(), err);
+        if (st != FLOCK_OK) {
             free(c);
             dlclose(lib); /* nothing was initialized yet */
-            return err ? err->status : FLOCK_E_UNSUPPORTED;
+            return st;
         }
+    }
     c->d.name = "libcuda";
     c->d.bind = drv_bind;
     c->d.module_load = drv_module_load;

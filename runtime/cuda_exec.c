@@ -3,6 +3,7 @@
  * name, the weights uploaded once, every buffer allocated (cuda_exec.h).
  * The op walk is in cuda_ops.c. */
 #include "cuda_exec_impl.h"
+#include "error_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -19,10 +20,9 @@ flock_status flock_cuda_launch(flock_cuda_exec *c, const cuda_kern *k, unsigned 
                                void **args, flock_error *err)
 {
     const unsigned grid[3] = {gx, gy, gz};
-    flock_status st = c->drv->launch(c->drv, k->fn, grid, k->info.block, k->info.dyn_smem, args, err);
-    if (st != FLOCK_OK)
-        flock_error_prefix(err, "%s grid (%u, %u, %u)", k->info.name, gx, gy, gz);
-    return st;
+    FORWARD_IF_ERROR(c->drv->launch(c->drv, k->fn, grid, k->info.block, k->info.dyn_smem, args, err), err,
+                     "%s grid (%u, %u, %u)", k->info.name, gx, gy, gz);
+    return FLOCK_OK;
 }
 
 /* ---- kernels by name -------------------------------------------------------- */
@@ -54,7 +54,7 @@ static flock_status kernel(flock_cuda_exec *c, int32_t op, const cuda_kern **out
         if (st == FLOCK_OK)
             st = c->drv->get_function(c->drv, c->mod, name, &k->fn, err);
         if (st != FLOCK_OK)
-            return flock_error_prefix(err, "kernel section %s", c->section);
+            return flock_error_prefix(err, st, "kernel section %s", c->section);
         if (k->info.block[0] * k->info.block[1] * k->info.block[2] == 0 || k->info.block[0] > 1024)
             return flock_error_set(err, FLOCK_E_CORRUPT, "kernel section %s: %s has block (%u, %u, %u)", c->section,
                                    name, k->info.block[0], k->info.block[1], k->info.block[2]);
@@ -63,7 +63,7 @@ static flock_status kernel(flock_cuda_exec *c, int32_t op, const cuda_kern **out
         st = c->drv->blocks_per_sm(c->drv, k->fn, k->info.block[0] * k->info.block[1] * k->info.block[2],
                                    k->info.dyn_smem, &per_sm, err);
         if (st != FLOCK_OK)
-            return flock_error_prefix(err, "kernel %s", name);
+            return flock_error_prefix(err, st, "kernel %s", name);
         int sms = c->drv->info.sm_count > 0 ? c->drv->info.sm_count : 1;
         k->wave = (unsigned)(per_sm > 0 ? per_sm : 1) * (unsigned)sms;
     }
@@ -192,8 +192,8 @@ static flock_status resolve_op(flock_cuda_exec *c, int32_t i, flock_error *err)
 
 static flock_status dalloc(flock_cuda_exec *c, size_t bytes, flock_dptr *out, const char *what, flock_error *err)
 {
-    flock_status st = c->drv->alloc(c->drv, bytes, out, err);
-    return st ? flock_error_prefix(err, "%s", what) : FLOCK_OK;
+    FORWARD_IF_ERROR(c->drv->alloc(c->drv, bytes, out, err), err, "%s", what);
+    return FLOCK_OK;
 }
 
 /* Each tensor an op reads (not the magnitude ranks: selection runs on the host), once. */
@@ -212,7 +212,7 @@ static flock_status upload_weights(flock_cuda_exec *c, flock_error *err)
             if (st == FLOCK_OK)
                 st = c->drv->htod(c->drv, c->w[t], w->data, bytes, err);
             if (st != FLOCK_OK)
-                return flock_error_prefix(err, "uploading tensor '%s'", p->tensors[t].name);
+                return flock_error_prefix(err, st, "uploading tensor '%s'", p->tensors[t].name);
         }
     }
     return FLOCK_OK;
@@ -269,7 +269,7 @@ static flock_status setup(flock_cuda_exec *c, const void *blob, size_t blob_size
     const flock_program *p = c->prog;
     flock_status st = flock_cuda_blob_parse(blob, blob_size, &c->blob, err);
     if (st != FLOCK_OK)
-        return flock_error_prefix(err, "kernel section %s", c->section);
+        return flock_error_prefix(err, st, "kernel section %s", c->section);
     /* The driver reads a PTX image up to its NUL: it must have one. */
     if (c->blob.image_kind == FLOCK_CUDA_IMAGE_PTX &&
         (c->blob.image_size == 0 || ((const char *)c->blob.image)[c->blob.image_size - 1] != '\0'))
@@ -306,7 +306,7 @@ static flock_status setup(flock_cuda_exec *c, const void *blob, size_t blob_size
     }
     if ((st = c->drv->module_load(c->drv, c->blob.image, c->blob.image_size,
                                   c->blob.image_kind == FLOCK_CUDA_IMAGE_PTX, &c->mod, err)))
-        return flock_error_prefix(err, "kernel section %s", c->section);
+        return flock_error_prefix(err, st, "kernel section %s", c->section);
     for (uint32_t i = 0; i < p->n_ops; i++)
         if ((st = resolve_op(c, (int32_t)i, err)))
             return st;

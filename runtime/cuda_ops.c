@@ -4,6 +4,7 @@
  * launches them), GRIFFIN's statistic and top-k on the device, the logits
  * copied back per call. Nothing is allocated here. */
 #include "cuda_exec_impl.h"
+#include "error_impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -121,7 +122,7 @@ static flock_status lm_head(flock_cuda_exec *c, const flock_op *op, const cuda_o
     float *host = c->logits + (c->all_logits ? c->n_past * (size_t)V : 0);
     flock_status st = c->drv->dtoh(c->drv, host, c->dlogits, (size_t)rows * (size_t)V * sizeof(float), err);
     if (st != FLOCK_OK)
-        return flock_error_prefix(err, "logits");
+        return flock_error_prefix(err, st, "logits");
     /* Soft-capping (Gemma 2) is not a kernel: on the host, as the CPU executor does it. */
     if (op->softcap > 0)
         for (size_t j = 0; j < (size_t)rows * (size_t)V; j++)
@@ -167,7 +168,7 @@ static flock_status run_op(flock_cuda_exec *c, int32_t i, int32_t T, flock_ff_mo
         /* The kernel rotates in place: copy x to the output value first. */
         flock_status st = c->drv->dtod(c->drv, out, x, (size_t)T * (size_t)wo * sizeof(float), err);
         if (st != FLOCK_OK)
-            return flock_error_prefix(err, "op %d (rope)", i);
+            return flock_error_prefix(err, st, "op %d (rope)", i);
         int n_heads = op->n_head;
         LAUNCH(o->k[0], (unsigned)T, 1, 1, &out, &n_heads, &pos0, &o->inv_freq);
         return FLOCK_OK;
@@ -192,13 +193,10 @@ static flock_status run_op(flock_cuda_exec *c, int32_t i, int32_t T, flock_ff_mo
 static flock_status run_chunk(flock_cuda_exec *c, const int32_t *ids, int32_t T, flock_ff_mode mode, bool stats,
                               flock_error *err)
 {
-    flock_status st = c->drv->htod(c->drv, c->tok, ids, (size_t)T * sizeof(int32_t), err);
-    if (st != FLOCK_OK)
-        return flock_error_prefix(err, "token ids");
+    FORWARD_IF_ERROR(c->drv->htod(c->drv, c->tok, ids, (size_t)T * sizeof(int32_t), err), err, "token ids");
     for (uint32_t i = 0; i < c->prog->n_ops; i++)
-        if ((st = run_op(c, (int32_t)i, T, mode, stats, err)) != FLOCK_OK)
-            return flock_error_prefix(err, "op %u (%s, layer %d)", i, flock_op_kind_name(c->prog->ops[i].kind),
-                                      c->prog->ops[i].layer);
+        FORWARD_IF_ERROR(run_op(c, (int32_t)i, T, mode, stats, err), err, "op %u (%s, layer %d)", i,
+                         flock_op_kind_name(c->prog->ops[i].kind), c->prog->ops[i].layer);
     c->n_past += (size_t)T;
     return FLOCK_OK;
 }
@@ -259,7 +257,7 @@ flock_status flock_cuda_exec_select_griffin(flock_cuda_exec *c, flock_error *err
         /* Once per prompt, for flock_session_experts. */
         flock_status st = c->drv->dtoh(c->drv, c->ffn[i].idx, f->idx, (size_t)c->keep_k * sizeof(int32_t), err);
         if (st != FLOCK_OK)
-            return flock_error_prefix(err, "layer %d: selected experts", c->ffn[i].layer);
+            return flock_error_prefix(err, st, "layer %d: selected experts", c->ffn[i].layer);
         c->ffn[i].k = c->keep_k;
     }
     return FLOCK_OK;
@@ -277,7 +275,7 @@ flock_status flock_cuda_exec_upload_selection(flock_cuda_exec *c, flock_error *e
                                    f->layer, (long long)f->k, (long long)c->keep_k);
         flock_status st = c->drv->htod(c->drv, c->dffn[i].idx, f->idx, (size_t)f->k * sizeof(int32_t), err);
         if (st != FLOCK_OK)
-            return flock_error_prefix(err, "layer %d: selected experts", f->layer);
+            return flock_error_prefix(err, st, "layer %d: selected experts", f->layer);
     }
     return FLOCK_OK;
 }

@@ -32,11 +32,6 @@ flock_status flock_device_parse(const char *s, flock_device *out)
     return FLOCK_E_INVALID_ARG;
 }
 
-bool flock_cuda_backend_available(void)
-{
-    return true; /* cuda_exec.c; it still needs a driver, a device and a bundle with kernels */
-}
-
 /* ---- the driver sessions open (tests replace it) ------------------------------ */
 
 static flock_cuda_driver_open_fn driver_open = flock_cuda_driver_open;

@@ -57,8 +57,9 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
     for (size_t i = 0; i < n_stops; i++)
         if (strlen(stops[i]) >= 4096) {
             flock_error err;
-            flock_error_set(&err, FLOCK_E_INVALID_ARG, "stop string %zu is longer than 4095 bytes", i);
-            return flock_session_fail(s, &err);
+            flock_status bad =
+                flock_error_set(&err, FLOCK_E_INVALID_ARG, "stop string %zu is longer than 4095 bytes", i);
+            return flock_session_fail(s, bad, &err);
         }
     double t0 = now_s();
     flock_status st = flock_session_prefill(s, prompt, n_prompt);
@@ -82,8 +83,7 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
         size_t len = 0;
         if ((st = flock_model_decode_token(s->m, &dec, tok, s->dec, s->dec_cap, &len)) != FLOCK_OK) {
             flock_error err;
-            flock_error_set(&err, st, "decoding token %d", tok);
-            return flock_session_fail(s, &err);
+            return flock_session_fail(s, flock_error_set(&err, st, "decoding token %d", tok), &err);
         }
         memcpy(s->pend + np, s->dec, len);
         np += len;

@@ -19,9 +19,7 @@ static flock_status load_program(flock_model *m, flock_error *err)
         return st;
     st = flock_program_deserialize(data, size, &m->prog, err);
     free(data);
-    if (st != FLOCK_OK)
-        flock_error_prefix(err, "program section");
-    return st;
+    return st ? flock_error_prefix(err, st, "program section") : FLOCK_OK;
 }
 
 /* Makes program tensor i available as a flock_wmat. */
@@ -52,11 +50,15 @@ static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_e
     w->dtype = info.dtype;
     w->rows = info.n_dims >= 2 ? (int64_t)info.shape[0] : 1;
     w->cols = (int64_t)(n_info / (uint64_t)w->rows);
+    /* A compressed tensor (FLOCK_E_UNSUPPORTED here) is decompressed below:
+     * only another failure is the caller's, with its message. */
+    const void *mapped = NULL;
     flock_error e2 = {0};
-    const void *mapped = flock_bundle_tensor_mapped(m->bundle, (size_t)bi, &e2);
-    if (!mapped && e2.status != FLOCK_E_UNSUPPORTED) {
-        *err = e2;
-        return e2.status;
+    st = flock_bundle_tensor_mapped(m->bundle, (size_t)bi, &mapped, &e2);
+    if (st != FLOCK_OK && st != FLOCK_E_UNSUPPORTED) {
+        if (err)
+            *err = e2;
+        return st;
     }
     /* Vectors (norm weights, biases) are used as f32 by the executor. */
     bool to_f32 = info.n_dims == 1 && (info.dtype == FLOCK_DTYPE_F16 || info.dtype == FLOCK_DTYPE_BF16);
@@ -182,7 +184,7 @@ flock_status flock_model_open(const char *path, const flock_model_opts *opts, fl
         load_cpu_kernels(m);
     if (st != FLOCK_OK) {
         if (err && strncmp(err->msg, path, strlen(path)) != 0) /* the bundle reader names it already */
-            flock_error_prefix(err, "%s", path);
+            flock_error_prefix(err, st, "%s", path);
         flock_model_free(m);
         return st;
     }

@@ -59,8 +59,10 @@ struct flock_session {
 flock_status flock_session_open_cuda(flock_session *s, flock_error *err);
 void flock_session_close_cuda(flock_session *s);
 
-/* Sets the session's message from err and returns err->status. */
-flock_status flock_session_fail(flock_session *s, const flock_error *err);
+/* Keeps err's message on the session and returns `st`, the status of the
+ * failure it describes (never read from err: a callee may fail without
+ * writing one). */
+flock_status flock_session_fail(flock_session *s, flock_status st, const flock_error *err);
 
 /* Tokenizer glue (model_tok.c). */
 flock_status flock_model_tok_load(flock_model *m, flock_error *err);

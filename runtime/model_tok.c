@@ -26,7 +26,7 @@ flock_status flock_model_tok_load(flock_model *m, flock_error *err)
     st = flock_tokdata_deserialize(data, size, &td, err);
     free(data);
     if (st != FLOCK_OK)
-        return flock_error_prefix(err, "tokenizer section");
+        return flock_error_prefix(err, st, "tokenizer section");
     struct flock_model_tok *t = calloc(1, sizeof *t);
     if (!t) {
         flock_tokdata_free(td);

@@ -80,10 +80,10 @@ flock_session_opts flock_session_default_opts(void)
                                 .device = FLOCK_DEVICE_AUTO, .kernels = FLOCK_KERNELS_AUTO};
 }
 
-flock_status flock_session_fail(flock_session *s, const flock_error *err)
+flock_status flock_session_fail(flock_session *s, flock_status st, const flock_error *err)
 {
     snprintf(s->msg, sizeof s->msg, "%s", err->msg);
-    return err->status;
+    return st;
 }
 
 static flock_status check_opts(const flock_model *m, flock_session_opts *o, flock_error *err)
@@ -283,7 +283,7 @@ static flock_status select_experts(flock_session *s, flock_error *err)
             const flock_op *op = &s->m->prog->ops[f->op];
             flock_status st = flock_select_from_rank(s->m->tensors[op->w[5]].data, f->d_ff, k, f->idx, s->seen, err);
             if (st != FLOCK_OK)
-                return flock_error_prefix(err, "layer %d", f->layer);
+                return flock_error_prefix(err, st, "layer %d", f->layer);
             break;
         }
         default:
@@ -311,21 +311,22 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
 {
     flock_error err = {0};
     if (!ids || n == 0)
-        return flock_session_fail(s, &(flock_error){FLOCK_E_INVALID_ARG, "empty prompt"});
+        return flock_session_fail(s, flock_error_set(&err, FLOCK_E_INVALID_ARG, "empty prompt"), &err);
+    flock_status st;
     if (flock_session_n_past(s) != 0) {
-        flock_error_set(&err, FLOCK_E_INVALID_ARG, "prefill needs a fresh session: call flock_session_reset");
-        return flock_session_fail(s, &err);
+        st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "prefill needs a fresh session: call flock_session_reset");
+        return flock_session_fail(s, st, &err);
     }
     if (n > (size_t)s->o.n_ctx) {
-        flock_error_set(&err, FLOCK_E_RANGE, "the prompt has %zu tokens, longer than the context of %d tokens", n,
-                        s->o.n_ctx);
-        return flock_session_fail(s, &err);
+        st = flock_error_set(&err, FLOCK_E_RANGE, "the prompt has %zu tokens, longer than the context of %d tokens", n,
+                             s->o.n_ctx);
+        return flock_session_fail(s, st, &err);
     }
-    flock_status st = run(s, ids, n, FLOCK_FF_FULL, s->o.select == FLOCK_SELECT_GRIFFIN, &err);
+    st = run(s, ids, n, FLOCK_FF_FULL, s->o.select == FLOCK_SELECT_GRIFFIN, &err);
     if (st == FLOCK_OK)
         st = select_experts(s, &err);
     if (st != FLOCK_OK)
-        return flock_session_fail(s, &err);
+        return flock_session_fail(s, st, &err);
     memcpy(s->history, ids, n * sizeof *ids);
     s->n_history = n;
     return FLOCK_OK;
@@ -336,13 +337,14 @@ flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n
     flock_error err = {0};
     if (n == 0)
         return FLOCK_OK;
+    flock_status st;
     if (!s->selected) {
-        flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
-        return flock_session_fail(s, &err);
+        st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
+        return flock_session_fail(s, st, &err);
     }
-    flock_status st = run(s, ids, n, FLOCK_FF_SPARSE, false, &err);
+    st = run(s, ids, n, FLOCK_FF_SPARSE, false, &err);
     if (st != FLOCK_OK)
-        return flock_session_fail(s, &err);
+        return flock_session_fail(s, st, &err);
     memcpy(s->history + s->n_history, ids, n * sizeof *ids);
     s->n_history += n;
     return FLOCK_OK;

@@ -23,9 +23,12 @@ static void test_error_set_and_prefix(void **state)
     assert_int_equal(flock_error_set(&e, FLOCK_E_CORRUPT, "bad count %d", 7), FLOCK_E_CORRUPT);
     assert_int_equal(e.status, FLOCK_E_CORRUPT);
     assert_string_equal(e.msg, "bad count 7");
-    flock_error_prefix(&e, "tensor '%s'", "w");
+    assert_int_equal(flock_error_prefix(&e, FLOCK_E_TRUNCATED, "tensor '%s'", "w"), FLOCK_E_TRUNCATED);
     assert_string_equal(e.msg, "tensor 'w': bad count 7");
+    assert_int_equal(e.status, FLOCK_E_TRUNCATED);
+    /* Without a buffer the message is dropped, never the status. */
     assert_int_equal(flock_error_set(NULL, FLOCK_E_IO, "x"), FLOCK_E_IO);
+    assert_int_equal(flock_error_prefix(NULL, FLOCK_E_CORRUPT, "x"), FLOCK_E_CORRUPT);
 }
 
 static void test_dtype_parse(void **state)

@@ -704,7 +704,6 @@ static void test_cuda_probe_and_devices(void **state)
         setenv("FLOCK_CUDA_LIBRARY", saved, 1);
     else
         unsetenv("FLOCK_CUDA_LIBRARY");
-    assert_true(flock_cuda_backend_available());
 
     for (int d = 0; d < FLOCK_DEVICE_COUNT; d++) {
         flock_device back;

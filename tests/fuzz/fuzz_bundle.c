@@ -147,9 +147,9 @@ static void exercise(const flock_bundle *b)
             t.nbytes)
             sink = dst[t.nbytes - 1];
         free(dst);
-        const uint8_t *p = flock_bundle_tensor_mapped(b, i, NULL);
-        if (p && t.nbytes)
-            sink = p[t.nbytes - 1];
+        const void *p = NULL;
+        if (flock_bundle_tensor_mapped(b, i, &p, NULL) == FLOCK_OK && t.nbytes)
+            sink = ((const uint8_t *)p)[t.nbytes - 1];
     }
 }
 

@@ -8,7 +8,8 @@
  * Conventions for the whole library:
  *  - functions that can fail return flock_status and, when `err` is non-NULL,
  *    fill it with a message naming what is wrong (offset, key, tensor, expected
- *    vs found);
+ *    vs found); `err` may be NULL everywhere, and the status is the same with
+ *    or without it;
  *  - on failure `*out` is left untouched;
  *  - every *_free / *_close accepts NULL.
  */
@@ -55,14 +56,16 @@ typedef struct flock_error {
     char msg[512];
 } flock_error;
 
-/* printf-style: fills `err` (when non-NULL) and returns `st`. */
+/* printf-style: fills `err` (when non-NULL) with `st` and the message.
+ * Returns `st`, with or without `err`. */
 flock_status flock_error_set(flock_error *err, flock_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prefixes the message already in `err` with more context ("tensor 'x': ...").
- * Returns err->status (FLOCK_E_INTERNAL if err is NULL). */
-flock_status flock_error_prefix(flock_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Prefixes the message already in `err` with more context ("tensor 'x': ...")
+ * and sets err->status to `st` (when `err` is non-NULL). Returns `st`, with
+ * or without `err`: a caller forwards the failing callee's status. */
+flock_status flock_error_prefix(flock_error *err, flock_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ======================================================================== */
 /* Numeric storage types                                                    */
@@ -475,9 +478,11 @@ int64_t flock_bundle_find_tensor(const flock_bundle *b, const char *name);
  * must be at least nbytes), with up to `threads` threads (0 = all cores). */
 flock_status flock_bundle_tensor_read(const flock_bundle *b, size_t i, void *dst, size_t dst_size,
                                       int threads, flock_error *err);
-/* Uncompressed bundles: the tensor's bytes in place in the mapping (64-byte
- * aligned), after verifying its checksum once. NULL if compressed. */
-const void *flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, flock_error *err);
+/* Uncompressed bundles: *out = the tensor's bytes in place in the mapping
+ * (64-byte aligned), after verifying its checksum once. FLOCK_E_UNSUPPORTED
+ * when the tensor is compressed (flock_bundle_tensor_read decompresses it),
+ * FLOCK_E_CHECKSUM when its bytes are damaged. */
+flock_status flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, const void **out, flock_error *err);
 
 /* ======================================================================== */
 /* The CUDA kernel blob: payload of a "cuda:<target>" kernels section       */

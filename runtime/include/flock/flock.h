@@ -145,10 +145,6 @@ typedef struct flock_cuda_info {
  * out->reason. Returns true when a device is present. */
 bool flock_cuda_probe(flock_cuda_info *out);
 
-/* Whether this runtime can execute a model on a CUDA GPU: true (it has the
- * CUDA backend; a session still needs a device and a bundle with kernels). */
-bool flock_cuda_backend_available(void);
-
 /* The device a session asked for `want` runs on, judged from the probe
  * alone: *got (never AUTO) and a note saying why, written to note[note_n]
  * ("cpu: asked for", "auto: cuda (CUDA device 0 ...)", "auto: cpu (no GPU:
