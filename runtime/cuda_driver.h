@@ -80,5 +80,10 @@ typedef flock_status (*flock_cuda_driver_open_fn)(flock_cuda_driver **out, flock
 void flock_cuda_set_driver(flock_cuda_driver_open_fn open, const flock_cuda_info *info);
 /* The opener sessions use now (the real one, or the test's). */
 flock_cuda_driver_open_fn flock_cuda_driver_opener(void);
+/* Whether device 0 can run flock's CUDA kernels (probed once per process,
+ * or the test's info): FLOCK_OK with its description in what[what_n]
+ * ("CUDA device 0 NVIDIA H200 (sm_90, 139.8 GiB), driver 12.4"), else
+ * FLOCK_E_UNSUPPORTED saying why not ("no CUDA device (...)"). */
+flock_status flock_device_check_cuda(char *what, size_t what_n, flock_error *err);
 
 #endif

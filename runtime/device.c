@@ -167,6 +167,35 @@ static void describe(const flock_cuda_info *ci, bool present, char *buf, size_t 
         snprintf(buf, n, "%s", ci->reason);
 }
 
+/* The probe, once per process: cuInit can take a good fraction of a second
+ * on a GPU host, and sessions are created often (flock eval). */
+static bool probe(flock_cuda_info *ci)
+{
+    if (have_test_info) {
+        *ci = test_info;
+        return ci->n_devices > 0;
+    }
+    pthread_once(&probe_once, probe_cached);
+    *ci = probe_info;
+    return probe_present;
+}
+
+flock_status flock_device_check_cuda(char *what, size_t what_n, flock_error *err)
+{
+    flock_cuda_info ci;
+    bool present = probe(&ci);
+    char d[384];
+    describe(&ci, present, d, sizeof d);
+    if (!present)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED, "no CUDA device (%s)", d);
+    /* The kernels use sm_80 features (mma.sync bf16, cvt.rn.bf16x2). */
+    if (ci.cc_major < 8)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED,
+                               "%s; flock's CUDA kernels need compute capability 8.0 or newer", d);
+    snprintf(what, what_n, "%s", d);
+    return FLOCK_OK;
+}
+
 flock_status flock_device_resolve(flock_device want, flock_device *got, char *note, size_t note_n,
                                   flock_error *err)
 {
@@ -177,42 +206,20 @@ flock_status flock_device_resolve(flock_device want, flock_device *got, char *no
         *got = FLOCK_DEVICE_CPU;
         return FLOCK_OK;
     }
-    /* Probed once per process: cuInit can take a good fraction of a second
-     * on a GPU host, and sessions are created often (flock eval). */
-    flock_cuda_info ci;
-    bool present;
-    if (have_test_info) {
-        ci = test_info;
-        present = ci.n_devices > 0;
-    } else {
-        pthread_once(&probe_once, probe_cached);
-        ci = probe_info;
-        present = probe_present;
-    }
     char what[384];
-    describe(&ci, present, what, sizeof what);
-    /* The kernels use sm_80 features (mma.sync bf16, cvt.rn.bf16x2). */
-    const bool usable = present && ci.cc_major >= 8;
+    flock_error ce = {0};
+    flock_status st = flock_device_check_cuda(what, sizeof what, &ce);
     if (want == FLOCK_DEVICE_CUDA) {
-        if (!present)
-            return flock_error_set(err, FLOCK_E_UNSUPPORTED, "device cuda: no CUDA device (%s)", what);
-        if (!usable)
-            return flock_error_set(err, FLOCK_E_UNSUPPORTED,
-                                   "device cuda: %s; flock's CUDA kernels need compute capability 8.0 or newer",
-                                   what);
+        if (st != FLOCK_OK)
+            return flock_error_set(err, st, "device cuda: %s", ce.msg);
         snprintf(note, note_n, "cuda: asked for (%s)", what);
         *got = FLOCK_DEVICE_CUDA;
         return FLOCK_OK;
     }
-    if (usable) {
+    if (st == FLOCK_OK)
         snprintf(note, note_n, "auto: cuda (%s)", what);
-        *got = FLOCK_DEVICE_CUDA;
-    } else if (present) {
-        snprintf(note, note_n, "auto: cpu (%s; the CUDA kernels need compute capability 8.0+)", what);
-        *got = FLOCK_DEVICE_CPU;
-    } else {
-        snprintf(note, note_n, "auto: cpu (no GPU: %s)", what);
-        *got = FLOCK_DEVICE_CPU;
-    }
+    else
+        snprintf(note, note_n, "auto: cpu (cuda passed over: %.480s)", ce.msg);
+    *got = st == FLOCK_OK ? FLOCK_DEVICE_CUDA : FLOCK_DEVICE_CPU;
     return FLOCK_OK;
 }

@@ -4,7 +4,6 @@
 #define FLOCK_RUNTIME_MODEL_IMPL_H
 
 #include "cpu_jit_loader.h"
-#include "cuda_exec.h"
 #include "exec.h"
 #include "flock/flock.h"
 #include "flock/ir.h"
@@ -26,10 +25,8 @@ struct flock_model {
 
 struct flock_session {
     flock_model *m;
-    flock_session_opts o;
-    flock_pool *pool;
-    flock_exec *e;
-    const flock_kernel_table *k;
+    flock_session_opts o;   /* checked: n_ctx and threads resolved */
+    struct flock_backend *be; /* runs the program (backend.h) */
     bool selected;
     uint64_t rng;
     flock_rank_pair *pairs; /* [max d_ff] */
@@ -42,22 +39,9 @@ struct flock_session {
     size_t pend_cap;
     char *dec;              /* one token's decoded text */
     size_t dec_cap;
-    bool gen;               /* decode uses m->jit's kernels */
-    char kname[160];        /* flock_session_kernels */
     char msg[512];
-    flock_device device;    /* what opts.device resolved to (device.c) */
-    char device_note[512];
-    /* CUDA sessions (device == CUDA): e is NULL, these run the program. */
-    flock_cuda_driver *drv;
-    flock_cuda_exec *cu;
-    void *cu_blob;          /* the kernels section's bytes (the executor reads them in place) */
+    char device_note[512];  /* which backend, and why the ones before it were passed over */
 };
-
-/* Opens the GPU side of session s (cuda_session.c): the driver, the bundle's
- * kernel section for the device (FLOCK_E_NOT_FOUND naming the flockc flag
- * when there is none), the executor. On failure nothing is kept. */
-flock_status flock_session_open_cuda(flock_session *s, flock_error *err);
-void flock_session_close_cuda(flock_session *s);
 
 /* Keeps err's message on the session and returns `st`, the status of the
  * failure it describes (never read from err: a callee may fail without

@@ -1,5 +1,7 @@
-/* Sessions: buffers sized once, prefill with the full FF and the expert
- * selection, decode with the experts, logits and experts accessors. */
+/* Sessions: one backend (backend.h) chosen at create, buffers sized once,
+ * prefill with the full FF and the expert selection, decode with the
+ * experts, logits and experts accessors. Nothing here asks which backend. */
+#include "backend.h"
 #include "model_impl.h"
 
 #include <math.h>
@@ -7,18 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* AUTO's choice, from the decode benchmark in docs/cpu-codegen.md
- * (SmolLM2-135M, 2-core shared machine): with f32 weights the generated
- * kernels were faster in 7 of 8 paired runs (about +13%); with f16 (and
- * bf16, not measured) they won half the runs, so the built-in kernels stay
- * the default there. */
-static bool generated_by_default(const flock_model *m)
-{
-    const char *dt = NULL;
-    const flock_manifest *man = flock_bundle_manifest(m->bundle);
-    return man && flock_manifest_get_str(man, "storage_dtype", &dt, NULL) == FLOCK_OK && strcmp(dt, "f32") == 0;
-}
 
 static const char *const mode_names[] = {"griffin", "magnitude", "random"};
 _Static_assert(sizeof mode_names / sizeof mode_names[0] == FLOCK_SELECT_COUNT, "a name per selection mode");
@@ -54,23 +44,6 @@ flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out)
             return FLOCK_OK;
         }
     return FLOCK_E_INVALID_ARG;
-}
-
-/* Whether a session with choice `k` runs the generated kernels (when the
- * model has them). AUTO follows FLOCK_KERNELS (portable/scalar: no;
- * generated: yes), else the measured default (docs/cpu-codegen.md). */
-static bool want_generated(const flock_model *m, flock_kernel_choice k)
-{
-    if (k == FLOCK_KERNELS_GENERATED)
-        return true;
-    if (k == FLOCK_KERNELS_PORTABLE)
-        return false;
-    const char *env = getenv("FLOCK_KERNELS");
-    if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0))
-        return false;
-    if (env && strcmp(env, "generated") == 0)
-        return true;
-    return generated_by_default(m);
 }
 
 flock_session_opts flock_session_default_opts(void)
@@ -140,6 +113,49 @@ static flock_status check_opts(const flock_model *m, flock_session_opts *o, floc
     return FLOCK_OK;
 }
 
+/* The backends in the order --device auto tries them: the first that
+ * opens wins, and the note says why each before it was passed over. */
+static const struct {
+    flock_device device;
+    flock_backend_open_fn open;
+} backends[] = {
+    {FLOCK_DEVICE_CUDA, flock_backend_cuda_open},
+    {FLOCK_DEVICE_CPU, flock_backend_cpu_open},
+};
+
+/* Opens the backend for o->device into s->be, with s->device_note. */
+static flock_status open_backend(flock_session *s, flock_error *err)
+{
+    const flock_session_opts *o = &s->o;
+    char passed[480] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        if (o->device != FLOCK_DEVICE_AUTO && o->device != backends[i].device)
+            continue;
+        flock_error be = {0};
+        flock_status st = backends[i].open(s->m, o, &s->be, &be);
+        const char *name = flock_device_name(backends[i].device);
+        if (st == FLOCK_OK) {
+            const char *what = s->be->what;
+            if (o->device != FLOCK_DEVICE_AUTO)
+                snprintf(s->device_note, sizeof s->device_note, "%s: asked for%s%s%s", name, *what ? " (" : "",
+                         what, *what ? ")" : "");
+            else if (len)
+                snprintf(s->device_note, sizeof s->device_note, "auto: %s (%s)", name, passed);
+            else
+                snprintf(s->device_note, sizeof s->device_note, "auto: %s%s%s%s", name, *what ? " (" : "", what,
+                         *what ? ")" : "");
+            return FLOCK_OK;
+        }
+        if (o->device != FLOCK_DEVICE_AUTO)
+            return o->device == FLOCK_DEVICE_CPU ? flock_error_set(err, st, "%s", be.msg)
+                                                 : flock_error_set(err, st, "device %s: %s", name, be.msg);
+        int w = snprintf(passed + len, sizeof passed - len, "%s%s passed over: %s", len ? "; " : "", name, be.msg);
+        len = w < 0 ? len : len + (size_t)w < sizeof passed ? len + (size_t)w : sizeof passed - 1;
+    }
+    return flock_error_set(err, FLOCK_E_UNSUPPORTED, "no backend can run this model (%s)", passed);
+}
+
 static flock_status finish_create(flock_session *s, flock_session **out, flock_error *err);
 
 flock_status flock_session_create(flock_model *m, const flock_session_opts *opts, flock_session **out,
@@ -151,68 +167,33 @@ flock_status flock_session_create(flock_model *m, const flock_session_opts *opts
     flock_status st = check_opts(m, &o, err);
     if (st != FLOCK_OK)
         return st;
-    flock_device device;
-    char device_note[512];
-    if ((st = flock_device_resolve(o.device, &device, device_note, sizeof device_note, err)) != FLOCK_OK)
-        return st;
+    if ((unsigned)o.device >= FLOCK_DEVICE_COUNT)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "device %d out of range", (int)o.device);
     flock_session *s = calloc(1, sizeof *s);
     if (!s)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
-    s->device = device;
-    memcpy(s->device_note, device_note, sizeof device_note);
     s->m = m;
     s->o = o;
-    s->k = flock_kernels_best();
     s->rng = flock_rng_seed(o.seed);
-    if (device == FLOCK_DEVICE_CUDA) {
-        flock_error ce = {0};
-        st = flock_session_open_cuda(s, &ce);
-        if (st != FLOCK_OK && o.device == FLOCK_DEVICE_CUDA) {
-            flock_session_free(s);
-            return flock_error_set(err, st, "device cuda: %s", ce.msg);
-        }
-        if (st != FLOCK_OK) { /* AUTO: the CPU, and why */
-            s->device = FLOCK_DEVICE_CPU;
-            snprintf(s->device_note, sizeof s->device_note, "auto: cpu (%.490s)", ce.msg);
-        }
-    }
-    if (s->device == FLOCK_DEVICE_CUDA)
-        return finish_create(s, out, err);
-    if (flock_pool_create(o.threads, &s->pool) != FLOCK_OK) {
+    if ((st = open_backend(s, err)) != FLOCK_OK) {
         free(s);
-        return flock_error_set(err, FLOCK_E_NOMEM, "could not start %d threads", o.threads);
-    }
-    st = flock_exec_create(m->prog, m->tensors, s->k, s->pool, o.n_ctx, o.all_logits, &s->e, err);
-    if (st != FLOCK_OK) {
-        flock_session_free(s);
         return st;
-    }
-    snprintf(s->kname, sizeof s->kname, "%s", s->k->name);
-    if (m->jit && want_generated(m, o.kernels)) {
-        int used = flock_exec_use_jit(s->e, m->jit, o.keep);
-        if (used < 0) {
-            flock_session_free(s);
-            return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
-        }
-        s->gen = used > 0;
-        if (s->gen)
-            snprintf(s->kname, sizeof s->kname, "llvm:%s", flock_cpu_jit_target(m->jit));
     }
     return finish_create(s, out, err);
 }
 
-/* The session's FF layers, on either executor. */
+/* The session's FF layers. */
 static size_t n_ffn(const flock_session *s)
 {
-    return s->cu ? flock_cuda_exec_n_ffn(s->cu) : flock_exec_n_ffn(s->e);
+    return s->be->iface->n_ffn(s->be);
 }
 
 static flock_exec_ffn *ffn_at(const flock_session *s, size_t i)
 {
-    return s->cu ? flock_cuda_exec_ffn_at(s->cu, i) : flock_exec_ffn_at(s->e, i);
+    return s->be->iface->ffn_at(s->be, i);
 }
 
-/* The buffers both devices need (selection scratch, history, text). */
+/* The buffers every backend needs (selection scratch, history, text). */
 static flock_status finish_create(flock_session *s, flock_session **out, flock_error *err)
 {
     const flock_session_opts o = s->o;
@@ -242,9 +223,7 @@ void flock_session_free(flock_session *s)
 {
     if (!s)
         return;
-    flock_session_close_cuda(s);
-    flock_exec_free(s->e);
-    flock_pool_free(s->pool);
+    flock_backend_free(s->be);
     free(s->pairs);
     free(s->perm);
     free(s->seen);
@@ -263,14 +242,13 @@ const char *flock_session_error(const flock_session *s)
 /* Chooses each FF layer's experts from the statistic / ranking / rng. */
 static flock_status select_experts(flock_session *s, flock_error *err)
 {
-    if (s->cu) { /* GRIFFIN's top-k on the GPU; the other modes on the host, then uploaded */
-        flock_status st = s->o.select == FLOCK_SELECT_GRIFFIN ? flock_cuda_exec_select_griffin(s->cu, err) : FLOCK_OK;
+    const flock_backend_iface *be = s->be->iface;
+    if (s->o.select == FLOCK_SELECT_GRIFFIN && be->select_griffin) { /* top-k on the backend's device */
+        flock_status st = be->select_griffin(s->be, err);
         if (st != FLOCK_OK)
             return st;
-        if (s->o.select == FLOCK_SELECT_GRIFFIN) {
-            s->selected = true;
-            return FLOCK_OK;
-        }
+        s->selected = true;
+        return FLOCK_OK;
     }
     for (size_t i = 0; i < n_ffn(s); i++) {
         flock_exec_ffn *f = ffn_at(s, i);
@@ -291,8 +269,8 @@ static flock_status select_experts(flock_session *s, flock_error *err)
         }
         f->k = k;
     }
-    if (s->cu) {
-        flock_status st = flock_cuda_exec_upload_selection(s->cu, err);
+    if (be->commit_selection) {
+        flock_status st = be->commit_selection(s->be, err);
         if (st != FLOCK_OK)
             return st;
     }
@@ -300,11 +278,10 @@ static flock_status select_experts(flock_session *s, flock_error *err)
     return FLOCK_OK;
 }
 
-/* Tokens through whichever executor the session has. */
 static flock_status run(flock_session *s, const int32_t *ids, size_t n, flock_ff_mode mode, bool stats,
                         flock_error *err)
 {
-    return s->cu ? flock_cuda_exec_run(s->cu, ids, n, mode, stats, err) : flock_exec_run(s->e, ids, n, mode, stats, err);
+    return s->be->iface->run(s->be, ids, n, mode, stats, err);
 }
 
 flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n)
@@ -352,10 +329,7 @@ flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n
 
 void flock_session_reset(flock_session *s)
 {
-    if (s->cu)
-        flock_cuda_exec_reset(s->cu);
-    else
-        flock_exec_reset(s->e);
+    s->be->iface->reset(s->be);
     s->selected = false;
     s->n_history = 0;
     s->msg[0] = '\0';
@@ -363,7 +337,7 @@ void flock_session_reset(flock_session *s)
 
 size_t flock_session_n_past(const flock_session *s)
 {
-    return s->cu ? flock_cuda_exec_n_past(s->cu) : flock_exec_n_past(s->e);
+    return s->be->iface->n_past(s->be);
 }
 
 size_t flock_session_n_ctx(const flock_session *s)
@@ -375,7 +349,7 @@ const float *flock_session_logits(const flock_session *s, size_t *n_pos)
 {
     if (n_pos)
         *n_pos = s->o.all_logits ? flock_session_n_past(s) : 1;
-    return s->cu ? flock_cuda_exec_logits(s->cu) : flock_exec_logits(s->e);
+    return s->be->iface->logits(s->be);
 }
 
 const float *flock_session_last_logits(const flock_session *s)
@@ -383,7 +357,7 @@ const float *flock_session_last_logits(const flock_session *s)
     const float *l = flock_session_logits(s, NULL);
     size_t np = flock_session_n_past(s);
     if (s->o.all_logits && np > 0)
-        l += (np - 1) * (size_t)(s->cu ? flock_cuda_exec_n_vocab(s->cu) : flock_exec_n_vocab(s->e));
+        l += (np - 1) * (size_t)s->be->iface->n_vocab(s->be);
     return l;
 }
 
@@ -407,12 +381,12 @@ flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *la
 
 uint64_t flock_session_decode_bytes(const flock_session *s)
 {
-    return s->cu ? flock_cuda_exec_decode_bytes(s->cu) : flock_exec_decode_bytes(s->e);
+    return s->be->iface->decode_bytes(s->be);
 }
 
 flock_device flock_session_device(const flock_session *s)
 {
-    return s->device;
+    return s->be->device;
 }
 
 const char *flock_session_device_note(const flock_session *s)
@@ -422,7 +396,7 @@ const char *flock_session_device_note(const flock_session *s)
 
 const char *flock_session_kernels(const flock_session *s)
 {
-    return s->kname;
+    return s->be->kernels;
 }
 
 int flock_session_threads(const flock_session *s)
