@@ -151,7 +151,7 @@ flock_status flock_backend_cuda_open(flock_model *m, const flock_session_opts *o
         st = flock_cuda_driver_opener()(&c->drv, err);
     if (st == FLOCK_OK && (st = pick_section(m, &c->drv->info, name, sizeof name, &idx, err)) == FLOCK_OK &&
         (st = flock_bundle_read_section(m->bundle, (size_t)idx, &c->blob, &size, err)) == FLOCK_OK)
-        st = flock_cuda_exec_create(c->drv, name, c->blob, size, m->prog, m->tensors, o->keep, o->n_ctx,
+        st = flock_cuda_exec_create(c->drv, name, c->blob, size, m->prog, &m->plan, m->tensors, o->keep, o->n_ctx,
                                     o->all_logits, &c->cu, err);
     if (st != FLOCK_OK) {
         cuda_free(&c->b);

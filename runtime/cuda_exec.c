@@ -145,7 +145,7 @@ static flock_status resolve_op(flock_cuda_exec *c, int32_t i, flock_error *err)
         if (half > (int32_t)(sizeof inv / sizeof inv[0]))
             return MISMATCH("op %d (rope): rope_dim %d", i, op->rope_dim);
         for (int32_t j = 0; j < half; j++)
-            inv[j] = (float)flock_rope_freq(op, j);
+            inv[j] = (float)c->plan->rope_freq[c->plan->rope_at[i] + j];
         if ((st = c->drv->alloc(c->drv, (size_t)(half > 0 ? half : 1) * sizeof(float), &o->inv_freq, err)))
             return st;
         return half > 0 ? c->drv->htod(c->drv, o->inv_freq, inv, (size_t)half * sizeof(float), err) : FLOCK_OK;
@@ -221,7 +221,7 @@ static flock_status upload_weights(flock_cuda_exec *c, flock_error *err)
 static flock_status alloc_buffers(flock_cuda_exec *c, flock_error *err)
 {
     const flock_cuda_blob_model *m = &c->blob.model;
-    const flock_exec_plan *pl = &c->plan;
+    const flock_plan *pl = c->plan;
     size_t chunk = (size_t)c->chunk, kvb = m->kv_type == FLOCK_DTYPE_F32 ? 4 : 2;
     size_t kv_dim = (size_t)m->n_kv_head * (size_t)m->head_dim, dff = (size_t)m->d_ff;
     flock_status st;
@@ -277,32 +277,39 @@ static flock_status setup(flock_cuda_exec *c, const void *blob, size_t blob_size
                                c->section);
     if ((st = c->drv->bind(c->drv, err)))
         return st;
-    if ((st = flock_exec_plan_program(p, c->tensors, &c->plan, err)))
+    if ((st = flock_tensors_check(p, c->tensors, err)))
         return st;
+    for (uint32_t i = 0; i < p->n_ops; i++)
+        RETURN_ERROR_IF(p->ops[i].kind == FLOCK_OP_FFN && p->ops[i].ffn_layout != FLOCK_FFN_PACKED,
+                        FLOCK_E_UNSUPPORTED, err, "op %u (ffn, layer %d): the CUDA kernels read the packed FF layout only",
+                        i, p->ops[i].layer);
+    RETURN_ERROR_IF(p->cfg.n_kv_slots > FLOCK_MAX_KV_SLOTS, FLOCK_E_UNSUPPORTED, err,
+                    "program: %d kv slots (at most %d)", p->cfg.n_kv_slots, FLOCK_MAX_KV_SLOTS);
     const flock_cuda_blob_model *m = &c->blob.model;
     c->keep_k = flock_keep_count(keep, m->d_ff);
     c->max_split = cdiv((uint64_t)c->n_ctx, FLOCK_CUDA_ATTN_KEYS);
     c->kerns = calloc(c->blob.n_kernels ? c->blob.n_kernels : 1, sizeof *c->kerns);
     c->ops = calloc(p->n_ops ? p->n_ops : 1, sizeof *c->ops);
     c->w = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *c->w);
-    size_t nf = (size_t)(c->plan.n_ffn > 0 ? c->plan.n_ffn : 1);
+    size_t nf = (size_t)(c->plan->n_ffn > 0 ? c->plan->n_ffn : 1);
     c->dffn = calloc(nf, sizeof *c->dffn);
     c->ffn = calloc(nf, sizeof *c->ffn);
-    c->logits = calloc((c->all_logits ? (size_t)c->n_ctx : 1) * (size_t)c->plan.n_vocab, sizeof(float));
-    if (!c->kerns || !c->ops || !c->w || !c->dffn || !c->ffn || !c->logits)
+    c->logits = calloc((c->all_logits ? (size_t)c->n_ctx : 1) * (size_t)c->plan->n_vocab, sizeof(float));
+    c->ffn_k = calloc(nf, sizeof *c->ffn_k);
+    c->tensor_bytes = calloc(p->n_tensors ? p->n_tensors : 1, sizeof *c->tensor_bytes);
+    if (!c->kerns || !c->ops || !c->w || !c->dffn || !c->ffn || !c->logits || !c->ffn_k || !c->tensor_bytes)
         return flock_error_set(err, FLOCK_E_NOMEM, "CUDA executor: out of memory");
-    int32_t fi = 0;
-    for (uint32_t i = 0; i < p->n_ops; i++) {
-        if (p->ops[i].kind != FLOCK_OP_FFN)
-            continue;
+    for (uint32_t t = 0; t < p->n_tensors; t++)
+        c->tensor_bytes[t] = flock_wmat_bytes(&c->tensors[t]);
+    for (int32_t fi = 0; fi < c->plan->n_ffn; fi++) {
         flock_exec_ffn *f = &c->ffn[fi];
-        f->op = (int32_t)i;
-        f->layer = p->ops[i].layer;
-        f->d_ff = p->ops[i].d_ff;
+        const flock_op *op = &p->ops[c->plan->ffn_op[fi]];
+        f->op = c->plan->ffn_op[fi];
+        f->layer = op->layer;
+        f->d_ff = op->d_ff;
         f->k = -1;
         if (!(f->idx = calloc((size_t)f->d_ff, sizeof *f->idx)))
             return flock_error_set(err, FLOCK_E_NOMEM, "CUDA executor: out of memory");
-        fi++;
     }
     if ((st = c->drv->module_load(c->drv, c->blob.image, c->blob.image_size,
                                   c->blob.image_kind == FLOCK_CUDA_IMAGE_PTX, &c->mod, err)))
@@ -310,11 +317,9 @@ static flock_status setup(flock_cuda_exec *c, const void *blob, size_t blob_size
     for (uint32_t i = 0; i < p->n_ops; i++)
         if ((st = resolve_op(c, (int32_t)i, err)))
             return st;
-    fi = 0;
     for (uint32_t i = 0; i < p->n_ops; i++)
-        if (p->ops[i].kind == FLOCK_OP_FFN)
-            c->ops[i].ffn = fi++;
-    if (c->plan.n_ffn > 0 &&
+        c->ops[i].ffn = c->plan->op_ffn[i];
+    if (c->plan->n_ffn > 0 &&
         ((st = kernel(c, -1, &c->rownorm, err, "flock_griffin_rownorm")) ||
          (st = kernel(c, -1, &c->colsum, err, "flock_griffin_colsum")) ||
          (st = kernel(c, -1, &c->compact, err, "flock_griffin_compact")) ||
@@ -326,16 +331,18 @@ static flock_status setup(flock_cuda_exec *c, const void *blob, size_t blob_size
 }
 
 flock_status flock_cuda_exec_create(flock_cuda_driver *drv, const char *section, const void *blob, size_t blob_size,
-                                    const flock_program *p, const flock_wmat *tensors, double keep, int32_t n_ctx,
-                                    bool all_logits, flock_cuda_exec **out, flock_error *err)
+                                    const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
+                                    double keep, int32_t n_ctx, bool all_logits, flock_cuda_exec **out,
+                                    flock_error *err)
 {
-    if (!drv || !section || !blob || !p || !tensors || !out || n_ctx <= 0)
+    if (!drv || !section || !blob || !p || !plan || !tensors || !out || n_ctx <= 0)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_cuda_exec_create: bad argument");
     flock_cuda_exec *c = calloc(1, sizeof *c);
     if (!c)
         return flock_error_set(err, FLOCK_E_NOMEM, "CUDA executor: out of memory");
     c->drv = drv;
     c->prog = p;
+    c->plan = plan;
     c->tensors = tensors;
     snprintf(c->section, sizeof c->section, "%s", section);
     c->n_ctx = n_ctx;
@@ -371,17 +378,18 @@ void flock_cuda_exec_free(flock_cuda_exec *c)
         d->free(d, c->vc[s]);
     }
     if (c->dffn)
-        for (int32_t f = 0; f < c->plan.n_ffn; f++) {
+        for (int32_t f = 0; f < c->plan->n_ffn; f++) {
             d->free(d, c->dffn[f].stat);
             d->free(d, c->dffn[f].sel);
             d->free(d, c->dffn[f].idx);
         }
     if (c->ffn)
-        for (int32_t f = 0; f < c->plan.n_ffn; f++)
+        for (int32_t f = 0; f < c->plan->n_ffn; f++)
             free(c->ffn[f].idx);
     if (c->mod)
         d->module_unload(d, c->mod);
-    flock_exec_plan_free(&c->plan);
+    free(c->ffn_k);
+    free(c->tensor_bytes);
     free(c->kerns);
     free(c->ops);
     free(c->w);
@@ -395,7 +403,7 @@ void flock_cuda_exec_reset(flock_cuda_exec *c)
 {
     /* The statistic is zeroed when the next prompt starts (cuda_ops.c). */
     c->n_past = 0;
-    for (int32_t i = 0; i < c->plan.n_ffn; i++)
+    for (int32_t i = 0; i < c->plan->n_ffn; i++)
         c->ffn[i].k = -1;
 }
 
@@ -406,7 +414,7 @@ size_t flock_cuda_exec_n_past(const flock_cuda_exec *c)
 
 int32_t flock_cuda_exec_n_vocab(const flock_cuda_exec *c)
 {
-    return c->plan.n_vocab;
+    return c->plan->n_vocab;
 }
 
 const float *flock_cuda_exec_logits(const flock_cuda_exec *c)
@@ -416,12 +424,12 @@ const float *flock_cuda_exec_logits(const flock_cuda_exec *c)
 
 size_t flock_cuda_exec_n_ffn(const flock_cuda_exec *c)
 {
-    return (size_t)c->plan.n_ffn;
+    return (size_t)c->plan->n_ffn;
 }
 
 flock_exec_ffn *flock_cuda_exec_ffn_at(flock_cuda_exec *c, size_t i)
 {
-    return i < (size_t)c->plan.n_ffn ? &c->ffn[i] : NULL;
+    return i < (size_t)c->plan->n_ffn ? &c->ffn[i] : NULL;
 }
 
 int64_t flock_cuda_exec_keep_count(const flock_cuda_exec *c)
@@ -431,5 +439,7 @@ int64_t flock_cuda_exec_keep_count(const flock_cuda_exec *c)
 
 uint64_t flock_cuda_exec_decode_bytes(const flock_cuda_exec *c)
 {
-    return flock_program_decode_bytes(c->prog, c->tensors, c->ffn);
+    for (int32_t i = 0; i < c->plan->n_ffn; i++)
+        c->ffn_k[i] = c->ffn[i].k;
+    return flock_plan_decode_bytes(c->prog, c->plan, c->tensor_bytes, c->ffn_k);
 }

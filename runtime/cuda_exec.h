@@ -3,9 +3,10 @@
  * kernel section that flockc generated for the model, on a device layer
  * (cuda_driver.h). See docs/runtime.md, "CUDA backend".
  *
- * At create: every op is checked against its tensors (flock_exec_plan_program)
- * and against the model facts the kernels were specialized on; every kernel
- * an op needs is resolved by name (a missing one fails with its name); the
+ * At create: the tensors are checked as the kernels read them
+ * (flock_tensors_check; the program's shapes are the verifier's and its
+ * buffer plan is flock_plan_program's) and every op against the model
+ * facts the kernels were specialized on; every kernel an op needs is resolved by name (a missing one fails with its name); the
  * weights are uploaded once; every buffer (value slots, KV caches, attention
  * and FF scratch, GRIFFIN's statistic and selection, logits) is allocated.
  * Running allocates nothing. */
@@ -18,11 +19,13 @@
 typedef struct flock_cuda_exec flock_cuda_exec;
 
 /* `blob` (the kernels section named `section`, e.g. "cuda:sm_90") is
- * borrowed and must outlive the executor, as must `drv`, `p` and `tensors`.
+ * borrowed and must outlive the executor, as must `drv`, `p`, `plan` (p's
+ * flock_plan_program) and `tensors`.
  * `keep` picks the decode kernels (flock_keep_count(keep, d_ff) neurons). */
 flock_status flock_cuda_exec_create(flock_cuda_driver *drv, const char *section, const void *blob, size_t blob_size,
-                                    const flock_program *p, const flock_wmat *tensors, double keep, int32_t n_ctx,
-                                    bool all_logits, flock_cuda_exec **out, flock_error *err);
+                                    const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
+                                    double keep, int32_t n_ctx, bool all_logits, flock_cuda_exec **out,
+                                    flock_error *err);
 void flock_cuda_exec_free(flock_cuda_exec *c);
 
 /* Empties the KV cache (positions), statistic and selection. */

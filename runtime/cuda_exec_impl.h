@@ -39,7 +39,9 @@ struct flock_cuda_exec {
     char section[64];
     flock_cuda_module *mod;
     cuda_kern *kerns;        /* [blob.n_kernels]; fn NULL until first resolved */
-    flock_exec_plan plan;
+    const flock_plan *plan;  /* the program's analysis (flock/plan.h), the model's */
+    uint64_t *tensor_bytes;  /* [n_tensors] as stored on the host, for the decode bytes */
+    int64_t *ffn_k;          /* [n_ffn] scratch for the decode bytes */
     int32_t n_ctx, chunk;
     bool all_logits;
     size_t n_past;

@@ -22,7 +22,7 @@ static unsigned min_u(unsigned a, unsigned b)
 /* Value v's [chunk, width] buffer. */
 static flock_dptr value(const flock_cuda_exec *c, int32_t v)
 {
-    return c->slots + (flock_dptr)c->plan.value_slot[v] * (flock_dptr)c->chunk * (flock_dptr)c->plan.max_width *
+    return c->slots + (flock_dptr)c->plan->value_slot[v] * (flock_dptr)c->chunk * (flock_dptr)c->plan->max_width *
                           sizeof(float);
 }
 
@@ -110,7 +110,7 @@ static flock_status ffn(flock_cuda_exec *c, const flock_op *op, const cuda_op *o
 static flock_status lm_head(flock_cuda_exec *c, const flock_op *op, const cuda_op *o, flock_dptr x, int32_t T,
                             flock_error *err)
 {
-    const int32_t wi = c->prog->values[op->in[0]].width, V = c->plan.n_vocab;
+    const int32_t wi = c->prog->values[op->in[0]].width, V = c->plan->n_vocab;
     flock_dptr W = wptr(c, op->w[0]), null = 0;
     const int32_t rows = c->all_logits ? T : 1;
     for (int32_t r = 0; r < rows; r++) {
@@ -213,9 +213,9 @@ flock_status flock_cuda_exec_run(flock_cuda_exec *c, const int32_t *ids, size_t 
                                "%zu tokens do not fit in the context: %zu already used of %d (needs %zu)", n,
                                c->n_past, c->n_ctx, c->n_past + n);
     for (size_t t = 0; t < n; t++)
-        if (ids[t] < 0 || ids[t] >= c->plan.embed_rows)
+        if (ids[t] < 0 || ids[t] >= c->plan->embed_rows)
             return flock_error_set(err, FLOCK_E_INVALID_ARG, "token %zu is id %d, outside the vocabulary [0, %d)",
-                                   t, ids[t], c->plan.embed_rows);
+                                   t, ids[t], c->plan->embed_rows);
     for (uint32_t i = 0; i < c->prog->n_ops; i++) {
         const flock_op *op = &c->prog->ops[i];
         if (op->kind == FLOCK_OP_POS_EMBED &&
@@ -224,7 +224,7 @@ flock_status flock_cuda_exec_run(flock_cuda_exec *c, const int32_t *ids, size_t 
                                    c->n_past + n - 1, (long long)(c->tensors[op->w[0]].rows - op->pos_offset));
     }
     if (mode == FLOCK_FF_SPARSE)
-        for (int32_t i = 0; i < c->plan.n_ffn; i++)
+        for (int32_t i = 0; i < c->plan->n_ffn; i++)
             if (c->ffn[i].k != c->keep_k)
                 return flock_error_set(err, FLOCK_E_INVALID_ARG,
                                        "no experts are selected for layer %d: run a prompt first", c->ffn[i].layer);
@@ -232,7 +232,7 @@ flock_status flock_cuda_exec_run(flock_cuda_exec *c, const int32_t *ids, size_t 
     if (st != FLOCK_OK)
         return st;
     if (stats && c->n_past == 0) /* a new prompt: its statistic starts at zero */
-        for (int32_t i = 0; i < c->plan.n_ffn; i++)
+        for (int32_t i = 0; i < c->plan->n_ffn; i++)
             if ((st = c->drv->memset8(c->drv, c->dffn[i].stat, 0, (size_t)c->ffn[i].d_ff * sizeof(float), err)))
                 return st;
     size_t step = mode == FLOCK_FF_SPARSE ? 1 : (size_t)c->chunk;
@@ -250,7 +250,7 @@ flock_status flock_cuda_exec_select_griffin(flock_cuda_exec *c, flock_error *err
     flock_status st0 = c->drv->bind(c->drv, err);
     if (st0 != FLOCK_OK)
         return st0;
-    for (int32_t i = 0; i < c->plan.n_ffn; i++) {
+    for (int32_t i = 0; i < c->plan->n_ffn; i++) {
         cuda_ffn *f = &c->dffn[i];
         LAUNCH(c->rank, c->rank->info.grid[0], 1, 1, &f->stat, &f->sel);
         LAUNCH(c->compact, 1, 1, 1, &f->sel, &f->idx);
@@ -268,7 +268,7 @@ flock_status flock_cuda_exec_upload_selection(flock_cuda_exec *c, flock_error *e
     flock_status st0 = c->drv->bind(c->drv, err);
     if (st0 != FLOCK_OK)
         return st0;
-    for (int32_t i = 0; i < c->plan.n_ffn; i++) {
+    for (int32_t i = 0; i < c->plan->n_ffn; i++) {
         const flock_exec_ffn *f = &c->ffn[i];
         if (f->k != c->keep_k)
             return flock_error_set(err, FLOCK_E_INTERNAL, "layer %d: %lld experts selected, the kernels take %lld",

@@ -12,6 +12,7 @@
 
 #include "cpu_jit_loader.h"
 #include "flock/ir.h"
+#include "flock/plan.h"
 #include "kernels.h"
 #include "threads.h"
 
@@ -36,9 +37,11 @@ typedef enum flock_ff_mode {
     FLOCK_FF_SPARSE = 1, /* the selected neurons only */
 } flock_ff_mode;
 
-/* `tensors[i]` is program tensor i (1-D tensors as rows = 1; vectors used by
- * norms and biases must be F32). The executor keeps the pointers. */
-flock_status flock_exec_create(const flock_program *p, const flock_wmat *tensors,
+/* `p` must be verified and `plan` its analysis (flock_plan_program);
+ * `tensors[i]` is program tensor i (1-D tensors as rows = 1; vectors used by
+ * norms and biases must be F32). The executor keeps the pointers: p, plan
+ * and tensors must outlive it. */
+flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
                                const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
                                bool all_logits, flock_exec **out, flock_error *err);
 void flock_exec_free(flock_exec *e);
@@ -49,28 +52,9 @@ void flock_exec_free(flock_exec *e);
  * Returns how many ops got a generated kernel, or -1 when out of memory
  * (then nothing changed). Call before running, not in the token loop. */
 int flock_exec_use_jit(flock_exec *e, const flock_cpu_jit *j, double keep);
-/* What validation and the buffer plan found, for another backend that runs
- * the same program (cuda_exec.c): value_slot [n_values] (malloc'd; -1 for
- * the token ids and the logits) shares slots of [chunk, max_width] floats by
- * lifetime, as this executor does. Free with flock_exec_plan_free. */
-typedef struct flock_exec_plan {
-    int32_t n_vocab, embed_rows, head_op;
-    int32_t max_width, max_dff, n_ffn, n_slots;
-    int32_t kv_width[FLOCK_MAX_KV_SLOTS];
-    int32_t *value_slot;
-} flock_exec_plan;
-/* Checks every op against its tensors (shapes, dtypes; as flock_exec_create)
- * and plans the value slots; allocates no executor buffers. */
-flock_status flock_exec_plan_program(const flock_program *p, const flock_wmat *tensors, flock_exec_plan *out,
-                                     flock_error *err);
-void flock_exec_plan_free(flock_exec_plan *plan);
-/* Weights read per decode step (flock_exec_decode_bytes) with ffn[i].k the
- * kept count of FFN op i (in op order; < 0: all). */
-uint64_t flock_program_decode_bytes(const flock_program *p, const flock_wmat *tensors, const flock_exec_ffn *ffn);
-
-/* Frequency of ROPE op's rotation pair i (of rope_dim/2), with its scaling
- * (linear, Llama 3) applied. */
-double flock_rope_freq(const flock_op *op, int32_t i);
+/* The tensors an op of p reads, as a backend's kernels see them: present,
+ * with their reference's shape, vectors f32, matrices f32/f16/bf16. */
+flock_status flock_tensors_check(const flock_program *p, const flock_wmat *tensors, flock_error *err);
 
 /* Empties the KV cache, statistic and selection. */
 void flock_exec_reset(flock_exec *e);

@@ -11,6 +11,7 @@
 
 struct flock_exec {
     const flock_program *prog;
+    const flock_plan *plan;
     const flock_wmat *tensors;
     const flock_kernel_table *k;
     flock_pool *pool;
@@ -19,7 +20,7 @@ struct flock_exec {
     bool all_logits;
     size_t n_past;
 
-    /* from validation */
+    /* from the plan */
     int32_t n_vocab, embed_rows, head_op;
     int32_t max_width, max_dff, max_rope_dim;
     int32_t max_heads, max_head_dim; /* over ATTENTION ops */
@@ -27,7 +28,7 @@ struct flock_exec {
     int32_t kv_width[FLOCK_MAX_KV_SLOTS];
 
     /* buffers */
-    int32_t *value_slot; /* [n_values]; -1 for token ids and logits */
+    const int32_t *value_slot; /* [n_values]; -1 for token ids and logits (the plan's) */
     int32_t n_slots;
     float *slot_mem;     /* [n_slots][chunk][max_width] */
     float *kcache[FLOCK_MAX_KV_SLOTS], *vcache[FLOCK_MAX_KV_SLOTS]; /* [n_ctx][kv_width] */
@@ -44,7 +45,9 @@ struct flock_exec {
     flock_cpu_ffn_kernels *gen_ffn; /* [n_ffn]: up/down NULL where none */
     int64_t *gen_k;                 /* [n_ffn]: the k the kernel was generated for */
     flock_cpu_matvec_fn *gen_mv;    /* [n_ops]: LINEAR / LM_HEAD, NULL where none */
-    int32_t *op_ffn;     /* [n_ops]: index into ffn, or -1 */
+    const int32_t *op_ffn; /* [n_ops]: index into ffn, or -1 (the plan's) */
+    uint64_t *tensor_bytes; /* [n_tensors]: as stored, for the decode bytes */
+    int64_t *ffn_k;         /* [n_ffn]: scratch for the decode bytes */
 };
 
 /* The [chunk, width] buffer of value v. */

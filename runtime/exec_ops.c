@@ -241,35 +241,17 @@ static void op_layernorm(const flock_op *op, const float *x, int32_t T, float *o
     }
 }
 
-double flock_rope_freq(const flock_op *op, int32_t i)
-{
-    double f = pow(op->rope_theta, -2.0 * i / op->rope_dim);
-    if (op->rope_scaling == FLOCK_ROPE_SCALING_LLAMA3) {
-        double lo = op->rope_low_freq_factor, hi = op->rope_high_freq_factor, orig = op->rope_orig_ctx;
-        double wavelen = 2 * M_PI / f;
-        if (orig <= 0 || lo <= 0 || hi <= lo)
-            return f / op->rope_factor;
-        if (wavelen < orig / hi)
-            return f;
-        if (wavelen > orig / lo)
-            return f / op->rope_factor;
-        double smooth = (orig / wavelen - lo) / (hi - lo);
-        return (1 - smooth) * f / op->rope_factor + smooth * f;
-    }
-    if (op->rope_scaling == FLOCK_ROPE_SCALING_LINEAR)
-        return f / op->rope_factor;
-    return f;
-}
-
-static void op_rope(flock_exec *e, const flock_op *op, const float *x, int32_t T, float *out, int32_t width)
+static void op_rope(flock_exec *e, const flock_op *op, int32_t i_op, const float *x, int32_t T, float *out,
+                    int32_t width)
 {
     int32_t half = op->rope_dim / 2, hd = op->head_dim;
+    const double *freq = e->plan->rope_freq + e->plan->rope_at[i_op]; /* with the op's scaling */
     float *cs = e->rope_cs;
     memcpy(out, x, (size_t)T * width * sizeof(float));
     for (int32_t t = 0; t < T; t++) {
         double pos = (double)(e->n_past + (size_t)t);
         for (int32_t i = 0; i < half; i++) {
-            double a = pos * flock_rope_freq(op, i);
+            double a = pos * freq[i];
             cs[2 * i] = (float)cos(a);
             cs[2 * i + 1] = (float)sin(a);
         }
@@ -572,7 +554,7 @@ flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const i
         break;
     }
     case FLOCK_OP_ROPE:
-        op_rope(e, op, x, T, out, wo);
+        op_rope(e, op, i, x, T, out, wo);
         break;
     case FLOCK_OP_ATTENTION:
         op_attention(e, op, x, flock_exec_value(e, op->in[1]), flock_exec_value(e, op->in[2]), T, out);

@@ -70,6 +70,11 @@ typedef struct flock_wmat {
     const void *data;  /* rows*cols elements, row-major */
 } flock_wmat;
 
+static inline uint64_t flock_wmat_bytes(const flock_wmat *w)
+{
+    return (uint64_t)w->rows * (uint64_t)w->cols * flock_dtype_size(w->dtype);
+}
+
 static inline const void *flock_wmat_row(const flock_wmat *w, int64_t r)
 {
     return (const uint8_t *)w->data + (size_t)r * (size_t)w->cols * flock_dtype_size(w->dtype);

@@ -19,6 +19,8 @@ static flock_status load_program(flock_model *m, flock_error *err)
         return st;
     st = flock_program_deserialize(data, size, &m->prog, err);
     free(data);
+    if (st == FLOCK_OK)
+        st = flock_plan_program(m->prog, &m->plan, err);
     return st ? flock_error_prefix(err, st, "program section") : FLOCK_OK;
 }
 
@@ -34,17 +36,26 @@ static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_e
     flock_status st = flock_bundle_tensor_info(m->bundle, (size_t)bi, &info);
     if (st != FLOCK_OK)
         return flock_error_set(err, st, "tensor '%s': no table entry", r->name);
-    uint64_t n_ref = 1, n_info = 1;
-    for (uint32_t d = 0; d < r->n_dims && d < 4; d++)
-        n_ref *= r->shape[d];
-    for (uint32_t d = 0; d < info.n_dims && d < 4; d++)
-        n_info *= info.shape[d];
-    if (info.dtype != r->dtype || n_ref != n_info || info.nbytes != n_info * flock_dtype_size(info.dtype))
+    /* The exact shape, once: the verifier checked the program's shapes
+     * against its ops, so the executors trust them. */
+    bool same = info.dtype == r->dtype && info.n_dims == r->n_dims;
+    uint64_t n_info = 1;
+    char want[96] = "", got[96] = "";
+    for (uint32_t d = 0; d < 4; d++) {
+        if (d < info.n_dims)
+            n_info *= info.shape[d];
+        same = same && (d >= r->n_dims || info.shape[d] == r->shape[d]);
+        if (d < r->n_dims)
+            snprintf(want + strlen(want), sizeof want - strlen(want), d ? ", %llu" : "%llu",
+                     (unsigned long long)r->shape[d]);
+        if (d < info.n_dims)
+            snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %llu" : "%llu",
+                     (unsigned long long)info.shape[d]);
+    }
+    if (!same || info.nbytes != n_info * flock_dtype_size(info.dtype))
         return flock_error_set(err, FLOCK_E_CORRUPT,
-                               "tensor '%s': the program expects %s with %llu elements, the bundle holds %s "
-                               "with %llu (%llu bytes)",
-                               r->name, flock_dtype_name(r->dtype), (unsigned long long)n_ref,
-                               flock_dtype_name(info.dtype), (unsigned long long)n_info,
+                               "tensor '%s': the program expects %s [%s], the bundle holds %s [%s] (%llu bytes)",
+                               r->name, flock_dtype_name(r->dtype), want, flock_dtype_name(info.dtype), got,
                                (unsigned long long)info.nbytes);
     flock_wmat *w = &m->tensors[i];
     w->dtype = info.dtype;
@@ -204,6 +215,7 @@ void flock_model_free(flock_model *m)
     free(m->keeps);
     flock_model_tok_free(m->tok);
     flock_cpu_jit_free(m->jit);
+    flock_plan_free(&m->plan);
     flock_program_free(m->prog);
     flock_bundle_close(m->bundle);
     free(m);

@@ -13,6 +13,7 @@
 struct flock_model {
     flock_bundle *bundle;
     flock_program *prog;
+    flock_plan plan;       /* prog's analysis, shared by every session's backend */
     flock_wmat *tensors;   /* [prog->n_tensors] */
     void **owned;          /* [prog->n_tensors]: memory we allocated (decompressed / converted), or NULL */
     uint64_t weight_bytes;

@@ -72,8 +72,10 @@ static flock_op *add_op(flock_program *p, flock_op_kind kind, int layer, int32_t
     op->out = out;
     op->n_in = n_in;
     op->in[0] = a;
-    op->in[1] = b;
-    op->in[2] = c;
+    op->in[1] = n_in > 1 ? b : -1;
+    op->in[2] = n_in > 2 ? c : -1;
+    for (int i = 3; i < FLOCK_OP_MAX_IN; i++)
+        op->in[i] = -1;
     for (int i = 0; i < FLOCK_OP_MAX_W; i++)
         op->w[i] = -1;
     return op;
@@ -147,8 +149,10 @@ static void build_program(tiny_model *m)
     p->values[0].dtype = FLOCK_DTYPE_I32;
     p->values[0].width = 1;
     p->n_values = 1;
-    p->cfg = (flock_model_config){.n_layer = L, .d_model = d, .n_vocab = c->vocab, .n_ctx = m->n_pos,
-                                  .n_kv_slots = L, .kv_width = kw, .d_ff = c->d_ff};
+    /* OPT's position table holds n_ctx + its offset of 2 rows */
+    p->cfg = (flock_model_config){.n_layer = L, .d_model = d, .n_vocab = c->vocab,
+                                  .n_ctx = c->opt ? m->n_pos - 2 : m->n_pos, .n_kv_slots = L, .kv_width = kw,
+                                  .d_ff = c->d_ff};
     snprintf(p->cfg.arch, sizeof p->cfg.arch, "%s", c->opt ? "opt" : "llama");
 
     int32_t x = add_value(p, "emb", d);

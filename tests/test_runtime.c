@@ -446,7 +446,11 @@ static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int 
     assert_int_equal(flock_pool_create(threads, &pool), FLOCK_OK);
     flock_exec *e;
     flock_error err = {0};
-    flock_status st = flock_exec_create(&m.prog, m.tensors, k, pool, 24, true, &e, &err);
+    flock_plan plan;
+    flock_status st = flock_plan_program(&m.prog, &plan, &err);
+    if (st != FLOCK_OK)
+        fail_msg("plan: %s", err.msg);
+    st = flock_exec_create(&m.prog, &plan, m.tensors, k, pool, 24, true, &e, &err);
     if (st != FLOCK_OK)
         fail_msg("exec_create: %s", err.msg);
     flock_exec_set_chunk(e, chunk);
@@ -521,6 +525,7 @@ static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int 
         free(kept[l]);
     free(z), free(logits), free(logits_full);
     flock_exec_free(e);
+    flock_plan_free(&plan);
     flock_pool_free(pool);
     tiny_model_free(&m);
 }
@@ -605,8 +610,17 @@ static void test_exec_corrupt_programs(void **state)
         }
         flock_exec *e;
         flock_error err = {0};
-        if (flock_exec_create(&m.prog, m.tensors, flock_kernels_best(), pool, 16, false, &e, &err) != FLOCK_OK) {
+        flock_plan plan;
+        /* the load path: verify and plan the program, then the executor */
+        if (flock_plan_program(&m.prog, &plan, &err) != FLOCK_OK) {
             assert_true(strlen(err.msg) > 0);
+            refused++;
+            continue;
+        }
+        if (flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_best(), pool, 16, false, &e, &err) !=
+            FLOCK_OK) {
+            assert_true(strlen(err.msg) > 0);
+            flock_plan_free(&plan);
             refused++;
             continue;
         }
@@ -621,6 +635,7 @@ static void test_exec_corrupt_programs(void **state)
             flock_exec_run(e, ids + 5, 1, FLOCK_FF_SPARSE, false, &err);
         }
         flock_exec_free(e);
+        flock_plan_free(&plan);
     }
     print_message("corrupted programs: %d refused, %d ran\n", refused, ran);
     assert_true(refused > 0 && ran > 0);
@@ -646,10 +661,14 @@ static void test_exec_rejects_bad_program(void **state)
             m.tensors[m.prog.ops[i].w[0]].cols += 1;
             break;
         }
-    assert_int_equal(flock_exec_create(&m.prog, m.tensors, flock_kernels_scalar(), pool, 16, false, &e, &err),
-                     FLOCK_E_CORRUPT);
+    flock_plan plan;
+    assert_int_equal(flock_plan_program(&m.prog, &plan, &err), FLOCK_OK);
+    assert_int_equal(
+        flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_scalar(), pool, 16, false, &e, &err),
+        FLOCK_E_CORRUPT);
     assert_ptr_equal(e, (flock_exec *)0x1);
     assert_non_null(strstr(err.msg, "linear"));
+    flock_plan_free(&plan);
     flock_pool_free(pool);
     tiny_model_free(&m);
 }
