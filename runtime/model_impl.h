@@ -5,6 +5,7 @@
 
 #include "cpu_jit_loader.h"
 #include "exec.h"
+#include "flock/bundle.h"
 #include "flock/flock.h"
 #include "flock/ir.h"
 #include "griffin.h"

@@ -1,6 +1,7 @@
 /* The end-to-end tests on the tiny trained model of test_runtime (see runtime_e2e.h). */
 #include "test_util.h"
 
+#include "flock/bundle.h"
 #include "flock/flock.h"
 #include "runtime_e2e.h"
 

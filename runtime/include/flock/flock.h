@@ -30,7 +30,7 @@
 #ifndef FLOCK_FLOCK_H
 #define FLOCK_FLOCK_H
 
-#include "flock/formats.h"
+#include "flock/status.h"
 
 #include <stdbool.h>
 #include <stddef.h>

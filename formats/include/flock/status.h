@@ -1,0 +1,121 @@
+/*
+ * flock/status.h - the base of every flock library: status values and error
+ * messages, the numeric storage types, the kept-neuron count, file mappings.
+ *
+ * Conventions for the whole project:
+ *  - functions that can fail return flock_status and, when `err` is non-NULL,
+ *    fill it with a message naming what is wrong (offset, key, tensor, expected
+ *    vs found); `err` may be NULL everywhere, and the status is the same with
+ *    or without it;
+ *  - on failure `*out` is left untouched;
+ *  - every *_free / *_close accepts NULL.
+ */
+#ifndef FLOCK_STATUS_H
+#define FLOCK_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================== */
+/* Status and errors                                                        */
+/* ======================================================================== */
+
+/* Only grows at the end (values are part of the ABI). */
+typedef enum flock_status {
+    FLOCK_OK = 0,
+    FLOCK_E_INVALID_ARG, /* bad argument: NULL, out of range, unknown flag value */
+    FLOCK_E_IO,          /* open, read, write or mmap failed */
+    FLOCK_E_NOMEM,       /* allocation failed */
+    FLOCK_E_TRUNCATED,   /* input ends before a structure it declares */
+    FLOCK_E_CORRUPT,     /* a field holds an impossible value */
+    FLOCK_E_CHECKSUM,    /* a checksum does not match */
+    FLOCK_E_VERSION,     /* a newer, unsupported format version */
+    FLOCK_E_UNSUPPORTED, /* well-formed but not supported (architecture, dtype, quant type) */
+    FLOCK_E_NOT_FOUND,   /* a key, tensor or section is absent */
+    FLOCK_E_TYPE,        /* a key exists but holds another type */
+    FLOCK_E_RANGE,       /* beyond a limit, e.g. a prompt longer than the context */
+    FLOCK_E_DEVICE,      /* GPU driver or runtime failure */
+    FLOCK_E_INTERNAL,    /* a bug in flock */
+    FLOCK_STATUS_COUNT
+} flock_status;
+
+/* A short constant name for a status ("truncated input", ...). Never NULL. */
+const char *flock_status_str(flock_status s);
+
+/* Detailed error, filled by the function that failed. */
+typedef struct flock_error {
+    flock_status status;
+    char msg[512];
+} flock_error;
+
+/* printf-style: fills `err` (when non-NULL) with `st` and the message.
+ * Returns `st`, with or without `err`. */
+flock_status flock_error_set(flock_error *err, flock_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prefixes the message already in `err` with more context ("tensor 'x': ...")
+ * and sets err->status to `st` (when `err` is non-NULL). Returns `st`, with
+ * or without `err`: a caller forwards the failing callee's status. */
+flock_status flock_error_prefix(flock_error *err, flock_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ======================================================================== */
+/* Numeric storage types                                                    */
+/* ======================================================================== */
+
+typedef enum flock_dtype {
+    FLOCK_DTYPE_F32 = 0,
+    FLOCK_DTYPE_F16 = 1,
+    FLOCK_DTYPE_BF16 = 2,
+    FLOCK_DTYPE_I32 = 3,
+    FLOCK_DTYPE_U8 = 4,
+    FLOCK_DTYPE_COUNT
+} flock_dtype;
+
+size_t flock_dtype_size(flock_dtype t);        /* bytes per element; 0 if invalid */
+const char *flock_dtype_name(flock_dtype t);   /* "f32", "f16", ...; "?" if invalid */
+/* Parses "f32" / "f16" / "bf16" (case-insensitive). */
+flock_status flock_dtype_parse(const char *s, flock_dtype *out);
+
+float flock_f16_to_f32(uint16_t h);
+uint16_t flock_f32_to_f16(float f);   /* round to nearest even; overflow -> inf */
+float flock_bf16_to_f32(uint16_t h);
+uint16_t flock_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
+
+/* Converts n floats to `dst_type` (f32, f16 or bf16) / back to f32. */
+flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void *dst, size_t n);
+flock_status flock_convert_to_f32(flock_dtype src_type, const void *src, float *dst, size_t n);
+
+/* GRIFFIN's kept-neuron count for a keep ratio: floor(keep * d_ff), at
+ * least 1 and at most d_ff; 0 when keep is not > 0 (or NaN) or d_ff <= 0.
+ * Computed in double with an allowance of 1e-7 * d_ff, which absorbs the
+ * binary representation of decimal ratios (0.29 * 100 is 28.999999999999996
+ * in double; 0.7f * 1000 is 699.99998 in float: both must give 29 and 700),
+ * so that a ratio given as a float (the CUDA kernel table) or a double (the
+ * runtime's options) gives the same count. A product whose true fractional
+ * part exceeds 1 - 1e-7 * d_ff rounds up (for d_ff = 11008: above .9989). The one function the compiler, the code generators and
+ * the runtime use (kernels are specialized on the count). */
+int64_t flock_keep_count(double keep, int64_t d_ff);
+
+/* ======================================================================== */
+/* Files                                                                    */
+/* ======================================================================== */
+
+/* A read-only memory mapping of a whole file. */
+typedef struct flock_file_map {
+    const uint8_t *data;
+    size_t size;
+} flock_file_map;
+
+flock_status flock_map_file(const char *path, flock_file_map *out, flock_error *err);
+void flock_unmap_file(flock_file_map *m); /* accepts a zeroed map */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLOCK_STATUS_H */
