@@ -178,237 +178,235 @@ static int run_once(flock_session *s, int32_t n_vocab, const int32_t *prompt, si
     return 0;
 }
 
-int flock_cmd_bench(int argc, char **argv)
-{
-    long long P = 128, G = 64, R = 3;
+/* ---- parse ------------------------------------------------------------------ */
+
+typedef struct bench_opts {
+    long long P, G, R;
     double keeps[BENCH_MAX_KEEPS];
-    int n_keeps = 0;
-    flock_select_mode mode = FLOCK_SELECT_GRIFFIN;
-    int threads = 0;
-    flock_device device = FLOCK_DEVICE_AUTO;
-    bool json = false;
-    flock_kernel_choice kchoice[FLOCK_KERNELS_CHOICE_COUNT] = {FLOCK_KERNELS_AUTO};
-    int n_kchoice = 1;
-    const char *bundle = NULL;
+    int n_keeps; /* 0: 1.0 and the bundle's compiled ratios */
+    flock_select_mode mode;
+    int threads;
+    flock_device device;
+    bool json;
+    flock_kernel_choice kchoice[FLOCK_KERNELS_CHOICE_COUNT];
+    int n_kchoice;
+    const char *bundle;
+} bench_opts;
+
+/* A comma-separated list into out[cap] through parse_one; false when an
+ * item does not parse, there are too many, or none. */
+static bool parse_list(const char *v, int cap, int *n, bool (*parse_one)(const char *, int, void *), void *out)
+{
+    char *dup = strdup(v), *save = NULL;
+    *n = 0;
+    bool ok = dup != NULL;
+    for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; ok && t; t = strtok_r(NULL, ",", &save))
+        ok = *n < cap && parse_one(t, (*n)++, out);
+    free(dup);
+    return ok && *n > 0;
+}
+
+static bool parse_keep(const char *t, int i, void *out)
+{
+    return flock_cli_parse_double(t, 1e-9, 1.0, &((double *)out)[i]);
+}
+
+static bool parse_kernels(const char *t, int i, void *out)
+{
+    return flock_kernel_choice_parse(t, &((flock_kernel_choice *)out)[i]) == FLOCK_OK;
+}
+
+/* Returns -1 when the options are good (run the benchmark), else the exit code. */
+static int parse_args(int argc, char **argv, bench_opts *o)
+{
+    *o = (bench_opts){.P = 128, .G = 64, .R = 3, .mode = FLOCK_SELECT_GRIFFIN, .device = FLOCK_DEVICE_AUTO,
+                      .kchoice = {FLOCK_KERNELS_AUTO}, .n_kchoice = 1};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
         long long ll;
 #define OPT(name) ((r = flock_cli_opt_value("bench", argc, argv, &i, name, &v)) != 0)
+#define BAD(...) return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", __VA_ARGS__)
         if (flock_cli_is_help(argv[i])) {
             help(stdout);
             return FLOCK_EXIT_OK;
         } else if (OPT("--prompt-len")) {
-            if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 20, &P))
-                return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", "bad --prompt-len '%s'", v);
+            if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 20, &o->P))
+                BAD("bad --prompt-len '%s'", v);
         } else if (OPT("--gen-len")) {
-            if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 20, &G))
-                return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", "bad --gen-len '%s'", v);
+            if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 20, &o->G))
+                BAD("bad --gen-len '%s'", v);
         } else if (OPT("--repeats")) {
-            if (r < 0 || !flock_cli_parse_int(v, 1, BENCH_MAX_REPEATS, &R))
-                return r < 0 ? FLOCK_EXIT_USAGE
-                             : flock_cli_usage_error("bench", "bad --repeats '%s' (1 to %d)", v, BENCH_MAX_REPEATS);
+            if (r < 0 || !flock_cli_parse_int(v, 1, BENCH_MAX_REPEATS, &o->R))
+                BAD("bad --repeats '%s' (1 to %d)", v, BENCH_MAX_REPEATS);
         } else if (OPT("--threads")) {
             if (r < 0 || !flock_cli_parse_int(v, 1, 256, &ll))
-                return r < 0 ? FLOCK_EXIT_USAGE : flock_cli_usage_error("bench", "bad --threads '%s'", v);
-            threads = (int)ll;
+                BAD("bad --threads '%s'", v);
+            o->threads = (int)ll;
         } else if (OPT("--kernels")) {
-            if (r < 0)
-                return FLOCK_EXIT_USAGE;
-            char *dup = strdup(v), *save = NULL;
-            n_kchoice = 0;
-            for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
-                if (n_kchoice == FLOCK_KERNELS_CHOICE_COUNT ||
-                    flock_kernel_choice_parse(t, &kchoice[n_kchoice]) != FLOCK_OK) {
-                    free(dup);
-                    return flock_cli_usage_error("bench", "bad --kernels list '%s' (auto, generated, portable)", v);
-                }
-                n_kchoice++;
-            }
-            free(dup);
-            if (!n_kchoice)
-                return flock_cli_usage_error("bench", "empty --kernels list");
+            if (r < 0 || !parse_list(v, FLOCK_KERNELS_CHOICE_COUNT, &o->n_kchoice, parse_kernels, o->kchoice))
+                BAD("bad --kernels list '%s' (auto, generated, portable)", v);
         } else if (OPT("--select")) {
-            if (r < 0 || flock_select_mode_parse(v, &mode) != FLOCK_OK)
-                return r < 0 ? FLOCK_EXIT_USAGE
-                             : flock_cli_usage_error("bench", "bad --select '%s' (griffin, magnitude, random)", v);
+            if (r < 0 || flock_select_mode_parse(v, &o->mode) != FLOCK_OK)
+                BAD("bad --select '%s' (griffin, magnitude, random)", v);
         } else if (OPT("--device")) {
-            if (r < 0)
-                return FLOCK_EXIT_USAGE;
-            if (flock_device_parse(v, &device) != FLOCK_OK)
-                return flock_cli_usage_error("bench", "bad --device '%s' (cpu, cuda or auto)", v);
+            if (r < 0 || flock_device_parse(v, &o->device) != FLOCK_OK)
+                BAD("bad --device '%s' (cpu, cuda or auto)", v);
         } else if (OPT("--keep")) {
-            if (r < 0)
-                return FLOCK_EXIT_USAGE;
-            char *dup = strdup(v), *save = NULL;
-            n_keeps = 0;
-            for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
-                if (n_keeps == BENCH_MAX_KEEPS || !flock_cli_parse_double(t, 1e-9, 1.0, &keeps[n_keeps])) {
-                    free(dup);
-                    return flock_cli_usage_error("bench", "bad --keep list '%s'", v);
-                }
-                n_keeps++;
-            }
-            free(dup);
-            if (!n_keeps)
-                return flock_cli_usage_error("bench", "empty --keep list");
+            if (r < 0 || !parse_list(v, BENCH_MAX_KEEPS, &o->n_keeps, parse_keep, o->keeps))
+                BAD("bad --keep list '%s'", v);
         } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (argv[i][0] == '-' || bundle) {
+            o->json = true;
+        } else if (argv[i][0] == '-' || o->bundle) {
             return flock_cli_usage_error("bench", "unexpected argument '%s'", argv[i]);
         } else {
-            bundle = argv[i];
+            o->bundle = argv[i];
         }
+#undef BAD
 #undef OPT
     }
-    if (!bundle)
+    if (!o->bundle)
         return flock_cli_usage_error("bench", "needs a BUNDLE");
+    return -1;
+}
 
-    flock_model *m = NULL;
-    flock_error err = {0};
-    /* The device first: --device cuda fails before the model is loaded. */
-    flock_device used_device;
+/* ---- measure ----------------------------------------------------------------- */
+
+/* What one benchmark run measured. */
+typedef struct bench_result {
+    bench_row *rows; /* [n_rows]: keep ratio ki with kernel choice c at ki * n_kchoice + c */
+    int n_rows;
+    int threads;
+    flock_device device;   /* what the sessions ran on (auto may fall back to the CPU) */
     char device_note[512];
-    if (flock_device_resolve(device, &used_device, device_note, sizeof device_note, &err) != FLOCK_OK) {
-        fprintf(stderr, "flock bench: %s (%s)\n", err.msg, flock_status_str(err.status));
-        return FLOCK_EXIT_FAIL;
-    }
-    double t_load = now_s();
-    if (flock_model_open(bundle, NULL, &m, &err) != FLOCK_OK) {
-        fprintf(stderr, "flock bench: %s (%s)\n", err.msg, flock_status_str(err.status));
-        return FLOCK_EXIT_FAIL;
-    }
-    t_load = now_s() - t_load;
-    int32_t n_vocab = flock_model_n_vocab(m);
-    if (n_keeps == 0) {
-        keeps[n_keeps++] = 1.0;
-        size_t nk;
-        const double *k = flock_model_keep_ratios(m, &nk);
-        for (size_t i = 0; i < nk && n_keeps < BENCH_MAX_KEEPS; i++)
-            if (k[i] < 1.0)
-                keeps[n_keeps++] = k[i];
-    }
-    if (P + G > flock_model_n_ctx(m)) {
-        fprintf(stderr, "flock bench: prompt %lld + generation %lld tokens exceed the model's context of %d\n", P, G,
-                flock_model_n_ctx(m));
-        flock_model_free(m);
-        return FLOCK_EXIT_FAIL;
-    }
-    /* prompt: the paragraph's tokens, cycled to P */
-    int32_t *prompt = malloc((size_t)P * sizeof *prompt), *para = malloc(512 * sizeof *para);
+    const char *kernels;   /* the last row's kernels */
+    double load_s, peak_mb, copy_gbs, read_gbs;
+} bench_result;
+
+/* The paragraph's tokens, cycled to P after the BOS (when the model has one). */
+static flock_status bench_prompt(flock_model *m, long long P, int32_t *prompt, flock_error *err)
+{
+    int32_t para[512];
     size_t n_para = 0;
-    int n_rows = n_keeps * n_kchoice;
-    bench_row *rows = calloc((size_t)n_rows, sizeof *rows);
-    int rc = FLOCK_EXIT_FAIL, used_threads = 0;
-    const char *kernels = "?"; /* points into the last row (a session's string dies with it) */
-    if (!prompt || !para || !rows ||
-        flock_tokenize(m, bench_text, sizeof bench_text - 1, false, para, 512, &n_para, &err) != FLOCK_OK ||
-        n_para == 0) {
-        fprintf(stderr, "flock bench: cannot tokenize the benchmark prompt: %s\n", err.msg);
-        goto out;
-    }
+    flock_status st = flock_tokenize(m, bench_text, sizeof bench_text - 1, false, para, 512, &n_para, err);
+    if (st == FLOCK_OK && n_para == 0)
+        st = flock_error_set(err, FLOCK_E_INVALID_ARG, "the benchmark paragraph has no tokens");
+    if (st != FLOCK_OK)
+        return st;
     size_t off = 0;
     if (flock_model_bos(m) >= 0)
         prompt[off++] = flock_model_bos(m);
     for (; off < (size_t)P; off++)
         prompt[off] = para[off % n_para];
+    return FLOCK_OK;
+}
 
-    for (int ri = 0; ri < n_rows; ri++) {
-        int ki = ri / n_kchoice;
+/* Every (keep, kernels) row: a session, a warm-up, R timed repeats; then
+ * the peak memory and the machine's bandwidth. Returns 0, or -1 after
+ * printing why. */
+static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, bench_result *res)
+{
+    int32_t n_vocab = flock_model_n_vocab(m);
+    flock_error err = {0};
+    for (int ri = 0; ri < res->n_rows; ri++) {
+        int ki = ri / o->n_kchoice;
         flock_session_opts so = flock_session_default_opts();
-        so.keep = keeps[ki];
-        so.kernels = kchoice[ri % n_kchoice];
-        so.select = mode;
-        so.threads = threads;
-        so.n_ctx = (int32_t)(P + G);
-        so.device = device;
+        so.keep = o->keeps[ki];
+        so.kernels = o->kchoice[ri % o->n_kchoice];
+        so.select = o->mode;
+        so.threads = o->threads;
+        so.n_ctx = (int32_t)(o->P + o->G);
+        so.device = o->device;
         flock_session *s = NULL;
         if (flock_session_create(m, &so, &s, &err) != FLOCK_OK) {
-            fprintf(stderr, "flock bench: keep %g: %s\n", keeps[ki], err.msg);
-            goto out;
+            fprintf(stderr, "flock bench: keep %g: %s\n", o->keeps[ki], err.msg);
+            return -1;
         }
-        bench_row *row = &rows[ri];
-        row->keep = keeps[ki];
+        bench_row *row = &res->rows[ri];
+        row->keep = o->keeps[ki];
         double d0, d1, d2;
-        if (run_once(s, n_vocab, prompt, (size_t)P, G < 8 ? G : 8, &d0, &d1, &d2) != 0) { /* warm-up */
+        int bad = run_once(s, n_vocab, prompt, (size_t)o->P, o->G < 8 ? o->G : 8, &d0, &d1, &d2); /* warm-up */
+        for (int r = 0; !bad && r < o->R; r++) {
+            bad = run_once(s, n_vocab, prompt, (size_t)o->P, o->G, &row->ttft_ms[r], &row->prefill_tps[r],
+                           &row->decode_tps[r]);
+            if (!o->json)
+                fprintf(stderr, "\r[bench] keep %g: repeat %d/%lld", o->keeps[ki], r + 1, o->R);
+        }
+        if (bad) {
             fprintf(stderr, "flock bench: %s\n", flock_session_error(s));
             flock_session_free(s);
-            goto out;
-        }
-        for (int r = 0; r < R; r++) {
-            if (run_once(s, n_vocab, prompt, (size_t)P, G, &row->ttft_ms[r], &row->prefill_tps[r], &row->decode_tps[r]) != 0) {
-                fprintf(stderr, "flock bench: %s\n", flock_session_error(s));
-                flock_session_free(s);
-                goto out;
-            }
-            if (!json)
-                fprintf(stderr, "\r[bench] keep %g: repeat %d/%lld", keeps[ki], r + 1, R);
+            return -1;
         }
         row->bytes_per_token = flock_session_decode_bytes(s);
-        used_threads = flock_session_threads(s);
-        /* what the session ran on (auto may fall back to the CPU: no kernels for the GPU) */
-        used_device = flock_session_device(s);
-        snprintf(device_note, sizeof device_note, "%s", flock_session_device_note(s));
+        res->threads = flock_session_threads(s);
+        res->device = flock_session_device(s);
+        snprintf(res->device_note, sizeof res->device_note, "%s", flock_session_device_note(s));
         snprintf(row->kernels, sizeof row->kernels, "%s", flock_session_kernels(s));
-        kernels = row->kernels;
+        res->kernels = row->kernels;
         row->ok = 1;
         flock_session_free(s);
     }
-    if (!json)
+    if (!o->json)
         fprintf(stderr, "\r%60s\r", "");
-
     /* peak memory of the model and its sessions, before the bandwidth buffers */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double peak_mb = (double)ru.ru_maxrss / 1024.0;
-    double copy_gbs = 0, read_gbs = 0;
-    if (measure_bandwidth(used_threads > 0 ? used_threads : 1, &copy_gbs, &read_gbs) != 0)
+    res->peak_mb = (double)ru.ru_maxrss / 1024.0;
+    if (measure_bandwidth(res->threads > 0 ? res->threads : 1, &res->copy_gbs, &res->read_gbs) != 0)
         fprintf(stderr, "flock bench: not enough memory to measure bandwidth\n");
+    return 0;
+}
+
+/* ---- report ------------------------------------------------------------------ */
+
+static void report(flock_model *m, const bench_opts *o, const bench_result *res)
+{
+    long long P = o->P, G = o->G, R = o->R;
     /* speed-ups against keep 1.0 with the same kernel choice */
     double base_dec[FLOCK_KERNELS_CHOICE_COUNT] = {0};
-    for (int ri = 0; ri < n_rows; ri++)
-        if (rows[ri].keep == 1.0) {
+    for (int ri = 0; ri < res->n_rows; ri++)
+        if (res->rows[ri].keep == 1.0) {
             double lo, hi;
-            base_dec[ri % n_kchoice] = median(rows[ri].decode_tps, (int)R, &lo, &hi);
+            base_dec[ri % o->n_kchoice] = median(res->rows[ri].decode_tps, (int)R, &lo, &hi);
         }
     const char *model_k_why = "";
     const char *model_k = flock_model_cpu_kernels(m, &model_k_why);
-
-    if (json) {
+    if (o->json) {
         printf("{\"bundle\":");
-        flock_cli_json_str(stdout, bundle);
+        flock_cli_json_str(stdout, o->bundle);
         printf(",\"arch\":");
         flock_cli_json_str(stdout, flock_model_arch(m));
-        printf(",\"device\":\"%s\",\"device_note\":", flock_device_name(used_device));
-        flock_cli_json_str(stdout, device_note);
+        printf(",\"device\":\"%s\",\"device_note\":", flock_device_name(res->device));
+        flock_cli_json_str(stdout, res->device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
                "\"repeats\":%lld,\"select\":\"%s\",\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
                "\"peak_rss_mb\":%.1f,",
-               used_threads, kernels, P, G, R, flock_select_mode_name(mode), t_load, copy_gbs, read_gbs, peak_mb);
+               res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), res->load_s, res->copy_gbs,
+               res->read_gbs, res->peak_mb);
         printf("\"generated_kernels\":");
         flock_cli_json_str(stdout, model_k ? model_k : "");
         printf(",\"generated_fallback\":");
         flock_cli_json_str(stdout, model_k_why);
         printf(",\"results\":[");
     } else {
-        printf("%s: %s, %d threads (%s kernels), prompt %lld tokens, %lld decode steps, %lld repeats, %s\n", bundle,
-               flock_model_arch(m), used_threads, kernels, P, G, R, flock_select_mode_name(mode));
-        printf("device: %s\n", device_note);
+        printf("%s: %s, %d threads (%s kernels), prompt %lld tokens, %lld decode steps, %lld repeats, %s\n", o->bundle,
+               flock_model_arch(m), res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode));
+        printf("device: %s\n", res->device_note);
         printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; peak RSS %.1f MB; load %.2f s\n",
-               copy_gbs, read_gbs, peak_mb, t_load);
+               res->copy_gbs, res->read_gbs, res->peak_mb, res->load_s);
         printf("generated kernels: %s%s%s\n", model_k ? model_k : "none", model_k ? "" : " - ", model_k_why);
-        printf("%-26s %6s %10s %11s %11s %9s %15s %9s %7s %8s\n", "kernels", "keep", "TTFT ms", "prefill t/s", "decode t/s",
-               "ms/token", "(min-max t/s)", "MB/token", "GB/s", "vs keep1");
+        printf("%-26s %6s %10s %11s %11s %9s %15s %9s %7s %8s\n", "kernels", "keep", "TTFT ms", "prefill t/s",
+               "decode t/s", "ms/token", "(min-max t/s)", "MB/token", "GB/s", "vs keep1");
     }
-    for (int ri = 0; ri < n_rows; ri++) {
-        bench_row *row = &rows[ri];
+    for (int ri = 0; ri < res->n_rows; ri++) {
+        const bench_row *row = &res->rows[ri];
         double lo, hi, plo, phi, tlo, thi;
         double dec = median(row->decode_tps, (int)R, &lo, &hi);
         double pre = median(row->prefill_tps, (int)R, &plo, &phi);
         double ttft = median(row->ttft_ms, (int)R, &tlo, &thi);
         double mb = (double)row->bytes_per_token / 1e6, gbs = (double)row->bytes_per_token * dec / 1e9;
-        double base = base_dec[ri % n_kchoice], speedup = base > 0 ? dec / base : NAN;
-        if (json) {
+        double base = base_dec[ri % o->n_kchoice], speedup = base > 0 ? dec / base : NAN;
+        if (o->json) {
             printf("%s{\"kernels\":\"%s\",\"keep\":%g,\"ttft_ms\":%.3f,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.3f,"
                    "\"decode_tok_s_min\":%.3f,\"decode_tok_s_max\":%.3f,\"ms_per_token\":%.4f,"
                    "\"weight_bytes_per_token\":%llu,\"achieved_gbs\":%.3f,\"speedup_vs_keep1\":",
@@ -417,16 +415,60 @@ int flock_cmd_bench(int argc, char **argv)
             flock_cli_json_double(stdout, speedup);
             printf("}");
         } else {
-            printf("%-26s %6g %10.2f %11.1f %11.2f %9.3f %7.2f-%-7.2f %9.2f %7.2f %8.3f\n", row->kernels, row->keep, ttft, pre, dec,
-                   1e3 / dec, lo, hi, mb, gbs, speedup);
+            printf("%-26s %6g %10.2f %11.1f %11.2f %9.3f %7.2f-%-7.2f %9.2f %7.2f %8.3f\n", row->kernels, row->keep,
+                   ttft, pre, dec, 1e3 / dec, lo, hi, mb, gbs, speedup);
         }
     }
-    if (json)
+    if (o->json)
         printf("]}\n");
-    rc = FLOCK_EXIT_OK;
-out:
-    free(rows);
-    free(para);
+}
+
+/* ---- the command ------------------------------------------------------------- */
+
+int flock_cmd_bench(int argc, char **argv)
+{
+    bench_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    flock_error err = {0};
+    bench_result res = {.kernels = "?"};
+    /* The device first: --device cuda fails before the model is loaded. */
+    if (flock_device_resolve(o.device, &res.device, res.device_note, sizeof res.device_note, &err) != FLOCK_OK) {
+        fprintf(stderr, "flock bench: %s (%s)\n", err.msg, flock_status_str(err.status));
+        return FLOCK_EXIT_FAIL;
+    }
+    flock_model *m = NULL;
+    double t0 = now_s();
+    if (flock_model_open(o.bundle, NULL, &m, &err) != FLOCK_OK) {
+        fprintf(stderr, "flock bench: %s (%s)\n", err.msg, flock_status_str(err.status));
+        return FLOCK_EXIT_FAIL;
+    }
+    res.load_s = now_s() - t0;
+    if (o.n_keeps == 0) {
+        o.keeps[o.n_keeps++] = 1.0;
+        size_t nk;
+        const double *k = flock_model_keep_ratios(m, &nk);
+        for (size_t i = 0; i < nk && o.n_keeps < BENCH_MAX_KEEPS; i++)
+            if (k[i] < 1.0)
+                o.keeps[o.n_keeps++] = k[i];
+    }
+    rc = FLOCK_EXIT_FAIL;
+    int32_t *prompt = malloc((size_t)o.P * sizeof *prompt);
+    res.n_rows = o.n_keeps * o.n_kchoice;
+    res.rows = calloc((size_t)res.n_rows, sizeof *res.rows);
+    if (o.P + o.G > flock_model_n_ctx(m))
+        fprintf(stderr, "flock bench: prompt %lld + generation %lld tokens exceed the model's context of %d\n", o.P,
+                o.G, flock_model_n_ctx(m));
+    else if (!prompt || !res.rows)
+        fprintf(stderr, "flock bench: out of memory\n");
+    else if (bench_prompt(m, o.P, prompt, &err) != FLOCK_OK)
+        fprintf(stderr, "flock bench: cannot tokenize the benchmark prompt: %s\n", err.msg);
+    else if (measure(m, &o, prompt, &res) == 0) {
+        report(m, &o, &res);
+        rc = FLOCK_EXIT_OK;
+    }
+    free(res.rows);
     free(prompt);
     flock_model_free(m);
     return rc;
