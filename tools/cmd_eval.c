@@ -246,31 +246,32 @@ typedef struct text_result {
     flock_ppl_acc acc;
 } text_result;
 
-/* Prompt of window w: [BOS] + P text tokens, then C continuation tokens. */
-static int eval_text(flock_model *m, const eval_args *a)
+/* The first W windows of P + C tokens of the text (fewer, said, when the
+ * text is short): *toks holds W * (P + C) tokens. Returns 0 or -1 after
+ * printing why. */
+static int text_windows(flock_model *m, const eval_args *a, int32_t **toks_out, size_t *W_out)
 {
     size_t len;
     char *text = read_file(a->text, &len);
     if (!text)
-        return FLOCK_EXIT_FAIL;
-    int32_t bos = flock_model_bos(m);
-    size_t P = (size_t)a->prompt_len, C = (size_t)a->cont_len, W = (size_t)a->windows;
-    size_t per = P + C, need = per * W;
+        return -1;
+    size_t per = (size_t)(a->prompt_len + a->cont_len), W = (size_t)a->windows, need = per * W;
     /* tokenize only as much text as the windows need (about 4 bytes a token, grown if short) */
     size_t take = need * 6 < len ? need * 6 : len, n_tok = 0;
     int32_t *toks = NULL;
     flock_error err = {0};
+    int rc = -1;
     for (;;) {
         size_t cap = take + 16;
         int32_t *t = realloc(toks, cap * sizeof *t);
         if (!t) {
             fprintf(stderr, "flock eval: out of memory\n");
-            goto fail;
+            goto out;
         }
         toks = t;
         if (flock_tokenize(m, text, take, false, toks, cap, &n_tok, &err) != FLOCK_OK) {
             fprintf(stderr, "flock eval: tokenizing '%s': %s\n", a->text, err.msg);
-            goto fail;
+            goto out;
         }
         if (n_tok >= need || take == len)
             break;
@@ -280,21 +281,37 @@ static int eval_text(flock_model *m, const eval_args *a)
         W = n_tok / per;
         if (W == 0) {
             fprintf(stderr, "flock eval: '%s' has %zu tokens, fewer than one window of %zu\n", a->text, n_tok, per);
-            goto fail;
+            goto out;
         }
         fprintf(stderr, "flock eval: text has %zu tokens: %zu windows instead of %lld\n", n_tok, W, a->windows);
     }
-    size_t has_bos = bos >= 0;
+    *toks_out = toks;
+    toks = NULL;
+    *W_out = W;
+    rc = 0;
+out:
+    free(toks);
+    free(text);
+    return rc;
+}
+
+/* Scores W windows: the full model gives the reference distributions of
+ * the C continuation positions; every (mode, keep) session is scored
+ * against them. res[n_res] is the full model. Returns 0 or -1 after
+ * printing why. */
+static int score_text(flock_model *m, const eval_args *a, const int32_t *toks, size_t W, text_result *res,
+                      int n_res)
+{
+    int32_t bos = flock_model_bos(m);
+    size_t P = (size_t)a->prompt_len, C = (size_t)a->cont_len, per = P + C, has_bos = bos >= 0;
     int32_t n_ctx = (int32_t)(P + C + has_bos);
     size_t V = (size_t)flock_model_n_vocab(m);
     float *ref = malloc(C * V * sizeof *ref);
     int32_t *prompt = malloc((P + 1) * sizeof *prompt);
-    int n_res = a->n_modes * a->n_keeps;
-    text_result *res = calloc((size_t)n_res + 1, sizeof *res);
     flock_session *full = open_session(m, a, 1.0, FLOCK_SELECT_GRIFFIN, n_ctx);
     flock_session **ss = calloc((size_t)n_res, sizeof *ss);
-    int rc = FLOCK_EXIT_FAIL;
-    if (!ref || !prompt || !res || !ss || !full)
+    int rc = -1;
+    if (!ref || !prompt || !ss || !full)
         goto out;
     for (int mi = 0; mi < a->n_modes; mi++)
         for (int ki = 0; ki < a->n_keeps; ki++) {
@@ -312,30 +329,27 @@ static int eval_text(flock_model *m, const eval_args *a)
             prompt[0] = bos;
         memcpy(prompt + has_bos, win, P * sizeof *prompt);
         const int32_t *cont = win + P;
-        /* the full model: reference distributions for the C scored positions */
         flock_session_reset(full);
         if (flock_session_prefill(full, prompt, P + has_bos) != FLOCK_OK)
-            goto session_fail_full;
+            goto full_fail;
         for (size_t j = 0; j < C; j++) {
             const float *lg = flock_session_last_logits(full);
             memcpy(ref + j * V, lg, V * sizeof *ref);
             flock_ppl_add(&fr->acc, ref + j * V, ref + j * V, V, (size_t)cont[j]);
             if (j + 1 < C && flock_session_decode(full, &cont[j], 1) != FLOCK_OK)
-                goto session_fail_full;
+                goto full_fail;
         }
         for (int i = 0; i < n_res; i++) {
             flock_session *s = ss[i];
             flock_session_reset(s);
-            if (flock_session_prefill(s, prompt, P + has_bos) != FLOCK_OK) {
+            bool ok = flock_session_prefill(s, prompt, P + has_bos) == FLOCK_OK;
+            for (size_t j = 0; ok && j < C; j++) {
+                flock_ppl_add(&res[i].acc, flock_session_last_logits(s), ref + j * V, V, (size_t)cont[j]);
+                ok = j + 1 == C || flock_session_decode(s, &cont[j], 1) == FLOCK_OK;
+            }
+            if (!ok) {
                 fprintf(stderr, "flock eval: %s\n", flock_session_error(s));
                 goto out;
-            }
-            for (size_t j = 0; j < C; j++) {
-                flock_ppl_add(&res[i].acc, flock_session_last_logits(s), ref + j * V, V, (size_t)cont[j]);
-                if (j + 1 < C && flock_session_decode(s, &cont[j], 1) != FLOCK_OK) {
-                    fprintf(stderr, "flock eval: %s\n", flock_session_error(s));
-                    goto out;
-                }
             }
         }
         if (!a->json)
@@ -343,6 +357,25 @@ static int eval_text(flock_model *m, const eval_args *a)
     }
     if (!a->json)
         fprintf(stderr, "\n");
+    rc = 0;
+    goto out;
+full_fail:
+    fprintf(stderr, "flock eval: full model: %s\n", flock_session_error(full));
+out:
+    if (ss)
+        for (int i = 0; i < n_res; i++)
+            flock_session_free(ss[i]);
+    free(ss);
+    flock_session_free(full);
+    free(prompt);
+    free(ref);
+    return rc;
+}
+
+static void report_text(const eval_args *a, size_t W, const text_result *res, int n_res)
+{
+    size_t P = (size_t)a->prompt_len, C = (size_t)a->cont_len;
+    const text_result *fr = &res[n_res];
     double full_ppl = flock_ppl_value(&fr->acc);
     if (a->json) {
         printf("{\"mode\":\"text\",\"file\":");
@@ -352,7 +385,7 @@ static int eval_text(flock_model *m, const eval_args *a)
         flock_cli_json_double(stdout, full_ppl);
         printf(",\"results\":[");
         for (int i = 0; i <= n_res; i++) {
-            text_result *r = &res[i];
+            const text_result *r = &res[i];
             printf("%s{\"select\":\"%s\",\"keep\":%g,\"ppl\":", i ? "," : "",
                    i == n_res ? "full" : flock_select_mode_name(r->mode), r->keep);
             flock_cli_json_double(stdout, flock_ppl_value(&r->acc));
@@ -365,36 +398,37 @@ static int eval_text(flock_model *m, const eval_args *a)
             printf("}");
         }
         printf("]}\n");
-    } else {
-        printf("%zu windows x (%zu prompt + %zu scored) tokens of %s\n", W, P, C, a->text);
-        printf("%-10s %6s %10s %9s %10s %10s\n", "select", "keep", "ppl", "ppl/full", "top1-agree", "mean-KL");
-        for (int i = n_res; i >= 0; i--) {
-            text_result *r = &res[i];
-            printf("%-10s %6.3g %10.4f %9.4f %10.4f %10.5f\n", i == n_res ? "full" : flock_select_mode_name(r->mode),
-                   r->keep, flock_ppl_value(&r->acc), flock_ppl_value(&r->acc) / full_ppl, flock_ppl_top1(&r->acc),
-                   flock_ppl_mean_kl(&r->acc));
-        }
+        return;
     }
-    rc = FLOCK_EXIT_OK;
-    goto out;
-session_fail_full:
-    fprintf(stderr, "flock eval: full model: %s\n", flock_session_error(full));
-out:
-    if (ss)
-        for (int i = 0; i < n_res; i++)
-            flock_session_free(ss[i]);
-    free(ss);
-    flock_session_free(full);
+    printf("%zu windows x (%zu prompt + %zu scored) tokens of %s\n", W, P, C, a->text);
+    printf("%-10s %6s %10s %9s %10s %10s\n", "select", "keep", "ppl", "ppl/full", "top1-agree", "mean-KL");
+    for (int i = n_res; i >= 0; i--) {
+        const text_result *r = &res[i];
+        printf("%-10s %6.3g %10.4f %9.4f %10.4f %10.5f\n", i == n_res ? "full" : flock_select_mode_name(r->mode),
+               r->keep, flock_ppl_value(&r->acc), flock_ppl_value(&r->acc) / full_ppl, flock_ppl_top1(&r->acc),
+               flock_ppl_mean_kl(&r->acc));
+    }
+}
+
+/* Prompt of window w: [BOS] + P text tokens, then C continuation tokens. */
+static int eval_text(flock_model *m, const eval_args *a)
+{
+    int32_t *toks = NULL;
+    size_t W = 0;
+    if (text_windows(m, a, &toks, &W) != 0)
+        return FLOCK_EXIT_FAIL;
+    int n_res = a->n_modes * a->n_keeps;
+    text_result *res = calloc((size_t)n_res + 1, sizeof *res);
+    int rc = FLOCK_EXIT_FAIL;
+    if (!res)
+        fprintf(stderr, "flock eval: out of memory\n");
+    else if (score_text(m, a, toks, W, res, n_res) == 0) {
+        report_text(a, W, res, n_res);
+        rc = FLOCK_EXIT_OK;
+    }
     free(res);
-    free(prompt);
-    free(ref);
     free(toks);
-    free(text);
     return rc;
-fail:
-    free(toks);
-    free(text);
-    return FLOCK_EXIT_FAIL;
 }
 
 /* ---- generation mode ----------------------------------------------------- */
@@ -457,23 +491,60 @@ static void add_rouge(double sums[3], const char *cand, const char *ref)
     }
 }
 
-static int eval_jsonl(flock_model *m, const eval_args *a)
+/* One line of the prompts file: its "article", "summary_gt" and "stop"
+ * strings (default "###"), pointing into obj. */
+typedef struct gen_prompt {
+    json_object *obj;
+    const char *article, *ref;
+    const char *stops[4];
+    size_t n_stops;
+} gen_prompt;
+
+/* Returns 0, or -1 after printing what is wrong with the line. */
+static int parse_prompt(const char *line, const char *file, size_t lineno, gen_prompt *p)
 {
-    FILE *f = fopen(a->jsonl, "r");
-    if (!f) {
-        fprintf(stderr, "flock eval: cannot open '%s'\n", a->jsonl);
-        return FLOCK_EXIT_FAIL;
+    json_object *art, *gt, *stop;
+    *p = (gen_prompt){.obj = json_tokener_parse(line), .stops = {"###"}, .n_stops = 1};
+    if (!p->obj || !json_object_object_get_ex(p->obj, "article", &art) ||
+        !json_object_object_get_ex(p->obj, "summary_gt", &gt) || !json_object_is_type(art, json_type_string) ||
+        !json_object_is_type(gt, json_type_string)) {
+        fprintf(stderr, "flock eval: %s:%zu: not a JSON object with string \"article\" and \"summary_gt\"\n", file,
+                lineno);
+        json_object_put(p->obj);
+        p->obj = NULL;
+        return -1;
     }
-    int n_res = a->n_modes * a->n_keeps;
-    int32_t n_ctx = flock_model_n_ctx(m) < 4096 ? flock_model_n_ctx(m) : 4096;
-    gen_result *res = calloc((size_t)n_res + 1, sizeof *res);
+    if (json_object_object_get_ex(p->obj, "stop", &stop) && json_object_is_type(stop, json_type_array)) {
+        p->n_stops = 0;
+        for (size_t i = 0; i < json_object_array_length(stop) && p->n_stops < 4; i++) {
+            json_object *e = json_object_array_get_idx(stop, i);
+            if (json_object_is_type(e, json_type_string))
+                p->stops[p->n_stops++] = json_object_get_string(e);
+        }
+    }
+    p->article = json_object_get_string(art);
+    p->ref = json_object_get_string(gt);
+    return 0;
+}
+
+/* The counts of one generation run. */
+typedef struct gen_counts {
+    size_t done, skipped; /* prompts scored; longer than the context */
+    int32_t n_ctx;
+} gen_counts;
+
+/* Generates for each prompt of f with the full model (res[n_res]) and every
+ * (mode, keep) session, adding ROUGE against the reference and against the
+ * full model's text. Returns 0 or -1 after printing why. */
+static int score_gen(flock_model *m, const eval_args *a, FILE *f, gen_result *res, int n_res, gen_counts *c)
+{
     flock_session **ss = calloc((size_t)n_res + 1, sizeof *ss);
-    int32_t *ids = malloc((size_t)n_ctx * sizeof *ids);
+    int32_t *ids = malloc((size_t)c->n_ctx * sizeof *ids);
     flock_sampler *smp = NULL;
     gen_buf full_out = {0}, out = {0};
     char *line = NULL;
-    size_t line_cap = 0, done = 0, skipped = 0, lineno = 0;
-    int rc = FLOCK_EXIT_FAIL;
+    size_t line_cap = 0, lineno = 0;
+    int rc = -1;
     flock_error err = {0};
     flock_sampler_opts so = flock_sampler_default_opts();
     so.temperature = (float)a->temp;
@@ -481,13 +552,13 @@ static int eval_jsonl(flock_model *m, const eval_args *a)
     so.top_p = 1;
     so.min_p = 0;
     so.seed = a->seed;
-    if (!res || !ids || !ss)
+    if (!ids || !ss)
         goto out;
     if (flock_sampler_create(&so, flock_model_n_vocab(m), &smp, &err) != FLOCK_OK) {
         fprintf(stderr, "flock eval: %s\n", err.msg);
         goto out;
     }
-    if (!(ss[n_res] = open_session(m, a, 1.0, FLOCK_SELECT_GRIFFIN, n_ctx)))
+    if (!(ss[n_res] = open_session(m, a, 1.0, FLOCK_SELECT_GRIFFIN, c->n_ctx)))
         goto out;
     res[n_res].keep = 1.0;
     for (int mi = 0; mi < a->n_modes; mi++)
@@ -495,79 +566,69 @@ static int eval_jsonl(flock_model *m, const eval_args *a)
             int i = mi * a->n_keeps + ki;
             res[i].mode = a->modes[mi];
             res[i].keep = a->keeps[ki];
-            if (!(ss[i] = open_session(m, a, res[i].keep, res[i].mode, n_ctx)))
+            if (!(ss[i] = open_session(m, a, res[i].keep, res[i].mode, c->n_ctx)))
                 goto out;
         }
-    while (done < (size_t)a->n_prompts && getline(&line, &line_cap, f) > 0) {
-        lineno++;
-        json_object *obj = json_tokener_parse(line), *art, *gt, *stop;
-        if (!obj || !json_object_object_get_ex(obj, "article", &art) ||
-            !json_object_object_get_ex(obj, "summary_gt", &gt) || !json_object_is_type(art, json_type_string) ||
-            !json_object_is_type(gt, json_type_string)) {
-            fprintf(stderr, "flock eval: %s:%zu: not a JSON object with string \"article\" and \"summary_gt\"\n",
-                    a->jsonl, lineno);
-            json_object_put(obj);
+    while (c->done < (size_t)a->n_prompts && getline(&line, &line_cap, f) > 0) {
+        gen_prompt p;
+        if (parse_prompt(line, a->jsonl, ++lineno, &p) != 0)
             goto out;
-        }
-        const char *stops[4] = {"###"};
-        size_t n_stops = 1;
-        if (json_object_object_get_ex(obj, "stop", &stop) && json_object_is_type(stop, json_type_array)) {
-            n_stops = 0;
-            for (size_t i = 0; i < json_object_array_length(stop) && n_stops < 4; i++) {
-                json_object *e = json_object_array_get_idx(stop, i);
-                if (json_object_is_type(e, json_type_string))
-                    stops[n_stops++] = json_object_get_string(e);
-            }
-        }
-        const char *article = json_object_get_string(art);
         size_t n = 0;
-        flock_status st = flock_tokenize(m, article, strlen(article), true, ids, (size_t)n_ctx, &n, &err);
-        if (st == FLOCK_E_RANGE || n + (size_t)a->cont_len > (size_t)n_ctx) {
-            skipped++; /* longer than the context */
-            json_object_put(obj);
-            continue;
-        }
-        if (st != FLOCK_OK) {
+        flock_status st = flock_tokenize(m, p.article, strlen(p.article), true, ids, (size_t)c->n_ctx, &n, &err);
+        bool fail = false;
+        if (st == FLOCK_E_RANGE || (st == FLOCK_OK && n + (size_t)a->cont_len > (size_t)c->n_ctx)) {
+            c->skipped++; /* longer than the context */
+        } else if (st != FLOCK_OK) {
             fprintf(stderr, "flock eval: %s:%zu: %s\n", a->jsonl, lineno, err.msg);
-            json_object_put(obj);
-            goto out;
-        }
-        const char *ref = json_object_get_string(gt);
-        if (gen_one(ss[n_res], smp, ids, n, (size_t)a->cont_len, stops, n_stops, &full_out) != 0) {
-            json_object_put(obj);
-            goto out;
-        }
-        add_rouge(res[n_res].r_ref, full_out.s, ref);
-        add_rouge(res[n_res].r_full, full_out.s, full_out.s);
-        res[n_res].n++;
-        for (int i = 0; i < n_res; i++) {
-            if (gen_one(ss[i], smp, ids, n, (size_t)a->cont_len, stops, n_stops, &out) != 0) {
-                json_object_put(obj);
-                goto out;
+            fail = true;
+        } else {
+            fail = gen_one(ss[n_res], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &full_out) != 0;
+            if (!fail) {
+                add_rouge(res[n_res].r_ref, full_out.s, p.ref);
+                add_rouge(res[n_res].r_full, full_out.s, full_out.s);
+                res[n_res].n++;
             }
-            add_rouge(res[i].r_ref, out.s, ref);
-            add_rouge(res[i].r_full, out.s, full_out.s);
-            res[i].n++;
+            for (int i = 0; !fail && i < n_res; i++) {
+                fail = gen_one(ss[i], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &out) != 0;
+                if (!fail) {
+                    add_rouge(res[i].r_ref, out.s, p.ref);
+                    add_rouge(res[i].r_full, out.s, full_out.s);
+                    res[i].n++;
+                }
+            }
+            c->done += !fail;
+            if (!fail && !a->json)
+                fprintf(stderr, "\r[eval] prompt %zu/%lld", c->done, a->n_prompts);
         }
-        json_object_put(obj);
-        done++;
-        if (!a->json)
-            fprintf(stderr, "\r[eval] prompt %zu/%lld", done, a->n_prompts);
+        json_object_put(p.obj);
+        if (fail)
+            goto out;
     }
     if (!a->json)
         fprintf(stderr, "\n");
-    if (done == 0) {
-        fprintf(stderr, "flock eval: no usable prompt in '%s' (%zu longer than the context of %d)\n", a->jsonl,
-                skipped, n_ctx);
-        goto out;
-    }
+    rc = 0;
+out:
+    if (ss)
+        for (int i = 0; i <= n_res; i++)
+            flock_session_free(ss[i]);
+    free(ss);
+    flock_sampler_free(smp);
+    free(full_out.s);
+    free(out.s);
+    free(line);
+    free(ids);
+    return rc;
+}
+
+static void report_gen(const eval_args *a, const gen_result *res, int n_res, const gen_counts *c)
+{
     if (a->json) {
         printf("{\"mode\":\"generate\",\"file\":");
         flock_cli_json_str(stdout, a->jsonl);
         printf(",\"prompts\":%zu,\"skipped_too_long\":%zu,\"max_new_tokens\":%lld,\"temperature\":%g,\"results\":[",
-               done, skipped, a->cont_len, a->temp);
+               c->done, c->skipped, a->cont_len, a->temp);
         for (int i = n_res; i >= 0; i--) {
-            gen_result *r = &res[i];
+            const gen_result *r = &res[i];
             printf("%s{\"select\":\"%s\",\"keep\":%g", i == n_res ? "" : ",",
                    i == n_res ? "full" : flock_select_mode_name(r->mode), r->keep);
             const char *names[3] = {"rouge1", "rouge2", "rougeL"};
@@ -580,30 +641,41 @@ static int eval_jsonl(flock_model *m, const eval_args *a)
             printf("}");
         }
         printf("]}\n");
-    } else {
-        printf("%zu prompts of %s (%zu skipped: longer than the context), up to %lld new tokens, temp %g\n", done,
-               a->jsonl, skipped, a->cont_len, a->temp);
-        printf("%-10s %6s | %7s %7s %7s | vs full: %7s %7s %7s\n", "select", "keep", "R-1", "R-2", "R-L", "R-1", "R-2",
-               "R-L");
-        for (int i = n_res; i >= 0; i--) {
-            gen_result *r = &res[i];
-            double d = (double)r->n;
-            printf("%-10s %6.3g | %7.4f %7.4f %7.4f |          %7.4f %7.4f %7.4f\n",
-                   i == n_res ? "full" : flock_select_mode_name(r->mode), r->keep, r->r_ref[0] / d, r->r_ref[1] / d,
-                   r->r_ref[2] / d, r->r_full[0] / d, r->r_full[1] / d, r->r_full[2] / d);
+        return;
+    }
+    printf("%zu prompts of %s (%zu skipped: longer than the context), up to %lld new tokens, temp %g\n", c->done,
+           a->jsonl, c->skipped, a->cont_len, a->temp);
+    printf("%-10s %6s | %7s %7s %7s | vs full: %7s %7s %7s\n", "select", "keep", "R-1", "R-2", "R-L", "R-1", "R-2",
+           "R-L");
+    for (int i = n_res; i >= 0; i--) {
+        const gen_result *r = &res[i];
+        double d = (double)r->n;
+        printf("%-10s %6.3g | %7.4f %7.4f %7.4f |          %7.4f %7.4f %7.4f\n",
+               i == n_res ? "full" : flock_select_mode_name(r->mode), r->keep, r->r_ref[0] / d, r->r_ref[1] / d,
+               r->r_ref[2] / d, r->r_full[0] / d, r->r_full[1] / d, r->r_full[2] / d);
+    }
+}
+
+static int eval_jsonl(flock_model *m, const eval_args *a)
+{
+    FILE *f = fopen(a->jsonl, "r");
+    if (!f) {
+        fprintf(stderr, "flock eval: cannot open '%s'\n", a->jsonl);
+        return FLOCK_EXIT_FAIL;
+    }
+    int n_res = a->n_modes * a->n_keeps;
+    gen_counts c = {.n_ctx = flock_model_n_ctx(m) < 4096 ? flock_model_n_ctx(m) : 4096};
+    gen_result *res = calloc((size_t)n_res + 1, sizeof *res);
+    int rc = FLOCK_EXIT_FAIL;
+    if (res && score_gen(m, a, f, res, n_res, &c) == 0) {
+        if (c.done == 0)
+            fprintf(stderr, "flock eval: no usable prompt in '%s' (%zu longer than the context of %d)\n", a->jsonl,
+                    c.skipped, c.n_ctx);
+        else {
+            report_gen(a, res, n_res, &c);
+            rc = FLOCK_EXIT_OK;
         }
     }
-    rc = FLOCK_EXIT_OK;
-out:
-    if (ss)
-        for (int i = 0; i <= n_res; i++)
-            flock_session_free(ss[i]);
-    free(ss);
-    flock_sampler_free(smp);
-    free(full_out.s);
-    free(out.s);
-    free(line);
-    free(ids);
     free(res);
     fclose(f);
     return rc;
