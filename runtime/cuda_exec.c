@@ -277,14 +277,8 @@ static flock_status setup(flock_cuda_exec *c, const void *blob, size_t blob_size
                                c->section);
     if ((st = c->drv->bind(c->drv, err)))
         return st;
-    if ((st = flock_tensors_check(p, c->tensors, err)))
+    if ((st = flock_program_check_runnable(p, c->tensors, err)))
         return st;
-    for (uint32_t i = 0; i < p->n_ops; i++)
-        RETURN_ERROR_IF(p->ops[i].kind == FLOCK_OP_FFN && p->ops[i].ffn_layout != FLOCK_FFN_PACKED,
-                        FLOCK_E_UNSUPPORTED, err, "op %u (ffn, layer %d): the CUDA kernels read the packed FF layout only",
-                        i, p->ops[i].layer);
-    RETURN_ERROR_IF(p->cfg.n_kv_slots > FLOCK_MAX_KV_SLOTS, FLOCK_E_UNSUPPORTED, err,
-                    "program: %d kv slots (at most %d)", p->cfg.n_kv_slots, FLOCK_MAX_KV_SLOTS);
     const flock_cuda_blob_model *m = &c->blob.model;
     c->keep_k = flock_keep_count(keep, m->d_ff);
     c->max_split = cdiv((uint64_t)c->n_ctx, FLOCK_CUDA_ATTN_KEYS);

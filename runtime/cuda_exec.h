@@ -4,7 +4,7 @@
  * (cuda_driver.h). See docs/runtime.md, "CUDA backend".
  *
  * At create: the tensors are checked as the kernels read them
- * (flock_tensors_check; the program's shapes are the verifier's and its
+ * (flock_program_check_runnable; the program's shapes are the verifier's and its
  * buffer plan is flock_plan_program's) and every op against the model
  * facts the kernels were specialized on; every kernel an op needs is resolved by name (a missing one fails with its name); the
  * weights are uploaded once; every buffer (value slots, KV caches, attention

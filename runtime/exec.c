@@ -29,7 +29,7 @@ static const flock_wmat *wt(const flock_exec *e, int32_t id)
  * cols), and is a dtype the kernels read (matrices f32/f16/bf16, vectors
  * f32; the magnitude ranking i32). The shapes against the ops are the
  * verifier's; the bundle against the program, the loader's. */
-flock_status flock_tensors_check(const flock_program *p, const flock_wmat *tensors, flock_error *err)
+static flock_status tensors_check(const flock_program *p, const flock_wmat *tensors, flock_error *err)
 {
     for (uint32_t i = 0; i < p->n_ops; i++) {
         const flock_op *op = &p->ops[i];
@@ -59,9 +59,7 @@ flock_status flock_tensors_check(const flock_program *p, const flock_wmat *tenso
     return FLOCK_OK;
 }
 
-/* The CPU executor's own rules: the packed FF layout, at most
- * FLOCK_MAX_KV_SLOTS KV caches, and the tensors as its kernels read them. */
-static flock_status check_program(const flock_program *p, const flock_wmat *tensors, flock_error *err)
+flock_status flock_program_check_runnable(const flock_program *p, const flock_wmat *tensors, flock_error *err)
 {
     RETURN_ERROR_IF(p->cfg.n_kv_slots > FLOCK_MAX_KV_SLOTS, FLOCK_E_UNSUPPORTED, err,
                     "program: %d kv slots (at most %d)", p->cfg.n_kv_slots, FLOCK_MAX_KV_SLOTS);
@@ -71,7 +69,7 @@ static flock_status check_program(const flock_program *p, const flock_wmat *tens
                         "op %u (ffn, layer %d): the runtime executes the packed FF layout only "
                         "(compile with the gather-layout pass)",
                         i, p->ops[i].layer);
-    return flock_tensors_check(p, tensors, err);
+    return tensors_check(p, tensors, err);
 }
 
 flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
@@ -80,7 +78,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
 {
     if (!p || !plan || !tensors || !k || !pool || !out || n_ctx <= 0)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_create: bad argument");
-    flock_status st = check_program(p, tensors, err);
+    flock_status st = flock_program_check_runnable(p, tensors, err);
     if (st != FLOCK_OK)
         return st;
     flock_exec *e = calloc(1, sizeof *e);

@@ -52,9 +52,11 @@ void flock_exec_free(flock_exec *e);
  * Returns how many ops got a generated kernel, or -1 when out of memory
  * (then nothing changed). Call before running, not in the token loop. */
 int flock_exec_use_jit(flock_exec *e, const flock_cpu_jit *j, double keep);
-/* The tensors an op of p reads, as a backend's kernels see them: present,
- * with their reference's shape, vectors f32, matrices f32/f16/bf16. */
-flock_status flock_tensors_check(const flock_program *p, const flock_wmat *tensors, flock_error *err);
+/* What both executors need beyond a verified program: the packed FF layout,
+ * at most FLOCK_MAX_KV_SLOTS KV caches, and every tensor an op reads as the
+ * kernels see it (present, with its reference's shape, vectors f32,
+ * matrices f32/f16/bf16, the magnitude ranking i32). */
+flock_status flock_program_check_runnable(const flock_program *p, const flock_wmat *tensors, flock_error *err);
 
 /* Empties the KV cache, statistic and selection. */
 void flock_exec_reset(flock_exec *e);
