@@ -245,11 +245,6 @@ void flock_exec_reset(flock_exec *e)
     }
 }
 
-float *flock_exec_value(flock_exec *e, int32_t v)
-{
-    return e->slot_mem + (size_t)e->value_slot[v] * (size_t)e->chunk * (size_t)e->max_width;
-}
-
 /* One chunk of T <= chunk tokens at positions n_past.. */
 static flock_status run_chunk(flock_exec *e, const int32_t *ids, int32_t T, flock_ff_mode mode, bool stats,
                               flock_error *err)

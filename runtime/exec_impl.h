@@ -50,8 +50,12 @@ struct flock_exec {
     int64_t *ffn_k;         /* [n_ffn]: scratch for the decode bytes */
 };
 
-/* The [chunk, width] buffer of value v. */
-float *flock_exec_value(flock_exec *e, int32_t v);
+/* The [chunk, width] buffer of value v (inline, so that the op compute in
+ * exec_ops.c calls nothing of exec.c: the walk calls the ops, not back). */
+static inline float *flock_exec_value(flock_exec *e, int32_t v)
+{
+    return e->slot_mem + (size_t)e->value_slot[v] * (size_t)e->chunk * (size_t)e->max_width;
+}
 /* FLOCK_E_RANGE when positions n_past..n_past+n-1 exceed a position table. */
 flock_status flock_exec_check_positions(const flock_exec *e, size_t n, flock_error *err);
 /* Decode (T = 1): runs op i and the LINEAR ops right after it that read the
