@@ -1,12 +1,15 @@
-/* Private: constants of the CPU kernel container, the payload of a bundle's
- * `cpu:<target>` kernel section (spec: docs/cpu-kernels-format.md).
+/* Private: the CPU kernel container, the payload of a bundle's
+ * `cpu:<target>` kernel section (spec: docs/cpu-kernels-format.md): its
+ * constants and its reader (formats/cpu_kernels.c).
  *
  * Shared by its one writer (codegen/llvm_link.c, at compile time, with LLVM)
- * and its one reader (runtime/cpu_jit_loader.c, at run time, without LLVM),
- * so both sides agree on every number. Constants only; values never change
- * meaning (new ones are added at the end). */
+ * and the runtime's loader (runtime/cpu_jit_loader.c, at run time, without
+ * LLVM), so both sides agree on every number. Values never change meaning
+ * (new ones are added at the end). */
 #ifndef FLOCK_FORMATS_CPU_KERNELS_FORMAT_H
 #define FLOCK_FORMATS_CPU_KERNELS_FORMAT_H
+
+#include "flock/status.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +65,42 @@ enum {
     FLOCK_CPUK_MATVEC = 4,   /* y[r0..r1) = W x */
     FLOCK_CPUK_KIND_END
 };
+
+/* Activation values a kernel entry may carry: flock_act's (flock/ir.h, which
+ * formats does not see; the runtime's loader asserts that they agree). */
+#define FLOCK_CPUK_ACT_COUNT 5
+
+/* One kernel entry, as read (the name points into the caller's names). */
+typedef struct flock_cpuk_entry {
+    const char *name;
+    uint32_t kind;        /* FLOCK_CPUK_FFN_UP ... */
+    flock_dtype dtype;    /* weight storage */
+    uint32_t act;         /* a flock_act */
+    int32_t d, n, k;      /* see the format spec */
+    uint64_t offset, size;/* in the code blob */
+} flock_cpuk_entry;
+
+/* The container's header, as read. */
+typedef struct flock_cpuk_header {
+    uint32_t arch;
+    uint64_t features;
+    char target[FLOCK_CPUK_MAX_NAME + 1];
+    uint32_t n;          /* kernels */
+    size_t table_off;    /* first entry */
+    const uint8_t *text; /* the code blob, in the caller's data */
+    uint64_t text_size;
+} flock_cpuk_header;
+
+/* Checks a whole container (header, checksum, every entry, the code blob's
+ * bounds, known feature bits) and fills *hdr; with entries [hdr->n] and
+ * names [hdr->n * (FLOCK_CPUK_MAX_NAME + 1)] non-NULL, the entries too.
+ * FLOCK_E_TRUNCATED / E_CORRUPT / E_CHECKSUM / E_VERSION, or E_UNSUPPORTED
+ * for a feature bit this build does not know. */
+flock_status flock_cpuk_parse(const void *data, size_t size, flock_cpuk_header *hdr, flock_cpuk_entry *entries,
+                              char *names, flock_error *err);
+
+/* "avx2,fma,..." for a feature set, into buf (always NUL-terminated). */
+const char *flock_cpu_feature_list(uint64_t bits, char *buf, size_t n);
 
 /* The container's checksum covers every byte but itself: xxh64 of bytes
  * [32, end) seeded with the xxh64 (seed 0) of bytes [0, 24). size >= 32. */

@@ -11,6 +11,7 @@
 #ifndef FLOCK_RUNTIME_CPU_JIT_LOADER_H
 #define FLOCK_RUNTIME_CPU_JIT_LOADER_H
 
+#include "cpu_kernels_format.h"
 #include "flock/formats.h"
 #include "flock/ir.h"
 
@@ -26,14 +27,7 @@ typedef void (*flock_cpu_ffn_fn)(const float *x, const int32_t *idx, const void 
 typedef void (*flock_cpu_matvec_fn)(const void *w, const float *x, int64_t r0, int64_t r1, float *y);
 
 /* One kernel of a loaded container (strings owned by the handle). */
-typedef struct flock_cpu_jit_entry {
-    const char *name;
-    uint32_t kind;        /* FLOCK_CPUK_FFN_UP ... (formats/cpu_kernels_format.h) */
-    flock_dtype dtype;    /* weight storage */
-    flock_act act;
-    int32_t d, n, k;      /* see the format spec */
-    uint64_t offset, size;/* in the code blob */
-} flock_cpu_jit_entry;
+typedef flock_cpuk_entry flock_cpu_jit_entry;
 
 typedef struct flock_cpu_jit flock_cpu_jit;
 
@@ -46,9 +40,6 @@ typedef struct flock_cpu_ffn_kernels {
 
 /* Feature bits (FLOCK_CPUF_*) of this CPU and OS; detected once. */
 uint64_t flock_cpu_host_features(void);
-
-/* "avx2,fma,..." for a feature set, into buf (always NUL-terminated). */
-const char *flock_cpu_feature_list(uint64_t bits, char *buf, size_t n);
 
 /* Checks a container without running anything: structure, ranges, names,
  * checksum. FLOCK_E_TRUNCATED / E_CORRUPT / E_CHECKSUM / E_VERSION, or
