@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flocktest import missing, resolve  # noqa: E402
+from flocktest import gguf_model, missing, need, resolve  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,25 +123,12 @@ def main():
         missing(f"{model} not found")
     try:
         import numpy as np
-        import gguf
-        from gguf.quants import dequantize
         import ir_ref
     except ImportError as e:
         missing(f"Python package {e.name} is not installed")
 
-    reader = gguf.GGUFReader(model)
-    arch = reader.fields["general.architecture"].contents()
-    meta = {}
-    for key, f in reader.fields.items():
-        if key.startswith(arch + "."):
-            try:
-                meta[key[len(arch) + 1:]] = f.contents()
-            except Exception:
-                pass
-    t = {}
-    for ten in reader.tensors:
-        shape = [int(x) for x in reversed(ten.shape.tolist())]
-        t[ten.name] = dequantize(ten.data, ten.tensor_type).astype(np.float32).reshape(shape)
+    need("gguf")
+    arch, meta, t = gguf_model(model)
     vocab = t["token_embd.weight"].shape[0]
     rng = np.random.default_rng(7)
     n_tok = 530 if arch == "gemma3" else 24

@@ -102,3 +102,27 @@ def summary_prompts(n=None):
     with open(resolve(SUMMARIES), encoding="utf-8") as f:
         items = [json.loads(l) for l in f if l.strip()]
     return items if n is None else items[:n]
+
+
+def gguf_model(path):
+    """A GGUF file as (arch, meta, tensors): meta holds the arch's own keys
+    without their "<arch>." prefix; tensors are dequantized to float32 numpy
+    arrays in row-major shape (the reverse of GGUF's ne order)."""
+    import numpy as np
+    import gguf
+    from gguf.quants import dequantize
+
+    reader = gguf.GGUFReader(path)
+    arch = reader.fields["general.architecture"].contents()
+    meta = {}
+    for key, f in reader.fields.items():
+        if key.startswith(arch + "."):
+            try:
+                meta[key[len(arch) + 1:]] = f.contents()
+            except Exception:  # a field type contents() cannot render is not one the references read
+                pass
+    tensors = {}
+    for ten in reader.tensors:
+        shape = [int(x) for x in reversed(ten.shape.tolist())]
+        tensors[ten.name] = dequantize(ten.data, ten.tensor_type).astype(np.float32).reshape(shape)
+    return arch, meta, tensors
