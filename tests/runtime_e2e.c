@@ -1,6 +1,7 @@
 /* The end-to-end tests on the tiny trained model of test_runtime (see runtime_e2e.h). */
 #include "test_util.h"
 
+#include "bundle_copy.h"
 #include "flock/bundle.h"
 #include "flock/flock.h"
 #include "runtime_e2e.h"
@@ -615,44 +616,13 @@ void test_e2e_stories_foreign_kernels(void **state)
 #endif
 }
 
-/* Rewrites bundle `src` to `dst` with each cpu:* kernel section passed
- * through `mutate` (the bundle's own checksums are right: only the
- * container is damaged). */
-static void rewrite_kernels(const char *src, const char *dst, void (*mutate)(uint8_t *, size_t *))
+/* The bundle's kernel sections through the mutation `user` points to (the bundle's
+ * own checksums stay right: only the container is damaged). */
+static bool mutate_kernels(const flock_section_info *si, uint8_t *data, size_t *size, void *user)
 {
-    flock_bundle *b;
-    flock_bundle_writer *w;
-    flock_error err = {0};
-    assert_int_equal(flock_bundle_open(src, &b, &err), FLOCK_OK);
-    flock_bundle_writer_opts wo = flock_bundle_writer_default_opts();
-    wo.zstd_level = 0;
-    assert_int_equal(flock_bundle_writer_create(dst, &wo, &w, &err), FLOCK_OK);
-    assert_int_equal(flock_bundle_writer_set_manifest(w, flock_bundle_manifest(b), &err), FLOCK_OK);
-    for (size_t i = 0; i < flock_bundle_tensor_count(b); i++) {
-        flock_bundle_tensor t;
-        assert_int_equal(flock_bundle_tensor_info(b, i, &t), FLOCK_OK);
-        void *buf = malloc(t.nbytes ? t.nbytes : 1);
-        assert_int_equal(flock_bundle_tensor_read(b, i, buf, t.nbytes, 1, &err), FLOCK_OK);
-        assert_int_equal(flock_bundle_writer_add_tensor(w, t.name, t.dtype, t.n_dims, t.shape, buf, t.nbytes, &err),
-                         FLOCK_OK);
-        free(buf);
-    }
-    for (size_t i = 0; i < flock_bundle_section_count(b); i++) {
-        flock_section_info si;
-        assert_int_equal(flock_bundle_section_info(b, i, &si), FLOCK_OK);
-        if (si.kind != FLOCK_SECTION_TOKENIZER && si.kind != FLOCK_SECTION_PROGRAM && si.kind != FLOCK_SECTION_KERNELS)
-            continue;
-        void *data = NULL;
-        size_t size = 0;
-        assert_int_equal(flock_bundle_read_section(b, i, &data, &size, &err), FLOCK_OK);
-        if (si.kind == FLOCK_SECTION_KERNELS)
-            mutate(data, &size);
-        assert_int_equal(flock_bundle_writer_add_section(w, si.kind, si.name, data, size, false, &err), FLOCK_OK);
-        free(data);
-    }
-    assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
-    flock_bundle_writer_free(w);
-    flock_bundle_close(b);
+    if (si->kind == FLOCK_SECTION_KERNELS)
+        (*(void (**)(uint8_t *, size_t *))user)(data, size);
+    return true;
 }
 
 static void flip_entry_byte(uint8_t *d, size_t *n)
@@ -701,7 +671,7 @@ void test_e2e_stories_corrupt_kernels(void **state)
     void (*mutations[])(uint8_t *, size_t *) = {flip_entry_byte, truncate_half, future_major};
     for (size_t i = 0; i < sizeof mutations / sizeof mutations[0]; i++) {
         snprintf(bad, sizeof bad, "%s/sbad%zu.flock", e2e_dir, i);
-        rewrite_kernels(good, bad, mutations[i]);
+        flock_test_bundle_copy(good, bad, mutate_kernels, &mutations[i], NULL, NULL, 0);
         expect_fallback(bad, section, NULL);
     }
     /* the stored bytes of the section itself */

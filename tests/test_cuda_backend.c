@@ -14,6 +14,8 @@
  * Needs tests/data/tiny-llama.gguf; fails without it. */
 #include "test_util.h"
 
+#include "bundle_copy.h"
+
 #include "cuda_emu/emu_driver.h"
 #include "cuda_emu/synth_models.h"
 #include "flock/codegen.h"
@@ -61,42 +63,7 @@ static uint64_t fnv1a(const void *p, size_t n)
 /* Copies bundle `from` to `to` with one more kernels section (name, data). */
 static void copy_with_section(const char *from, const char *to, const char *name, const void *data, size_t size)
 {
-    flock_error err = {0};
-    flock_bundle *b = NULL;
-    assert_int_equal(flock_bundle_open(from, &b, &err), FLOCK_OK);
-    flock_bundle_writer_opts wo = flock_bundle_writer_default_opts();
-    wo.zstd_level = 0;
-    flock_bundle_writer *w = NULL;
-    assert_int_equal(flock_bundle_writer_create(to, &wo, &w, &err), FLOCK_OK);
-    assert_int_equal(flock_bundle_writer_set_manifest(w, flock_bundle_manifest(b), &err), FLOCK_OK);
-    for (size_t i = 0; i < flock_bundle_tensor_count(b); i++) {
-        flock_bundle_tensor t;
-        assert_int_equal(flock_bundle_tensor_info(b, i, &t), FLOCK_OK);
-        void *buf = malloc(t.nbytes ? t.nbytes : 1);
-        assert_non_null(buf);
-        assert_int_equal(flock_bundle_tensor_read(b, i, buf, t.nbytes, 1, &err), FLOCK_OK);
-        assert_int_equal(flock_bundle_writer_add_tensor(w, t.name, t.dtype, t.n_dims, t.shape, buf, t.nbytes, &err),
-                         FLOCK_OK);
-        free(buf);
-    }
-    for (size_t i = 0; i < flock_bundle_section_count(b); i++) {
-        flock_section_info si;
-        assert_int_equal(flock_bundle_section_info(b, i, &si), FLOCK_OK);
-        if (si.kind == FLOCK_SECTION_MANIFEST || si.kind == FLOCK_SECTION_TENSOR_TABLE ||
-            si.kind == FLOCK_SECTION_TENSOR_DATA)
-            continue;
-        void *data_i = NULL;
-        size_t n = 0;
-        assert_int_equal(flock_bundle_read_section(b, i, &data_i, &n, &err), FLOCK_OK);
-        assert_int_equal(flock_bundle_writer_add_section(w, si.kind, si.name, data_i, n, false, &err), FLOCK_OK);
-        free(data_i);
-    }
-    if (name)
-        assert_int_equal(flock_bundle_writer_add_section(w, FLOCK_SECTION_KERNELS, name, data, size, true, &err),
-                         FLOCK_OK);
-    assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
-    flock_bundle_writer_free(w);
-    flock_bundle_close(b);
+    flock_test_bundle_copy(from, to, NULL, NULL, name, data, size);
 }
 
 /* Compiles the tiny model (f16, keep 0.5) and writes the test's bundles: with
