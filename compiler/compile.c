@@ -20,6 +20,7 @@ flock_compile_opts flock_compile_default_opts(void)
     o.keep[2] = 0.75;
     o.n_keep = 3;
     o.dtype = FLOCK_DTYPE_F16;
+    o.down_dtype = FLOCK_DTYPE_Q8_0;
     snprintf(o.targets[0], sizeof o.targets[0], "cpu");
     o.n_targets = 1;
     o.level = 3; /* zstd-compressed chunks; 0 = stored, mapped in place */
@@ -125,7 +126,7 @@ static flock_status build(const flock_source *s, const flock_compile_opts *o, cm
     if (!st)
         st = flock_pass_magnitude_rank(cm, err);
     if (!st)
-        st = flock_pass_storage_dtype(cm, o->dtype, err);
+        st = flock_pass_storage_dtype(cm, s, o, &cm->n_dtype_fallback, err);
     if (!st) {
         st = flock_program_verify(cm->p, err);
         if (st)
@@ -178,7 +179,7 @@ static flock_status fill_manifest(flock_manifest *m, const cmodel *cm, const flo
     SET(flock_manifest_set_float(m, "norm_eps", cm->norm_eps));
     SET(flock_manifest_set_float(m, "rope_theta", cm->rope_theta));
     SET(flock_manifest_set_float_arr(m, "keep_ratios", o->keep, o->n_keep));
-    SET(flock_manifest_set_str(m, "storage_dtype", flock_dtype_name(o->dtype)));
+    SET(flock_manifest_set_str(m, "storage_dtype", o->source_dtype ? "source" : flock_dtype_name(o->dtype)));
     SET(flock_manifest_set_str(m, "compiler_version", FLOCK_COMPILER_VERSION));
     SET(flock_manifest_set_str(m, "source_kind", flock_source_kind_of(s) == FLOCK_SOURCE_GGUF ? "gguf" : "hf"));
     SET(flock_manifest_set_str(m, "source_hash", hex));

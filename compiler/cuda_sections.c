@@ -41,11 +41,12 @@ flock_status flock_cuda_check_targets(char items[][32], size_t n, flock_error *e
 static flock_status cuda_model(const flock_program *p, const flock_compile_opts *o, const char *target,
                                flock_codegen_model *out, flock_error *err)
 {
-    if (o->dtype != FLOCK_DTYPE_F16 && o->dtype != FLOCK_DTYPE_BF16)
+    if (o->source_dtype || (o->dtype != FLOCK_DTYPE_F16 && o->dtype != FLOCK_DTYPE_BF16))
         return flock_error_set(err, FLOCK_E_INVALID_ARG,
-                               "%s%s: CUDA kernels read 16-bit weights: use --dtype f16 or --dtype bf16 "
-                               "(got --dtype %s)", target ? "--target " : "", target ? target : "--emit-cuda",
-                               flock_dtype_name(o->dtype));
+                               "%s%s: CUDA kernels read 16-bit weights (quantized CUDA kernels are not written "
+                               "yet): use --dtype f16 or --dtype bf16 (got --dtype %s)",
+                               target ? "--target " : "", target ? target : "--emit-cuda",
+                               o->source_dtype ? "source" : flock_dtype_name(o->dtype));
     float keep[FLOCK_CODEGEN_MAX_KEEP];
     int32_t counts[FLOCK_CODEGEN_MAX_KEEP];
     uint32_t n = 0;

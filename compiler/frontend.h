@@ -17,6 +17,7 @@ typedef enum plan_kind {
 typedef struct tensor_plan {
     plan_kind kind;
     char src[2][96]; /* canonical source tensor names */
+    bool raw;        /* COPY / PACK_GATE_UP of the source's own bytes (same storage type), not through f32 */
 } tensor_plan;
 
 /* A compiled model before it is written: the program and one plan per tensor. */
@@ -27,6 +28,7 @@ typedef struct cmodel {
     char model_name[128];
     int32_t n_head, n_kv_head, head_dim;
     double norm_eps, rope_theta;
+    uint32_t n_dtype_fallback; /* matrices stored f16: rows not whole blocks of the quantized type */
 } cmodel;
 
 /* Frontend state while building. */
@@ -97,8 +99,13 @@ flock_status fe_head(fe *f, const fe_block_cfg *b, float final_softcap, int32_t 
 flock_status flock_pass_pack_ffn(cmodel *cm, flock_error *err);
 /* Adds blk.N.ffn_magnitude_rank (i32 [d_ff]) to each FF op as w[5]. */
 flock_status flock_pass_magnitude_rank(cmodel *cm, flock_error *err);
-/* 2-D float tensors to `dtype`; 1-D stay f32. */
-flock_status flock_pass_storage_dtype(cmodel *cm, flock_dtype dtype, flock_error *err);
+/* The storage type of every 2-D float tensor: o->dtype, or with
+ * o->source_dtype the source's own (see flock_compile_opts); 1-D stay f32.
+ * A quantized type needs rows of whole blocks: a tensor whose rows are not
+ * (e.g. d_ff = 172 as columns) is stored f16 instead, and counted in
+ * *n_fallback. */
+flock_status flock_pass_storage_dtype(cmodel *cm, const flock_source *s, const flock_compile_opts *o,
+                                      uint32_t *n_fallback, flock_error *err);
 
 /* Adds a tensor with its plan; returns its id or -1 (NOMEM). */
 int32_t cmodel_add_tensor(cmodel *cm, const char *name, flock_dtype dtype, uint32_t n_dims, const uint64_t *shape,

@@ -149,15 +149,77 @@ flock_status flock_pass_magnitude_rank(cmodel *cm, flock_error *err)
     return FLOCK_OK;
 }
 
-flock_status flock_pass_storage_dtype(cmodel *cm, flock_dtype dtype, flock_error *err)
+static bool float_dtype(flock_dtype t)
 {
-    if (dtype != FLOCK_DTYPE_F32 && dtype != FLOCK_DTYPE_F16 && dtype != FLOCK_DTYPE_BF16)
-        return flock_error_set(err, FLOCK_E_INVALID_ARG, "storage dtype %s is not f32, f16 or bf16",
+    return t == FLOCK_DTYPE_F32 || t == FLOCK_DTYPE_F16 || t == FLOCK_DTYPE_BF16;
+}
+
+/* What --dtype source stores tensor i as, and whether its bytes can be the
+ * source's own: a copy keeps its type; gate and up rows packed side by side
+ * keep theirs when both have it; down_t (a transpose) keeps a float type
+ * and is requantized to down_dtype otherwise; a type flock does not store
+ * becomes down_dtype. */
+static flock_dtype source_choice(const cmodel *cm, const flock_source *s, uint32_t i, const flock_compile_opts *o,
+                                 bool *raw)
+{
+    const tensor_plan *pl = &cm->plans[i];
+    flock_dtype a, b;
+    bool ha = flock_source_tensor_dtype(s, pl->src[0], &a, NULL) == FLOCK_OK;
+    bool hb = pl->kind == PLAN_PACK_GATE_UP && flock_source_tensor_dtype(s, pl->src[1], &b, NULL) == FLOCK_OK;
+    bool gguf = flock_source_kind_of(s) == FLOCK_SOURCE_GGUF;
+    *raw = false;
+    switch (pl->kind) {
+    case PLAN_COPY:
+        if (!ha)
+            return o->down_dtype;
+        *raw = gguf;
+        return a;
+    case PLAN_PACK_GATE_UP:
+        if (ha && hb && a == b) {
+            *raw = gguf;
+            return a;
+        }
+        return ha && hb && float_dtype(a) && float_dtype(b) ? FLOCK_DTYPE_F32 : o->down_dtype;
+    case PLAN_TRANSPOSE:
+        return ha && float_dtype(a) ? a : o->down_dtype;
+    default:
+        return FLOCK_DTYPE_F32;
+    }
+}
+
+flock_status flock_pass_storage_dtype(cmodel *cm, const flock_source *s, const flock_compile_opts *o,
+                                      uint32_t *n_fallback, flock_error *err)
+{
+    flock_dtype dtype = o->dtype;
+    if (!o->source_dtype && !float_dtype(dtype) && dtype != FLOCK_DTYPE_Q8_0 && dtype != FLOCK_DTYPE_Q4_0 &&
+        dtype != FLOCK_DTYPE_Q4_1)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG,
+                               "storage dtype %s: flockc stores f32, f16, bf16, q8_0, q4_0, q4_1 (or source)",
                                flock_dtype_name(dtype));
+    if (o->source_dtype && o->down_dtype != FLOCK_DTYPE_Q8_0 && o->down_dtype != FLOCK_DTYPE_Q4_0 &&
+        o->down_dtype != FLOCK_DTYPE_Q4_1 && !float_dtype(o->down_dtype))
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "down dtype %s: f32, f16, bf16, q8_0, q4_0 or q4_1",
+                               flock_dtype_name(o->down_dtype));
+    *n_fallback = 0;
     for (uint32_t i = 0; i < cm->p->n_tensors; i++) {
         flock_tensor_ref *t = &cm->p->tensors[i];
-        if (t->dtype != FLOCK_DTYPE_I32)
-            t->dtype = t->n_dims >= 2 ? dtype : FLOCK_DTYPE_F32;
+        tensor_plan *pl = &cm->plans[i];
+        pl->raw = false;
+        if (t->dtype == FLOCK_DTYPE_I32)
+            continue;
+        if (t->n_dims < 2) {
+            t->dtype = FLOCK_DTYPE_F32;
+            continue;
+        }
+        flock_dtype want = o->source_dtype ? source_choice(cm, s, i, o, &pl->raw) : dtype;
+        /* rows of whole blocks, and a gate_up row cut at its middle on a block boundary */
+        uint64_t cols = t->shape[t->n_dims - 1], blk = flock_dtype_block(want);
+        if (cols % blk || (pl->kind == PLAN_PACK_GATE_UP && (cols / 2) % blk)) {
+            want = FLOCK_DTYPE_F16;
+            pl->raw = false;
+            ++*n_fallback;
+        }
+        t->dtype = want;
     }
     return FLOCK_OK;
 }
@@ -252,7 +314,7 @@ static void *conv_worker(void *arg)
     return NULL;
 }
 
-static flock_status convert_parallel(flock_dtype dtype, const float *src, void *dst, size_t n)
+static flock_status convert_parallel(flock_dtype dtype, const float *src, void *dst, size_t n, uint64_t row)
 {
     enum { MAX_THREADS = 16, MIN_PER_THREAD = 1 << 18 };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -262,11 +324,13 @@ static flock_status convert_parallel(flock_dtype dtype, const float *src, void *
         nt = n / MIN_PER_THREAD ? n / MIN_PER_THREAD : 1;
     conv_job jobs[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
-    size_t es = flock_dtype_size(dtype), per = (n + nt - 1) / nt;
+    /* each thread a whole number of blocks (of rows, for the quantized types) */
+    size_t unit = flock_dtype_is_quantized(dtype) ? (size_t)row : 1;
+    size_t per = ((n / unit + nt - 1) / nt) * unit;
     size_t started = 0;
     for (size_t t = 0; t < nt; t++) {
-        size_t a = t * per, b = a + per < n ? a + per : n;
-        jobs[t] = (conv_job){dtype, src + a, (uint8_t *)dst + a * es, b > a ? b - a : 0, FLOCK_OK};
+        size_t a = t * per < n ? t * per : n, b = a + per < n ? a + per : n;
+        jobs[t] = (conv_job){dtype, src + a, (uint8_t *)dst + flock_dtype_row_bytes(dtype, a), b - a, FLOCK_OK};
         if (t == 0 || pthread_create(&tid[t], NULL, conv_worker, &jobs[t]) != 0)
             conv_worker(&jobs[t]); /* the caller's share, or no thread to be had */
         else
@@ -282,6 +346,37 @@ static flock_status convert_parallel(flock_dtype dtype, const float *src, void *
     return st;
 }
 
+/* A raw plan's bytes: the source tensor's own (COPY), or row r of src[0]
+ * then row r of src[1] (PACK_GATE_UP), both in t's storage type. */
+static flock_status raw_bytes(const flock_tensor_ref *t, const tensor_plan *pl, const flock_source *s, uint8_t *dst,
+                              size_t nbytes, flock_error *err)
+{
+    const void *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    flock_status st = flock_source_tensor_raw(s, pl->src[0], &a, &na, err);
+    if (st)
+        return st;
+    if (pl->kind == PLAN_COPY) {
+        if (na != nbytes)
+            return flock_error_set(err, FLOCK_E_CORRUPT, "tensor %s: %zu source bytes, %zu expected", t->name, na,
+                                   nbytes);
+        memcpy(dst, a, nbytes);
+        return FLOCK_OK;
+    }
+    if ((st = flock_source_tensor_raw(s, pl->src[1], &b, &nb, err)))
+        return st;
+    uint64_t rows = t->shape[0];
+    size_t half = flock_dtype_row_bytes(t->dtype, t->shape[1] / 2);
+    if (na != rows * half || nb != rows * half || nbytes != 2 * rows * half)
+        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor %s: gate and up hold %zu and %zu bytes, %zu expected",
+                               t->name, na, nb, (size_t)(rows * half));
+    for (uint64_t r = 0; r < rows; r++) {
+        memcpy(dst + r * 2 * half, (const uint8_t *)a + r * half, half);
+        memcpy(dst + r * 2 * half + half, (const uint8_t *)b + r * half, half);
+    }
+    return FLOCK_OK;
+}
+
 flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32_t i, void **out, size_t *size,
                                  flock_error *err)
 {
@@ -290,13 +385,16 @@ flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32
     uint64_t n = 1;
     for (uint32_t k = 0; k < t->n_dims; k++)
         n *= t->shape[k];
-    size_t esize = flock_dtype_size(t->dtype);
-    void *bytes = malloc(n * esize);
+    size_t nbytes = (size_t)flock_dtype_tensor_bytes(t->dtype, t->n_dims, t->shape);
+    void *bytes = nbytes ? malloc(nbytes) : NULL;
     if (!bytes)
-        return flock_error_set(err, FLOCK_E_NOMEM, "tensor %s: out of memory", t->name);
+        return flock_error_set(err, nbytes ? FLOCK_E_NOMEM : FLOCK_E_INTERNAL, "tensor %s: %s", t->name,
+                               nbytes ? "out of memory" : "no byte size for its shape and dtype");
     flock_status st = FLOCK_OK;
     float *f = NULL;
-    if (pl->kind == PLAN_RANK_GATED || pl->kind == PLAN_RANK_PLAIN) {
+    if (pl->raw) { /* the source's own blocks: a copy, or gate and up rows side by side */
+        st = raw_bytes(t, pl, s, bytes, nbytes, err);
+    } else if (pl->kind == PLAN_RANK_GATED || pl->kind == PLAN_RANK_PLAIN) {
         st = rank(pl, s, n, bytes, err);
     } else if (pl->kind == PLAN_COPY) {
         st = load(s, pl->src[0], n, &f, err);
@@ -326,7 +424,7 @@ flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32
         free(u);
     }
     if (!st && f)
-        st = convert_parallel(t->dtype, f, bytes, n);
+        st = convert_parallel(t->dtype, f, bytes, n, t->shape[t->n_dims - 1]);
     free(f);
     if (st) {
         free(bytes);
@@ -335,6 +433,6 @@ flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32
         return st;
     }
     *out = bytes;
-    *size = n * esize;
+    *size = nbytes;
     return FLOCK_OK;
 }

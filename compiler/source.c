@@ -365,6 +365,63 @@ static void hf_to_f32(const flock_st_tensor *t, float *dst, uint64_t n)
     }
 }
 
+static flock_status dtype_of_ggml(uint32_t type, const char *name, flock_dtype *out, flock_error *err)
+{
+    for (int t = 0; t < FLOCK_DTYPE_COUNT; t++)
+        if (t != FLOCK_DTYPE_I32 && t != FLOCK_DTYPE_U8 && flock_dtype_ggml((flock_dtype)t) == type) {
+            *out = (flock_dtype)t;
+            return FLOCK_OK;
+        }
+    return flock_error_set(err, FLOCK_E_UNSUPPORTED, "tensor %s is %s, which flock does not store", name,
+                           flock_ggml_type_name(type));
+}
+
+flock_status flock_source_tensor_dtype(const flock_source *s, const char *name, flock_dtype *out, flock_error *err)
+{
+    located loc;
+    flock_status st = locate(s, name, &loc, err);
+    if (st)
+        return st;
+    if (s->kind == FLOCK_SOURCE_GGUF) {
+        flock_gguf_tensor t;
+        if ((st = flock_gguf_tensor_info(s->gguf, (uint64_t)loc.index, &t)))
+            return flock_error_set(err, st, "tensor %s: cannot read its info", name);
+        return dtype_of_ggml(t.type, name, out, err);
+    }
+    flock_st_tensor t;
+    if ((st = flock_hf_tensor(s->hf, (uint64_t)loc.index, &t)))
+        return flock_error_set(err, st, "tensor %s: cannot read its info", name);
+    if (t.dtype != FLOCK_DTYPE_F32 && t.dtype != FLOCK_DTYPE_F16 && t.dtype != FLOCK_DTYPE_BF16)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED, "tensor %s is %s, which flock does not store", name,
+                               flock_dtype_name(t.dtype));
+    *out = t.dtype;
+    return FLOCK_OK;
+}
+
+flock_status flock_source_tensor_raw(const flock_source *s, const char *name, const void **data, size_t *size,
+                                     flock_error *err)
+{
+    if (s->kind != FLOCK_SOURCE_GGUF)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED, "tensor %s: raw bytes come from GGUF files only", name);
+    located loc;
+    flock_status st = locate(s, name, &loc, err);
+    flock_gguf_tensor t;
+    if (!st && (st = flock_gguf_tensor_info(s->gguf, (uint64_t)loc.index, &t)))
+        flock_error_set(err, st, "tensor %s: cannot read its info", name);
+    flock_dtype dt = FLOCK_DTYPE_F32;
+    if (!st)
+        st = dtype_of_ggml(t.type, name, &dt, err);
+    if (st)
+        return st;
+    uint64_t want = flock_dtype_tensor_bytes(dt, loc.n_dims, loc.shape);
+    if (!want || t.nbytes < want)
+        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor %s: %llu bytes of %s, its shape needs %llu", name,
+                               (unsigned long long)t.nbytes, flock_dtype_name(dt), (unsigned long long)want);
+    *data = t.data;
+    *size = (size_t)want;
+    return FLOCK_OK;
+}
+
 flock_status flock_source_tensor_f32(const flock_source *s, const char *name, float **out, size_t *n_out,
                                      flock_error *err)
 {

@@ -265,9 +265,13 @@ static flock_status parse_tensor(flock_bundle *b, flock_reader *r, size_t i, con
     flock_rd_u64(&q, &doff);
     flock_rd_u64(&q, &t->stored_bytes);
     flock_rd_u32(&q, &t->chunk_count); /* FLOCK_TT_FIXED bytes after the name: checked above */
-    size_t esize = flock_dtype_size((flock_dtype)t->dtype);
-    if (!esize)
+    if (t->dtype >= FLOCK_DTYPE_COUNT)
         return flock_error_set(err, FLOCK_E_UNSUPPORTED, "tensor '%s': unknown dtype %u", name_out, t->dtype);
+    /* the unit the chunks hold whole: an element, or a quantized block */
+    size_t esize = flock_dtype_block_bytes((flock_dtype)t->dtype);
+    if (flock_dtype_is_quantized((flock_dtype)t->dtype) && b->minor < 1)
+        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': %s storage in a version 1.%u bundle (it came in 1.1)",
+                               name_out, flock_dtype_name((flock_dtype)t->dtype), b->minor);
     if (t->n_dims > 4)
         return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': %u dims (at most 4)", name_out, t->n_dims);
     if (t->compression >= FLOCK_COMPRESS_COUNT || t->layout > FLOCK_LAYOUT_PLANES)
@@ -285,10 +289,17 @@ static flock_status parse_tensor(flock_bundle *b, flock_reader *r, size_t i, con
             return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': shape overflows", name_out);
         elems *= t->shape[d];
     }
-    if (elems > UINT64_MAX / esize || elems * esize != t->nbytes)
+    uint64_t need = flock_dtype_tensor_bytes((flock_dtype)t->dtype, t->n_dims, t->shape);
+    if (elems && !need)
+        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': a %s row of %llu elements is not whole blocks of %zu",
+                               name_out, flock_dtype_name((flock_dtype)t->dtype),
+                               (unsigned long long)(t->n_dims ? t->shape[t->n_dims - 1] : 1),
+                               flock_dtype_block((flock_dtype)t->dtype));
+    if (need != t->nbytes)
         return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': nbytes %llu, shape and dtype need %llu",
-                               name_out, (unsigned long long)t->nbytes, (unsigned long long)(elems * esize));
-    if (t->chunk_bytes == 0 || t->chunk_bytes % esize || t->chunk_bytes > MAX_CHUNK_BYTES)
+                               name_out, (unsigned long long)t->nbytes, (unsigned long long)need);
+    if (t->chunk_bytes == 0 || (!flock_dtype_is_quantized((flock_dtype)t->dtype) && t->chunk_bytes % esize) ||
+        t->chunk_bytes > MAX_CHUNK_BYTES)
         return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': chunk_bytes %u invalid", name_out,
                                t->chunk_bytes);
     uint64_t want = t->nbytes / t->chunk_bytes + (t->nbytes % t->chunk_bytes != 0);

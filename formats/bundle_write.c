@@ -315,8 +315,7 @@ flock_status flock_bundle_writer_add_tensor(flock_bundle_writer *w, const char *
     size_t nlen = strlen(name);
     if (nlen == 0 || nlen > UINT16_MAX)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor name of %zu bytes (1..65535)", nlen);
-    size_t esize = flock_dtype_size(dtype);
-    if (!esize)
+    if ((unsigned)dtype >= FLOCK_DTYPE_COUNT)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s': invalid dtype %d", name, (int)dtype);
     if (n_dims > 4)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s': %u dims (at most 4)", name, n_dims);
@@ -326,10 +325,14 @@ flock_status flock_bundle_writer_add_tensor(flock_bundle_writer *w, const char *
             return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s': shape overflows", name);
         elems *= shape[d];
     }
-    if (elems > UINT64_MAX / esize || elems * esize != nbytes)
+    uint64_t need = flock_dtype_tensor_bytes(dtype, n_dims, shape);
+    if (elems && !need)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s': a %s row of %llu elements is not whole "
+                               "blocks of %zu", name, flock_dtype_name(dtype),
+                               (unsigned long long)(n_dims ? shape[n_dims - 1] : 1), flock_dtype_block(dtype));
+    if (need != nbytes)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s': %zu bytes given, shape and dtype "
-                               "%s need %llu", name, nbytes, flock_dtype_name(dtype),
-                               (unsigned long long)(elems * esize));
+                               "%s need %llu", name, nbytes, flock_dtype_name(dtype), (unsigned long long)need);
     if (tensor_name_taken(w, name))
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s' added twice", name);
     if (w->nt == w->capt) {
@@ -352,7 +355,7 @@ flock_status flock_bundle_writer_add_tensor(flock_bundle_writer *w, const char *
     if ((nbytes + t->chunk_bytes - 1) / t->chunk_bytes > UINT32_MAX)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s': too many chunks", name);
     t->compression = w->o.zstd_level > 0 ? FLOCK_COMPRESS_ZSTD : FLOCK_COMPRESS_NONE;
-    t->layout = (t->compression == FLOCK_COMPRESS_ZSTD && w->o.byte_planes && esize == 2)
+    t->layout = (t->compression == FLOCK_COMPRESS_ZSTD && w->o.byte_planes && flock_dtype_size(dtype) == 2)
                     ? FLOCK_LAYOUT_PLANES : FLOCK_LAYOUT_PLAIN;
     t->name = strdup(name);
     t->chunks = malloc(t->chunk_count ? (size_t)t->chunk_count * 16 : 1);

@@ -1,5 +1,6 @@
 /* Status values, error messages, numeric storage types and file mapping. */
 #include "flock/formats.h"
+#include "quant.h"
 
 #include <errno.h>
 #include <math.h>
@@ -79,17 +80,70 @@ flock_status flock_error_prefix(flock_error *err, flock_status st, const char *f
 
 static const struct {
     const char *name;
-    size_t size;
+    uint32_t block, bytes; /* elements and bytes per block */
+    uint32_t ggml;         /* flock_ggml_type */
 } dtype_info[] = {
-    [FLOCK_DTYPE_F32] = {"f32", 4}, [FLOCK_DTYPE_F16] = {"f16", 2}, [FLOCK_DTYPE_BF16] = {"bf16", 2},
-    [FLOCK_DTYPE_I32] = {"i32", 4}, [FLOCK_DTYPE_U8] = {"u8", 1},
+    [FLOCK_DTYPE_F32] = {"f32", 1, 4, 0},       [FLOCK_DTYPE_F16] = {"f16", 1, 2, 1},
+    [FLOCK_DTYPE_BF16] = {"bf16", 1, 2, 30},    [FLOCK_DTYPE_I32] = {"i32", 1, 4, 26},
+    [FLOCK_DTYPE_U8] = {"u8", 1, 1, UINT32_MAX}, [FLOCK_DTYPE_Q8_0] = {"q8_0", 32, 34, 8},
+    [FLOCK_DTYPE_Q4_0] = {"q4_0", 32, 18, 2},   [FLOCK_DTYPE_Q4_1] = {"q4_1", 32, 20, 3},
+    [FLOCK_DTYPE_Q4_K] = {"q4_k", 256, 144, 12}, [FLOCK_DTYPE_Q6_K] = {"q6_k", 256, 210, 14},
 };
 _Static_assert(sizeof dtype_info / sizeof dtype_info[0] == FLOCK_DTYPE_COUNT,
                "dtype_info must describe every flock_dtype");
 
 size_t flock_dtype_size(flock_dtype t)
 {
-    return (unsigned)t < FLOCK_DTYPE_COUNT ? dtype_info[t].size : 0;
+    return (unsigned)t < FLOCK_DTYPE_COUNT && dtype_info[t].block == 1 ? dtype_info[t].bytes : 0;
+}
+
+bool flock_dtype_is_quantized(flock_dtype t)
+{
+    return (unsigned)t < FLOCK_DTYPE_COUNT && dtype_info[t].block > 1;
+}
+
+size_t flock_dtype_block(flock_dtype t)
+{
+    return (unsigned)t < FLOCK_DTYPE_COUNT ? dtype_info[t].block : 0;
+}
+
+size_t flock_dtype_block_bytes(flock_dtype t)
+{
+    return (unsigned)t < FLOCK_DTYPE_COUNT ? dtype_info[t].bytes : 0;
+}
+
+size_t flock_dtype_row_bytes(flock_dtype t, uint64_t n)
+{
+    if ((unsigned)t >= FLOCK_DTYPE_COUNT || n % dtype_info[t].block)
+        return 0;
+    uint64_t blocks = n / dtype_info[t].block;
+    return blocks > SIZE_MAX / dtype_info[t].bytes ? 0 : (size_t)(blocks * dtype_info[t].bytes);
+}
+
+uint64_t flock_dtype_tensor_bytes(flock_dtype t, uint32_t n_dims, const uint64_t *shape)
+{
+    if ((unsigned)t >= FLOCK_DTYPE_COUNT || n_dims > 8)
+        return 0;
+    uint64_t rows = 1, last = n_dims ? shape[n_dims - 1] : 1;
+    for (uint32_t d = 0; d + 1 < n_dims; d++) {
+        if (shape[d] && rows > UINT64_MAX / shape[d])
+            return 0;
+        rows *= shape[d];
+    }
+    if (last % dtype_info[t].block)
+        return 0;
+    uint64_t row = last / dtype_info[t].block;
+    if (row && dtype_info[t].bytes > UINT64_MAX / row)
+        return 0;
+    row *= dtype_info[t].bytes;
+    if (row && rows > UINT64_MAX / row)
+        return 0;
+    return rows * row;
+}
+
+uint32_t flock_dtype_ggml(flock_dtype t)
+{
+    return (unsigned)t < FLOCK_DTYPE_COUNT ? dtype_info[t].ggml : UINT32_MAX;
 }
 
 int64_t flock_keep_count(double keep, int64_t d_ff)
@@ -219,6 +273,10 @@ flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void
             memcpy((uint8_t *)dst + 2 * i, &h, 2);
         }
         return FLOCK_OK;
+    case FLOCK_DTYPE_Q8_0:
+    case FLOCK_DTYPE_Q4_0:
+    case FLOCK_DTYPE_Q4_1:
+        return flock_quantize_row(dst_type, src, dst, n);
     default:
         return FLOCK_E_UNSUPPORTED;
     }
@@ -247,7 +305,11 @@ flock_status flock_convert_to_f32(flock_dtype src_type, const void *src, float *
         }
         return FLOCK_OK;
     default:
-        return FLOCK_E_UNSUPPORTED;
+        if (!flock_dtype_is_quantized(src_type))
+            return FLOCK_E_UNSUPPORTED;
+        if (n % flock_dtype_block(src_type))
+            return FLOCK_E_INVALID_ARG;
+        return flock_dequantize(flock_dtype_ggml(src_type), src, flock_dtype_row_bytes(src_type, n), dst, n, NULL);
     }
 }
 

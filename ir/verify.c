@@ -32,9 +32,10 @@ __attribute__((format(printf, 2, 3))) static flock_status op_fail(vctx *v, const
                            flock_op_kind_name(v->op->kind), msg);
 }
 
+/* A weight's storage: a float type, or a quantized one (rows of whole blocks, checked below). */
 static bool is_float_dtype(flock_dtype t)
 {
-    return t == FLOCK_DTYPE_F32 || t == FLOCK_DTYPE_F16 || t == FLOCK_DTYPE_BF16;
+    return t == FLOCK_DTYPE_F32 || t == FLOCK_DTYPE_F16 || t == FLOCK_DTYPE_BF16 || flock_dtype_is_quantized(t);
 }
 
 static bool name_terminated(const char *s, size_t cap)
@@ -65,7 +66,7 @@ static const flock_tensor_ref *check_w(vctx *v, int slot, bool required, bool wa
     bool dtype_ok = want_i32 ? t->dtype == FLOCK_DTYPE_I32 : is_float_dtype(t->dtype);
     if (!dtype_ok) {
         *st = op_fail(v, "%s '%s': dtype %s, expected %s", w_slot_names[slot], t->name, flock_dtype_name(t->dtype),
-                      want_i32 ? "i32" : "f32/f16/bf16");
+                      want_i32 ? "i32" : "f32/f16/bf16 or quantized");
         return NULL;
     }
     uint32_t want_dims = d1 < 0 ? 1 : 2;
@@ -358,6 +359,10 @@ static flock_status check_tables(const flock_program *p, flock_error *err)
             if (t->shape[d] == 0 || t->shape[d] > INT32_MAX)
                 return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': dimension %u = %llu out of range",
                                        t->name, d, (unsigned long long)t->shape[d]);
+        if (flock_dtype_is_quantized(t->dtype) && (t->n_dims < 2 || t->shape[t->n_dims - 1] % flock_dtype_block(t->dtype)))
+            return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': %s needs a matrix whose rows are whole "
+                                   "blocks of %zu, found rows of %llu", t->name, flock_dtype_name(t->dtype),
+                                   flock_dtype_block(t->dtype), (unsigned long long)t->shape[t->n_dims - 1]);
     }
     /* Unique tensor names: sort indices by name (n log n; the table may be hostile). */
     if (p->n_tensors > 1) {

@@ -207,7 +207,7 @@ static flock_status upload_weights(flock_cuda_exec *c, flock_error *err)
             if (t < 0 || (uint32_t)t >= p->n_tensors || c->w[t] || (op->kind == FLOCK_OP_FFN && j == 5))
                 continue;
             const flock_wmat *w = &c->tensors[t];
-            size_t bytes = (size_t)w->rows * (size_t)w->cols * flock_dtype_size(w->dtype);
+            size_t bytes = (size_t)flock_wmat_bytes(w);
             flock_status st = c->drv->alloc(c->drv, bytes, &c->w[t], err);
             if (st == FLOCK_OK)
                 st = c->drv->htod(c->drv, c->w[t], w->data, bytes, err);

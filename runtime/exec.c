@@ -26,8 +26,8 @@ static const flock_wmat *wt(const flock_exec *e, int32_t id)
 
 /* What the CPU kernels need of the tensors beyond the verified program:
  * every tensor an op reads is there, has its reference's shape (rows x
- * cols), and is a dtype the kernels read (matrices f32/f16/bf16, vectors
- * f32; the magnitude ranking i32). The shapes against the ops are the
+ * cols), and is a dtype the kernels read (matrices f32/f16/bf16 or
+ * quantized, vectors f32; the magnitude ranking i32). The shapes against the ops are the
  * verifier's; the bundle against the program, the loader's. */
 static flock_status tensors_check(const flock_program *p, const flock_wmat *tensors, flock_error *err)
 {
@@ -47,13 +47,25 @@ static flock_status tensors_check(const flock_program *p, const flock_wmat *tens
                             "op %u (%s, layer %d): tensor '%s' is [%lld, %lld], expected [%lld, %lld]", i, kind,
                             op->layer, r->name, (long long)w->rows, (long long)w->cols, (long long)rows,
                             (long long)cols);
+            bool matrix = w->dtype == FLOCK_DTYPE_F32 || w->dtype == FLOCK_DTYPE_F16 ||
+                          w->dtype == FLOCK_DTYPE_BF16 || flock_dtype_is_quantized(w->dtype);
             bool ok = op->kind == FLOCK_OP_FFN && j == 5 ? w->dtype == FLOCK_DTYPE_I32
                       : r->n_dims == 1                  ? w->dtype == FLOCK_DTYPE_F32
-                                                        : w->dtype == FLOCK_DTYPE_F32 || w->dtype == FLOCK_DTYPE_F16 ||
-                                                              w->dtype == FLOCK_DTYPE_BF16;
+                                                        : matrix;
             RETURN_ERROR_IF(!ok, FLOCK_E_UNSUPPORTED, err, "op %u (%s, layer %d): tensor '%s' is %s, which %s", i,
                             kind, op->layer, r->name, flock_dtype_name(w->dtype),
                             r->n_dims == 1 ? "must be f32 as a vector" : "the CPU kernels do not read");
+            /* Quantized rows are cut where the kernels cut them: a gate_up row
+             * at its middle (the up half), down_t rows in 64-column blocks
+             * in prefill. Each cut must fall on a block boundary. */
+            size_t blk = flock_dtype_block(w->dtype);
+            bool cut_ok = !(op->kind == FLOCK_OP_FFN && j == 0 && op->gated && (cols / 2) % (int64_t)blk) &&
+                          !(op->kind == FLOCK_OP_FFN && j == 2 && 64 % blk);
+            RETURN_ERROR_IF(!cut_ok, FLOCK_E_UNSUPPORTED, err,
+                            "op %u (ffn, layer %d): tensor '%s' is %s, whose %zu-element blocks do not divide the "
+                            "%s (store it as q8_0, q4_0 or q4_1)",
+                            i, op->layer, r->name, flock_dtype_name(w->dtype), blk,
+                            j == 0 ? "gate and up halves of its rows" : "64-column blocks of the down projection");
         }
     }
     return FLOCK_OK;

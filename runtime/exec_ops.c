@@ -309,7 +309,6 @@ static void down_task(void *arg, int64_t b, int64_t end, int thread)
     const down_ctx *c = arg;
     const flock_kernel_table *k = c->e->k;
     float *blk = c->e->dscratch + (size_t)thread * (size_t)c->e->max_dff * DOWN_COLS;
-    size_t es = flock_dtype_size(c->w->dtype);
     for (int64_t bi = b; bi < end; bi++) {
         int32_t c0 = (int32_t)bi * DOWN_COLS, cn = c->d - c0 < DOWN_COLS ? c->d - c0 : DOWN_COLS;
         /* the block D[:, c0:c0+cn] as f32 rows of ldd floats (in place for f32) */
@@ -320,7 +319,8 @@ static void down_task(void *arg, int64_t b, int64_t end, int thread)
             ldd = (size_t)c->d;
         } else {
             for (int32_t i = 0; i < c->d_ff; i++)
-                k->to_f32[c->w->dtype]((const uint8_t *)flock_wmat_row(c->w, i) + (size_t)c0 * es,
+                k->to_f32[c->w->dtype]((const uint8_t *)flock_wmat_row(c->w, i) +
+                                           flock_dtype_row_bytes(c->w->dtype, (uint64_t)c0),
                                        blk + (size_t)i * DOWN_COLS, (size_t)cn);
             D = blk;
             ldd = DOWN_COLS;
@@ -398,7 +398,8 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
     const float *b1 = op->gated ? NULL : vecw(c->e, op->w[3]);
     size_t d = (size_t)c->d;
     int dt1 = (int)w1->dtype, dt2 = (int)w2->dtype;
-    size_t bytes1 = (size_t)w1->cols * flock_dtype_size(w1->dtype), bytes2 = d * flock_dtype_size(w2->dtype);
+    size_t bytes1 = flock_dtype_row_bytes(w1->dtype, (uint64_t)w1->cols), bytes2 = flock_dtype_row_bytes(w2->dtype, d);
+    size_t up_off = flock_dtype_row_bytes(w1->dtype, d); /* the up half of a gate_up row */
     for (int64_t j = b; j < end; j++) {
         int32_t i = c->idx[j];
         const void *r1 = flock_wmat_row(w1, i);
@@ -412,7 +413,7 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
         float z;
         if (op->gated) {
             float g = k->dot[dt1](r1, c->x, d);
-            float u = k->dot[dt1]((const uint8_t *)r1 + d * flock_dtype_size(w1->dtype), c->x, d);
+            float u = k->dot[dt1]((const uint8_t *)r1 + up_off, c->x, d);
             z = act(op->act, g) * u;
         } else {
             z = act(op->act, k->dot[dt1](r1, c->x, d) + (b1 ? b1[i] : 0.f));

@@ -1,8 +1,10 @@
 /* Private: the CPU kernels the executor calls, with one table per
  * instruction set (scalar, AVX2+FMA+F16C) chosen at run time.
  *
- * Weights are row-major [rows, cols] in f32, f16 or bf16; activations are
- * always f32. A "row" of a weight is contiguous (cols elements). */
+ * Weights are row-major [rows, cols] in f32, f16, bf16 or a quantized type
+ * (q8_0, q4_0, q4_1, q4_k, q6_k: cols a multiple of the block, see
+ * kernels_quant.h); activations are always f32. A "row" of a weight is
+ * contiguous (cols elements, flock_dtype_row_bytes(dtype, cols) bytes). */
 #ifndef FLOCK_RUNTIME_KERNELS_H
 #define FLOCK_RUNTIME_KERNELS_H
 
@@ -11,15 +13,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Weight dtypes the kernels accept: index = flock_dtype (F32, F16, BF16). */
-#define FLOCK_KDT_COUNT 3
+/* The per-dtype entries are indexed by flock_dtype; I32 and U8 are NULL
+ * (flock_kernels_have says whether a dtype has kernels). */
+#define FLOCK_KDT_COUNT FLOCK_DTYPE_COUNT
 
 typedef struct flock_kernel_table {
     const char *name; /* "scalar", "avx2" */
     /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
     float (*dot[FLOCK_KDT_COUNT])(const void *w, const float *x, size_t n);
     /* Four dot products at once: rows w, w + stride, w + 2 stride, w + 3
-     * stride (stride in elements) against the same x; out[0..3]. Sharing
+     * stride (stride in elements, a multiple of the block) against the
+     * same x; out[0..3]. Sharing
      * the x loads and keeping four row streams in flight is what makes the
      * decode matrix-vector product run at memory bandwidth. */
     void (*dot4[FLOCK_KDT_COUNT])(const void *w, size_t stride, const float *x, size_t n, float *out);
@@ -72,12 +76,18 @@ typedef struct flock_wmat {
 
 static inline uint64_t flock_wmat_bytes(const flock_wmat *w)
 {
-    return (uint64_t)w->rows * (uint64_t)w->cols * flock_dtype_size(w->dtype);
+    return (uint64_t)w->rows * flock_dtype_row_bytes(w->dtype, (uint64_t)w->cols);
 }
 
 static inline const void *flock_wmat_row(const flock_wmat *w, int64_t r)
 {
-    return (const uint8_t *)w->data + (size_t)r * (size_t)w->cols * flock_dtype_size(w->dtype);
+    return (const uint8_t *)w->data + (size_t)r * flock_dtype_row_bytes(w->dtype, (uint64_t)w->cols);
+}
+
+/* Whether table k has the dot, dot4, axpy and to_f32 kernels of dtype t. */
+static inline int flock_kernels_have(const flock_kernel_table *k, flock_dtype t)
+{
+    return (unsigned)t < FLOCK_KDT_COUNT && k->dot[t] && k->dot4[t] && k->axpy[t] && k->to_f32[t];
 }
 
 #endif

@@ -3,6 +3,7 @@
  * CPU without AVX2: flock_kernels_avx2() only hands out this table after
  * __builtin_cpu_supports says the instructions exist. */
 #include "kernels.h"
+#include "kernels_quant.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
@@ -484,14 +485,20 @@ AVX2_FN static void att_pv(const float *p, const float *v, size_t ldv, size_t n,
     }
 }
 
+/* Table rows by dtype: the three float types, then the quantized ones. */
+#define DT3(f) [FLOCK_DTYPE_F32] = f##_f32, [FLOCK_DTYPE_F16] = f##_f16, [FLOCK_DTYPE_BF16] = f##_bf16
+#define QK(pre, f)                                                                                          \
+    [FLOCK_DTYPE_Q8_0] = pre##_##f##_q8_0, [FLOCK_DTYPE_Q4_0] = pre##_##f##_q4_0,                           \
+    [FLOCK_DTYPE_Q4_1] = pre##_##f##_q4_1, [FLOCK_DTYPE_Q4_K] = pre##_##f##_q4_k, [FLOCK_DTYPE_Q6_K] = pre##_##f##_q6_k
+
 static const flock_kernel_table avx2_table = {
     .name = "avx2",
-    .dot = {dot_f32, dot_f16, dot_bf16},
-    .dot4 = {dot4_f32, dot4_f16, dot4_bf16},
+    .dot = {DT3(dot), QK(flock_qa, dot)},
+    .dot4 = {DT3(dot4), QK(flock_qa, dot4)},
     .gemm4x3 = gemm4x3,
     .down4x16 = down4x16,
-    .axpy = {axpy_f32, axpy_f16, axpy_bf16},
-    .to_f32 = {cvt_f32, cvt_f16, cvt_bf16},
+    .axpy = {DT3(axpy), QK(flock_qa, axpy)},
+    .to_f32 = {DT3(cvt), QK(flock_qa, to_f32)},
     .axpy_f32 = axpy_plain,
     .att_qk = att_qk,
     .att_exp = att_exp,

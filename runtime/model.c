@@ -52,7 +52,7 @@ static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_e
             snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %llu" : "%llu",
                      (unsigned long long)info.shape[d]);
     }
-    if (!same || info.nbytes != n_info * flock_dtype_size(info.dtype))
+    if (!same || info.nbytes != flock_dtype_tensor_bytes(info.dtype, info.n_dims, info.shape))
         return flock_error_set(err, FLOCK_E_CORRUPT,
                                "tensor '%s': the program expects %s [%s], the bundle holds %s [%s] (%llu bytes)",
                                r->name, flock_dtype_name(r->dtype), want, flock_dtype_name(info.dtype), got,
@@ -102,7 +102,7 @@ static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_e
     }
     m->owned[i] = buf;
     w->data = buf;
-    m->weight_bytes += (uint64_t)w->rows * (uint64_t)w->cols * flock_dtype_size(w->dtype);
+    m->weight_bytes += flock_wmat_bytes(w);
     return FLOCK_OK;
 }
 

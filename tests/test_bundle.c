@@ -42,9 +42,14 @@ static void fill_tensor(ttensor *t, uint64_t *seed)
     size_t n = 1;
     for (uint32_t d = 0; d < t->n_dims; d++)
         n *= t->shape[d];
-    t->nbytes = n * flock_dtype_size(t->dtype);
+    t->nbytes = (size_t)flock_dtype_tensor_bytes(t->dtype, t->n_dims, t->shape);
     t->data = malloc(t->nbytes ? t->nbytes : 1);
     assert_non_null(t->data);
+    if (flock_dtype_is_quantized(t->dtype)) { /* blocks are bytes to the bundle */
+        for (size_t i = 0; i < t->nbytes; i++)
+            t->data[i] = (uint8_t)flock_test_rand(seed);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         float f = flock_test_randf(seed) * 0.05f;
         switch (t->dtype) {
@@ -57,7 +62,7 @@ static void fill_tensor(ttensor *t, uint64_t *seed)
     }
 }
 
-#define N_TT 7
+#define N_TT 9
 static ttensor *make_tensors(uint64_t seed)
 {
     static const ttensor proto[N_TT] = {
@@ -68,6 +73,8 @@ static ttensor *make_tensors(uint64_t seed)
         {"bytes", FLOCK_DTYPE_U8, 4, {3, 1, 7, 2}, NULL, 0},
         {"scalar", FLOCK_DTYPE_F32, 0, {0}, NULL, 0},
         {"empty", FLOCK_DTYPE_F16, 2, {0, 8}, NULL, 0},
+        {"blk.0.attn_q", FLOCK_DTYPE_Q4_1, 2, {3, 64}, NULL, 0}, /* 3 rows of 2 blocks of 20 bytes */
+        {"blk.0.ffn_down_t", FLOCK_DTYPE_Q6_K, 2, {2, 512}, NULL, 0},
     };
     ttensor *t = malloc(sizeof proto);
     assert_non_null(t);
@@ -488,7 +495,8 @@ static uint8_t *small_bundle(size_t *n, int level)
         {"w", FLOCK_DTYPE_F16, 2, {8, 12}, NULL, 0},   {"b", FLOCK_DTYPE_F32, 1, {20}, NULL, 0},
         {"ids", FLOCK_DTYPE_U8, 1, {5}, NULL, 0},      {"s", FLOCK_DTYPE_F32, 0, {0}, NULL, 0},
         {"e", FLOCK_DTYPE_BF16, 1, {0}, NULL, 0},      {"i", FLOCK_DTYPE_I32, 1, {3}, NULL, 0},
-        {"h", FLOCK_DTYPE_BF16, 1, {40}, NULL, 0},
+        {"h", FLOCK_DTYPE_BF16, 1, {40}, NULL, 0},     {"q", FLOCK_DTYPE_Q4_1, 2, {2, 32}, NULL, 0},
+        {"k", FLOCK_DTYPE_Q4_K, 2, {1, 256}, NULL, 0},
     };
     for (int i = 0; i < N_TT; i++)
         fill_tensor(&t[i], &seed);
@@ -817,6 +825,13 @@ static void test_versions_and_compat(void **state)
     fix_checksums(b, n);
     assert_int_equal(flock_bundle_open_memory(b, n, &h, &err), FLOCK_E_VERSION);
 
+    /* Quantized tensors came in 1.1: a 1.0 bundle that has one is refused, naming it. */
+    memcpy(b, orig, n);
+    st(b + 10, 2, 0);
+    fix_checksums(b, n);
+    assert_int_equal(flock_bundle_open_memory(b, n, &h, &err), FLOCK_E_CORRUPT);
+    assert_non_null(strstr(err.msg, "q4_1 storage in a version 1.0 bundle"));
+
     /* Newer minor, informational flags and unknown section kinds are accepted. */
     memcpy(b, orig, n);
     st(b + 10, 2, FLOCK_BUNDLE_MINOR + 5);
@@ -843,6 +858,26 @@ static void test_versions_and_compat(void **state)
     free(g);
     free(b);
     free(orig);
+}
+
+/* A quantized tensor must be rows of whole blocks, with the bytes its blocks need. */
+static void test_writer_quantized_errors(void **state)
+{
+    (void)state;
+    flock_error err = {0};
+    flock_bundle_writer *w;
+    flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
+    assert_int_equal(flock_bundle_writer_create(flock_test_tmp("q.flock"), &o, &w, &err), FLOCK_OK);
+    uint8_t buf[1024] = {0};
+    uint64_t half_block[2] = {2, 16}, ok[2] = {2, 32};
+    assert_int_equal(flock_bundle_writer_add_tensor(w, "a", FLOCK_DTYPE_Q8_0, 2, half_block, buf, 34, &err),
+                     FLOCK_E_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "not whole blocks of 32"));
+    assert_int_equal(flock_bundle_writer_add_tensor(w, "b", FLOCK_DTYPE_Q8_0, 2, ok, buf, 2 * 34 - 1, &err),
+                     FLOCK_E_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "need 68"));
+    assert_int_equal(flock_bundle_writer_add_tensor(w, "c", FLOCK_DTYPE_Q8_0, 2, ok, buf, 2 * 34, &err), FLOCK_OK);
+    flock_bundle_writer_free(w);
 }
 
 /* ---- flock inspect ------------------------------------------------------- */
@@ -974,6 +1009,7 @@ int main(void)
         cmocka_unit_test(test_tensor_data_flip),
         cmocka_unit_test(test_absurd_values),
         cmocka_unit_test(test_versions_and_compat),
+        cmocka_unit_test(test_writer_quantized_errors),
         cmocka_unit_test(test_inspect_cli),
     };
     return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);

@@ -131,6 +131,85 @@ static void test_convert_arrays(void **state)
     assert_int_equal(flock_convert_from_f32(FLOCK_DTYPE_I32, src, half, 1), FLOCK_E_UNSUPPORTED);
 }
 
+/* The quantized types: block sizes and row bytes, GGML's layouts. */
+static void test_quant_sizes(void **state)
+{
+    (void)state;
+    static const struct {
+        flock_dtype t;
+        const char *name;
+        size_t block, bytes;
+    } q[] = {{FLOCK_DTYPE_Q8_0, "q8_0", 32, 34}, {FLOCK_DTYPE_Q4_0, "q4_0", 32, 18}, {FLOCK_DTYPE_Q4_1, "q4_1", 32, 20},
+             {FLOCK_DTYPE_Q4_K, "q4_k", 256, 144}, {FLOCK_DTYPE_Q6_K, "q6_k", 256, 210}};
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        flock_dtype t;
+        assert_int_equal(flock_dtype_parse(q[i].name, &t), FLOCK_OK);
+        assert_int_equal(t, q[i].t);
+        assert_string_equal(flock_dtype_name(t), q[i].name);
+        assert_true(flock_dtype_is_quantized(t));
+        assert_int_equal(flock_dtype_size(t), 0); /* no per-element size */
+        assert_int_equal(flock_dtype_block(t), q[i].block);
+        assert_int_equal(flock_dtype_block_bytes(t), q[i].bytes);
+        assert_int_equal(flock_dtype_row_bytes(t, 3 * q[i].block), 3 * q[i].bytes);
+        assert_int_equal(flock_dtype_row_bytes(t, q[i].block + 1), 0); /* not whole blocks */
+        uint64_t shape[2] = {5, 2 * q[i].block}, bad[2] = {5, q[i].block / 2};
+        assert_int_equal(flock_dtype_tensor_bytes(t, 2, shape), 10 * q[i].bytes);
+        assert_int_equal(flock_dtype_tensor_bytes(t, 2, bad), 0);
+    }
+    assert_false(flock_dtype_is_quantized(FLOCK_DTYPE_F16));
+    assert_int_equal(flock_dtype_row_bytes(FLOCK_DTYPE_F16, 7), 14);
+    assert_int_equal(flock_dtype_ggml(FLOCK_DTYPE_Q4_1), 3);
+    assert_int_equal(flock_dtype_ggml(FLOCK_DTYPE_Q6_K), 14);
+}
+
+/* Quantizing to q8_0 / q4_0 / q4_1 and back: each element within half a
+ * quantization step of its block (d / 2), constant and zero blocks exact,
+ * a non-finite input refused, the k-quants not made. */
+static void test_quantize_roundtrip(void **state)
+{
+    (void)state;
+    static const flock_dtype q[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1};
+    uint64_t s = 7;
+    enum { N = 32 * 9 };
+    float x[N], back[N];
+    uint8_t buf[9 * 34];
+    for (int i = 0; i < N; i++)
+        x[i] = flock_test_randf(&s) * (i < 32 ? 0.001f : 3.0f);
+    for (int i = 64; i < 96; i++)
+        x[i] = 0.0f; /* a zero block */
+    for (size_t k = 0; k < sizeof q / sizeof q[0]; k++) {
+        assert_int_equal(flock_convert_from_f32(q[k], x, buf, N), FLOCK_OK);
+        assert_int_equal(flock_convert_to_f32(q[k], buf, back, N), FLOCK_OK);
+        for (int b = 0; b < N / 32; b++) {
+            float lo = x[32 * b], hi = x[32 * b], amax = 0;
+            for (int j = 0; j < 32; j++) {
+                lo = fminf(lo, x[32 * b + j]);
+                hi = fmaxf(hi, x[32 * b + j]);
+                amax = fmaxf(amax, fabsf(x[32 * b + j]));
+            }
+            /* the step: amax/127 (q8_0), amax/8 (q4_0), range/15 (q4_1); an element is within half a
+             * step, but q4_0's grid runs -8..7 steps, so the end opposite the largest magnitude clips
+             * by up to one step; the f16 scales add relative 1e-3 */
+            float step = q[k] == FLOCK_DTYPE_Q8_0 ? amax / 127 : q[k] == FLOCK_DTYPE_Q4_0 ? amax / 8 : (hi - lo) / 15;
+            float within = q[k] == FLOCK_DTYPE_Q4_0 ? 1.0f : 0.5f;
+            for (int j = 0; j < 32; j++) {
+                float e = fabsf(back[32 * b + j] - x[32 * b + j]);
+                if (e > step * within * 1.01f + 2e-3f * amax + 1e-7f)
+                    fail_msg("%s block %d elem %d: %g -> %g (step %g)", flock_dtype_name(q[k]), b, j,
+                             x[32 * b + j], back[32 * b + j], step);
+            }
+        }
+        for (int i = 64; i < 96; i++)
+            assert_true(back[i] == 0.0f);
+        assert_int_equal(flock_convert_from_f32(q[k], x, buf, 31), FLOCK_E_INVALID_ARG);
+        float nan_row[32] = {0};
+        nan_row[5] = NAN;
+        assert_int_equal(flock_convert_from_f32(q[k], nan_row, buf, 32), FLOCK_E_CORRUPT);
+    }
+    assert_int_equal(flock_convert_from_f32(FLOCK_DTYPE_Q4_K, x, buf, 256), FLOCK_E_UNSUPPORTED);
+    assert_int_equal(flock_convert_to_f32(FLOCK_DTYPE_Q8_0, buf, back, 33), FLOCK_E_INVALID_ARG);
+}
+
 static void test_map_missing_file(void **state)
 {
     (void)state;
@@ -150,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_f16_rounding),     cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_keep_count),
         cmocka_unit_test(test_convert_arrays),   cmocka_unit_test(test_map_missing_file),
+        cmocka_unit_test(test_quant_sizes),      cmocka_unit_test(test_quantize_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,6 +82,88 @@ static void check_table(const flock_kernel_table *k, uint64_t seed)
     }
 }
 
+/* Random quantized rows of type dt: q8_0/q4_0/q4_1 by quantizing random
+ * floats; the k-quants (which flock does not make) as random bytes with
+ * finite, moderate f16 scales. `exact` gets the reference dequantization. */
+static void *rand_qrows(flock_dtype dt, size_t n, float *exact, uint64_t *s)
+{
+    size_t nb = flock_dtype_row_bytes(dt, n);
+    uint8_t *w = malloc(nb + 64);
+    if (dt == FLOCK_DTYPE_Q8_0 || dt == FLOCK_DTYPE_Q4_0 || dt == FLOCK_DTYPE_Q4_1) {
+        for (size_t i = 0; i < n; i++)
+            exact[i] = flock_test_randf(s) * 2.0f;
+        assert_int_equal(flock_convert_from_f32(dt, exact, w, n), FLOCK_OK);
+    } else {
+        for (size_t i = 0; i < nb; i++)
+            w[i] = (uint8_t)flock_test_rand(s);
+        for (size_t b = 0; b < n / 256; b++) {
+            uint8_t *blk = w + b * flock_dtype_block_bytes(dt);
+            uint16_t d = flock_f32_to_f16(0.01f + 0.01f * (float)(flock_test_rand(s) % 100) / 100.0f);
+            if (dt == FLOCK_DTYPE_Q4_K) { /* half d, half dmin, then scales and quants */
+                uint16_t m = flock_f32_to_f16(0.005f * (float)(flock_test_rand(s) % 100) / 100.0f);
+                memcpy(blk, &d, 2);
+                memcpy(blk + 2, &m, 2);
+            } else { /* q6_k: ql, qh, scales, then half d at 208 */
+                memcpy(blk + 208, &d, 2);
+            }
+        }
+    }
+    assert_int_equal(flock_convert_to_f32(dt, w, exact, n), FLOCK_OK);
+    return w;
+}
+
+/* The quantized kernels of table k against the reference dequantization in
+ * double: dot and dot4 within the float-summation bound (plus the block
+ * scale rounding of q4_1's d (q . x) + m (sum x) form), axpy and to_f32 to
+ * float rounding. Odd lengths: 1, 3 and 18 blocks (32-element types), 1 and
+ * 3 blocks (k-quants). */
+static void check_quant_table(const flock_kernel_table *k, uint64_t seed)
+{
+    static const flock_dtype qt[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1, FLOCK_DTYPE_Q4_K,
+                                     FLOCK_DTYPE_Q6_K};
+    uint64_t s = seed;
+    for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
+        flock_dtype dt = qt[ti];
+        assert_true(flock_kernels_have(k, dt));
+        size_t B = flock_dtype_block(dt);
+        size_t lens[3] = {B, 3 * B, B == 32 ? 18 * B : 3 * B};
+        for (size_t li = 0; li < 3; li++) {
+            size_t n = lens[li];
+            float *ex = malloc(4 * n * 4), *x = malloc(n * 4), *y = malloc(n * 4), *yr = malloc(n * 4);
+            void *w = rand_qrows(dt, 4 * n, ex, &s); /* four rows of n */
+            for (size_t i = 0; i < n; i++) {
+                x[i] = flock_test_randf(&s);
+                y[i] = yr[i] = flock_test_randf(&s);
+            }
+            size_t rb = flock_dtype_row_bytes(dt, n);
+            float o4[4];
+            k->dot4[dt](w, n, x, n, o4);
+            for (int r = 0; r < 4; r++) {
+                double ref = 0, mag = 0;
+                for (size_t i = 0; i < n; i++) {
+                    ref += (double)ex[r * n + i] * x[i];
+                    mag += fabs((double)ex[r * n + i] * x[i]);
+                }
+                float got = k->dot[dt]((const uint8_t *)w + r * rb, x, n);
+                double tol = 2.0 * (double)n * FLT_EPSILON * (mag + 1.0);
+                if (fabs(got - ref) > tol || fabs(o4[r] - ref) > tol)
+                    fail_msg("%s n %zu row %d: dot %g, dot4 %g, reference %g (bound %g)", flock_dtype_name(dt), n,
+                             r, got, o4[r], ref, tol);
+            }
+            float a = flock_test_randf(&s);
+            k->axpy[dt](a, w, y, n);
+            for (size_t i = 0; i < n; i++)
+                yr[i] += a * ex[i];
+            assert_true(flock_test_nrm_err(y, yr, n) < 1e-6);
+            k->to_f32[dt]((const uint8_t *)w + rb, y, n);
+            assert_true(flock_test_nrm_err(y, ex + n, n) < 1e-7);
+            free(ex), free(x), free(y), free(yr), free(w);
+        }
+    }
+    /* not a quantized type: no kernels */
+    assert_false(flock_kernels_have(k, FLOCK_DTYPE_I32));
+}
+
 /* The prefill micro-kernels against plain loops in double. */
 static void check_microkernels(const flock_kernel_table *k)
 {
@@ -129,6 +211,7 @@ static void test_kernels_scalar(void **state)
 {
     (void)state;
     check_table(flock_kernels_scalar(), 0x1234);
+    check_quant_table(flock_kernels_scalar(), 0x4321);
     check_microkernels(flock_kernels_scalar());
 }
 
@@ -141,6 +224,7 @@ static void test_kernels_simd(void **state)
         skip();
     }
     check_table(k, 0x5678);
+    check_quant_table(k, 0x8765);
     check_microkernels(k);
 }
 

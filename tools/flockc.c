@@ -24,8 +24,15 @@ static void usage(FILE *f)
             "options:\n"
             "  -o, --output PATH    the bundle to write\n"
             "  --keep LIST          GRIFFIN keep ratios in (0, 1], comma-separated (default 0.25,0.5,0.75)\n"
-            "  --dtype T            storage dtype of the weight matrices: f16 (default), bf16, f32;\n"
-            "                       norms and biases stay f32\n"
+            "  --dtype T            storage dtype of the weight matrices: f16 (default), bf16, f32,\n"
+            "                       q8_0, q4_0, q4_1 (GGML's block layouts), or source: every\n"
+            "                       matrix keeps its source type (a GGUF's q8_0/q4_0/q4_1/q4_k/q6_k\n"
+            "                       blocks byte for byte), except the transposed down projection\n"
+            "                       and types flock does not store, which get --down-dtype;\n"
+            "                       norms and biases stay f32; a matrix whose rows are not whole\n"
+            "                       blocks is stored f16\n"
+            "  --down-dtype T       with --dtype source: the type of what is requantized\n"
+            "                       (default q8_0)\n"
             "  --target LIST        cpu, x86-64-v3, x86-64-v4, aarch64, sm_80, sm_86, sm_89, sm_90\n"
             "                       (default cpu); recorded in the manifest. Each CPU target gets\n"
             "                       decode kernels generated through LLVM (gather FF at every keep\n"
@@ -172,7 +179,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = true;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--keep") || !strcmp(a, "--dtype") ||
-                   !strcmp(a, "--target") || !strcmp(a, "--level") || !strcmp(a, "--threads")) {
+                   !strcmp(a, "--down-dtype") || !strcmp(a, "--target") || !strcmp(a, "--level") || !strcmp(a, "--threads")) {
             if (!has_next)
                 return bad_usage("%s needs a value", a);
             const char *v = argv[++i];
@@ -182,8 +189,16 @@ int main(int argc, char **argv)
                 if (flock_compile_parse_keep(&o, v, &e))
                     return bad_usage("%s", e.msg);
             } else if (!strcmp(a, "--dtype")) {
-                if (flock_dtype_parse(v, &o.dtype) || o.dtype == FLOCK_DTYPE_I32 || o.dtype == FLOCK_DTYPE_U8)
-                    return bad_usage("--dtype: unknown dtype '%s' (f16, bf16 or f32)", v);
+                o.source_dtype = !strcmp(v, "source");
+                if (!o.source_dtype && (flock_dtype_parse(v, &o.dtype) || o.dtype == FLOCK_DTYPE_I32 ||
+                                        o.dtype == FLOCK_DTYPE_U8 || o.dtype == FLOCK_DTYPE_Q4_K ||
+                                        o.dtype == FLOCK_DTYPE_Q6_K))
+                    return bad_usage("--dtype: unknown dtype '%s' (f16, bf16, f32, q8_0, q4_0, q4_1 or source)", v);
+            } else if (!strcmp(a, "--down-dtype")) {
+                if (flock_dtype_parse(v, &o.down_dtype) || o.down_dtype == FLOCK_DTYPE_I32 ||
+                    o.down_dtype == FLOCK_DTYPE_U8 || o.down_dtype == FLOCK_DTYPE_Q4_K ||
+                    o.down_dtype == FLOCK_DTYPE_Q6_K)
+                    return bad_usage("--down-dtype: unknown dtype '%s' (f16, bf16, f32, q8_0, q4_0 or q4_1)", v);
             } else if (!strcmp(a, "--target")) {
                 if (flock_compile_parse_targets(&o, v, &e))
                     return bad_usage("%s", e.msg);
@@ -261,7 +276,8 @@ int main(int argc, char **argv)
         uint64_t in_bytes = path_bytes(model);
         fprintf(stderr, "flockc: %s (%s) -> %s: %zu tensors, %s, %.1f MB (tensors %.1f MB raw) from %.1f MB "
                 "in %.2f s; bundle/source %.2f\n",
-                model, arch_copy, out, stats.n_tensors, flock_dtype_name(o.dtype), stats.bundle_bytes / 1e6,
+                model, arch_copy, out, stats.n_tensors, o.source_dtype ? "source types" : flock_dtype_name(o.dtype),
+                stats.bundle_bytes / 1e6,
                 stats.tensor_bytes / 1e6, in_bytes / 1e6, el, in_bytes ? (double)stats.bundle_bytes / in_bytes : 0.0);
         if (stats.cpu_kernels[0])
             fprintf(stderr, "flockc: cpu kernels: %s\n", stats.cpu_kernels);

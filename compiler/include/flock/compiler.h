@@ -120,6 +120,17 @@ flock_status flock_source_tensor_shape(const flock_source *s, const char *name, 
  * (caller frees). */
 flock_status flock_source_tensor_f32(const flock_source *s, const char *name, float **out, size_t *n,
                                      flock_error *err);
+/* The storage type the tensor has in the source, as a flock dtype: a
+ * GGUF's f32/f16/bf16/q8_0/q4_0/q4_1/q4_k/q6_k, or a safetensors file's
+ * float type; FLOCK_E_UNSUPPORTED (naming the type) for one flock does not
+ * store, such as q5_0 or q3_k. */
+flock_status flock_source_tensor_dtype(const flock_source *s, const char *name, flock_dtype *out,
+                                       flock_error *err);
+/* The tensor's bytes exactly as the source stores them (GGUF only; they
+ * point into the mapped file and live as long as s), in the layout of
+ * flock_source_tensor_dtype: rows of shape[n_dims - 1] elements. */
+flock_status flock_source_tensor_raw(const flock_source *s, const char *name, const void **data, size_t *size,
+                                     flock_error *err);
 /* xxh64 of the source bytes (see "source.hash" above). */
 flock_status flock_source_hash(const flock_source *s, uint64_t *out, flock_error *err);
 
@@ -133,7 +144,13 @@ flock_status flock_source_hash(const flock_source *s, uint64_t *out, flock_error
 typedef struct flock_compile_opts {
     double keep[FLOCK_MAX_KEEP]; /* GRIFFIN keep ratios, each in (0, 1] */
     size_t n_keep;
-    flock_dtype dtype;           /* storage dtype of the big matrices: f32, f16 or bf16 */
+    flock_dtype dtype;           /* storage dtype of the big matrices: f32, f16, bf16, q8_0, q4_0, q4_1 */
+    /* Keep each matrix's source storage type (--dtype source): a GGUF's
+     * quantized blocks are stored byte for byte; gate and up rows are packed
+     * as they are; what cannot keep its type (down_t, which is transposed;
+     * a type flock does not store) becomes down_dtype. dtype is then unused. */
+    bool source_dtype;
+    flock_dtype down_dtype;      /* with source_dtype and quantized sources: default q8_0 */
     char targets[FLOCK_MAX_TARGETS][16]; /* "cpu", "x86-64-v3", "x86-64-v4", "aarch64", "sm_80", ... */
     size_t n_targets;
     int level;                   /* zstd level for the tensor data; 0 = stored (mmap-able) */

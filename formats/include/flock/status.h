@@ -68,26 +68,53 @@ flock_status flock_error_prefix(flock_error *err, flock_status st, const char *f
 /* Numeric storage types                                                    */
 /* ======================================================================== */
 
+/* Storage types. The quantized ones are GGML's block layouts, byte for
+ * byte (formats/dequant.c documents them), so a GGUF's blocks are stored
+ * as they are and the gguf package reads them: a row of n elements is
+ * n / block blocks of block_bytes each, n a multiple of the block. Only
+ * grows at the end (the values are stored in bundles). */
 typedef enum flock_dtype {
     FLOCK_DTYPE_F32 = 0,
     FLOCK_DTYPE_F16 = 1,
     FLOCK_DTYPE_BF16 = 2,
     FLOCK_DTYPE_I32 = 3,
     FLOCK_DTYPE_U8 = 4,
+    FLOCK_DTYPE_Q8_0 = 5, /* 32 elements, 34 bytes: f16 d, i8 q[32]; x = d q */
+    FLOCK_DTYPE_Q4_0 = 6, /* 32 elements, 18 bytes: f16 d, 4-bit q; x = d (q - 8) */
+    FLOCK_DTYPE_Q4_1 = 7, /* 32 elements, 20 bytes: f16 d, m, 4-bit q; x = d q + m */
+    FLOCK_DTYPE_Q4_K = 8, /* 256 elements, 144 bytes: 8 x 32 with 6-bit scales and mins */
+    FLOCK_DTYPE_Q6_K = 9, /* 256 elements, 210 bytes: 16 x 16 with 8-bit scales */
     FLOCK_DTYPE_COUNT
 } flock_dtype;
 
-size_t flock_dtype_size(flock_dtype t);        /* bytes per element; 0 if invalid */
-const char *flock_dtype_name(flock_dtype t);   /* "f32", "f16", ...; "?" if invalid */
-/* Parses "f32" / "f16" / "bf16" (case-insensitive). */
+size_t flock_dtype_size(flock_dtype t);        /* bytes per element; 0 if invalid or quantized */
+const char *flock_dtype_name(flock_dtype t);   /* "f32", "f16", "q4_1", ...; "?" if invalid */
+/* Parses a name of flock_dtype_name (case-insensitive). */
 flock_status flock_dtype_parse(const char *s, flock_dtype *out);
+bool flock_dtype_is_quantized(flock_dtype t);
+/* Elements per block (1 for the plain types) and bytes per block; 0 if invalid. */
+size_t flock_dtype_block(flock_dtype t);
+size_t flock_dtype_block_bytes(flock_dtype t);
+/* Bytes of n consecutive elements (a row, or the start of one): 0 when the
+ * type is invalid or n is not a multiple of its block. */
+size_t flock_dtype_row_bytes(flock_dtype t, uint64_t n);
+/* Bytes of a row-major tensor (shape[n_dims - 1] contiguous, a multiple of
+ * the block): 0 when invalid, when the last dimension is not a multiple of
+ * the block, or on overflow. n_dims 0 is a scalar (one element). */
+uint64_t flock_dtype_tensor_bytes(flock_dtype t, uint32_t n_dims, const uint64_t *shape);
+/* The GGML type number of a storage type (flock/gguf.h), or UINT32_MAX. */
+uint32_t flock_dtype_ggml(flock_dtype t);
 
 float flock_f16_to_f32(uint16_t h);
 uint16_t flock_f32_to_f16(float f);   /* round to nearest even; overflow -> inf */
 float flock_bf16_to_f32(uint16_t h);
 uint16_t flock_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
 
-/* Converts n floats to `dst_type` (f32, f16 or bf16) / back to f32. */
+/* Converts n floats to `dst_type` / back to f32. From f32: f32, f16, bf16,
+ * and q8_0, q4_0, q4_1 with GGML's reference rounding (n a multiple of 32;
+ * FLOCK_E_UNSUPPORTED for q4_k and q6_k, which flock keeps from a GGUF but
+ * does not make). To f32: every float and quantized type (n a multiple of
+ * the block; FLOCK_E_INVALID_ARG otherwise). */
 flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void *dst, size_t n);
 flock_status flock_convert_to_f32(flock_dtype src_type, const void *src, float *dst, size_t n);
 

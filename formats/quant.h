@@ -1,0 +1,14 @@
+/* Private: quantization of f32 rows into GGML's block layouts (quant.c). */
+#ifndef FLOCK_FORMATS_QUANT_H
+#define FLOCK_FORMATS_QUANT_H
+
+#include "flock/status.h"
+
+/* n floats (a multiple of 32) into q8_0, q4_0 or q4_1 blocks, rounding as
+ * GGML's reference quantizers do (quantize_row_*_ref), so the bytes equal
+ * what llama.cpp would write. FLOCK_E_INVALID_ARG for another type or a
+ * length that is not a multiple of 32, FLOCK_E_CORRUPT for a non-finite
+ * input (it would make a NaN scale). */
+flock_status flock_quantize_row(flock_dtype t, const float *x, void *dst, size_t n);
+
+#endif

@@ -1,0 +1,36 @@
+/* Private: the kernels over quantized weight rows (q8_0, q4_0, q4_1, q4_k,
+ * q6_k: GGML's block layouts, formats/dequant.c) for the kernel tables of
+ * kernels.h. Activations stay f32; a row of n elements is n / block blocks.
+ * The scalar versions dequantize one block at a time and are the reference
+ * the SIMD ones are tested against (tests/test_runtime.c). */
+#ifndef FLOCK_RUNTIME_KERNELS_QUANT_H
+#define FLOCK_RUNTIME_KERNELS_QUANT_H
+
+#include "flock/status.h"
+
+#include <stddef.h>
+
+/* One table's entries per quantized dtype, as kernels.h's fields. */
+#define FLOCK_QUANT_KERNELS(prefix, T)                                                                      \
+    float prefix##_dot_##T(const void *w, const float *x, size_t n);                                        \
+    void prefix##_dot4_##T(const void *w, size_t stride, const float *x, size_t n, float *out);            \
+    void prefix##_axpy_##T(float a, const void *w, float *y, size_t n);                                     \
+    void prefix##_to_f32_##T(const void *w, float *dst, size_t n);
+
+FLOCK_QUANT_KERNELS(flock_qs, q8_0)
+FLOCK_QUANT_KERNELS(flock_qs, q4_0)
+FLOCK_QUANT_KERNELS(flock_qs, q4_1)
+FLOCK_QUANT_KERNELS(flock_qs, q4_k)
+FLOCK_QUANT_KERNELS(flock_qs, q6_k)
+/* AVX2: the 32-element types; the k-quants use the scalar block decode
+ * with an AVX2 dot over each decoded block. */
+FLOCK_QUANT_KERNELS(flock_qa, q8_0)
+FLOCK_QUANT_KERNELS(flock_qa, q4_0)
+FLOCK_QUANT_KERNELS(flock_qa, q4_1)
+FLOCK_QUANT_KERNELS(flock_qa, q4_k)
+FLOCK_QUANT_KERNELS(flock_qa, q6_k)
+
+/* Decodes block b of a row of type t into y[flock_dtype_block(t)]. */
+void flock_q_block_to_f32(flock_dtype t, const void *row, size_t b, float *y);
+
+#endif

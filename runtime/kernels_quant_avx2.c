@@ -1,0 +1,264 @@
+/* AVX2 + FMA + F16C kernels over quantized rows (kernels_quant.h). The
+ * 32-element types are decoded in registers: 16 or 32 bytes of quants
+ * widened to 4 x 8 floats, one FMA chain per block, then scaled by the
+ * block's d (and q4_1's m times the block's sum of x). The k-quants decode
+ * each 256-element block with the scalar decoder, then run an AVX2 dot.
+ * Built with target attributes, as kernels_avx2.c, and only handed out by
+ * flock_kernels_avx2() on a CPU that has the instructions. */
+#include "kernels_quant.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+
+AVX2_FN static inline float hsum(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+AVX2_FN static inline float half(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* The 32 values of a block as four vectors of 8 (elements 0-7, 8-15, 16-23, 24-31). */
+typedef struct q32 {
+    __m256 v[4];
+} q32;
+
+AVX2_FN static inline q32 q8_0_vals(const uint8_t *p)
+{
+    __m128i a = _mm_loadu_si128((const __m128i *)(p + 2)), b = _mm_loadu_si128((const __m128i *)(p + 18));
+    return (q32){{_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a)),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8))),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)))}};
+}
+
+/* The 4-bit quants of 16 bytes at qs: element j < 16 in the low nibble of
+ * byte j, j + 16 in its high nibble; minus `off` (8 for q4_0, 0 for q4_1). */
+AVX2_FN static inline q32 q4_vals(const uint8_t *qs, int off)
+{
+    const __m128i m = _mm_set1_epi8(0x0F), o = _mm_set1_epi8((char)off);
+    __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    __m128i lo = _mm_sub_epi8(_mm_and_si128(b, m), o), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), o);
+    return (q32){{_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))}};
+}
+
+AVX2_FN static inline __m256 dot32(const q32 *q, const float *x)
+{
+    __m256 s = _mm256_mul_ps(q->v[0], _mm256_loadu_ps(x));
+    s = _mm256_fmadd_ps(q->v[1], _mm256_loadu_ps(x + 8), s);
+    s = _mm256_fmadd_ps(q->v[2], _mm256_loadu_ps(x + 16), s);
+    return _mm256_fmadd_ps(q->v[3], _mm256_loadu_ps(x + 24), s);
+}
+
+AVX2_FN static inline __m256 sum32(const float *x)
+{
+    return _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)),
+                         _mm256_add_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(x + 24)));
+}
+
+/* x = d q: two accumulators over alternate blocks. */
+AVX2_FN float flock_qa_dot_q8_0(const void *w, const float *x, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    size_t nb = n / 32, b = 0;
+    for (; b + 2 <= nb; b += 2, p += 68, x += 64) {
+        q32 q = q8_0_vals(p), r = q8_0_vals(p + 34);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 34)), dot32(&r, x + 32), a1);
+    }
+    if (b < nb) {
+        q32 q = q8_0_vals(p);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
+    }
+    return hsum(_mm256_add_ps(a0, a1));
+}
+
+/* x = d (q - 8). */
+AVX2_FN float flock_qa_dot_q4_0(const void *w, const float *x, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    size_t nb = n / 32, b = 0;
+    for (; b + 2 <= nb; b += 2, p += 36, x += 64) {
+        q32 q = q4_vals(p + 2, 8), r = q4_vals(p + 20, 8);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 18)), dot32(&r, x + 32), a1);
+    }
+    if (b < nb) {
+        q32 q = q4_vals(p + 2, 8);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
+    }
+    return hsum(_mm256_add_ps(a0, a1));
+}
+
+/* x = d q + m: d (q . x) + m (sum of x) per block. */
+AVX2_FN float flock_qa_dot_q4_1(const void *w, const float *x, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (size_t b = 0; b < n / 32; b++, p += 20, x += 32) {
+        q32 q = q4_vals(p + 4, 0);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 2)), sum32(x), a1);
+    }
+    return hsum(_mm256_add_ps(a0, a1));
+}
+
+/* k-quants: each 256-element block decoded by the scalar decoder. */
+AVX2_FN static float dot_k(flock_dtype t, const void *w, const float *x, size_t n)
+{
+    float tmp[256];
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (size_t b = 0; b < n / 256; b++, x += 256) {
+        flock_q_block_to_f32(t, w, b, tmp);
+        for (int j = 0; j < 256; j += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(tmp + j), _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(tmp + j + 8), _mm256_loadu_ps(x + j + 8), a1);
+        }
+    }
+    return hsum(_mm256_add_ps(a0, a1));
+}
+
+AVX2_FN float flock_qa_dot_q4_k(const void *w, const float *x, size_t n)
+{
+    return dot_k(FLOCK_DTYPE_Q4_K, w, x, n);
+}
+
+AVX2_FN float flock_qa_dot_q6_k(const void *w, const float *x, size_t n)
+{
+    return dot_k(FLOCK_DTYPE_Q6_K, w, x, n);
+}
+
+/* y += a d q (q8_0, q4_0) or a (d q + m) (q4_1), one block at a time. */
+AVX2_FN static inline void axpy32(__m256 s, __m256 c, const q32 *q, float *y)
+{
+    for (int i = 0; i < 4; i++)
+        _mm256_storeu_ps(y + 8 * i, _mm256_add_ps(_mm256_fmadd_ps(s, q->v[i], _mm256_loadu_ps(y + 8 * i)), c));
+}
+
+AVX2_FN void flock_qa_axpy_q8_0(float a, const void *w, float *y, size_t n)
+{
+    const uint8_t *p = w;
+    const __m256 z = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / 32; b++, p += 34, y += 32) {
+        q32 q = q8_0_vals(p);
+        axpy32(_mm256_set1_ps(a * half(p)), z, &q, y);
+    }
+}
+
+AVX2_FN void flock_qa_axpy_q4_0(float a, const void *w, float *y, size_t n)
+{
+    const uint8_t *p = w;
+    const __m256 z = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / 32; b++, p += 18, y += 32) {
+        q32 q = q4_vals(p + 2, 8);
+        axpy32(_mm256_set1_ps(a * half(p)), z, &q, y);
+    }
+}
+
+AVX2_FN void flock_qa_axpy_q4_1(float a, const void *w, float *y, size_t n)
+{
+    const uint8_t *p = w;
+    for (size_t b = 0; b < n / 32; b++, p += 20, y += 32) {
+        q32 q = q4_vals(p + 4, 0);
+        axpy32(_mm256_set1_ps(a * half(p)), _mm256_set1_ps(a * half(p + 2)), &q, y);
+    }
+}
+
+AVX2_FN static void axpy_k(flock_dtype t, float a, const void *w, float *y, size_t n)
+{
+    float tmp[256];
+    const __m256 s = _mm256_set1_ps(a);
+    for (size_t b = 0; b < n / 256; b++, y += 256) {
+        flock_q_block_to_f32(t, w, b, tmp);
+        for (int j = 0; j < 256; j += 8)
+            _mm256_storeu_ps(y + j, _mm256_fmadd_ps(s, _mm256_loadu_ps(tmp + j), _mm256_loadu_ps(y + j)));
+    }
+}
+
+AVX2_FN void flock_qa_axpy_q4_k(float a, const void *w, float *y, size_t n)
+{
+    axpy_k(FLOCK_DTYPE_Q4_K, a, w, y, n);
+}
+
+AVX2_FN void flock_qa_axpy_q6_k(float a, const void *w, float *y, size_t n)
+{
+    axpy_k(FLOCK_DTYPE_Q6_K, a, w, y, n);
+}
+
+/* Decoding rows: d q (+ m) stored. */
+AVX2_FN static inline void store32(__m256 d, __m256 m, const q32 *q, float *y)
+{
+    for (int i = 0; i < 4; i++)
+        _mm256_storeu_ps(y + 8 * i, _mm256_fmadd_ps(d, q->v[i], m));
+}
+
+AVX2_FN void flock_qa_to_f32_q8_0(const void *w, float *dst, size_t n)
+{
+    const uint8_t *p = w;
+    const __m256 z = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / 32; b++, p += 34, dst += 32) {
+        q32 q = q8_0_vals(p);
+        store32(_mm256_set1_ps(half(p)), z, &q, dst);
+    }
+}
+
+AVX2_FN void flock_qa_to_f32_q4_0(const void *w, float *dst, size_t n)
+{
+    const uint8_t *p = w;
+    const __m256 z = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / 32; b++, p += 18, dst += 32) {
+        q32 q = q4_vals(p + 2, 8);
+        store32(_mm256_set1_ps(half(p)), z, &q, dst);
+    }
+}
+
+AVX2_FN void flock_qa_to_f32_q4_1(const void *w, float *dst, size_t n)
+{
+    const uint8_t *p = w;
+    for (size_t b = 0; b < n / 32; b++, p += 20, dst += 32) {
+        q32 q = q4_vals(p + 4, 0);
+        store32(_mm256_set1_ps(half(p)), _mm256_set1_ps(half(p + 2)), &q, dst);
+    }
+}
+
+void flock_qa_to_f32_q4_k(const void *w, float *dst, size_t n)
+{
+    flock_qs_to_f32_q4_k(w, dst, n);
+}
+
+void flock_qa_to_f32_q6_k(const void *w, float *dst, size_t n)
+{
+    flock_qs_to_f32_q6_k(w, dst, n);
+}
+
+#define DOT4(T, DT)                                                                                         \
+    AVX2_FN void flock_qa_dot4_##T(const void *w, size_t stride, const float *x, size_t n, float *out)      \
+    {                                                                                                       \
+        const size_t rb = flock_dtype_row_bytes(DT, stride);                                                \
+        for (int r = 0; r < 4; r++)                                                                         \
+            out[r] = flock_qa_dot_##T((const uint8_t *)w + r * rb, x, n);                                   \
+    }
+DOT4(q8_0, FLOCK_DTYPE_Q8_0)
+DOT4(q4_0, FLOCK_DTYPE_Q4_0)
+DOT4(q4_1, FLOCK_DTYPE_Q4_1)
+DOT4(q4_k, FLOCK_DTYPE_Q4_K)
+DOT4(q6_k, FLOCK_DTYPE_Q6_K)
+
+#endif
