@@ -133,6 +133,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     e->ffn_h = flock_aligned_alloc(chunk * 2 * dff * sizeof(float));
     e->ffn_z = flock_aligned_alloc(chunk * dff * sizeof(float));
     e->part = flock_aligned_alloc((size_t)FLOCK_GATHER_SLICES * maxw * sizeof(float));
+    e->xq = flock_aligned_alloc((maxw / 32 + 1) * sizeof(flock_q8x));
     e->att_scratch = flock_aligned_alloc(
         flock_att_scratch_floats((int)nt, n_ctx, e->max_heads > 0 ? e->max_heads : 1,
                                  e->max_head_dim > 0 ? e->max_head_dim : 1) * sizeof(float));
@@ -143,7 +144,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     e->ffn = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->ffn);
     e->ffn_k = malloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1) * sizeof *e->ffn_k);
     e->tensor_bytes = malloc((size_t)(p->n_tensors ? p->n_tensors : 1) * sizeof *e->tensor_bytes);
-    ok = ok && e->ffn_h && e->ffn_z && e->part && e->att_scratch && e->tile && e->dscratch && e->rope_cs &&
+    ok = ok && e->ffn_h && e->ffn_z && e->part && e->xq && e->att_scratch && e->tile && e->dscratch && e->rope_cs &&
          e->logits && e->ffn && e->ffn_k && e->tensor_bytes;
     for (int32_t fi = 0; ok && fi < e->n_ffn; fi++) {
         flock_exec_ffn *f = &e->ffn[fi];
@@ -178,6 +179,7 @@ void flock_exec_free(flock_exec *e)
     free(e->ffn_h);
     free(e->ffn_z);
     free(e->part);
+    free(e->xq);
     free(e->att_scratch);
     free(e->tile);
     free(e->rope_cs);

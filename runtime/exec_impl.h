@@ -35,6 +35,7 @@ struct flock_exec {
     float *ffn_h;        /* [chunk][2 * max_dff]: gate/up (interleaved) or fc1 output */
     float *ffn_z;        /* [chunk][max_dff]: the FF intermediate activation */
     float *part;         /* [GATHER_SLICES][max_width]: partial sums of the gather FF */
+    flock_q8x *xq;       /* [max_width / 32]: the decode input as int8 blocks (kernels.h, dotq) */
     float *att_scratch;  /* flock_att_scratch_floats(threads, n_ctx, max_heads, max_head_dim) */
     float *tile;         /* [threads][TILE][max row]: weight rows converted to f32 */
     float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */

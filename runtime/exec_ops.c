@@ -31,7 +31,18 @@ typedef struct mm_ctx {
     int64_t ldy;
     const float *bias;
     flock_cpu_matvec_fn mv; /* generated y[r] = w[r] . x (T = 1), or NULL */
+    const flock_q8x *xq;    /* T = 1: x as int8 blocks when w's dtype has dotq, else NULL */
 } mm_ctx;
+
+/* The decode input x (n wide) as int8 blocks in e->xq when the kernels of
+ * dtype dt take them (dotq), else NULL: quantized once per product. */
+static const flock_q8x *quant_input(flock_exec *e, flock_dtype dt, const float *x, size_t n)
+{
+    if ((unsigned)dt >= FLOCK_KDT_COUNT || !e->k->dotq[dt] || n % 32)
+        return NULL;
+    e->k->quant_x(x, e->xq, n);
+    return e->xq;
+}
 
 static void mm_task(void *arg, int64_t b, int64_t end, int thread)
 {
@@ -47,6 +58,11 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
         if (c->bias)
             for (int64_t r = b; r < end; r++)
                 c->y[r] += c->bias[r];
+        return;
+    }
+    if (c->T == 1 && c->xq) { /* decode with int8 activations */
+        for (int64_t r = b; r < end; r++)
+            c->y[r] = k->dotq[dt](flock_wmat_row(w, r), c->xq, n) + (c->bias ? c->bias[r] : 0.f);
         return;
     }
     if (c->T == 1) {
@@ -98,7 +114,9 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
 static void matmul_mv(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T, float *y,
                       int64_t ldy, const float *bias, flock_cpu_matvec_fn mv)
 {
-    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL};
+    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL};
+    if (T == 1 && !c.mv)
+        c.xq = quant_input(e, w->dtype, x, (size_t)w->cols);
     /* rows handed out in multiples of 4 (the dot4 kernel), ~8 chunks per thread */
     int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 3) & ~(int64_t)3;
     flock_pool_run(e->pool, w->rows, grain < 4 ? 4 : grain, mm_task, &c);
@@ -155,10 +173,19 @@ int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
             break;
         int32_t wi = p->values[op->in[0]].width, wo = p->values[op->out].width;
         g.m[g.n] = (mm_ctx){e, W(e, op->w[0]), flock_exec_value(e, op->in[0]), wi, 1, flock_exec_value(e, op->out), wo,
-                            vecw(e, op->w[1]), gen_mv(e, j)};
+                            vecw(e, op->w[1]), gen_mv(e, j), NULL};
+        /* one quantization of the shared input serves every matrix that takes it */
+        const flock_wmat *wj = W(e, op->w[0]);
+        if (!g.m[g.n].mv && (unsigned)wj->dtype < FLOCK_KDT_COUNT && e->k->dotq[wj->dtype] && wi % 32 == 0)
+            g.m[g.n].xq = e->xq;
         g.g0[g.n + 1] = g.g0[g.n] + (W(e, op->w[0])->rows + 3) / 4;
         g.n++;
     }
+    for (int k = 0; k < g.n; k++)
+        if (g.m[k].xq) {
+            e->k->quant_x(g.m[k].x, e->xq, (size_t)g.m[k].w->cols);
+            break;
+        }
     int64_t groups = g.g0[g.n], grain = groups / ((int64_t)e->n_threads * 8);
     flock_pool_run(e->pool, groups, grain < 1 ? 1 : grain, group_task, &g);
     return g.n;
@@ -388,6 +415,7 @@ typedef struct gather_ctx {
     int64_t k;
     const float *x;
     int32_t d;
+    const flock_q8x *xq; /* x as int8 blocks when gate_up's dtype has dotq, else NULL */
 } gather_ctx;
 
 static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part)
@@ -411,7 +439,11 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
                 __builtin_prefetch(n2 + o);
         }
         float z;
-        if (op->gated) {
+        if (op->gated && c->xq) {
+            float g = k->dotq[dt1](r1, c->xq, d);
+            float u = k->dotq[dt1]((const uint8_t *)r1 + up_off, c->xq, d);
+            z = act(op->act, g) * u;
+        } else if (op->gated) {
             float g = k->dot[dt1](r1, c->x, d);
             float u = k->dot[dt1]((const uint8_t *)r1 + up_off, c->x, d);
             z = act(op->act, g) * u;
@@ -501,7 +533,9 @@ static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const floa
     }
     const float *b2 = vecw(e, op->w[4]);
     for (int32_t t = 0; t < T; t++) {
-        gather_ctx c = {e, op, f->idx, f->k, x + (size_t)t * d, d};
+        gather_ctx c = {e, op, f->idx, f->k, x + (size_t)t * d, d, NULL};
+        if (op->gated)
+            c.xq = quant_input(e, W(e, op->w[0])->dtype, c.x, (size_t)d);
         flock_pool_run(e->pool, FLOCK_GATHER_SLICES, 1, gather_slices, &c);
         float *o = out + (size_t)t * d;
         for (int32_t j = 0; j < d; j++)

@@ -17,6 +17,13 @@
  * (flock_kernels_have says whether a dtype has kernels). */
 #define FLOCK_KDT_COUNT FLOCK_DTYPE_COUNT
 
+/* An activation block quantized to int8 for the integer dot products
+ * (llama.cpp's q8_1, with float scales): x[j] ~ d q[j], s = d sum(q). */
+typedef struct flock_q8x {
+    float d, s;
+    int8_t q[32];
+} flock_q8x;
+
 typedef struct flock_kernel_table {
     const char *name; /* "scalar", "avx2" */
     /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
@@ -36,6 +43,13 @@ typedef struct flock_kernel_table {
      * packed down_t rows). */
     void (*gemm4x3)(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy);
     void (*down4x16)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
+    /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
+     * (n a multiple of 32) into n / 32 blocks once per product, then dotq
+     * is an integer dot product of a quantized row with them (q8_0, q4_0,
+     * q4_1; NULL for the other dtypes, which use dot). The result differs
+     * from dot by x's rounding to 8 bits (half a step of each block). */
+    void (*quant_x)(const float *x, flock_q8x *xq, size_t n);
+    float (*dotq[FLOCK_KDT_COUNT])(const void *w, const flock_q8x *xq, size_t n);
     /* y[i] += a * w[i]. */
     void (*axpy[FLOCK_KDT_COUNT])(float a, const void *w, float *y, size_t n);
     /* dst[i] = (float)w[i]. */

@@ -3,6 +3,10 @@
  * k-quants, inline code for the 32-element types) and used at once. */
 #include "kernels_quant.h"
 
+#include "kernels.h"
+
+#include <math.h>
+
 #include <string.h>
 
 static inline float half(const uint8_t *p)
@@ -95,3 +99,66 @@ SCALAR(q4_0, FLOCK_DTYPE_Q4_0)
 SCALAR(q4_1, FLOCK_DTYPE_Q4_1)
 SCALAR(q4_k, FLOCK_DTYPE_Q4_K)
 SCALAR(q6_k, FLOCK_DTYPE_Q6_K)
+
+/* ---- int8 activations ---------------------------------------------------- */
+
+void flock_q_quant_x(const float *x, flock_q8x *xq, size_t n)
+{
+    for (size_t b = 0; b < n / 32; b++, x += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = (int)roundf(x[j] * id);
+            xq[b].q[j] = (int8_t)q;
+            sum += q;
+        }
+        xq[b].d = d;
+        xq[b].s = d * (float)sum;
+    }
+}
+
+/* q8_0: dw dx sum(qw qx). */
+float flock_qs_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    float s = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 34) {
+        int acc = 0;
+        for (int j = 0; j < 32; j++)
+            acc += (int8_t)p[2 + j] * xq[b].q[j];
+        s += half(p) * xq[b].d * (float)acc;
+    }
+    return s;
+}
+
+/* Sum over a block of the unsigned 4-bit quants times x's int8 quants. */
+static int dot_nibbles(const uint8_t *qs, const int8_t *q)
+{
+    int acc = 0;
+    for (int j = 0; j < 16; j++)
+        acc += (qs[j] & 0x0F) * q[j] + (qs[j] >> 4) * q[j + 16];
+    return acc;
+}
+
+/* q4_0: dw (dx sum(qw qx) - 8 s). */
+float flock_qs_dotq_q4_0(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    float s = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 18)
+        s += half(p) * (xq[b].d * (float)dot_nibbles(p + 2, xq[b].q) - 8.0f * xq[b].s);
+    return s;
+}
+
+/* q4_1: dw dx sum(qw qx) + m s. */
+float flock_qs_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    float s = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 20)
+        s += half(p) * xq[b].d * (float)dot_nibbles(p + 4, xq[b].q) + half(p + 2) * xq[b].s;
+    return s;
+}

@@ -30,6 +30,17 @@ FLOCK_QUANT_KERNELS(flock_qa, q4_1)
 FLOCK_QUANT_KERNELS(flock_qa, q4_k)
 FLOCK_QUANT_KERNELS(flock_qa, q6_k)
 
+/* int8 activations (kernels.h, flock_q8x): x into blocks (scalar, both
+ * tables), and the integer dot products of the 32-element types. */
+struct flock_q8x;
+void flock_q_quant_x(const float *x, struct flock_q8x *xq, size_t n);
+float flock_qs_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qs_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qs_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qa_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qa_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qa_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
+
 /* Decodes block b of a row of type t into y[flock_dtype_block(t)]. */
 void flock_q_block_to_f32(flock_dtype t, const void *row, size_t b, float *y);
 

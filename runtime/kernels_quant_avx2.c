@@ -7,6 +7,8 @@
  * flock_kernels_avx2() on a CPU that has the instructions. */
 #include "kernels_quant.h"
 
+#include "kernels.h"
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
@@ -246,6 +248,61 @@ void flock_qa_to_f32_q4_k(const void *w, float *dst, size_t n)
 void flock_qa_to_f32_q6_k(const void *w, float *dst, size_t n)
 {
     flock_qs_to_f32_q6_k(w, dst, n);
+}
+
+/* ---- int8 activations: 32 products per maddubs ------------------------------ */
+
+/* sum of the 32 products of unsigned u8 a and signed i8 b, as 8 int32 lanes */
+AVX2_FN static inline __m256i dot_u8i8(__m256i a, __m256i b)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
+}
+
+/* The 16 bytes of 4-bit quants at qs as 32 unsigned bytes in element order. */
+AVX2_FN static inline __m256i nibbles(const uint8_t *qs)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / 32; b++, p += 34) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(p + 2)), qx = _mm256_loadu_si256((const __m256i *)xq[b].q);
+        /* |qw| times qx with qw's sign: unsigned x signed, as maddubs takes them */
+        __m256i i = dot_u8i8(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xq[b].d), _mm256_cvtepi32_ps(i), acc);
+    }
+    return hsum(acc);
+}
+
+AVX2_FN float flock_qa_dotq_q4_0(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 18) {
+        __m256i i = dot_u8i8(nibbles(p + 2), _mm256_loadu_si256((const __m256i *)xq[b].q));
+        float dw = half(p);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * xq[b].d), _mm256_cvtepi32_ps(i), acc);
+        off += dw * xq[b].s;
+    }
+    return hsum(acc) - 8.0f * off;
+}
+
+AVX2_FN float flock_qa_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 20) {
+        __m256i i = dot_u8i8(nibbles(p + 4), _mm256_loadu_si256((const __m256i *)xq[b].q));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xq[b].d), _mm256_cvtepi32_ps(i), acc);
+        off += half(p + 2) * xq[b].s;
+    }
+    return hsum(acc) + off;
 }
 
 #define DOT4(T, DT)                                                                                         \

@@ -236,6 +236,13 @@ int32_t flock_model_n_ctx(const flock_model *m)
     return m->prog->cfg.n_ctx;
 }
 
+const char *flock_model_storage(const flock_model *m)
+{
+    const char *dt = NULL;
+    const flock_manifest *man = flock_bundle_manifest(m->bundle);
+    return man && flock_manifest_get_str(man, "storage_dtype", &dt, NULL) == FLOCK_OK ? dt : "?";
+}
+
 const char *flock_model_arch(const flock_model *m)
 {
     return m->prog->cfg.arch;

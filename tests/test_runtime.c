@@ -150,6 +150,26 @@ static void check_quant_table(const flock_kernel_table *k, uint64_t seed)
                     fail_msg("%s n %zu row %d: dot %g, dot4 %g, reference %g (bound %g)", flock_dtype_name(dt), n,
                              r, got, o4[r], ref, tol);
             }
+            if (k->dotq[dt]) { /* int8 activations: exact against x's own int8 blocks, and near x */
+                flock_q8x xq[18 * 8];
+                k->quant_x(x, xq, n);
+                for (int r = 0; r < 4; r++) {
+                    double ref = 0, mag = 0, near = 0, step = 0;
+                    for (size_t i = 0; i < n; i++) {
+                        double xi = (double)xq[i / 32].d * xq[i / 32].q[i % 32];
+                        ref += (double)ex[r * n + i] * xi;
+                        mag += fabs((double)ex[r * n + i] * xi);
+                        near += (double)ex[r * n + i] * x[i];
+                        step += fabs((double)ex[r * n + i]) * xq[i / 32].d * 0.5;
+                    }
+                    float got = k->dotq[dt]((const uint8_t *)w + r * rb, xq, n);
+                    if (fabs(got - ref) > 4.0 * (double)n * FLT_EPSILON * (mag + 1.0) || fabs(got - near) > step + 1e-5)
+                        fail_msg("%s n %zu row %d: dotq %g, on the int8 x %g, on x %g (half steps %g)",
+                                 flock_dtype_name(dt), n, r, got, ref, near, step);
+                }
+            } else {
+                assert_true(dt == FLOCK_DTYPE_Q4_K || dt == FLOCK_DTYPE_Q6_K);
+            }
             float a = flock_test_randf(&s);
             k->axpy[dt](a, w, y, n);
             for (size_t i = 0; i < n; i++)

@@ -376,6 +376,8 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         flock_cli_json_str(stdout, o->bundle);
         printf(",\"arch\":");
         flock_cli_json_str(stdout, flock_model_arch(m));
+        printf(",\"storage\":");
+        flock_cli_json_str(stdout, flock_model_storage(m));
         printf(",\"device\":\"%s\",\"device_note\":", flock_device_name(res->device));
         flock_cli_json_str(stdout, res->device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
@@ -389,8 +391,9 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         flock_cli_json_str(stdout, model_k_why);
         printf(",\"results\":[");
     } else {
-        printf("%s: %s, %d threads (%s kernels), prompt %lld tokens, %lld decode steps, %lld repeats, %s\n", o->bundle,
-               flock_model_arch(m), res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode));
+        printf("%s: %s, %s weights, %d threads (%s kernels), prompt %lld tokens, %lld decode steps, %lld repeats, %s\n",
+               o->bundle, flock_model_arch(m), flock_model_storage(m), res->threads, res->kernels, P, G, R,
+               flock_select_mode_name(o->mode));
         printf("device: %s\n", res->device_note);
         printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; peak RSS %.1f MB; load %.2f s\n",
                res->copy_gbs, res->read_gbs, res->peak_mb, res->load_s);

@@ -59,6 +59,10 @@ int32_t flock_model_n_vocab(const flock_model *m);
 int32_t flock_model_n_layer(const flock_model *m);
 int32_t flock_model_n_ctx(const flock_model *m);   /* trained context length */
 const char *flock_model_arch(const flock_model *m);
+/* How the bundle stores its weight matrices: "f16", "q4_1", ... or "source"
+ * (each matrix as the source model had it; flock inspect lists them), from
+ * the manifest's storage_dtype; "?" when it has none. */
+const char *flock_model_storage(const flock_model *m);
 /* Bytes of weight data the model holds (all tensors, as stored in memory). */
 uint64_t flock_model_weight_bytes(const flock_model *m);
 /* Keep ratios the bundle was compiled for (manifest "keep_ratios"); *n = 0
