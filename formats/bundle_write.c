@@ -566,7 +566,11 @@ static flock_status write_tail(flock_bundle_writer *w, flock_error *err)
     uint8_t hdr[FLOCK_BUNDLE_HEADER_SIZE] = {0};
     memcpy(hdr, FLOCK_BUNDLE_MAGIC, 8);
     flock_wr_u16(hdr + 8, FLOCK_BUNDLE_MAJOR);
-    flock_wr_u16(hdr + 10, FLOCK_BUNDLE_MINOR);
+    /* the lowest minor version whose features the file uses: 1 for quantized tensors */
+    uint16_t minor = 0;
+    for (size_t i = 0; i < w->nt; i++)
+        minor = flock_dtype_is_quantized((flock_dtype)w->t[i].dtype) ? 1 : minor;
+    flock_wr_u16(hdr + 10, minor);
     flock_wr_u32(hdr + 12, FLOCK_BUNDLE_HEADER_SIZE);
     flock_wr_u32(hdr + 16, 0);
     flock_wr_u32(hdr + 20, (uint32_t)n);

@@ -9,7 +9,9 @@
 # F16 GGUF with llama.cpp's own llama-quantize (--allow-requantize), and flock
 # compiles the same GGUF to f16 weights, so both decode from the same 16-bit
 # weights: llama.cpp at full size, flock at keep 1.0 and GRIFFIN keep 0.5.
-# llama.cpp also runs the original Q4_1 file (4.5 bits/weight), its usual mode.
+# llama.cpp also runs the original Q4_1 file (4.5 bits/weight), its usual mode,
+# and flock the same file compiled with --dtype source (its Q4_1 blocks as they
+# are, down_t as q8_0), each compared with llama.cpp on the GGUF it came from.
 # Prints one table (and writes it as JSON with --json FILE). Run it on a quiet
 # machine: both engines' threads spin while they wait, so a busy core skews
 # the two-thread figures far more than the one-thread ones.
@@ -76,6 +78,9 @@ fi
 BUNDLE="$WORK/$base.f16.flock"
 say "flockc: $MODEL -> $BUNDLE (f16, mapped in place)"
 "$BUILD/tools/flockc" "$MODEL" -o "$BUNDLE" --dtype f16 --level 0 --keep 0.5 --quiet
+QBUNDLE="$WORK/$base.source.flock"
+say "flockc: $MODEL -> $QBUNDLE (source types, mapped in place)"
+"$BUILD/tools/flockc" "$MODEL" -o "$QBUNDLE" --dtype source --level 0 --keep 0.5 --quiet
 
 # ---- runs --------------------------------------------------------------------------
 OUT="$WORK/runs"
@@ -90,7 +95,9 @@ for t in "${TLIST[@]}"; do
     done
     say "flock, $t thread(s)"
     "$BUILD/tools/flock" bench "$BUNDLE" --keep 1,0.5 --threads "$t" --prompt-len "$PROMPT" --gen-len "$GEN" \
-        --repeats 3 --json >"$OUT/flock-$t.json"
+        --repeats 3 --json >"$OUT/flock-f16-$t.json"
+    "$BUILD/tools/flock" bench "$QBUNDLE" --keep 1,0.5 --threads "$t" --prompt-len "$PROMPT" --gen-len "$GEN" \
+        --repeats 3 --json >"$OUT/flock-source-$t.json"
 done
 
 python3 - "$OUT" "$PROMPT" "$GEN" "${LLAMA_PKG#*==}" "$JSON" <<'EOF'
@@ -104,24 +111,29 @@ for f in sorted(glob.glob(os.path.join(out, "llama-*.json"))):
         rows.append(dict(engine="llama.cpp (%s)" % rev, weights=tag, threads=int(t), keep=1.0,
                          phase=kind, tok_s=r["avg_ts"], bytes=r.get("model_size")))
 for f in sorted(glob.glob(os.path.join(out, "flock-*.json"))):
-    t = int(os.path.basename(f)[6:-5])
+    w, t = os.path.basename(f)[6:-5].rsplit("-", 1)
+    t = int(t)
     j = json.load(open(f))
     for r in j["results"]:
-        rows.append(dict(engine="flock", weights="f16", threads=t, keep=r["keep"], phase="prefill",
-                         tok_s=r["prefill_tok_s"], bytes=None))
-        rows.append(dict(engine="flock", weights="f16", threads=t, keep=r["keep"], phase="decode",
-                         tok_s=r["decode_tok_s"], bytes=r.get("weight_bytes_per_token")))
+        rows.append(dict(engine="flock", weights=w, threads=t, keep=r["keep"], phase="prefill",
+                         tok_s=r["prefill_tok_s"], bytes=None, copy_gbs=j.get("copy_gbs")))
+        rows.append(dict(engine="flock", weights=w, threads=t, keep=r["keep"], phase="decode",
+                         tok_s=r["decode_tok_s"], bytes=r.get("weight_bytes_per_token"), copy_gbs=j.get("copy_gbs")))
 if jpath:
     json.dump({"prompt_len": int(prompt), "gen_len": int(gen), "rows": rows}, open(jpath, "w"), indent=1)
 dec = {(r["engine"], r["weights"], r["threads"], r["keep"]): r for r in rows if r["phase"] == "decode"}
 pre = {(r["engine"], r["weights"], r["threads"], r["keep"]): r for r in rows if r["phase"] == "prefill"}
-print("\nprompt %s tokens, %s decode steps; decode tok/s relative to llama.cpp on the same f16 weights" % (prompt, gen))
-print("| engine | weights | threads | keep | prefill tok/s | decode tok/s | vs llama.cpp f16 |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+print("\nprompt %s tokens, %s decode steps; decode tok/s relative to llama.cpp on the f16 GGUF and on the "
+      "original quantized one (flock's source bundle keeps its blocks)" % (prompt, gen))
+print("| engine | weights | threads | keep | prefill tok/s | decode tok/s | MB/token | GB/s (of copy) | vs llama.cpp f16 | vs llama.cpp quantized |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for k in sorted(dec, key=lambda k: (k[2], k[0] != "flock", k[1], -k[3])):
-    base = [v for kk, v in dec.items() if kk[0] != "flock" and kk[1] == "f16" and kk[2] == k[2]]
-    rel = "%.2f" % (dec[k]["tok_s"] / base[0]["tok_s"]) if base else "-"
-    p = pre.get(k)
-    print("| %s | %s | %d | %g | %.1f | %.2f | %s |" % (k[0], k[1], k[2], k[3], p["tok_s"] if p else float("nan"),
-                                                    dec[k]["tok_s"], rel))
+    def rel(w):
+        base = [v for kk, v in dec.items() if kk[0] != "flock" and kk[1] == w and kk[2] == k[2]]
+        return "%.2f" % (dec[k]["tok_s"] / base[0]["tok_s"]) if base else "-"
+    p, d = pre.get(k), dec[k]
+    mb = d["bytes"] / 1e6 if d.get("bytes") and k[0] == "flock" else None
+    gbs = "%.2f (%.0f%%)" % (mb * d["tok_s"] / 1e3, 100 * mb * d["tok_s"] / 1e3 / d["copy_gbs"]) if mb and d.get("copy_gbs") else "-"
+    print("| %s | %s | %d | %g | %.1f | %.2f | %s | %s | %s | %s |" % (k[0], k[1], k[2], k[3], p["tok_s"] if p else float("nan"),
+          d["tok_s"], "%.1f" % mb if mb else "-", gbs, rel("f16"), rel("q4_1")))
 EOF
