@@ -128,7 +128,7 @@ build_gpu_check() {
     done
     # The sources of tools/CMakeLists.txt's gpu_check, flock_gpu_check_ref and
     # what they use of flock_codegen, flock_ir and flock_formats.
-    local srcs=(formats/common.c formats/wbuf.c formats/cuda_blob.c ir/ir.c
+    local srcs=(formats/common.c formats/quant.c formats/dequant.c formats/wbuf.c formats/cuda_blob.c ir/ir.c
         codegen/cuda_model.c codegen/cuda_source.c codegen/cuda_blob.c codegen/cuda_nvrtc.c
         "$out/cuda_kernels_src.c" "$out/cuda_attention_src.c" "$out/cuda_gemm_src.c"
         tools/gpu_check.c tools/gpu_check_util.c tools/gpu_check_kernels.c tools/gpu_check_bench.c
