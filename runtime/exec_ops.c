@@ -34,11 +34,17 @@ typedef struct mm_ctx {
     const flock_q8x *xq;    /* T = 1: x as int8 blocks when w's dtype has dotq, else NULL */
 } mm_ctx;
 
+/* Whether rows of dtype dt, n wide, take an int8 input (dotq). */
+static bool takes_q8x(const flock_exec *e, flock_dtype dt, size_t n)
+{
+    return (unsigned)dt < FLOCK_KDT_COUNT && e->k->dotq[dt] && n % 32 == 0;
+}
+
 /* The decode input x (n wide) as int8 blocks in e->xq when the kernels of
  * dtype dt take them (dotq), else NULL: quantized once per product. */
 static const flock_q8x *quant_input(flock_exec *e, flock_dtype dt, const float *x, size_t n)
 {
-    if ((unsigned)dt >= FLOCK_KDT_COUNT || !e->k->dotq[dt] || n % 32)
+    if (!takes_q8x(e, dt, n))
         return NULL;
     e->k->quant_x(x, e->xq, n);
     return e->xq;
@@ -176,7 +182,7 @@ int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
                             vecw(e, op->w[1]), gen_mv(e, j), NULL};
         /* one quantization of the shared input serves every matrix that takes it */
         const flock_wmat *wj = W(e, op->w[0]);
-        if (!g.m[g.n].mv && (unsigned)wj->dtype < FLOCK_KDT_COUNT && e->k->dotq[wj->dtype] && wi % 32 == 0)
+        if (!g.m[g.n].mv && takes_q8x(e, wj->dtype, (size_t)wi))
             g.m[g.n].xq = e->xq;
         g.g0[g.n + 1] = g.g0[g.n] + (W(e, op->w[0])->rows + 3) / 4;
         g.n++;

@@ -7,21 +7,11 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
+#include "avx2_util.h"
+
 #include <cpuid.h>
-#include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
-
-#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
-
-AVX2_FN static inline float hsum8(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 /* 8 bf16 -> 8 f32: widen to 32 bits and shift into the high half. */
 AVX2_FN static inline __m256 load_bf16(const uint16_t *p)
@@ -39,11 +29,6 @@ static inline float bf16_1(uint16_t h)
 {
     union { uint32_t u; float f; } v = {(uint32_t)h << 16};
     return v.f;
-}
-
-AVX2_FN static inline float f16_1(uint16_t h)
-{
-    return _cvtsh_ss(h);
 }
 
 /* Dot products: 4 independent accumulators (32 elements per step) hide the

@@ -1,6 +1,6 @@
 /* Scalar kernels over quantized rows (kernels_quant.h): each block is
- * decoded to f32 (the formats library's GGML-exact dequantizer for the
- * k-quants, inline code for the 32-element types) and used at once. */
+ * decoded to f32 by the formats library's GGML-exact dequantizer and used
+ * at once; the int8-activation dot products read the blocks directly. */
 #include "kernels_quant.h"
 
 #include "kernels.h"
@@ -16,35 +16,11 @@ static inline float half(const uint8_t *p)
     return flock_f16_to_f32(h);
 }
 
+/* The formats library's GGML-exact decoder, one block at a time: the
+ * scalar kernels are the reference the SIMD ones are held to. */
 void flock_q_block_to_f32(flock_dtype t, const void *row, size_t b, float *y)
 {
-    const uint8_t *x = (const uint8_t *)row + b * flock_dtype_block_bytes(t);
-    switch (t) {
-    case FLOCK_DTYPE_Q8_0: {
-        const float d = half(x);
-        for (int j = 0; j < 32; j++)
-            y[j] = (int8_t)x[2 + j] * d;
-        break;
-    }
-    case FLOCK_DTYPE_Q4_0: {
-        const float d = half(x);
-        for (int j = 0; j < 16; j++) {
-            y[j] = ((x[2 + j] & 0x0F) - 8) * d;
-            y[j + 16] = ((x[2 + j] >> 4) - 8) * d;
-        }
-        break;
-    }
-    case FLOCK_DTYPE_Q4_1: {
-        const float d = half(x), m = half(x + 2);
-        for (int j = 0; j < 16; j++) {
-            y[j] = (x[4 + j] & 0x0F) * d + m;
-            y[j + 16] = (x[4 + j] >> 4) * d + m;
-        }
-        break;
-    }
-    default: /* k-quants: one 256-element block through the reference decoder */
-        flock_convert_to_f32(t, x, y, flock_dtype_block(t));
-    }
+    flock_convert_to_f32(t, (const uint8_t *)row + b * flock_dtype_block_bytes(t), y, flock_dtype_block(t));
 }
 
 static float dot_q(flock_dtype t, const void *w, const float *x, size_t n)

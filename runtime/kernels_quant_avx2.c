@@ -11,25 +11,15 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
-#include <immintrin.h>
+#include "avx2_util.h"
+
 #include <string.h>
-
-#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
-
-AVX2_FN static inline float hsum(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 AVX2_FN static inline float half(const uint8_t *p)
 {
     uint16_t h;
     memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
+    return f16_1(h);
 }
 
 /* The 32 values of a block as four vectors of 8 (elements 0-7, 8-15, 16-23, 24-31). */
@@ -88,7 +78,7 @@ AVX2_FN float flock_qa_dot_q8_0(const void *w, const float *x, size_t n)
         q32 q = q8_0_vals(p);
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
     }
-    return hsum(_mm256_add_ps(a0, a1));
+    return hsum8(_mm256_add_ps(a0, a1));
 }
 
 /* x = d (q - 8). */
@@ -106,7 +96,7 @@ AVX2_FN float flock_qa_dot_q4_0(const void *w, const float *x, size_t n)
         q32 q = q4_vals(p + 2, 8);
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
     }
-    return hsum(_mm256_add_ps(a0, a1));
+    return hsum8(_mm256_add_ps(a0, a1));
 }
 
 /* x = d q + m: d (q . x) + m (sum of x) per block. */
@@ -119,7 +109,7 @@ AVX2_FN float flock_qa_dot_q4_1(const void *w, const float *x, size_t n)
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
         a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 2)), sum32(x), a1);
     }
-    return hsum(_mm256_add_ps(a0, a1));
+    return hsum8(_mm256_add_ps(a0, a1));
 }
 
 /* k-quants: each 256-element block decoded by the scalar decoder. */
@@ -134,7 +124,7 @@ AVX2_FN static float dot_k(flock_dtype t, const void *w, const float *x, size_t 
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(tmp + j + 8), _mm256_loadu_ps(x + j + 8), a1);
         }
     }
-    return hsum(_mm256_add_ps(a0, a1));
+    return hsum8(_mm256_add_ps(a0, a1));
 }
 
 AVX2_FN float flock_qa_dot_q4_k(const void *w, const float *x, size_t n)
@@ -275,7 +265,7 @@ AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
         __m256i i = dot_u8i8(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xq[b].d), _mm256_cvtepi32_ps(i), acc);
     }
-    return hsum(acc);
+    return hsum8(acc);
 }
 
 AVX2_FN float flock_qa_dotq_q4_0(const void *w, const flock_q8x *xq, size_t n)
@@ -289,7 +279,7 @@ AVX2_FN float flock_qa_dotq_q4_0(const void *w, const flock_q8x *xq, size_t n)
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * xq[b].d), _mm256_cvtepi32_ps(i), acc);
         off += dw * xq[b].s;
     }
-    return hsum(acc) - 8.0f * off;
+    return hsum8(acc) - 8.0f * off;
 }
 
 AVX2_FN float flock_qa_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
@@ -302,7 +292,7 @@ AVX2_FN float flock_qa_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
         acc = _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xq[b].d), _mm256_cvtepi32_ps(i), acc);
         off += half(p + 2) * xq[b].s;
     }
-    return hsum(acc) + off;
+    return hsum8(acc) + off;
 }
 
 #define DOT4(T, DT)                                                                                         \
