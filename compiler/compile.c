@@ -137,14 +137,25 @@ static flock_status build(const flock_source *s, const flock_compile_opts *o, cm
     return st;
 }
 
+/* o with auto_dtype resolved for s (see flock_compile_opts). */
+static flock_compile_opts resolved(const flock_source *s, const flock_compile_opts *o)
+{
+    flock_compile_opts r = *o;
+    if (r.auto_dtype)
+        r.source_dtype = flock_source_is_quantized(s);
+    r.auto_dtype = false;
+    return r;
+}
+
 flock_status flock_compile_program(const flock_source *s, const flock_compile_opts *o, flock_program **out,
                                    flock_error *err)
 {
     if (!s || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_compile_program: NULL argument");
     flock_compile_opts def = flock_compile_default_opts();
+    const flock_compile_opts r = resolved(s, o ? o : &def);
     cmodel cm;
-    TRY(build(s, o ? o : &def, &cm, err));
+    TRY(build(s, &r, &cm, err));
     *out = cm.p;
     cm.p = NULL;
     cmodel_free(&cm);
@@ -233,8 +244,8 @@ flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opt
     if (!s || !out_path)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_compile_bundle: NULL argument");
     flock_compile_opts def = flock_compile_default_opts();
-    if (!o)
-        o = &def;
+    const flock_compile_opts r = resolved(s, o ? o : &def);
+    o = &r;
     if (o->n_keep == 0 || o->n_targets == 0)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "compile: at least one keep ratio and one target");
     flock_compile_stats local = {0};

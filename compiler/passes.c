@@ -423,6 +423,12 @@ flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32
         free(g);
         free(u);
     }
+    for (size_t k = 0; !st && f && k < n; k++) /* a nan/inf weight (a damaged source block): named, not stored */
+        if (!isfinite(f[k]))
+            st = flock_error_set(err, FLOCK_E_CORRUPT, "tensor %s (from %s%s%s): element %zu (row %llu) is not "
+                                 "finite (%g): the source's weights are damaged", t->name, pl->src[0],
+                                 pl->src[1][0] ? " and " : "", pl->src[1], k,
+                                 (unsigned long long)(k / t->shape[t->n_dims - 1]), (double)f[k]);
     if (!st && f)
         st = convert_parallel(t->dtype, f, bytes, n, t->shape[t->n_dims - 1]);
     free(f);
@@ -431,6 +437,19 @@ flock_status cmodel_tensor_bytes(const cmodel *cm, const flock_source *s, uint32
         if (err && err->status != st)
             flock_error_set(err, st, "tensor %s: conversion to %s failed", t->name, flock_dtype_name(t->dtype));
         return st;
+    }
+    /* a source block with a nan/inf scale (a damaged GGUF), or weights whose
+     * requantized scale overflows f16: refused here, not nan logits later */
+    uint64_t blk = 0;
+    float v = 0;
+    if (flock_dtype_find_bad_scale(t->dtype, bytes, nbytes, &blk, &v)) {
+        free(bytes);
+        const uint64_t per_row = t->shape[t->n_dims - 1] / flock_dtype_block(t->dtype);
+        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor %s (from %s%s%s): %s block %llu (row %llu) has a "
+                               "non-finite scale (%g)%s", t->name, pl->src[0], pl->src[1][0] ? " and " : "",
+                               pl->src[1], flock_dtype_name(t->dtype), (unsigned long long)blk,
+                               (unsigned long long)(per_row ? blk / per_row : 0), (double)v,
+                               pl->raw ? ": the source's own block is damaged" : "");
     }
     *out = bytes;
     *size = nbytes;

@@ -398,6 +398,19 @@ flock_status flock_source_tensor_dtype(const flock_source *s, const char *name, 
     return FLOCK_OK;
 }
 
+bool flock_source_is_quantized(const flock_source *s)
+{
+    if (!s || s->kind != FLOCK_SOURCE_GGUF)
+        return false;
+    for (uint64_t i = 0; i < flock_gguf_tensor_count(s->gguf); i++) {
+        flock_gguf_tensor t;
+        if (flock_gguf_tensor_info(s->gguf, i, &t) == FLOCK_OK && t.n_dims >= 2 && t.type != FLOCK_GGML_F32 &&
+            t.type != FLOCK_GGML_F16 && t.type != FLOCK_GGML_BF16)
+            return true;
+    }
+    return false;
+}
+
 flock_status flock_source_tensor_raw(const flock_source *s, const char *name, const void **data, size_t *size,
                                      flock_error *err)
 {

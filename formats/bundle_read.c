@@ -718,6 +718,21 @@ static flock_status read_chunks(const flock_bundle *b, size_t i, uint8_t *dst, i
     return st;
 }
 
+/* A quantized tensor's block scales must be finite: a nan or inf one makes
+ * its whole block (and every dot product through it) nan, which a checksum
+ * does not catch when the writer wrote it so. */
+static flock_status check_scales(const rtensor *t, const void *data, flock_error *err)
+{
+    uint64_t blk = 0;
+    float v = 0;
+    if (!flock_dtype_find_bad_scale((flock_dtype)t->dtype, data, t->nbytes, &blk, &v))
+        return FLOCK_OK;
+    const uint64_t per_row = (t->n_dims ? t->shape[t->n_dims - 1] : 1) / flock_dtype_block((flock_dtype)t->dtype);
+    return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s' (%s): block %llu (row %llu) has a non-finite scale (%g)",
+                           t->name, flock_dtype_name((flock_dtype)t->dtype), (unsigned long long)blk,
+                           (unsigned long long)(per_row ? blk / per_row : 0), (double)v);
+}
+
 flock_status flock_bundle_tensor_read(const flock_bundle *b, size_t i, void *dst, size_t dst_size,
                                       int threads, flock_error *err)
 {
@@ -726,7 +741,8 @@ flock_status flock_bundle_tensor_read(const flock_bundle *b, size_t i, void *dst
     if (dst_size < b->t[i].nbytes)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "tensor '%s': destination holds %zu bytes, the "
                                "tensor %llu", b->t[i].name, dst_size, (unsigned long long)b->t[i].nbytes);
-    return read_chunks(b, i, dst, threads, err);
+    TRY(read_chunks(b, i, dst, threads, err));
+    return check_scales(&b->t[i], dst, err);
 }
 
 flock_status flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, const void **out, flock_error *err)
@@ -746,6 +762,7 @@ flock_status flock_bundle_tensor_mapped(const flock_bundle *b, size_t i, const v
             RETURN_ERROR_IF(got != ck, FLOCK_E_CHECKSUM, err, "tensor '%s': chunk %u at offset %llu: checksum mismatch",
                             t->name, k, (unsigned long long)(t->file_offset + off));
         }
+        TRY(check_scales(t, p, err));
         atomic_store(&b->verified[i], 1);
     }
     *out = p;

@@ -78,16 +78,23 @@ flock_status flock_error_prefix(flock_error *err, flock_status st, const char *f
 
 /* ---- dtypes ------------------------------------------------------------ */
 
+/* scale: byte offsets of a block's f16 scales (d; m or dmin), -1 for none */
 static const struct {
     const char *name;
     uint32_t block, bytes; /* elements and bytes per block */
     uint32_t ggml;         /* flock_ggml_type */
+    int16_t scale[2];
 } dtype_info[] = {
-    [FLOCK_DTYPE_F32] = {"f32", 1, 4, 0},       [FLOCK_DTYPE_F16] = {"f16", 1, 2, 1},
-    [FLOCK_DTYPE_BF16] = {"bf16", 1, 2, 30},    [FLOCK_DTYPE_I32] = {"i32", 1, 4, 26},
-    [FLOCK_DTYPE_U8] = {"u8", 1, 1, UINT32_MAX}, [FLOCK_DTYPE_Q8_0] = {"q8_0", 32, 34, 8},
-    [FLOCK_DTYPE_Q4_0] = {"q4_0", 32, 18, 2},   [FLOCK_DTYPE_Q4_1] = {"q4_1", 32, 20, 3},
-    [FLOCK_DTYPE_Q4_K] = {"q4_k", 256, 144, 12}, [FLOCK_DTYPE_Q6_K] = {"q6_k", 256, 210, 14},
+    [FLOCK_DTYPE_F32] = {"f32", 1, 4, 0, {-1, -1}},
+    [FLOCK_DTYPE_F16] = {"f16", 1, 2, 1, {-1, -1}},
+    [FLOCK_DTYPE_BF16] = {"bf16", 1, 2, 30, {-1, -1}},
+    [FLOCK_DTYPE_I32] = {"i32", 1, 4, 26, {-1, -1}},
+    [FLOCK_DTYPE_U8] = {"u8", 1, 1, UINT32_MAX, {-1, -1}},
+    [FLOCK_DTYPE_Q8_0] = {"q8_0", 32, 34, 8, {0, -1}},    /* f16 d, int8 q[32] */
+    [FLOCK_DTYPE_Q4_0] = {"q4_0", 32, 18, 2, {0, -1}},    /* f16 d, u8 q[16] */
+    [FLOCK_DTYPE_Q4_1] = {"q4_1", 32, 20, 3, {0, 2}},     /* f16 d, m, u8 q[16] */
+    [FLOCK_DTYPE_Q4_K] = {"q4_k", 256, 144, 12, {0, 2}},  /* f16 d, dmin, scales[12], q[128] */
+    [FLOCK_DTYPE_Q6_K] = {"q6_k", 256, 210, 14, {208, -1}}, /* ql[128], qh[64], scales[16], f16 d */
 };
 _Static_assert(sizeof dtype_info / sizeof dtype_info[0] == FLOCK_DTYPE_COUNT,
                "dtype_info must describe every flock_dtype");
@@ -110,6 +117,27 @@ size_t flock_dtype_block(flock_dtype t)
 size_t flock_dtype_block_bytes(flock_dtype t)
 {
     return (unsigned)t < FLOCK_DTYPE_COUNT ? dtype_info[t].bytes : 0;
+}
+
+bool flock_dtype_find_bad_scale(flock_dtype t, const void *data, uint64_t nbytes, uint64_t *block, float *value)
+{
+    if (!flock_dtype_is_quantized(t) || !data)
+        return false;
+    const uint8_t *p = data;
+    const uint64_t bb = dtype_info[t].bytes, n = nbytes / bb;
+    for (uint64_t b = 0; b < n; b++)
+        for (int k = 0; k < 2 && dtype_info[t].scale[k] >= 0; k++) {
+            const uint8_t *q = p + b * bb + dtype_info[t].scale[k];
+            const uint16_t h = (uint16_t)(q[0] | q[1] << 8);
+            if ((h & 0x7c00) == 0x7c00) { /* exponent all ones: inf or nan */
+                if (block)
+                    *block = b;
+                if (value)
+                    *value = flock_f16_to_f32(h);
+                return true;
+            }
+        }
+    return false;
 }
 
 size_t flock_dtype_row_bytes(flock_dtype t, uint64_t n)

@@ -36,6 +36,18 @@ typedef struct ttensor {
     size_t nbytes;
 } ttensor;
 
+/* Random blocks with every f16 that is a scale in some layout (offsets 0, 2,
+ * 208) made finite: the reader refuses inf/nan scales (test_bad_scales). */
+static void finite_scales(flock_dtype t, uint8_t *p, size_t nbytes)
+{
+    const size_t bb = flock_dtype_block_bytes(t);
+    uint64_t blk;
+    while (flock_dtype_find_bad_scale(t, p, nbytes, &blk, NULL))
+        for (size_t off = 0; off + 1 < bb && off <= 208; off += off == 2 ? 206 : 2)
+            if ((p[blk * bb + off + 1] & 0x7c) == 0x7c)
+                p[blk * bb + off + 1] &= (uint8_t)~0x40;
+}
+
 /* Fresh random contents: f16/bf16 from random floats (realistic byte planes). */
 static void fill_tensor(ttensor *t, uint64_t *seed)
 {
@@ -45,9 +57,10 @@ static void fill_tensor(ttensor *t, uint64_t *seed)
     t->nbytes = (size_t)flock_dtype_tensor_bytes(t->dtype, t->n_dims, t->shape);
     t->data = malloc(t->nbytes ? t->nbytes : 1);
     assert_non_null(t->data);
-    if (flock_dtype_is_quantized(t->dtype)) { /* blocks are bytes to the bundle */
+    if (flock_dtype_is_quantized(t->dtype)) { /* blocks are bytes to the bundle, with finite scales */
         for (size_t i = 0; i < t->nbytes; i++)
             t->data[i] = (uint8_t)flock_test_rand(seed);
+        finite_scales(t->dtype, t->data, t->nbytes);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -880,6 +893,64 @@ static void test_writer_quantized_errors(void **state)
     flock_bundle_writer_free(w);
 }
 
+/* A block scale that is inf or nan (written by a writer that checks
+ * nothing, with valid checksums): the reader names the tensor and block,
+ * compressed (read) and stored (mapped). */
+static void test_bad_scales(void **state)
+{
+    (void)state;
+    static const struct {
+        flock_dtype t;
+        size_t off; /* a scale's offset in the block */
+        uint16_t h;
+    } cases[] = {
+        {FLOCK_DTYPE_Q8_0, 0, 0x7e00}, {FLOCK_DTYPE_Q4_0, 0, 0x7c00}, {FLOCK_DTYPE_Q4_1, 2, 0xfc00},
+        {FLOCK_DTYPE_Q4_K, 2, 0x7e01}, {FLOCK_DTYPE_Q6_K, 208, 0x7c00},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int level = 0; level <= 3; level += 3) {
+            const flock_dtype t = cases[c].t;
+            const size_t blk = flock_dtype_block(t), bb = flock_dtype_block_bytes(t);
+            uint64_t shape[2] = {3, 2 * blk}; /* 3 rows of 2 blocks */
+            uint64_t seed = 7 + c;
+            size_t n = 6 * bb;
+            uint8_t *data = malloc(n);
+            assert_non_null(data);
+            for (size_t i = 0; i < n; i++)
+                data[i] = (uint8_t)flock_test_rand(&seed);
+            finite_scales(t, data, n);
+            assert_false(flock_dtype_find_bad_scale(t, data, n, NULL, NULL));
+            data[3 * bb + cases[c].off] = (uint8_t)cases[c].h; /* block 3 = row 1 */
+            data[3 * bb + cases[c].off + 1] = (uint8_t)(cases[c].h >> 8);
+            uint64_t got = 0;
+            assert_true(flock_dtype_find_bad_scale(t, data, n, &got, NULL));
+            assert_int_equal(got, 3);
+            const char *path = flock_test_tmp("badscale.flock");
+            flock_bundle_writer_opts o = flock_bundle_writer_default_opts();
+            o.zstd_level = level;
+            flock_bundle_writer *w = NULL;
+            flock_error err = {0};
+            assert_int_equal(flock_bundle_writer_create(path, &o, &w, &err), FLOCK_OK);
+            assert_int_equal(flock_bundle_writer_add_tensor(w, "blk.1.attn_q", t, 2, shape, data, n, &err), FLOCK_OK);
+            assert_int_equal(flock_bundle_writer_finish(w, &err), FLOCK_OK);
+            flock_bundle_writer_free(w);
+            flock_bundle *b = NULL;
+            assert_int_equal(flock_bundle_open(path, &b, &err), FLOCK_OK);
+            flock_status st;
+            if (level == 0) {
+                const void *p = NULL;
+                st = flock_bundle_tensor_mapped(b, 0, &p, &err);
+            } else {
+                st = flock_bundle_tensor_read(b, 0, data, n, 1, &err);
+            }
+            assert_int_equal(st, FLOCK_E_CORRUPT);
+            if (!strstr(err.msg, "tensor 'blk.1.attn_q'") || !strstr(err.msg, "block 3 (row 1) has a non-finite scale"))
+                fail_msg("%s level %d: %s", flock_dtype_name(t), level, err.msg);
+            flock_bundle_close(b);
+            free(data);
+        }
+}
+
 /* ---- flock inspect ------------------------------------------------------- */
 
 static int run_capture(const char *cmd, char **out)
@@ -1010,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_absurd_values),
         cmocka_unit_test(test_versions_and_compat),
         cmocka_unit_test(test_writer_quantized_errors),
+        cmocka_unit_test(test_bad_scales),
         cmocka_unit_test(test_inspect_cli),
     };
     return cmocka_run_group_tests(tests, flock_test_tmpdir_make, flock_test_tmpdir_remove);

@@ -414,6 +414,13 @@ static void test_flockc_cli(void **state)
     /* A successful compile prints a summary (plain lines: stderr is not a terminal). */
     snprintf(a, sizeof a, "'%s' -o '%s'", dir, flock_test_tmp("cli.flock"));
     expect_cli(a, 0, "bundle/source");
+    /* --dtype auto (the default) keeps float weights f16 (tests/check_quant.py
+     * checks that a quantized GGUF gets its source types) */
+    expect_cli(a, 0, "tensors, f16,");
+    snprintf(a, sizeof a, "'%s' -o '%s' --dtype auto", dir, flock_test_tmp("cli.flock"));
+    expect_cli(a, 0, "tensors, f16,");
+    snprintf(a, sizeof a, "'%s' -o '%s' --dtype source", dir, flock_test_tmp("cli.flock"));
+    expect_cli(a, 0, "tensors, source types,");
     hfw_free(&w);
 }
 

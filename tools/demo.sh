@@ -27,7 +27,7 @@ mkdir -p "$OUT_DIR"
 
 [ -x "$FLOCKC" ] || stop_here "the compiler (flockc) is not built yet"
 say "compiling $MODEL -> $BUNDLE (its own Q4_1 blocks, keep ratios 0.5 and 0.75)"
-"$FLOCKC" "$MODEL" -o "$BUNDLE" --dtype source --keep 0.5,0.75
+"$FLOCKC" "$MODEL" -o "$BUNDLE" --keep 0.5,0.75
 
 [ -x "$FLOCK" ] || stop_here "the flock CLI is not built yet"
 "$FLOCK" inspect "$BUNDLE" | sed -n '1,12p' || true

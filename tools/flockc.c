@@ -24,7 +24,8 @@ static void usage(FILE *f)
             "options:\n"
             "  -o, --output PATH    the bundle to write\n"
             "  --keep LIST          GRIFFIN keep ratios in (0, 1], comma-separated (default 0.25,0.5,0.75)\n"
-            "  --dtype T            storage dtype of the weight matrices: f16 (default), bf16, f32,\n"
+            "  --dtype T            storage dtype of the weight matrices: auto (default: source\n"
+            "                       for a GGUF with quantized weights, else f16), f16, bf16, f32,\n"
             "                       q8_0, q4_0, q4_1 (GGML's block layouts), or source: every\n"
             "                       matrix keeps its source type (a GGUF's q8_0/q4_0/q4_1/q4_k/q6_k\n"
             "                       blocks byte for byte), except the transposed down projection\n"
@@ -163,6 +164,7 @@ static int bad_usage(const char *fmt, const char *arg)
 int main(int argc, char **argv)
 {
     flock_compile_opts o = flock_compile_default_opts();
+    o.auto_dtype = true;
     const char *model = NULL, *out = NULL;
     bool emit_ir = false, emit_cuda = false, quiet = false;
     flock_error e = {0};
@@ -189,11 +191,12 @@ int main(int argc, char **argv)
                 if (flock_compile_parse_keep(&o, v, &e))
                     return bad_usage("%s", e.msg);
             } else if (!strcmp(a, "--dtype")) {
+                o.auto_dtype = !strcmp(v, "auto");
                 o.source_dtype = !strcmp(v, "source");
-                if (!o.source_dtype && (flock_dtype_parse(v, &o.dtype) || o.dtype == FLOCK_DTYPE_I32 ||
+                if (!o.auto_dtype && !o.source_dtype && (flock_dtype_parse(v, &o.dtype) || o.dtype == FLOCK_DTYPE_I32 ||
                                         o.dtype == FLOCK_DTYPE_U8 || o.dtype == FLOCK_DTYPE_Q4_K ||
                                         o.dtype == FLOCK_DTYPE_Q6_K))
-                    return bad_usage("--dtype: unknown dtype '%s' (f16, bf16, f32, q8_0, q4_0, q4_1 or source)", v);
+                    return bad_usage("--dtype: unknown dtype '%s' (auto, source, f16, bf16, f32, q8_0, q4_0 or q4_1)", v);
             } else if (!strcmp(a, "--down-dtype")) {
                 if (flock_dtype_parse(v, &o.down_dtype) || o.down_dtype == FLOCK_DTYPE_I32 ||
                     o.down_dtype == FLOCK_DTYPE_U8 || o.down_dtype == FLOCK_DTYPE_Q4_K ||
@@ -231,6 +234,10 @@ int main(int argc, char **argv)
     flock_source *src = NULL;
     if (flock_source_open(model, &src, &e))
         return fail(model, &e);
+    if (o.auto_dtype) { /* resolved here so --emit-cuda and the summary see it */
+        o.source_dtype = flock_source_is_quantized(src);
+        o.auto_dtype = false;
+    }
     if (emit_ir || emit_cuda) {
         flock_program *p = NULL;
         if (flock_compile_program(src, &o, &p, &e)) {

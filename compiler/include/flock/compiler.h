@@ -131,6 +131,9 @@ flock_status flock_source_tensor_dtype(const flock_source *s, const char *name, 
  * flock_source_tensor_dtype: rows of shape[n_dims - 1] elements. */
 flock_status flock_source_tensor_raw(const flock_source *s, const char *name, const void **data, size_t *size,
                                      flock_error *err);
+/* Whether s is a GGUF with quantized matrices (a block type, not f32, f16
+ * or bf16): what --dtype auto keeps as source types. */
+bool flock_source_is_quantized(const flock_source *s);
 /* xxh64 of the source bytes (see "source.hash" above). */
 flock_status flock_source_hash(const flock_source *s, uint64_t *out, flock_error *err);
 
@@ -150,6 +153,11 @@ typedef struct flock_compile_opts {
      * as they are; what cannot keep its type (down_t, which is transposed;
      * a type flock does not store) becomes down_dtype. dtype is then unused. */
     bool source_dtype;
+    /* Choose for the source (flockc's default, --dtype auto): source types
+     * for a GGUF with quantized matrices (flock_source_is_quantized), dtype
+     * for float weights. Overrides source_dtype; resolved by the compile
+     * functions, and recorded in the manifest as what it resolved to. */
+    bool auto_dtype;
     flock_dtype down_dtype;      /* with source_dtype and quantized sources: default q8_0 */
     char targets[FLOCK_MAX_TARGETS][16]; /* "cpu", "x86-64-v3", "x86-64-v4", "aarch64", "sm_80", ... */
     size_t n_targets;

@@ -102,6 +102,12 @@ size_t flock_dtype_row_bytes(flock_dtype t, uint64_t n);
  * the block): 0 when invalid, when the last dimension is not a multiple of
  * the block, or on overflow. n_dims 0 is a scalar (one element). */
 uint64_t flock_dtype_tensor_bytes(flock_dtype t, uint32_t n_dims, const uint64_t *shape);
+/* Whether quantized data (nbytes of whole blocks of type t) holds a block
+ * whose f16 scale (d, or q4_1's m / q4_k's dmin) is inf or nan: every value
+ * of such a block would be wrong. Sets *block (its index) and *value (the
+ * scale) when given. False for the plain types. Reads every block's scales:
+ * about 2/34 of q8_0's bytes. */
+bool flock_dtype_find_bad_scale(flock_dtype t, const void *data, uint64_t nbytes, uint64_t *block, float *value);
 /* The GGML type number of a storage type (flock/gguf.h), or UINT32_MAX. */
 uint32_t flock_dtype_ggml(flock_dtype t);
 
