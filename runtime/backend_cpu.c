@@ -118,7 +118,7 @@ flock_status flock_backend_cpu_open(flock_model *m, const flock_session_opts *o,
     cpu_backend *c = calloc(1, sizeof *c);
     if (!c)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
-    c->b = (flock_backend){.iface = &cpu_iface, .device = FLOCK_DEVICE_CPU};
+    c->b = (flock_backend){.iface = &cpu_iface, .device = FLOCK_DEVICE_CPU, .kv_elem_bytes = 4};
     const flock_kernel_table *k = flock_kernels_best();
     if (flock_pool_create(o->threads, &c->pool) != FLOCK_OK) {
         free(c);

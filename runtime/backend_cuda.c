@@ -142,7 +142,8 @@ flock_status flock_backend_cuda_open(flock_model *m, const flock_session_opts *o
     cuda_backend *c = calloc(1, sizeof *c);
     if (!c)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
-    c->b = (flock_backend){.iface = &cuda_iface, .device = FLOCK_DEVICE_CUDA};
+    /* the KV cache is f16 (compiler/cuda_sections.c, cuda_model) */
+    c->b = (flock_backend){.iface = &cuda_iface, .device = FLOCK_DEVICE_CUDA, .kv_elem_bytes = 2};
     char name[64];
     int64_t idx = -1;
     size_t size = 0;

@@ -384,6 +384,17 @@ uint64_t flock_session_decode_bytes(const flock_session *s)
     return s->be->iface->decode_bytes(s->be);
 }
 
+uint64_t flock_session_kv_bytes(const flock_session *s, size_t n_tokens)
+{
+    if (!s)
+        return 0;
+    const flock_plan *pl = &s->m->plan;
+    uint64_t per_token = 0;
+    for (int32_t i = 0; i < pl->n_kv_slots; i++)
+        per_token += 2u * (uint64_t)(pl->kv_width[i] > 0 ? pl->kv_width[i] : 0) * s->be->kv_elem_bytes;
+    return per_token * n_tokens;
+}
+
 flock_device flock_session_device(const flock_session *s)
 {
     return s->be->device;

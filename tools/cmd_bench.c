@@ -281,6 +281,7 @@ typedef struct bench_result {
     char device_note[512];
     const char *kernels;   /* the last row's kernels */
     double load_s, peak_mb, copy_gbs, read_gbs;
+    double weights_mb, kv_mb; /* what the model holds, and the KV cache at prompt + decode tokens */
 } bench_result;
 
 /* The paragraph's tokens, cycled to P after the BOS (when the model has one). */
@@ -338,6 +339,7 @@ static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, b
             return -1;
         }
         row->bytes_per_token = flock_session_decode_bytes(s);
+        res->kv_mb = (double)flock_session_kv_bytes(s, (size_t)(o->P + o->G)) / 1e6;
         res->threads = flock_session_threads(s);
         res->device = flock_session_device(s);
         snprintf(res->device_note, sizeof res->device_note, "%s", flock_session_device_note(s));
@@ -351,7 +353,8 @@ static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, b
     /* peak memory of the model and its sessions, before the bandwidth buffers */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    res->peak_mb = (double)ru.ru_maxrss / 1024.0;
+    res->peak_mb = (double)ru.ru_maxrss * 1024.0 / 1e6;
+    res->weights_mb = (double)flock_model_weight_bytes(m) / 1e6;
     if (measure_bandwidth(res->threads > 0 ? res->threads : 1, &res->copy_gbs, &res->read_gbs) != 0)
         fprintf(stderr, "flock bench: not enough memory to measure bandwidth\n");
     return 0;
@@ -382,9 +385,9 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         flock_cli_json_str(stdout, res->device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
                "\"repeats\":%lld,\"select\":\"%s\",\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
-               "\"peak_rss_mb\":%.1f,",
+               "\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"kv_mb\":%.1f,",
                res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), res->load_s, res->copy_gbs,
-               res->read_gbs, res->peak_mb);
+               res->read_gbs, res->peak_mb, res->weights_mb, res->kv_mb);
         printf("\"generated_kernels\":");
         flock_cli_json_str(stdout, model_k ? model_k : "");
         printf(",\"generated_fallback\":");
@@ -395,8 +398,11 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
                o->bundle, flock_model_arch(m), flock_model_storage(m), res->threads, res->kernels, P, G, R,
                flock_select_mode_name(o->mode));
         printf("device: %s\n", res->device_note);
-        printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; peak RSS %.1f MB; load %.2f s\n",
-               res->copy_gbs, res->read_gbs, res->peak_mb, res->load_s);
+        printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; load %.2f s\n", res->copy_gbs,
+               res->read_gbs, res->load_s);
+        printf("memory: weights %.1f MB + KV cache %.1f MB (%lld tokens); peak RSS %.1f MB = %.2fx\n",
+               res->weights_mb, res->kv_mb, P + G, res->peak_mb,
+               res->weights_mb + res->kv_mb > 0 ? res->peak_mb / (res->weights_mb + res->kv_mb) : 0.0);
         printf("generated kernels: %s%s%s\n", model_k ? model_k : "none", model_k ? "" : " - ", model_k_why);
         printf("%-26s %6s %10s %11s %11s %9s %15s %9s %7s %8s\n", "kernels", "keep", "TTFT ms", "prefill t/s",
                "decode t/s", "ms/token", "(min-max t/s)", "MB/token", "GB/s", "vs keep1");

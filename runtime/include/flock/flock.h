@@ -245,6 +245,9 @@ flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *la
 /* Bytes of weights read per generated token with the current selection
  * (matrices of every op, counting only the kept FF rows). */
 uint64_t flock_session_decode_bytes(const flock_session *s);
+/* Bytes the KV cache holds for n_tokens tokens (K and V of every attention
+ * layer, in the backend's cache type); 0 for s NULL. */
+uint64_t flock_session_kv_bytes(const flock_session *s, size_t n_tokens);
 /* The device the session runs on (never AUTO: what AUTO resolved to), and
  * a note on why ("cpu: asked for", "auto: no CUDA driver (...)", ...);
  * owned by the session. */
