@@ -187,18 +187,36 @@ static flock_dtype source_choice(const cmodel *cm, const flock_source *s, uint32
     }
 }
 
+/* flockc makes these (from f32, formats/quant.c), besides the float types. */
+static bool storable_quant(flock_dtype t)
+{
+    return t == FLOCK_DTYPE_Q8_0 || t == FLOCK_DTYPE_Q4_0 || t == FLOCK_DTYPE_Q4_1 || t == FLOCK_DTYPE_Q4_K ||
+           t == FLOCK_DTYPE_Q6_K;
+}
+
+/* The type of a matrix whose rows are not whole blocks of `want`: a k-quant
+ * (256-element blocks) becomes the 32-element type of at least its bits
+ * (q4_k -> q4_1, q6_k -> q8_0; llama.cpp does the same with q5_0 / q8_0,
+ * e.g. Gemma 3's d_model 640), and that or any other type f16 when the rows
+ * are not whole 32-element blocks either. */
+static flock_dtype block_fallback(flock_dtype want, uint64_t cols, bool halves)
+{
+    flock_dtype f = want == FLOCK_DTYPE_Q4_K ? FLOCK_DTYPE_Q4_1 : want == FLOCK_DTYPE_Q6_K ? FLOCK_DTYPE_Q8_0 : FLOCK_DTYPE_F16;
+    uint64_t blk = flock_dtype_block(f);
+    return cols % blk || (halves && (cols / 2) % blk) ? FLOCK_DTYPE_F16 : f;
+}
+
 flock_status flock_pass_storage_dtype(cmodel *cm, const flock_source *s, const flock_compile_opts *o,
                                       uint32_t *n_fallback, flock_error *err)
 {
     flock_dtype dtype = o->dtype;
-    if (!o->source_dtype && !float_dtype(dtype) && dtype != FLOCK_DTYPE_Q8_0 && dtype != FLOCK_DTYPE_Q4_0 &&
-        dtype != FLOCK_DTYPE_Q4_1)
+    if (!o->source_dtype && !float_dtype(dtype) && !storable_quant(dtype))
         return flock_error_set(err, FLOCK_E_INVALID_ARG,
-                               "storage dtype %s: flockc stores f32, f16, bf16, q8_0, q4_0, q4_1 (or source)",
+                               "storage dtype %s: flockc stores f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k (or source)",
                                flock_dtype_name(dtype));
-    if (o->source_dtype && o->down_dtype != FLOCK_DTYPE_Q8_0 && o->down_dtype != FLOCK_DTYPE_Q4_0 &&
-        o->down_dtype != FLOCK_DTYPE_Q4_1 && !float_dtype(o->down_dtype))
-        return flock_error_set(err, FLOCK_E_INVALID_ARG, "down dtype %s: f32, f16, bf16, q8_0, q4_0 or q4_1",
+    if (o->source_dtype && !storable_quant(o->down_dtype) && !float_dtype(o->down_dtype))
+        return flock_error_set(err, FLOCK_E_INVALID_ARG,
+                               "down dtype %s: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k or q6_k",
                                flock_dtype_name(o->down_dtype));
     *n_fallback = 0;
     for (uint32_t i = 0; i < cm->p->n_tensors; i++) {
@@ -215,7 +233,7 @@ flock_status flock_pass_storage_dtype(cmodel *cm, const flock_source *s, const f
         /* rows of whole blocks, and a gate_up row cut at its middle on a block boundary */
         uint64_t cols = t->shape[t->n_dims - 1], blk = flock_dtype_block(want);
         if (cols % blk || (pl->kind == PLAN_PACK_GATE_UP && (cols / 2) % blk)) {
-            want = FLOCK_DTYPE_F16;
+            want = block_fallback(want, cols, pl->kind == PLAN_PACK_GATE_UP);
             pl->raw = false;
             ++*n_fallback;
         }

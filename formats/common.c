@@ -304,6 +304,8 @@ flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void
     case FLOCK_DTYPE_Q8_0:
     case FLOCK_DTYPE_Q4_0:
     case FLOCK_DTYPE_Q4_1:
+    case FLOCK_DTYPE_Q4_K:
+    case FLOCK_DTYPE_Q6_K:
         return flock_quantize_row(dst_type, src, dst, n);
     default:
         return FLOCK_E_UNSUPPORTED;

@@ -164,7 +164,7 @@ static void test_quant_sizes(void **state)
 
 /* Quantizing to q8_0 / q4_0 / q4_1 and back: each element within half a
  * quantization step of its block (d / 2), constant and zero blocks exact,
- * a non-finite input refused, the k-quants not made. */
+ * a non-finite input refused. */
 static void test_quantize_roundtrip(void **state)
 {
     (void)state;
@@ -206,8 +206,64 @@ static void test_quantize_roundtrip(void **state)
         nan_row[5] = NAN;
         assert_int_equal(flock_convert_from_f32(q[k], nan_row, buf, 32), FLOCK_E_CORRUPT);
     }
-    assert_int_equal(flock_convert_from_f32(FLOCK_DTYPE_Q4_K, x, buf, 256), FLOCK_E_UNSUPPORTED);
     assert_int_equal(flock_convert_to_f32(FLOCK_DTYPE_Q8_0, buf, back, 33), FLOCK_E_INVALID_ARG);
+}
+
+static float gauss(uint64_t *s) /* Box-Muller on two uniforms */
+{
+    const float u = 0.5f * (flock_test_randf(s) + 1.0f) + 1e-7f, v = flock_test_randf(s);
+    return sqrtf(-2.0f * logf(u)) * cosf(3.14159265f * v);
+}
+
+/* Quantizing to q4_k / q6_k and back, on Gaussian rows of 5 super-blocks
+ * whose scale varies by 20x between them (so the f16 scales and the 6-bit /
+ * int8 sub-block scales are all exercised) plus an outlier: the normalized
+ * error ||back - x|| / ||x|| of each super-block under 8e-2 (q4_k) and
+ * 2.2e-2 (q6_k), twice that for the one with the outlier (a 30-sigma element
+ * sets the super-block scale, so the int8 sub-block scales of the others are
+ * coarse: 3.4e-2 was seen for q6_k). Plain min/max
+ * rounding would give about range / levels / sqrt(12): 4.1 sigma / 15 /
+ * 3.46 = 7.9e-2 for 32 Gaussian samples on 16 levels, and 3.6 sigma / 63 /
+ * 3.46 = 1.7e-2 for 16 samples on 64; the search measures 6.7e-2..7.3e-2
+ * and 1.7e-2..1.9e-2 (1.0e-1 and 1.9e-2 with the outlier). A zero super-block is
+ * exact, a length not a multiple of 256 and a non-finite input refused. */
+static void test_quantize_kquant_roundtrip(void **state)
+{
+    (void)state;
+    static const struct { flock_dtype t; double bound; } q[] = {{FLOCK_DTYPE_Q4_K, 8e-2}, {FLOCK_DTYPE_Q6_K, 2.2e-2}};
+    enum { N = 256 * 6 };
+    static float x[N], back[N];
+    static uint8_t buf[6 * 210];
+    for (size_t k = 0; k < sizeof q / sizeof q[0]; k++) {
+        uint64_t s = 11 + k;
+        for (int r = 0; r < 3; r++) { /* three fresh rows */
+            for (int i = 0; i < N; i++)
+                x[i] = gauss(&s) * (i < 256 ? 0.05f : i < 512 ? 1.0f : i < 1024 ? 0.3f : 0.0f);
+            for (int i = 1280; i < N; i++)
+                x[i] = gauss(&s) * 2.0f;
+            x[700] = 9.0f; /* an outlier in a sub-block */
+            assert_int_equal(flock_convert_from_f32(q[k].t, x, buf, N), FLOCK_OK);
+            assert_int_equal(flock_convert_to_f32(q[k].t, buf, back, N), FLOCK_OK);
+            for (int b = 0; b < N / 256; b++) {
+                double e = 0, n = 0;
+                for (int i = 256 * b; i < 256 * (b + 1); i++) {
+                    e += (double)(back[i] - x[i]) * (back[i] - x[i]);
+                    n += (double)x[i] * x[i];
+                }
+                if (n == 0)
+                    assert_true(e == 0);
+                else if (sqrt(e / n) > q[k].bound * (b == 700 / 256 ? 2.0 : 1.0))
+                    fail_msg("%s row %d super-block %d: normalized error %g > %g", flock_dtype_name(q[k].t), r, b,
+                             sqrt(e / n), q[k].bound);
+                if (r == 0 && n > 0)
+                    print_message("%s super-block %d: normalized error %.4g\n", flock_dtype_name(q[k].t), b, sqrt(e / n));
+            }
+        }
+        assert_int_equal(flock_convert_from_f32(q[k].t, x, buf, 128), FLOCK_E_INVALID_ARG);
+        assert_int_equal(flock_convert_from_f32(q[k].t, x, buf, 640), FLOCK_E_INVALID_ARG); /* Gemma's d_model */
+        x[300] = INFINITY;
+        assert_int_equal(flock_convert_from_f32(q[k].t, x, buf, 512), FLOCK_E_CORRUPT);
+    }
 }
 
 static void test_map_missing_file(void **state)
@@ -230,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_keep_count),
         cmocka_unit_test(test_convert_arrays),   cmocka_unit_test(test_map_missing_file),
         cmocka_unit_test(test_quant_sizes),      cmocka_unit_test(test_quantize_roundtrip),
+        cmocka_unit_test(test_quantize_kquant_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

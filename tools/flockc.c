@@ -26,12 +26,12 @@ static void usage(FILE *f)
             "  --keep LIST          GRIFFIN keep ratios in (0, 1], comma-separated (default 0.25,0.5,0.75)\n"
             "  --dtype T            storage dtype of the weight matrices: auto (default: source\n"
             "                       for a GGUF with quantized weights, else f16), f16, bf16, f32,\n"
-            "                       q8_0, q4_0, q4_1 (GGML's block layouts), or source: every\n"
+            "                       q8_0, q4_0, q4_1, q4_k, q6_k (GGML's block layouts), or source: every\n"
             "                       matrix keeps its source type (a GGUF's q8_0/q4_0/q4_1/q4_k/q6_k\n"
             "                       blocks byte for byte), except the transposed down projection\n"
             "                       and types flock does not store, which get --down-dtype;\n"
             "                       norms and biases stay f32; a matrix whose rows are not whole\n"
-            "                       blocks is stored f16\n"
+            "                       blocks is stored q4_1 (for q4_k), q8_0 (for q6_k) or f16\n"
             "  --down-dtype T       with --dtype source: the type of what is requantized\n"
             "                       (default q8_0)\n"
             "  --target LIST        cpu, x86-64-v3, x86-64-v4, aarch64, sm_80, sm_86, sm_89, sm_90\n"
@@ -194,14 +194,14 @@ int main(int argc, char **argv)
                 o.auto_dtype = !strcmp(v, "auto");
                 o.source_dtype = !strcmp(v, "source");
                 if (!o.auto_dtype && !o.source_dtype && (flock_dtype_parse(v, &o.dtype) || o.dtype == FLOCK_DTYPE_I32 ||
-                                        o.dtype == FLOCK_DTYPE_U8 || o.dtype == FLOCK_DTYPE_Q4_K ||
-                                        o.dtype == FLOCK_DTYPE_Q6_K))
-                    return bad_usage("--dtype: unknown dtype '%s' (auto, source, f16, bf16, f32, q8_0, q4_0 or q4_1)", v);
+                                                         o.dtype == FLOCK_DTYPE_U8))
+                    return bad_usage("--dtype: unknown dtype '%s' (auto, source, f16, bf16, f32, q8_0, q4_0, q4_1, "
+                                     "q4_k or q6_k)", v);
             } else if (!strcmp(a, "--down-dtype")) {
                 if (flock_dtype_parse(v, &o.down_dtype) || o.down_dtype == FLOCK_DTYPE_I32 ||
-                    o.down_dtype == FLOCK_DTYPE_U8 || o.down_dtype == FLOCK_DTYPE_Q4_K ||
-                    o.down_dtype == FLOCK_DTYPE_Q6_K)
-                    return bad_usage("--down-dtype: unknown dtype '%s' (f16, bf16, f32, q8_0, q4_0 or q4_1)", v);
+                    o.down_dtype == FLOCK_DTYPE_U8)
+                    return bad_usage("--down-dtype: unknown dtype '%s' (f16, bf16, f32, q8_0, q4_0, q4_1, q4_k "
+                                     "or q6_k)", v);
             } else if (!strcmp(a, "--target")) {
                 if (flock_compile_parse_targets(&o, v, &e))
                     return bad_usage("%s", e.msg);

@@ -117,9 +117,9 @@ float flock_bf16_to_f32(uint16_t h);
 uint16_t flock_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
 
 /* Converts n floats to `dst_type` / back to f32. From f32: f32, f16, bf16,
- * and q8_0, q4_0, q4_1 with GGML's reference rounding (n a multiple of 32;
- * FLOCK_E_UNSUPPORTED for q4_k and q6_k, which flock keeps from a GGUF but
- * does not make). To f32: every float and quantized type (n a multiple of
+ * q8_0, q4_0, q4_1 with GGML's reference rounding (n a multiple of 32), and
+ * q4_k, q6_k by flock's scale search (n a multiple of 256; formats/quant.c).
+ * To f32: every float and quantized type (n a multiple of
  * the block; FLOCK_E_INVALID_ARG otherwise). */
 flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void *dst, size_t n);
 flock_status flock_convert_to_f32(flock_dtype src_type, const void *src, float *dst, size_t n);
