@@ -147,6 +147,8 @@ flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char
 /* ======================================================================== */
 
 #define FLOCK_CODEGEN_MAX_KEEP 8
+/* The quantized matrix types the CUDA kernels read (flock_codegen_model.qtypes). */
+#define FLOCK_CODEGEN_QTYPES ((1u << FLOCK_DTYPE_Q8_0) | (1u << FLOCK_DTYPE_Q4_0) | (1u << FLOCK_DTYPE_Q4_1))
 
 typedef struct flock_codegen_model {
     int32_t d_model;      /* hidden width; % 8 == 0 (16-byte rows) */
@@ -156,7 +158,9 @@ typedef struct flock_codegen_model {
     int32_t vocab;
     int32_t rope_dim;     /* leading dims of each head rotated; even, <= head_dim */
     flock_rope_style rope_style;
-    flock_dtype wtype;    /* F16 or BF16: storage of every matrix */
+    flock_dtype wtype;    /* F16 or BF16: storage of every 16-bit matrix */
+    uint32_t qtypes;      /* bit (1u << dtype) per quantized matrix type present: Q8_0,
+                             Q4_0, Q4_1 (FLOCK_CODEGEN_QTYPES); 0 = all 16-bit */
     flock_dtype kv_type;  /* F16 or F32: the KV cache */
     flock_act act;        /* FF activation */
     uint8_t gated;        /* 1: act(x Wg^T) * (x Wu^T); 0: act(x W1^T + b1) */
