@@ -32,25 +32,19 @@ __device__ __forceinline__ float qget(const u8 *b, int i)
     return fmaf(d, (float)q, h2f(p[1]));
 }
 
-// dot(block at b, x[0..31]); x in shared memory, 8-byte aligned. Lane r
-// (rot = lane) starts at pair rot of its block: the lanes of a warp read x
-// at different banks (the same pair order on every lane would read all 32
-// blocks' x at one bank: a 32-way conflict).
+// dot(block at b, x[0..31]).
 template <int QT>
-__device__ __forceinline__ float qblock_dot(const u8 *b, const float *x, int rot)
+__device__ __forceinline__ float qblock_dot(const u8 *b, const float *x)
 {
     const u16 *p = (const u16 *)b;
-    const float2 *x2 = (const float2 *)x;
     const float d = h2f(p[0]);
     float s = 0.0f;
     if (QT == 5) {
 #pragma unroll
         for (int i = 0; i < 16; i++) {
-            const int j = (i + rot) & 15;
-            const u32 v = p[1 + j];
-            const float2 a = x2[j];
-            s = fmaf((float)(signed char)(v & 0xffu), a.x, s);
-            s = fmaf((float)(signed char)(v >> 8), a.y, s);
+            const u32 v = p[1 + i];
+            s = fmaf((float)(signed char)(v & 0xffu), x[2 * i], s);
+            s = fmaf((float)(signed char)(v >> 8), x[2 * i + 1], s);
         }
         return d * s;
     }
@@ -58,10 +52,8 @@ __device__ __forceinline__ float qblock_dot(const u8 *b, const float *x, int rot
     float sx = 0.0f;                    // sum of x: the offset term (-8 d or m)
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-        const int j = (i + rot) & 7;
-        const u32 v = p[Q0 + j]; // bytes 2j, 2j+1: weights 2j, 2j+1 (low), 2j+16, 2j+17 (high)
-        const float2 lo = x2[j], hi = x2[j + 8];
-        const float a0 = lo.x, a1 = lo.y, b0 = hi.x, b1 = hi.y;
+        const u32 v = p[Q0 + i]; // bytes 2i, 2i+1: weights 2i, 2i+1 (low), 2i+16, 2i+17 (high)
+        const float a0 = x[2 * i], a1 = x[2 * i + 1], b0 = x[2 * i + 16], b1 = x[2 * i + 17];
         s = fmaf((float)(v & 15u), a0, s);
         s = fmaf((float)((v >> 8) & 15u), a1, s);
         s = fmaf((float)((v >> 4) & 15u), b0, s);
@@ -116,7 +108,7 @@ __device__ __forceinline__ void qwarp_rows_dot(const u8 *__restrict__ w, int nro
 #pragma unroll
         for (int r = 0; r < R; r++)
             if (r < nrows)
-                acc[r] += qblock_dot<QT>(w + (size_t)r * RB + (size_t)b * qblk<QT>::BYTES, xs + b * 32, lane);
+                acc[r] += qblock_dot<QT>(w + (size_t)r * RB + (size_t)b * qblk<QT>::BYTES, xs + b * 32);
     }
 #pragma unroll
     for (int r = 0; r < R; r++)

@@ -175,7 +175,9 @@ flock_status flock_codegen_model_check(const flock_codegen_model *m, flock_error
 
 /* Reads the facts from a verified program: the first ATTENTION/ROPE op,
  * the FFN ops (all FFN ops must agree on d_ff, act and gating), the
- * storage dtype of the FFN's first weight, the LM head's vocabulary.
+ * LM head's vocabulary, and the matrices' storage types: wtype (their one
+ * 16-bit type, f16 when none is 16-bit) and qtypes; a matrix of any other
+ * type (f32, q4_k, q6_k) is FLOCK_E_UNSUPPORTED naming the tensor.
  * `keep` (n_keep ratios) and `kv_type` are the compiler's choices. On
  * failure *out is untouched. */
 flock_status flock_codegen_model_from_program(const flock_program *p, const float *keep, uint32_t n_keep,
@@ -228,6 +230,11 @@ flock_status flock_codegen_model_from_program(const flock_program *p, const floa
  *  POS_EMBED        (const float *x, const w16 *table, int n_pos, int pos0, int offset, float *y)  grid T
  *  ROPE_KV_STORE    (float *q, float *k, const float *v, int pos0, const float *inv_freq,
  *                    kv_t *kcache, kv_t *vcache)   grid T: ROPE on q and k, then KV_STORE
+ *  QGEMV, QFFN_GATHER, QFFN_DOWN, QEMBED, QPOS_EMBED: as GEMV, FFN_GATHER, FFN_DOWN,
+ *                    EMBED, POS_EMBED with the matrix in GGML blocks (const u8 *) of the type
+ *                    the name carries ("flock_qgemv_q8_0_n<N>_k<K>"); one set per qtypes bit
+ *  DEQUANT          (const u8 *w, int n_blocks, u16 *out)  grid: any (grid-stride): the
+ *                    blocks' weights as 16-bit wtype values, for the prefill GEMMs
  * bias/resid/R may be NULL; outputs may alias resid/R. Shapes, layouts and
  * the deterministic split-k reduction are documented in codegen/cuda_*.cu. */
 /* The kinds themselves (enum flock_cuda_kernel_kind), the kernel table row
