@@ -51,6 +51,14 @@ flock_status flock_codegen_model_check(const flock_codegen_model *m, flock_error
     if (m->wtype != FLOCK_DTYPE_F16 && m->wtype != FLOCK_DTYPE_BF16)
         return flock_error_set(err, FLOCK_E_UNSUPPORTED, "codegen model: weight dtype %s (need f16 or bf16)",
                                flock_dtype_name(m->wtype));
+    if (m->qtypes & ~FLOCK_CODEGEN_QTYPES)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED,
+                               "codegen model: qtypes 0x%x has a type the CUDA kernels do not read (q8_0, q4_0, "
+                               "q4_1)", (unsigned)m->qtypes);
+    if (m->qtypes && m->d_model % 32)
+        return flock_error_set(err, FLOCK_E_UNSUPPORTED,
+                               "codegen model: d_model = %d is not a multiple of 32 (quantized blocks)",
+                               (int)m->d_model);
     if (m->kv_type != FLOCK_DTYPE_F16 && m->kv_type != FLOCK_DTYPE_F32)
         return flock_error_set(err, FLOCK_E_UNSUPPORTED, "codegen model: KV cache dtype %s (need f16 or f32)",
                                flock_dtype_name(m->kv_type));
@@ -68,6 +76,61 @@ flock_status flock_codegen_model_check(const flock_codegen_model *m, flock_error
         if (!(m->keep[i] > 0.0f && m->keep[i] <= 1.0f))
             return flock_error_set(err, FLOCK_E_INVALID_ARG, "codegen model: keep[%u] = %g is not in (0, 1]",
                                    (unsigned)i, (double)m->keep[i]);
+    return FLOCK_OK;
+}
+
+/* The matrices the CUDA kernels read as weights (the others are f32 vectors
+ * or the host's magnitude ranks): EMBED, POS_EMBED, LINEAR, LM_HEAD w[0];
+ * FFN w[0] (gate_up or w1) and w[2] (down_t). */
+static bool is_kernel_matrix(const flock_op *op, int slot)
+{
+    switch (op->kind) {
+    case FLOCK_OP_EMBED:
+    case FLOCK_OP_POS_EMBED:
+    case FLOCK_OP_LINEAR:
+    case FLOCK_OP_LM_HEAD:
+        return slot == 0;
+    case FLOCK_OP_FFN:
+        return slot == 0 || slot == 2;
+    default:
+        return false;
+    }
+}
+
+/* The weight types of the program's matrices: one 16-bit type (f16 when
+ * none is 16-bit) and the set of quantized ones; any other type is an
+ * error that names the tensor. */
+static flock_status matrix_types(const flock_program *p, flock_dtype *wtype, uint32_t *qtypes, flock_error *err)
+{
+    flock_dtype w16 = FLOCK_DTYPE_COUNT;
+    const char *w16_name = NULL;
+    uint32_t q = 0;
+    for (uint32_t i = 0; i < p->n_ops; i++)
+        for (int j = 0; j < FLOCK_OP_MAX_W; j++) {
+            const int32_t t = p->ops[i].w[j];
+            if (t < 0 || (uint32_t)t >= p->n_tensors || !is_kernel_matrix(&p->ops[i], j))
+                continue;
+            const flock_tensor_ref *tr = &p->tensors[t];
+            if (tr->dtype == FLOCK_DTYPE_F16 || tr->dtype == FLOCK_DTYPE_BF16) {
+                if (w16 != FLOCK_DTYPE_COUNT && w16 != tr->dtype)
+                    return flock_error_set(err, FLOCK_E_UNSUPPORTED,
+                                           "codegen: tensor '%s' is %s but '%s' is %s: the CUDA kernels read one "
+                                           "16-bit type per model",
+                                           tr->name, flock_dtype_name(tr->dtype), w16_name, flock_dtype_name(w16));
+                w16 = tr->dtype;
+                w16_name = tr->name;
+            } else if ((unsigned)tr->dtype < 32 && (FLOCK_CODEGEN_QTYPES & (1u << tr->dtype))) {
+                q |= 1u << tr->dtype;
+            } else {
+                return flock_error_set(err, FLOCK_E_UNSUPPORTED,
+                                       "codegen: tensor '%s' (op %u, %s) is %s: the CUDA kernels read f16, bf16, "
+                                       "q8_0, q4_0 and q4_1 matrices",
+                                       tr->name, (unsigned)i, flock_op_kind_name(p->ops[i].kind),
+                                       flock_dtype_name(tr->dtype));
+            }
+        }
+    *wtype = w16 == FLOCK_DTYPE_COUNT ? FLOCK_DTYPE_F16 : w16;
+    *qtypes = q;
     return FLOCK_OK;
 }
 
@@ -112,11 +175,10 @@ flock_status flock_codegen_model_from_program(const flock_program *p, const floa
         } else if (op->kind == FLOCK_OP_FFN) {
             if (op->w[0] < 0 || (uint32_t)op->w[0] >= p->n_tensors)
                 return flock_error_set(err, FLOCK_E_CORRUPT, "codegen: op %u (ffn) has no weight 0", (unsigned)i);
-            const flock_dtype wt = p->tensors[op->w[0]].dtype;
-            if (have_ffn && (op->d_ff != m.d_ff || op->act != m.act || op->gated != m.gated || wt != m.wtype))
+            if (have_ffn && (op->d_ff != m.d_ff || op->act != m.act || op->gated != m.gated))
                 return flock_error_set(err, FLOCK_E_UNSUPPORTED,
                                        "codegen: op %u (ffn, layer %d) differs from the first ffn op "
-                                       "(d_ff, act, gating or dtype)", (unsigned)i, (int)op->layer);
+                                       "(d_ff, act or gating)", (unsigned)i, (int)op->layer);
             if (op->ffn_layout != FLOCK_FFN_PACKED)
                 return flock_error_set(err, FLOCK_E_UNSUPPORTED,
                                        "codegen: op %u (ffn, layer %d) is not in the packed gather layout "
@@ -124,7 +186,6 @@ flock_status flock_codegen_model_from_program(const flock_program *p, const floa
             m.d_ff = op->d_ff;
             m.act = op->act;
             m.gated = op->gated;
-            m.wtype = wt;
             have_ffn = true;
         } else if (op->kind == FLOCK_OP_LM_HEAD && op->w[0] >= 0 && (uint32_t)op->w[0] < p->n_tensors) {
             const flock_tensor_ref *t = &p->tensors[op->w[0]];
@@ -135,8 +196,8 @@ flock_status flock_codegen_model_from_program(const flock_program *p, const floa
     if (!have_attn || !have_ffn)
         return flock_error_set(err, FLOCK_E_UNSUPPORTED, "codegen: the program has no %s op",
                                have_attn ? "ffn" : "attention");
-    flock_status st = flock_codegen_model_check(&m, err);
-    if (st)
+    flock_status st = matrix_types(p, &m.wtype, &m.qtypes, err);
+    if (st || (st = flock_codegen_model_check(&m, err)))
         return st;
     *out = m;
     return FLOCK_OK;

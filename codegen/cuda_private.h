@@ -11,6 +11,7 @@
 extern const char flock_cuda_src_kernels[];
 extern const char flock_cuda_src_attention[];
 extern const char flock_cuda_src_gemm[];
+extern const char flock_cuda_src_quant[];
 
 #define FLOCK_CUDA_NAME_MAX 64
 

@@ -88,6 +88,71 @@ static bool have_shape(const flock_cuda_kernel_list *l, flock_cuda_kernel_kind k
     return false;
 }
 
+/* The kernels of one quantized weight type qt (codegen/cuda_quant.cu), named
+ * with the type ("qgemv_q8_0_n4096_k4096"): the runtime picks them by the
+ * dtype of each tensor, so one bundle may mix types (gate_up q4_0 with
+ * down_t q8_0, a 16-bit fallback for a shape that is not whole blocks). */
+static flock_status add_quant_kernels(const flock_codegen_model *m, flock_dtype qt, flock_cuda_kernel_list *list,
+                                      flock_error *err)
+{
+    const uint32_t D = (uint32_t)m->d_model, H = (uint32_t)m->n_head;
+    const uint32_t QD = H * (uint32_t)m->head_dim, KVD = (uint32_t)m->n_kv_head * (uint32_t)m->head_dim;
+    const char *tn = flock_dtype_name(qt);
+    const int q = (int)qt;
+    flock_cuda_kernel_def *d;
+    char call[192];
+#define QADD(...)                                      \
+    do {                                               \
+        kdef_args a_ = {__VA_ARGS__};                  \
+        if (!(d = list_add(list, &a_, err)))           \
+            return FLOCK_E_NOMEM;                      \
+    } while (0)
+    QADD(FLOCK_CUK_QEMBED, 0, 0, 0, 256, {0, 1, 1});
+    snprintf(call, sizeof call, "qembed_body<%d>(tok, table, scale, out)", q);
+    def_text(d, "const int *tok, const u8 *table, float scale, float *out", call, "qembed_%s", tn);
+    QADD(FLOCK_CUK_QPOS_EMBED, 0, 0, 0, 256, {0, 1, 1});
+    snprintf(call, sizeof call, "qpos_embed_body<%d>(x, table, n_pos, pos0, offset, y)", q);
+    def_text(d, "const float *x, const u8 *table, int n_pos, int pos0, int offset, float *y", call, "qpos_embed_%s",
+             tn);
+    QADD(FLOCK_CUK_DEQUANT, 0, 0, 0, 256, {0, 1, 1});
+    snprintf(call, sizeof call, "dequant_body<%d>(w, n_blocks, out)", q);
+    def_text(d, "const u8 *w, int n_blocks, u16 *out", call, "dequant_%s", tn);
+    const uint32_t lin[4][2] = {{QD, D}, {KVD, D}, {D, QD}, {(uint32_t)m->vocab, D}};
+    for (int i = 0; i < 4; i++) {
+        const uint32_t N = lin[i][0], K = lin[i][1];
+        bool seen = K % 32 != 0; /* not whole blocks: flockc stores it 16-bit */
+        for (int j = 0; j < i; j++)
+            seen |= lin[j][0] == N && lin[j][1] == K;
+        if (seen)
+            continue;
+        QADD(FLOCK_CUK_QGEMV, N, K, 0, 256, {cdiv(N, 16), 1, 1});
+        snprintf(call, sizeof call, "qgemv_body<%d, %u, %u>(x, w, bias, resid, y)", q, N, K);
+        def_text(d, "const float *x, const u8 *w, const float *bias, const float *resid, float *y", call,
+                 "qgemv_%s_n%u_k%u", tn, N, K);
+    }
+    for (uint32_t i = 0; i < m->n_keep; i++) {
+        const uint32_t kn = (uint32_t)flock_keep_count(m->keep[i], m->d_ff);
+        bool seen = false;
+        for (uint32_t j = 0; j < i; j++)
+            seen |= (uint32_t)flock_keep_count(m->keep[j], m->d_ff) == kn;
+        if (seen)
+            continue;
+        const uint32_t split = down_split(kn, D);
+        QADD(FLOCK_CUK_QFFN_GATHER, kn, 0, m->keep[i], 256, {cdiv(kn, 8), 1, 1});
+        snprintf(call, sizeof call, "qffn_gather_body<%d, %u>(x, idx, w, b1, h)", q, kn);
+        def_text(d, "const float *x, const int *idx, const u8 *w, const float *b1, float *h", call,
+                 "qffn_gather_%s_k%u", tn, kn);
+        QADD(FLOCK_CUK_QFFN_DOWN, kn, split, m->keep[i], 256, {cdiv(D, 256), split, 1});
+        snprintf(call, sizeof call, "qffn_down_body<%d, %u>(h, idx, wd, part, counters, resid, bias, y)", q, kn);
+        def_text(d,
+                 "const float *h, const int *idx, const u8 *wd, float *part, int *counters, const float *resid, "
+                 "const float *bias, float *y",
+                 call, "qffn_down_%s_k%u", tn, kn);
+    }
+#undef QADD
+    return FLOCK_OK;
+}
+
 #define ADD_OR_FAIL(var, ...)                          \
     do {                                               \
         kdef_args a_ = {__VA_ARGS__};                  \
@@ -200,6 +265,10 @@ flock_status flock_cuda_kernel_list_build(const flock_codegen_model *m, flock_cu
     ADD_OR_FAIL(d, FLOCK_CUK_FFN_DOWN_PREFILL, D, F, 0, 128, {cdiv(D, 64), 0, 1});
     snprintf(call, sizeof call, "gemm_body<%u, %u, 1, EPI_LINEAR>(X, M, W, bias, R, Y)", D, F);
     def_text(d, P_GEMM, call, "ffn_down_prefill");
+    for (int t = 0; t < FLOCK_DTYPE_COUNT; t++)
+        if (m->qtypes & (1u << t))
+            if ((st = add_quant_kernels(m, (flock_dtype)t, list, err)))
+                goto fail;
     return FLOCK_OK;
 fail:
     free(list->defs);
@@ -257,8 +326,9 @@ flock_status flock_cuda_source_emit(const flock_codegen_model *m, const flock_cu
                   "#define ATTN_SCALE %s\n#define ATTN_HAS_SOFTCAP %d\n#define ATTN_SOFTCAP %s\n\n",
               m->wtype == FLOCK_DTYPE_BF16, m->kv_type == FLOCK_DTYPE_F32, (int)m->act, (int)m->gated, scale,
               m->attn_softcap > 0, cap);
-    const char *lib[3] = {flock_cuda_src_kernels, flock_cuda_src_attention, flock_cuda_src_gemm};
-    for (int i = 0; i < 3; i++) {
+    /* The quantized kernels only where used: a 16-bit model's source is unchanged. */
+    const char *lib[4] = {flock_cuda_src_kernels, flock_cuda_src_attention, flock_cuda_src_gemm, flock_cuda_src_quant};
+    for (int i = 0; i < (m->qtypes ? 4 : 3); i++) {
         sb_put(&b, lib[i], strlen(lib[i]));
         sb_put(&b, "\n", 1);
     }

@@ -41,12 +41,11 @@ flock_status flock_cuda_check_targets(char items[][32], size_t n, flock_error *e
 static flock_status cuda_model(const flock_program *p, const flock_compile_opts *o, const char *target,
                                flock_codegen_model *out, flock_error *err)
 {
-    if (o->source_dtype || (o->dtype != FLOCK_DTYPE_F16 && o->dtype != FLOCK_DTYPE_BF16))
+    if (!o->source_dtype && o->dtype == FLOCK_DTYPE_F32)
         return flock_error_set(err, FLOCK_E_INVALID_ARG,
-                               "%s%s: CUDA kernels read 16-bit weights (quantized CUDA kernels are not written "
-                               "yet): use --dtype f16 or --dtype bf16 (got --dtype %s)",
-                               target ? "--target " : "", target ? target : "--emit-cuda",
-                               o->source_dtype ? "source" : flock_dtype_name(o->dtype));
+                               "%s%s: CUDA kernels read f16, bf16, q8_0, q4_0 or q4_1 weights: use --dtype f16, bf16, "
+                               "q8_0, q4_0, q4_1 or source (got --dtype f32)",
+                               target ? "--target " : "", target ? target : "--emit-cuda");
     float keep[FLOCK_CODEGEN_MAX_KEEP];
     int32_t counts[FLOCK_CODEGEN_MAX_KEEP];
     uint32_t n = 0;
@@ -66,8 +65,10 @@ static flock_status cuda_model(const flock_program *p, const flock_compile_opts 
         counts[n] = c;
         keep[n++] = k;
     }
+    /* Each matrix's stored type (with --dtype source, the source's own) must be
+     * one the kernels read: model_from_program names the first that is not. */
     FORWARD_IF_ERROR(flock_codegen_model_from_program(p, keep, n, FLOCK_DTYPE_F16, out, err), err,
-                     "CUDA kernels for this model");
+                     "%s%s: CUDA kernels for this model", target ? "--target " : "", target ? target : "--emit-cuda");
     return FLOCK_OK;
 }
 

@@ -32,6 +32,12 @@ static const char *const kind_names[] = {
     [FLOCK_CUK_LAYERNORM] = "layernorm",
     [FLOCK_CUK_POS_EMBED] = "pos_embed",
     [FLOCK_CUK_ROPE_KV_STORE] = "rope_kv_store",
+    [FLOCK_CUK_QGEMV] = "qgemv",
+    [FLOCK_CUK_QFFN_GATHER] = "qffn_gather",
+    [FLOCK_CUK_QFFN_DOWN] = "qffn_down",
+    [FLOCK_CUK_DEQUANT] = "dequant",
+    [FLOCK_CUK_QEMBED] = "qembed",
+    [FLOCK_CUK_QPOS_EMBED] = "qpos_embed",
 };
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == FLOCK_CUK_KIND_COUNT, "kind_names");
 

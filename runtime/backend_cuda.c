@@ -45,7 +45,7 @@ static flock_status pick_section(const flock_model *m, const flock_cuda_dev_info
     list_sections(m->bundle, have, sizeof have);
     return flock_error_set(err, FLOCK_E_NOT_FOUND,
                            "this bundle has no CUDA kernels for %s (sm_%d%d; CUDA sections: %s): compile it with "
-                           "flockc --target sm_%d%d --dtype f16 (or --dtype bf16)",
+                           "flockc --target sm_%d%d (--dtype f16, bf16, q8_0, q4_0 or q4_1)",
                            in->name, in->cc_major, in->cc_minor, have, in->cc_major, in->cc_minor);
 }
 

@@ -75,14 +75,31 @@ static flock_status kernel(flock_cuda_exec *c, int32_t op, const cuda_kern **out
 
 #define MISMATCH(...) flock_error_set(err, FLOCK_E_UNSUPPORTED, __VA_ARGS__)
 
-/* A matrix must be stored in the kernels' weight type. */
-static flock_status need_wtype(const flock_cuda_exec *c, int32_t i, int slot, flock_error *err)
+static bool is_qtype(flock_dtype t)
+{
+    return t == FLOCK_DTYPE_Q8_0 || t == FLOCK_DTYPE_Q4_0 || t == FLOCK_DTYPE_Q4_1;
+}
+
+/* A matrix must be stored in the kernels' 16-bit weight type or in a
+ * quantized type they read; *q says which kernels: NULL for the 16-bit
+ * ones, else the type's name (the quantized kernels carry it: "flock_qgemv_q8_0_..."). */
+static flock_status weight_type(flock_cuda_exec *c, int32_t i, int slot, const char **q, flock_error *err)
 {
     const flock_op *op = &c->prog->ops[i];
     const flock_wmat *w = &c->tensors[op->w[slot]];
+    *q = NULL;
+    if (is_qtype(w->dtype)) {
+        *q = flock_dtype_name(w->dtype);
+        /* The dequantized copy for prefill's GEMM (LINEAR, FFN): the largest sizes the scratch. */
+        uint64_t b16 = (uint64_t)w->rows * (uint64_t)w->cols * 2;
+        if (op->kind != FLOCK_OP_EMBED && op->kind != FLOCK_OP_POS_EMBED && op->kind != FLOCK_OP_LM_HEAD &&
+            b16 > c->wscratch_bytes)
+            c->wscratch_bytes = b16;
+        return FLOCK_OK;
+    }
     if (w->dtype != c->blob.model.wtype)
-        return MISMATCH("op %d (%s, layer %d): tensor '%s' is %s; the CUDA kernels of %s read %s weights "
-                        "(compile the bundle with --dtype %s)",
+        return MISMATCH("op %d (%s, layer %d): tensor '%s' is %s; the CUDA kernels of %s read %s, q8_0, q4_0 and "
+                        "q4_1 weights (compile the bundle with --dtype %s)",
                         i, flock_op_kind_name(op->kind), op->layer, c->prog->tensors[op->w[slot]].name,
                         flock_dtype_name(w->dtype), c->section, flock_dtype_name(c->blob.model.wtype),
                         flock_dtype_name(c->blob.model.wtype));
@@ -94,7 +111,11 @@ static flock_status need_wtype(const flock_cuda_exec *c, int32_t i, int slot, fl
  *   LAYERNORM k0 layernorm_g<width>; LINEAR k0 gemv, k1 gemm; ROPE k0 rope;
  *   ATTENTION k0 kv_store, k1 attn_partial, k2 attn_combine; ADD k0 add;
  *   FFN k0 ffn_up_prefill, k1 ffn_down_prefill, k2 ffn_gather_k<K>,
- *   k3 ffn_down_k<K>; LM_HEAD k0 gemv. */
+ *   k3 ffn_down_k<K>; LM_HEAD k0 gemv.
+ * A quantized matrix (type q) takes qembed_<q>, qpos_embed_<q>,
+ * qgemv_<q>_n<N>_k<K>, qffn_gather_<q>_k<K>, qffn_down_<q>_k<K> instead, and
+ * dq[0] (w[0]) / dq[1] (FFN down_t) = dequant_<q>: prefill expands the
+ * matrix into wscratch and runs the same 16-bit GEMM. */
 static flock_status resolve_op(flock_cuda_exec *c, int32_t i, flock_error *err)
 {
     const flock_op *op = &c->prog->ops[i];
@@ -110,28 +131,42 @@ static flock_status resolve_op(flock_cuda_exec *c, int32_t i, flock_error *err)
         if (wo != m->d_model || t->rows != m->vocab)
             return MISMATCH("op %d (embed): table [%lld, %d]; the kernels of %s take [%d, %d]", i,
                             (long long)t->rows, wo, c->section, m->vocab, m->d_model);
-        if ((st = need_wtype(c, i, 0, err)))
+        const char *q;
+        if ((st = weight_type(c, i, 0, &q, err)))
             return st;
-        return kernel(c, i, &o->k[0], err, "flock_embed");
+        return q ? kernel(c, i, &o->k[0], err, "flock_qembed_%s", q) : kernel(c, i, &o->k[0], err, "flock_embed");
     }
-    case FLOCK_OP_POS_EMBED:
+    case FLOCK_OP_POS_EMBED: {
         if (wo != m->d_model)
             return MISMATCH("op %d (pos_embed): width %d, kernels' d_model %d", i, wo, m->d_model);
-        if ((st = need_wtype(c, i, 0, err)))
+        const char *q;
+        if ((st = weight_type(c, i, 0, &q, err)))
             return st;
-        return kernel(c, i, &o->k[0], err, "flock_pos_embed");
+        return q ? kernel(c, i, &o->k[0], err, "flock_qpos_embed_%s", q)
+                 : kernel(c, i, &o->k[0], err, "flock_pos_embed");
+    }
     case FLOCK_OP_RMSNORM:
         return kernel(c, i, &o->k[0], err, "flock_rmsnorm_g%d", op->group);
     case FLOCK_OP_LAYERNORM:
         return kernel(c, i, &o->k[0], err, "flock_layernorm_g%d", wo);
-    case FLOCK_OP_LINEAR:
-        if ((st = need_wtype(c, i, 0, err)) || (st = kernel(c, i, &o->k[0], err, "flock_gemv_n%d_k%d", wo, wi)))
+    case FLOCK_OP_LINEAR: {
+        const char *q;
+        if ((st = weight_type(c, i, 0, &q, err)))
+            return st;
+        if (q && ((st = kernel(c, i, &o->k[0], err, "flock_qgemv_%s_n%d_k%d", q, wo, wi)) ||
+                  (st = kernel(c, i, &o->dq[0], err, "flock_dequant_%s", q))))
+            return st;
+        if (!q && (st = kernel(c, i, &o->k[0], err, "flock_gemv_n%d_k%d", wo, wi)))
             return st;
         return kernel(c, i, &o->k[1], err, "flock_gemm_n%d_k%d", wo, wi);
-    case FLOCK_OP_LM_HEAD:
-        if ((st = need_wtype(c, i, 0, err)))
+    }
+    case FLOCK_OP_LM_HEAD: {
+        const char *q;
+        if ((st = weight_type(c, i, 0, &q, err)))
             return st;
-        return kernel(c, i, &o->k[0], err, "flock_gemv_n%d_k%d", wo, wi);
+        return q ? kernel(c, i, &o->k[0], err, "flock_qgemv_%s_n%d_k%d", q, wo, wi)
+                 : kernel(c, i, &o->k[0], err, "flock_gemv_n%d_k%d", wo, wi);
+    }
     case FLOCK_OP_ROPE: {
         if (op->head_dim != m->head_dim || op->rope_dim != m->rope_dim || (int)op->rope_style != m->rope_style)
             return MISMATCH("op %d (rope, layer %d): head_dim %d, rope_dim %d, style %d; the kernels of %s: %d, %d, %d",
@@ -169,12 +204,22 @@ static flock_status resolve_op(flock_cuda_exec *c, int32_t i, flock_error *err)
             return MISMATCH("op %d (ffn, layer %d): d %d, d_ff %d, act %d, gated %d; the kernels of %s: %d, %d, %d, %d",
                             i, op->layer, wo, op->d_ff, (int)op->act, (int)op->gated, c->section, m->d_model, m->d_ff,
                             m->act, m->gated);
-        if ((st = need_wtype(c, i, 0, err)) || (st = need_wtype(c, i, 2, err)) ||
-            (st = kernel(c, i, &o->k[0], err, "flock_ffn_up_prefill")) ||
-            (st = kernel(c, i, &o->k[1], err, "flock_ffn_down_prefill")) ||
-            (st = kernel(c, i, &o->k[2], err, "flock_ffn_gather_k%lld", (long long)c->keep_k)) ||
-            (st = kernel(c, i, &o->k[3], err, "flock_ffn_down_k%lld", (long long)c->keep_k)))
-            return st;
+        {
+            const char *qu, *qd;
+            const long long kk = (long long)c->keep_k;
+            if ((st = weight_type(c, i, 0, &qu, err)) || (st = weight_type(c, i, 2, &qd, err)) ||
+                (st = kernel(c, i, &o->k[0], err, "flock_ffn_up_prefill")) ||
+                (st = kernel(c, i, &o->k[1], err, "flock_ffn_down_prefill")))
+                return st;
+            if ((st = qu ? kernel(c, i, &o->k[2], err, "flock_qffn_gather_%s_k%lld", qu, kk)
+                         : kernel(c, i, &o->k[2], err, "flock_ffn_gather_k%lld", kk)) ||
+                (st = qd ? kernel(c, i, &o->k[3], err, "flock_qffn_down_%s_k%lld", qd, kk)
+                         : kernel(c, i, &o->k[3], err, "flock_ffn_down_k%lld", kk)))
+                return st;
+            if ((qu && (st = kernel(c, i, &o->dq[0], err, "flock_dequant_%s", qu))) ||
+                (qd && (st = kernel(c, i, &o->dq[1], err, "flock_dequant_%s", qd))))
+                return st;
+        }
         {
             /* Split the down projection so that tiles x splits is about one
              * wave, each split at least 8 neurons (docs/cuda-kernels.md). */
@@ -254,6 +299,8 @@ static flock_status alloc_buffers(flock_cuda_exec *c, flock_error *err)
     ALLOC(c->counters, tiles * sizeof(int32_t), "FF counters");
     if ((st = c->drv->memset8(c->drv, c->counters, 0, tiles * sizeof(int32_t), err)))
         return st; /* zero once: each fused launch leaves them zero */
+    if (c->wscratch_bytes)
+        ALLOC(c->wscratch, (size_t)c->wscratch_bytes, "dequantized weights (prefill)");
     ALLOC(c->dlogits, (c->all_logits ? chunk : 1) * (size_t)pl->n_vocab * sizeof(float), "logits");
     for (int32_t f = 0; f < pl->n_ffn; f++) {
         ALLOC(c->dffn[f].stat, dff * sizeof(float), "GRIFFIN statistic");
@@ -364,7 +411,7 @@ void flock_cuda_exec_free(flock_cuda_exec *c)
         for (uint32_t i = 0; i < c->prog->n_ops; i++)
             d->free(d, c->ops[i].inv_freq);
     flock_dptr bufs[] = {c->tok, c->slots, c->part_o, c->part_ml, c->z, c->inv, c->h, c->part, c->counters,
-                         c->dlogits};
+                         c->dlogits, c->wscratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         d->free(d, bufs[i]);
     for (int s = 0; s < FLOCK_MAX_KV_SLOTS; s++) {

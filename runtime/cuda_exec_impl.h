@@ -19,6 +19,7 @@ typedef struct cuda_kern {
 /* Per program op: the kernels it launches and its device constants. */
 typedef struct cuda_op {
     const cuda_kern *k[4]; /* by kind: see cuda_exec.c, resolve_op */
+    const cuda_kern *dq[2]; /* quantized w[0] / FFN down_t: their dequant kernel for prefill, else NULL */
     flock_dptr inv_freq;   /* ROPE: [rope_dim/2] */
     int32_t ffn;           /* FFN: index into ffn[], else -1 */
     uint32_t n_part;       /* FFN: split of the decode down projection */
@@ -57,6 +58,8 @@ struct flock_cuda_exec {
     flock_dptr z, inv, h;    /* FF: [chunk][d_ff], [chunk], [d_ff] */
     flock_dptr part, counters; /* decode down projection: [max n_part][d_model], [tiles] (zero) */
     flock_dptr dlogits;      /* [chunk or 1][vocab] */
+    flock_dptr wscratch;     /* prefill: one quantized matrix expanded to 16 bits (0 if none) */
+    uint64_t wscratch_bytes;
     float *logits;           /* host: [n_ctx or 1][vocab] */
     cuda_ffn *dffn;          /* [n_ffn] */
     flock_exec_ffn *ffn;     /* [n_ffn] host view (idx [d_ff], k) */

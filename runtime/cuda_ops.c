@@ -47,8 +47,23 @@ static unsigned stride_grid(const cuda_kern *k)
             return st_;                                                         \
     } while (0)
 
+/* A quantized matrix (tensor id, dequant kernel dq) for the 16-bit GEMM:
+ * expanded into the scratch, *W pointed at it. Prefill only: 2 bytes
+ * written per weight, once per chunk. */
+static flock_status expand(flock_cuda_exec *c, const cuda_kern *dq, int32_t id, flock_dptr *W, flock_error *err)
+{
+    if (!dq)
+        return FLOCK_OK;
+    const flock_wmat *w = &c->tensors[id];
+    int n_blocks = (int)((uint64_t)w->rows * (uint64_t)w->cols / 32);
+    flock_dptr src = *W;
+    LAUNCH(dq, min_u(cdiv((uint64_t)n_blocks * 32, 256), 65535u), 1, 1, &src, &n_blocks, &c->wscratch);
+    *W = c->wscratch;
+    return FLOCK_OK;
+}
+
 /* y = x W^T + bias for T rows: GEMV when T = 1, else the tensor-core GEMM. */
-static flock_status linear(flock_cuda_exec *c, const cuda_op *o, flock_dptr x, int32_t T, flock_dptr W,
+static flock_status linear(flock_cuda_exec *c, const cuda_op *o, int32_t wid, flock_dptr x, int32_t T, flock_dptr W,
                            flock_dptr bias, flock_dptr y, flock_error *err)
 {
     flock_dptr null = 0;
@@ -56,6 +71,9 @@ static flock_status linear(flock_cuda_exec *c, const cuda_op *o, flock_dptr x, i
         LAUNCH(o->k[0], stride_grid(o->k[0]), 1, 1, &x, &W, &bias, &null, &y);
         return FLOCK_OK;
     }
+    flock_status st = expand(c, o->dq[0], wid, &W, err);
+    if (st != FLOCK_OK)
+        return st;
     int M = T;
     LAUNCH(o->k[1], o->k[1]->info.grid[0], cdiv((uint64_t)T, 64), 1, &x, &M, &W, &bias, &null, &y);
     return FLOCK_OK;
@@ -96,11 +114,16 @@ static flock_status ffn(flock_cuda_exec *c, const flock_op *op, const cuda_op *o
     }
     int M = T;
     const unsigned gy = cdiv((uint64_t)T, 64);
+    flock_status st = expand(c, o->dq[0], op->w[0], &gate_up, err);
+    if (st != FLOCK_OK)
+        return st;
     LAUNCH(o->k[0], o->k[0]->info.grid[0], gy, 1, &x, &M, &gate_up, &b1, &null, &c->z);
     if (stats) {
         LAUNCH(c->rownorm, (unsigned)T, 1, 1, &c->z, &c->inv);
         LAUNCH(c->colsum, c->colsum->info.grid[0], 1, 1, &c->z, &c->inv, &M, &f->stat);
     }
+    if ((st = expand(c, o->dq[1], op->w[2], &down_t, err)) != FLOCK_OK)
+        return st;
     LAUNCH(o->k[1], o->k[1]->info.grid[0], gy, 1, &c->z, &M, &down_t, &b2, &null, &out);
     return FLOCK_OK;
 }
@@ -163,7 +186,7 @@ static flock_status run_op(flock_cuda_exec *c, int32_t i, int32_t T, flock_ff_mo
         return FLOCK_OK;
     }
     case FLOCK_OP_LINEAR:
-        return linear(c, o, x, T, w0, w1, out, err);
+        return linear(c, o, op->w[0], x, T, w0, w1, out, err);
     case FLOCK_OP_ROPE: {
         /* The kernel rotates in place: copy x to the output value first. */
         flock_status st = c->drv->dtod(c->drv, out, x, (size_t)T * (size_t)wo * sizeof(float), err);

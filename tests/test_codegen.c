@@ -225,6 +225,7 @@ static void test_source_shape(void **state)
 {
     (void)state;
     flock_codegen_model m = small_model();
+    m.qtypes = FLOCK_CODEGEN_QTYPES; /* every kind, the quantized ones included */
     char *src = NULL, *src2 = NULL;
     size_t len = 0, len2 = 0, nk = 0;
     flock_cuda_kernel_info *ks = NULL;
@@ -249,6 +250,8 @@ static void test_source_shape(void **state)
         assert_true(seen[k] > 0);
     /* Three keep ratios: 172, 129, 86 kept neurons, one gather kernel each. */
     assert_int_equal(seen[FLOCK_CUK_FFN_GATHER], 3);
+    assert_int_equal(seen[FLOCK_CUK_QFFN_GATHER], 9); /* per quantized type */
+    assert_non_null(strstr(src, "flock_qffn_down_q4_1_k86("));
     const uint32_t want[3] = {172, 129, 86};
     size_t g = 0;
     for (size_t i = 0; i < nk; i++)
@@ -273,6 +276,15 @@ static void test_source_shape(void **state)
     src = (char *)&m; /* untouched on failure */
     assert_int_equal(flock_codegen_cuda_source(&m, &src, &len, NULL, NULL, &e), FLOCK_E_UNSUPPORTED);
     assert_ptr_equal(src, (char *)&m);
+    /* Quantized types the kernels do not read, and rows that are not whole blocks. */
+    m = small_model();
+    m.qtypes = 1u << FLOCK_DTYPE_Q4_K;
+    assert_int_equal(flock_codegen_cuda_source(&m, &src, &len, NULL, NULL, &e), FLOCK_E_UNSUPPORTED);
+    assert_non_null(strstr(e.msg, "qtypes"));
+    m.qtypes = 1u << FLOCK_DTYPE_Q8_0;
+    m.d_model = 72;
+    assert_int_equal(flock_codegen_cuda_source(&m, &src, &len, NULL, NULL, &e), FLOCK_E_UNSUPPORTED);
+    assert_non_null(strstr(e.msg, "multiple of 32"));
 }
 
 /* The generated source for the small model is committed: a change to the

@@ -1,6 +1,6 @@
 /* codegen's CUDA kernels through the toolkit, without a GPU: every generated
  * kernel compiles through NVRTC for sm_80, sm_89, sm_90 (CUBIN) and
- * compute_80 (PTX); ptxas -v on the PTX for sm_90 and sm_80 reports no
+ * compute_80 (PTX); ptxas -v on the PTX for sm_90, sm_89 and sm_80 reports no
  * spills and no stack frame (local memory) for any kernel. The whole
  * program is skipped (exit 77) when flock is built without FLOCK_CUDA. */
 #include "test_util.h"
@@ -16,6 +16,8 @@ int main(void)
 #else
 
 #include <unistd.h>
+
+#define QALL FLOCK_CODEGEN_QTYPES
 
 typedef struct config {
     const char *label;
@@ -46,6 +48,19 @@ static const config configs[] = {
                     .vocab = 32000, .rope_dim = 128, .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16,
                     .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3,
                     .keep = {1.0f, 0.75f, 0.5f}}},
+    /* The quantized kernels (q8_0, q4_0, q4_1 at once) at the tiny shape and the 7B / 13B layers. */
+    {"small-q", {.d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512,
+                 .rope_dim = 8, .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .qtypes = QALL,
+                 .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3,
+                 .keep = {1.0f, 0.75f, 0.5f}}},
+    {"llama2-7b-q", {.d_model = 4096, .d_ff = 11008, .n_head = 32, .n_kv_head = 32, .head_dim = 128,
+                     .vocab = 32000, .rope_dim = 128, .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16,
+                     .qtypes = QALL, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3,
+                     .keep = {1.0f, 0.75f, 0.5f}}},
+    {"llama2-13b-q", {.d_model = 5120, .d_ff = 13824, .n_head = 40, .n_kv_head = 40, .head_dim = 128,
+                      .vocab = 32000, .rope_dim = 128, .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16,
+                      .qtypes = QALL, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3,
+                      .keep = {1.0f, 0.75f, 0.5f}}},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])
 
@@ -172,16 +187,16 @@ static void test_ptxas_no_spills(void **state)
         skip();
         return;
     }
-    const char *pairs[2][2] = {{"compute_90", "sm_90"}, {"compute_80", "sm_80"}};
+    const char *pairs[3][2] = {{"compute_90", "sm_90"}, {"compute_89", "sm_89"}, {"compute_80", "sm_80"}};
     int bad = 0;
     for (size_t ci = 0; ci < N_CONFIGS; ci++) {
-        for (int pi = 0; pi < 2; pi++) {
+        for (int pi = 0; pi < 3; pi++) {
             uint8_t *blob = NULL;
             size_t size = 0;
             flock_cuda_blob b;
             compile_ok(&configs[ci], pairs[pi][0], &blob, &size, &b);
-            ptxas_fn fns[128];
-            size_t n = run_ptxas(b.image, b.image_size - 1, pairs[pi][1], fns, 128);
+            ptxas_fn fns[256];
+            size_t n = run_ptxas(b.image, b.image_size - 1, pairs[pi][1], fns, 256);
             assert_int_equal(n, b.n_kernels);
             printf("  %s, %s: kernel registers / stack / spill st / spill ld\n", configs[ci].label, pairs[pi][1]);
             for (size_t i = 0; i < n; i++) {

@@ -221,7 +221,13 @@ static void test_synthetic_llama(void **state)
     snprintf(a, sizeof a, "'%s' -o '%s' --target cpu,sm_80 --dtype f32", dir_copy, flock_test_tmp("x.flock"));
     assert_int_equal(flockc(a, NULL, &errs), 1);
     assert_non_null(strstr(errs, "--target sm_80"));
-    assert_non_null(strstr(errs, "use --dtype f16 or --dtype bf16 (got --dtype f32)"));
+    assert_non_null(strstr(errs, "use --dtype f16, bf16, q8_0, q4_0, q4_1 or source (got --dtype f32)"));
+    free(errs);
+    /* --dtype source on f32 safetensors: the first f32 matrix is named. */
+    snprintf(a, sizeof a, "'%s' -o '%s' --target sm_80 --dtype source", dir_copy, flock_test_tmp("x.flock"));
+    assert_int_equal(flockc(a, NULL, &errs), 1);
+    assert_non_null(strstr(errs, "--target sm_80"));
+    assert_non_null(strstr(errs, "is f32: the CUDA kernels read f16, bf16, q8_0, q4_0 and q4_1 matrices"));
     free(errs);
     /* --emit-cuda: the source, specialized on this model (needs no NVRTC). */
     snprintf(a, sizeof a, "'%s' --emit-cuda --keep 0.5", dir_copy);

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const emu_kernel emu_kernels_small[], emu_kernels_gemma[], emu_kernels_opt[], emu_kernels_gelu[];
-extern const size_t emu_n_kernels_small, emu_n_kernels_gemma, emu_n_kernels_opt, emu_n_kernels_gelu;
+extern const emu_kernel emu_kernels_small[], emu_kernels_gemma[], emu_kernels_opt[], emu_kernels_gelu[],
+    emu_kernels_smallq[];
+extern const size_t emu_n_kernels_small, emu_n_kernels_gemma, emu_n_kernels_opt, emu_n_kernels_gelu,
+    emu_n_kernels_smallq;
 
 static const struct {
     const char *label;
@@ -24,6 +26,7 @@ static const struct {
     {"gemma-bf16", emu_kernels_gemma, &emu_n_kernels_gemma},
     {"opt-relu", emu_kernels_opt, &emu_n_kernels_opt},
     {"gelu-erf", emu_kernels_gelu, &emu_n_kernels_gelu},
+    {"small-q", emu_kernels_smallq, &emu_n_kernels_smallq},
 };
 
 cu_api CU;

@@ -122,7 +122,7 @@ gpu_check=""
 build_gpu_check() {
     local lib t
     lib=${cudalibs%%:*}
-    for t in kernels attention gemm; do
+    for t in kernels attention gemm quant; do
         cmake -DIN=codegen/cuda_$t.cu -DOUT="$out/cuda_${t}_src.c" -DSYM=flock_cuda_src_$t -P codegen/embed.cmake ||
             return 1
     done
@@ -130,8 +130,8 @@ build_gpu_check() {
     # what they use of flock_codegen, flock_ir and flock_formats.
     local srcs=(formats/common.c formats/quant.c formats/dequant.c formats/wbuf.c formats/cuda_blob.c ir/ir.c
         codegen/cuda_model.c codegen/cuda_source.c codegen/cuda_blob.c codegen/cuda_nvrtc.c
-        "$out/cuda_kernels_src.c" "$out/cuda_attention_src.c" "$out/cuda_gemm_src.c"
-        tools/gpu_check.c tools/gpu_check_util.c tools/gpu_check_kernels.c tools/gpu_check_bench.c
+        "$out/cuda_kernels_src.c" "$out/cuda_attention_src.c" "$out/cuda_gemm_src.c" "$out/cuda_quant_src.c"
+        tools/gpu_check.c tools/gpu_check_util.c tools/gpu_check_kernels.c tools/gpu_check_quant.c tools/gpu_check_bench.c
         tools/gpu_check_ref.c)
     timeout 180 "${CC:-cc}" -std=c17 -O2 -D_GNU_SOURCE -DFLOCK_HAVE_NVRTC=1 -Wall -Wextra -Wno-unused-parameter \
         -Iformats/include -Iformats -Iir/include -Icodegen/include -Icodegen -Itools -I"$cuda/include" \

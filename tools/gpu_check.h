@@ -107,6 +107,8 @@ void expect_true(const char *cfg, const char *what, bool ok);
 /* Kernel checks (tools/gpu_check_kernels.c): one model shape (M prompt
  * rows for the GEMMs), or all of gpu_check_configs(). */
 void check_config(const char *cfg, const flock_codegen_model *m, int cc, int M);
+/* The quantized-weight kernels of m->qtypes (tools/gpu_check_quant.c). */
+void check_quant(const char *cfg, const gpu_module *gm, const flock_codegen_model *m, int M);
 void check_all_configs(int cc);
 
 /* Timing (tools/gpu_check_bench.c): the Llama-shaped decode stack. */

@@ -116,6 +116,7 @@ typedef struct layer {
 
 typedef struct stack {
     const char *label;
+    int qt;                /* the matrices' quantized type (flock_dtype), or 0: 16-bit */
     flock_codegen_model m;
     int n_layer, pos;
     gpu_module gm;
@@ -129,6 +130,29 @@ typedef struct stack {
 
 enum { CHUNK = 64 };
 
+/* Bytes per weight of the stack's matrices. */
+static double weight_bytes(const stack *s)
+{
+    return s->qt ? (double)flock_dtype_block_bytes((flock_dtype)s->qt) / 32.0 : 2.0;
+}
+
+/* A matrix of n weights: random 16-bit values, or as many random bytes as
+ * n quantized weights take (their scales are those values: any finite
+ * number does for timing). */
+static CUdeviceptr dfill_w(const stack *s, size_t n, float scale)
+{
+    return s->qt ? dfill16(n / 32 * flock_dtype_block_bytes((flock_dtype)s->qt) / 2, scale) : dfill16(n, scale);
+}
+
+/* The decode kernel `kind` ("gemv", "ffn_gather", "ffn_down") with its shape suffix. */
+static void kname(const stack *s, char *buf, size_t cap, const char *kind, const char *shape)
+{
+    if (s->qt)
+        snprintf(buf, cap, "flock_q%s_%s_%s", kind, flock_dtype_name((flock_dtype)s->qt), shape);
+    else
+        snprintf(buf, cap, "flock_%s_%s", kind, shape);
+}
+
 /* One decode step: every layer's attention, linears and GRIFFIN FF at keep
  * index ki, then the final norm and the LM head. */
 static void decode_step(stack *s, int ki)
@@ -139,14 +163,19 @@ static void decode_step(stack *s, int ki)
     int pos = s->pos, zero = 0, chunk = CHUNK, n_split = (int)cdiv((unsigned)pos + 1, CHUNK);
     float eps = 1e-5f;
     CUdeviceptr null = 0;
-    char gq[64], gk[64], go[64], gl[64], norm[64], gat[64], dn[64];
-    snprintf(gq, sizeof gq, "flock_gemv_n%d_k%d", QD, D);
-    snprintf(gk, sizeof gk, "flock_gemv_n%d_k%d", KVD, D);
-    snprintf(go, sizeof go, "flock_gemv_n%d_k%d", D, QD);
-    snprintf(gl, sizeof gl, "flock_gemv_n%d_k%d", m->vocab, D);
+    char gq[64], gk[64], go[64], gl[64], norm[64], gat[64], dn[64], sh[32];
+    snprintf(sh, sizeof sh, "n%d_k%d", QD, D);
+    kname(s, gq, sizeof gq, "gemv", sh);
+    snprintf(sh, sizeof sh, "n%d_k%d", KVD, D);
+    kname(s, gk, sizeof gk, "gemv", sh);
+    snprintf(sh, sizeof sh, "n%d_k%d", D, QD);
+    kname(s, go, sizeof go, "gemv", sh);
+    snprintf(sh, sizeof sh, "n%d_k%d", m->vocab, D);
+    kname(s, gl, sizeof gl, "gemv", sh);
     snprintf(norm, sizeof norm, "flock_rmsnorm_g%d", D);
-    snprintf(gat, sizeof gat, "flock_ffn_gather_k%d", K);
-    snprintf(dn, sizeof dn, "flock_ffn_down_k%d", K);
+    snprintf(sh, sizeof sh, "k%d", K);
+    kname(s, gat, sizeof gat, "ffn_gather", sh);
+    kname(s, dn, sizeof dn, "ffn_down", sh);
     int n_part = s->n_part[ki];
     const unsigned tiles = cdiv((unsigned)D, 256);
     for (int l = 0; l < s->n_layer; l++) {
@@ -186,9 +215,10 @@ static double step_bytes(const stack *s, int ki)
     const flock_codegen_model *m = &s->m;
     const double D = m->d_model, QD = m->n_head * m->head_dim, KVD = m->n_kv_head * m->head_dim;
     const double K = flock_keep_count(m->keep[ki], m->d_ff);
-    const double per_layer = 2.0 * (QD * D + 2 * KVD * D + D * QD) + 2.0 * (2 * K * D + K * D) +
+    const double wb = weight_bytes(s);
+    const double per_layer = wb * (QD * D + 2 * KVD * D + D * QD) + wb * (2 * K * D + K * D) +
                              2.0 * 2 * (s->pos + 1) * KVD;
-    return s->n_layer * per_layer + 2.0 * m->vocab * D;
+    return s->n_layer * per_layer + wb * m->vocab * D;
 }
 
 static void stack_init(stack *s, int cc)
@@ -201,18 +231,18 @@ static void stack_init(stack *s, int cc)
     const float ws = 1.0f / sqrtf((float)D);
     for (int l = 0; l < s->n_layer; l++) {
         layer *L = &s->L[l];
-        L->wq = dfill16(QD * D, ws);
-        L->wk = dfill16(KVD * D, ws);
-        L->wv = dfill16(KVD * D, ws);
-        L->wo = dfill16(D * QD, 1.0f / sqrtf((float)QD));
-        L->gu = dfill16(F * 2 * D, ws);
-        L->down = dfill16(F * D, 1.0f / sqrtf((float)F));
+        L->wq = dfill_w(s, QD * D, ws);
+        L->wk = dfill_w(s, KVD * D, ws);
+        L->wv = dfill_w(s, KVD * D, ws);
+        L->wo = dfill_w(s, D * QD, 1.0f / sqrtf((float)QD));
+        L->gu = dfill_w(s, F * 2 * D, ws);
+        L->down = dfill_w(s, F * D, 1.0f / sqrtf((float)F));
         L->kc = dfill16(ctx * KVD, 1.0f);
         L->vc = dfill16(ctx * KVD, 1.0f);
         L->norm1 = dfill_f32(D, 1.0f);
         L->norm2 = dfill_f32(D, 1.0f);
     }
-    s->wlm = dfill16((size_t)m->vocab * D, ws);
+    s->wlm = dfill_w(s, (size_t)m->vocab * D, ws);
     s->norm_out = dfill_f32(D, 1.0f);
     float *x = hrand(D, 1.0f);
     s->x = dput(x, sizeof(float) * D);
@@ -227,18 +257,20 @@ static void stack_init(stack *s, int cc)
     for (int i = 0; i < m->rope_dim / 2; i++)
         inv[i] = (float)pow(10000.0, -2.0 * i / m->rope_dim);
     s->inv_freq = dput(inv, sizeof(float) * (size_t)(m->rope_dim / 2));
-    char nm[96];
+    char nm[96], sh[32];
     unsigned *g[4] = {&s->g_q, &s->g_kv, &s->g_o, &s->g_lm};
     const size_t shapes[4][2] = {{QD, D}, {KVD, D}, {D, QD}, {(size_t)m->vocab, D}};
     for (int i = 0; i < 4; i++) {
-        snprintf(nm, sizeof nm, "flock_gemv_n%zu_k%zu", shapes[i][0], shapes[i][1]);
+        snprintf(sh, sizeof sh, "n%zu_k%zu", shapes[i][0], shapes[i][1]);
+        kname(s, nm, sizeof nm, "gemv", sh);
         *g[i] = umin(cdiv((unsigned)shapes[i][0], 16), gpu_wave(&s->gm, nm));
     }
     for (uint32_t ki = 0; ki < m->n_keep; ki++) {
         const int K = flock_keep_count(m->keep[ki], m->d_ff);
-        snprintf(nm, sizeof nm, "flock_ffn_gather_k%d", K);
+        snprintf(sh, sizeof sh, "k%d", K);
+        kname(s, nm, sizeof nm, "ffn_gather", sh);
         s->g_gather[ki] = umin(cdiv((unsigned)K, 8), gpu_wave(&s->gm, nm));
-        snprintf(nm, sizeof nm, "flock_ffn_down_k%d", K);
+        kname(s, nm, sizeof nm, "ffn_down", sh);
         /* one wave of (tiles x n_part) blocks, each warp at least 4 neurons */
         unsigned np = gpu_wave(&s->gm, nm) / cdiv((unsigned)D, 256);
         np = umin(umin(np ? np : 1, (unsigned)K / 32 ? (unsigned)K / 32 : 1), 1024);
@@ -363,21 +395,30 @@ void bench_run(int cc)
     printf("== decode-step timing ==\n");
     const double copy_bw = copy_bandwidth();
     printf("device-to-device copy: %.0f GB/s (read + write)\n", copy_bw / 1e9);
-    stack stacks[2] = {
-        {.label = "llama2-7b", .n_layer = 32, .pos = 511,
-         .m = {.d_model = 4096, .d_ff = 11008, .n_head = 32, .n_kv_head = 32, .head_dim = 128, .vocab = 32000,
-               .rope_dim = 128, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU,
-               .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}}},
-        {.label = "llama2-13b", .n_layer = 40, .pos = 511,
-         .m = {.d_model = 5120, .d_ff = 13824, .n_head = 40, .n_kv_head = 40, .head_dim = 128, .vocab = 32000,
-               .rope_dim = 128, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU,
-               .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}}},
+#define L7B(lbl, t)                                                                                            \
+    {.label = lbl, .qt = t, .n_layer = 32, .pos = 511,                                                          \
+     .m = {.d_model = 4096, .d_ff = 11008, .n_head = 32, .n_kv_head = 32, .head_dim = 128, .vocab = 32000,      \
+           .rope_dim = 128, .wtype = FLOCK_DTYPE_F16, .qtypes = (t) ? 1u << (t) : 0, .kv_type = FLOCK_DTYPE_F16, \
+           .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}}}
+#define L13B(lbl, t)                                                                                           \
+    {.label = lbl, .qt = t, .n_layer = 40, .pos = 511,                                                          \
+     .m = {.d_model = 5120, .d_ff = 13824, .n_head = 40, .n_kv_head = 40, .head_dim = 128, .vocab = 32000,      \
+           .rope_dim = 128, .wtype = FLOCK_DTYPE_F16, .qtypes = (t) ? 1u << (t) : 0, .kv_type = FLOCK_DTYPE_F16, \
+           .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 3, .keep = {1.0f, 0.75f, 0.5f}}}
+    /* 16-bit, then every matrix q8_0, then q4_0 (the quantized decode kernels;
+     * their prefill is the 16-bit GEMM after a dequant, not timed here). */
+    stack stacks[6] = {
+        L7B("llama2-7b", 0), L13B("llama2-13b", 0),
+        L7B("llama2-7b-q8_0", FLOCK_DTYPE_Q8_0), L13B("llama2-13b-q8_0", FLOCK_DTYPE_Q8_0),
+        L7B("llama2-7b-q4_0", FLOCK_DTYPE_Q4_0), L13B("llama2-13b-q4_0", FLOCK_DTYPE_Q4_0),
     };
-    char table[2048] = "", prefill[2][256];
+#undef L7B
+#undef L13B
+    char table[4096] = "", prefill[2][256];
     size_t tl = 0;
     tl += (size_t)snprintf(table + tl, sizeof table - tl,
-                           "model       keep  ms/token  tokens/s  GB/token   GB/s  %%copy  speed-up  (stream ms)\n");
-    for (int si = 0; si < 2; si++) {
+                           "model            keep  ms/token  tokens/s  GB/token   GB/s  %%copy  speed-up  (stream ms)\n");
+    for (int si = 0; si < 6; si++) {
         stack *s = &stacks[si];
         stack_init(s, cc);
         double base = 0;
@@ -391,12 +432,14 @@ void bench_run(int cc)
             printf("%s keep %.2f: %.3f ms/token (graph), %.3f ms (stream), %.2f GB/token, %.0f GB/s\n", s->label,
                    (double)s->m.keep[ki], ms_g, ms_s, gb, bw);
             tl += (size_t)snprintf(table + tl, sizeof table - tl,
-                                   "%-11s %4.2f  %8.3f  %8.1f  %8.2f  %5.0f  %4.0f%%  %7.2fx  (%.3f)\n", s->label,
+                                   "%-16s %4.2f  %8.3f  %8.1f  %8.2f  %5.0f  %4.0f%%  %7.2fx  (%.3f)\n", s->label,
                                    (double)s->m.keep[ki], ms, 1e3 / ms, gb, bw, 100.0 * bw / (copy_bw / 1e9),
                                    base / ms, ms_s);
         }
-        time_prefill(s, prefill[si], sizeof prefill[si]);
-        printf("%s", prefill[si]);
+        if (!s->qt) {
+            time_prefill(s, prefill[si], sizeof prefill[si]);
+            printf("%s", prefill[si]);
+        }
         stack_free(s);
     }
     printf("\n%s%s%s", table, prefill[0], prefill[1]);

@@ -422,6 +422,8 @@ void check_config(const char *cfg, const flock_codegen_model *m, int cc, int M)
     check_dense(cfg, &gm, m, M);
     check_ffn_decode(cfg, &gm, m);
     check_griffin(cfg, &gm, m);
+    if (m->qtypes)
+        check_quant(cfg, &gm, m, M);
     CK(CU.ctx_synchronize());
     gpu_module_free(&gm);
 }

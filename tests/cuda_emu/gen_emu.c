@@ -40,6 +40,15 @@ static const gpu_check_config models[] = {
      .m = {.d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
            .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .kv_type = FLOCK_DTYPE_F16,
            .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 2, .keep = {0.5f, 1.0f}}},
+    /* the same with --dtype q8_0 and --dtype q4_0: every matrix is whole blocks, none stays 16-bit */
+    {.label = "stories260k-q8_0",
+     .m = {.d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
+           .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .qtypes = 1u << FLOCK_DTYPE_Q8_0,
+           .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 2, .keep = {0.5f, 1.0f}}},
+    {.label = "stories260k-q4_0",
+     .m = {.d_model = 64, .d_ff = 172, .n_head = 8, .n_kv_head = 4, .head_dim = 8, .vocab = 512, .rope_dim = 8,
+           .rope_style = FLOCK_ROPE_NORMAL, .wtype = FLOCK_DTYPE_F16, .qtypes = 1u << FLOCK_DTYPE_Q4_0,
+           .kv_type = FLOCK_DTYPE_F16, .act = FLOCK_ACT_SILU, .gated = 1, .n_keep = 2, .keep = {0.5f, 1.0f}}},
 };
 
 static uint64_t fnv1a(const char *p, size_t n)

@@ -147,6 +147,8 @@ flock_status flock_llvm_cpu_object(const flock_cpu_kernel_spec *spec, const char
 /* ======================================================================== */
 
 #define FLOCK_CODEGEN_MAX_KEEP 8
+/* The quantized matrix types the CUDA kernels read (flock_codegen_model.qtypes). */
+#define FLOCK_CODEGEN_QTYPES ((1u << FLOCK_DTYPE_Q8_0) | (1u << FLOCK_DTYPE_Q4_0) | (1u << FLOCK_DTYPE_Q4_1))
 
 typedef struct flock_codegen_model {
     int32_t d_model;      /* hidden width; % 8 == 0 (16-byte rows) */
@@ -156,7 +158,9 @@ typedef struct flock_codegen_model {
     int32_t vocab;
     int32_t rope_dim;     /* leading dims of each head rotated; even, <= head_dim */
     flock_rope_style rope_style;
-    flock_dtype wtype;    /* F16 or BF16: storage of every matrix */
+    flock_dtype wtype;    /* F16 or BF16: storage of every 16-bit matrix */
+    uint32_t qtypes;      /* bit (1u << dtype) per quantized matrix type present: Q8_0,
+                             Q4_0, Q4_1 (FLOCK_CODEGEN_QTYPES); 0 = all 16-bit */
     flock_dtype kv_type;  /* F16 or F32: the KV cache */
     flock_act act;        /* FF activation */
     uint8_t gated;        /* 1: act(x Wg^T) * (x Wu^T); 0: act(x W1^T + b1) */
@@ -171,7 +175,9 @@ flock_status flock_codegen_model_check(const flock_codegen_model *m, flock_error
 
 /* Reads the facts from a verified program: the first ATTENTION/ROPE op,
  * the FFN ops (all FFN ops must agree on d_ff, act and gating), the
- * storage dtype of the FFN's first weight, the LM head's vocabulary.
+ * LM head's vocabulary, and the matrices' storage types: wtype (their one
+ * 16-bit type, f16 when none is 16-bit) and qtypes; a matrix of any other
+ * type (f32, q4_k, q6_k) is FLOCK_E_UNSUPPORTED naming the tensor.
  * `keep` (n_keep ratios) and `kv_type` are the compiler's choices. On
  * failure *out is untouched. */
 flock_status flock_codegen_model_from_program(const flock_program *p, const float *keep, uint32_t n_keep,
@@ -224,6 +230,11 @@ flock_status flock_codegen_model_from_program(const flock_program *p, const floa
  *  POS_EMBED        (const float *x, const w16 *table, int n_pos, int pos0, int offset, float *y)  grid T
  *  ROPE_KV_STORE    (float *q, float *k, const float *v, int pos0, const float *inv_freq,
  *                    kv_t *kcache, kv_t *vcache)   grid T: ROPE on q and k, then KV_STORE
+ *  QGEMV, QFFN_GATHER, QFFN_DOWN, QEMBED, QPOS_EMBED: as GEMV, FFN_GATHER, FFN_DOWN,
+ *                    EMBED, POS_EMBED with the matrix in GGML blocks (const u8 *) of the type
+ *                    the name carries ("flock_qgemv_q8_0_n<N>_k<K>"); one set per qtypes bit
+ *  DEQUANT          (const u8 *w, int n_blocks, u16 *out)  grid: any (grid-stride): the
+ *                    blocks' weights as 16-bit wtype values, for the prefill GEMMs
  * bias/resid/R may be NULL; outputs may alias resid/R. Shapes, layouts and
  * the deterministic split-k reduction are documented in codegen/cuda_*.cu. */
 /* The kinds themselves (enum flock_cuda_kernel_kind), the kernel table row

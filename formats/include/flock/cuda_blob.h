@@ -80,6 +80,12 @@ typedef enum flock_cuda_kernel_kind {
     FLOCK_CUK_LAYERNORM,
     FLOCK_CUK_POS_EMBED,
     FLOCK_CUK_ROPE_KV_STORE,
+    FLOCK_CUK_QGEMV,        /* quantized matrices: the dtype is in the name */
+    FLOCK_CUK_QFFN_GATHER,
+    FLOCK_CUK_QFFN_DOWN,
+    FLOCK_CUK_DEQUANT,
+    FLOCK_CUK_QEMBED,
+    FLOCK_CUK_QPOS_EMBED,
     FLOCK_CUK_KIND_COUNT
 } flock_cuda_kernel_kind;
 
