@@ -251,6 +251,8 @@ flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opt
     flock_compile_stats local = {0};
     cmodel cm;
     TRY(build(s, o, &cm, err));
+    local.n_dtype_fallback = cm.n_dtype_fallback;
+    snprintf(local.dtype_fallback, sizeof local.dtype_fallback, "%s", cm.n_dtype_fallback ? cm.fallback_note : "");
     flock_tokenizer_data *tok = NULL;
     flock_manifest *man = NULL;
     flock_bundle_writer *w = NULL;

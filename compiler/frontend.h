@@ -28,7 +28,8 @@ typedef struct cmodel {
     char model_name[128];
     int32_t n_head, n_kv_head, head_dim;
     double norm_eps, rope_theta;
-    uint32_t n_dtype_fallback; /* matrices stored f16: rows not whole blocks of the quantized type */
+    uint32_t n_dtype_fallback; /* matrices stored in another type: rows not whole blocks of the asked one */
+    char fallback_note[256];   /* the first of them: "name (q4_k -> q4_1), ..." */
 } cmodel;
 
 /* Frontend state while building. */

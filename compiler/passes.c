@@ -233,9 +233,18 @@ flock_status flock_pass_storage_dtype(cmodel *cm, const flock_source *s, const f
         /* rows of whole blocks, and a gate_up row cut at its middle on a block boundary */
         uint64_t cols = t->shape[t->n_dims - 1], blk = flock_dtype_block(want);
         if (cols % blk || (pl->kind == PLAN_PACK_GATE_UP && (cols / 2) % blk)) {
+            flock_dtype asked = want;
             want = block_fallback(want, cols, pl->kind == PLAN_PACK_GATE_UP);
             pl->raw = false;
-            ++*n_fallback;
+            if (++*n_fallback == 1)
+                cm->fallback_note[0] = 0;
+            size_t used = strlen(cm->fallback_note);
+            if (used + 4 < sizeof cm->fallback_note && !strstr(cm->fallback_note, "...")) {
+                int w = snprintf(cm->fallback_note + used, sizeof cm->fallback_note - used, "%s%s (%s -> %s)",
+                                 used ? ", " : "", t->name, flock_dtype_name(asked), flock_dtype_name(want));
+                if (w < 0 || (size_t)w >= sizeof cm->fallback_note - used) /* cut: say so */
+                    snprintf(cm->fallback_note + used, sizeof cm->fallback_note - used, "%s...", used ? ", " : "");
+            }
         }
         t->dtype = want;
     }

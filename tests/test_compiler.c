@@ -421,6 +421,9 @@ static void test_flockc_cli(void **state)
     expect_cli(a, 0, "tensors, f16,");
     snprintf(a, sizeof a, "'%s' -o '%s' --dtype source", dir, flock_test_tmp("cli.flock"));
     expect_cli(a, 0, "tensors, source types,");
+    /* rows of 16 are not whole blocks of q4_k (256) nor of q4_1 (32): f16, named */
+    snprintf(a, sizeof a, "'%s' -o '%s' --dtype q4_k", dir, flock_test_tmp("cli.flock"));
+    expect_cli(a, 0, "(q4_k -> f16)");
     hfw_free(&w);
 }
 

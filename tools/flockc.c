@@ -44,7 +44,8 @@ static void usage(FILE *f)
             "                       Each sm_XY adds a kernel section cuda:sm_XY (CUBIN compiled\n"
             "                       by NVRTC for this model, its keep ratios and 1.0), and any sm\n"
             "                       target adds cuda:compute_80 (PTX for newer GPUs); needs\n"
-            "                       --dtype f16 or bf16 and a flockc built with CUDA%s\n"
+            "                       f16, bf16, q8_0, q4_0 or q4_1 matrices (not q4_k, q6_k) and\n"
+            "                       a flockc built with CUDA%s\n"
             "  --level N            zstd level for the tensor data, 0..19 (default 3); 0 stores\n"
             "                       it uncompressed so the runtime can map it in place\n"
             "  --threads N          compression threads (default: all cores)\n"
@@ -288,6 +289,9 @@ int main(int argc, char **argv)
                 stats.tensor_bytes / 1e6, in_bytes / 1e6, el, in_bytes ? (double)stats.bundle_bytes / in_bytes : 0.0);
         if (stats.cpu_kernels[0])
             fprintf(stderr, "flockc: cpu kernels: %s\n", stats.cpu_kernels);
+        if (stats.n_dtype_fallback)
+            fprintf(stderr, "flockc: %u matrices are not rows of whole blocks of their type and are stored in "
+                    "another: %s\n", stats.n_dtype_fallback, stats.dtype_fallback);
     }
     return 0;
 }

@@ -207,6 +207,11 @@ typedef struct flock_compile_stats {
     size_t n_tensors;
     size_t n_cpu_kernel_sections; /* "cpu:<target>" kernel sections written */
     char cpu_kernels[256];  /* what was generated, or why nothing ("" without CPU targets) */
+    /* Matrices whose rows are not whole blocks of the asked type, stored in
+     * another (docs/bundle-format.md, "Quantized tensors"), and the first of
+     * them by name: "blk.0.attn_q (q4_k -> q4_1), ..." ("" when none). */
+    uint32_t n_dtype_fallback;
+    char dtype_fallback[256];
 } flock_compile_stats;
 
 /* Compiles `s` into the bundle at `out_path`, with the generated CPU kernels
