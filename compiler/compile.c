@@ -137,10 +137,9 @@ static flock_status build(const flock_source *s, const flock_compile_opts *o, cm
     return st;
 }
 
-/* o with auto_dtype resolved for s (see flock_compile_opts). */
-static flock_compile_opts resolved(const flock_source *s, const flock_compile_opts *o)
+flock_compile_opts flock_compile_resolve_opts(const flock_source *s, const flock_compile_opts *o)
 {
-    flock_compile_opts r = *o;
+    flock_compile_opts r = o ? *o : flock_compile_default_opts(); /* NULL: the defaults */
     if (r.auto_dtype)
         r.source_dtype = flock_source_is_quantized(s);
     r.auto_dtype = false;
@@ -153,7 +152,7 @@ flock_status flock_compile_program(const flock_source *s, const flock_compile_op
     if (!s || !out)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_compile_program: NULL argument");
     flock_compile_opts def = flock_compile_default_opts();
-    const flock_compile_opts r = resolved(s, o ? o : &def);
+    const flock_compile_opts r = flock_compile_resolve_opts(s, o ? o : &def);
     cmodel cm;
     TRY(build(s, &r, &cm, err));
     *out = cm.p;
@@ -244,7 +243,7 @@ flock_status flock_compile_bundle(const flock_source *s, const flock_compile_opt
     if (!s || !out_path)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_compile_bundle: NULL argument");
     flock_compile_opts def = flock_compile_default_opts();
-    const flock_compile_opts r = resolved(s, o ? o : &def);
+    const flock_compile_opts r = flock_compile_resolve_opts(s, o ? o : &def);
     o = &r;
     if (o->n_keep == 0 || o->n_targets == 0)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "compile: at least one keep ratio and one target");

@@ -235,10 +235,7 @@ int main(int argc, char **argv)
     flock_source *src = NULL;
     if (flock_source_open(model, &src, &e))
         return fail(model, &e);
-    if (o.auto_dtype) { /* resolved here so --emit-cuda and the summary see it */
-        o.source_dtype = flock_source_is_quantized(src);
-        o.auto_dtype = false;
-    }
+    o = flock_compile_resolve_opts(src, &o); /* so --emit-cuda and the summary see it */
     if (emit_ir || emit_cuda) {
         flock_program *p = NULL;
         if (flock_compile_program(src, &o, &p, &e)) {

@@ -184,6 +184,12 @@ flock_compile_opts flock_compile_default_opts(void);
 flock_status flock_compile_parse_keep(flock_compile_opts *o, const char *list, flock_error *err);
 flock_status flock_compile_parse_targets(flock_compile_opts *o, const char *list, flock_error *err);
 
+/* *o with auto_dtype resolved for s: source_dtype set as it says, and
+ * auto_dtype cleared. The compile functions do this themselves; a caller
+ * that also calls flock_compile_cuda_source (which sees no source) or shows
+ * the storage type resolves first. o NULL: the default options. */
+flock_compile_opts flock_compile_resolve_opts(const flock_source *s, const flock_compile_opts *o);
+
 /* Runs the frontend for the source's architecture and the passes; the
  * result verifies. Tensor refs name bundle tensors (see above). */
 flock_status flock_compile_program(const flock_source *s, const flock_compile_opts *o, flock_program **out,
