@@ -50,6 +50,24 @@ static const flock_q8x *quant_input(flock_exec *e, flock_dtype dt, const float *
     return e->xq;
 }
 
+/* Decode streams each weight row once, so the bytes PREFETCH_BYTES ahead
+ * of the rows being computed are fetched in software: the hardware
+ * prefetcher alone keeps too few lines in flight. Measured on one Zen 3
+ * core, best of 9 over 30 MB of rows of 576 (docs/runtime.md, "Decode
+ * kernels"): q8_0 one row at a time 10.7 -> 17.4 GB/s, q4_1 four rows at a
+ * time 7.0 -> 10.7 GB/s, with 4-5 KB ahead. */
+#define PREFETCH_BYTES 5120
+
+/* Prefetches what lies PREFETCH_BYTES past rows [r0, r1) of w, within w. */
+static inline void prefetch_ahead(const flock_wmat *w, int64_t r0, int64_t r1)
+{
+    size_t rb = flock_dtype_row_bytes(w->dtype, (uint64_t)w->cols), total = (size_t)w->rows * rb;
+    size_t from = (size_t)r0 * rb + PREFETCH_BYTES, to = (size_t)r1 * rb + PREFETCH_BYTES;
+    const char *p = w->data;
+    for (size_t o = from & ~(size_t)63; o < to && o < total; o += 64)
+        __builtin_prefetch(p + o);
+}
+
 static void mm_task(void *arg, int64_t b, int64_t end, int thread)
 {
     const mm_ctx *c = arg;
@@ -67,8 +85,21 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
         return;
     }
     if (c->T == 1 && c->xq) { /* decode with int8 activations */
-        for (int64_t r = b; r < end; r++)
-            c->y[r] = k->dotq[dt](flock_wmat_row(w, r), c->xq, n) + (c->bias ? c->bias[r] : 0.f);
+        int64_t r = b;
+        if (k->dotq4[dt]) /* four rows at a time where the table has it (the 4-bit types) */
+            for (; r + 4 <= end; r += 4) {
+                prefetch_ahead(w, r, r + 4);
+                const void *rows[4] = {flock_wmat_row(w, r), flock_wmat_row(w, r + 1), flock_wmat_row(w, r + 2),
+                                       flock_wmat_row(w, r + 3)};
+                k->dotq4[dt](rows, c->xq, n, c->y + r);
+            }
+        for (; r < end; r++) {
+            prefetch_ahead(w, r, r + 1);
+            c->y[r] = k->dotq[dt](flock_wmat_row(w, r), c->xq, n);
+        }
+        if (c->bias)
+            for (r = b; r < end; r++)
+                c->y[r] += c->bias[r];
         return;
     }
     if (c->T == 1) {

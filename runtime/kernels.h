@@ -50,6 +50,12 @@ typedef struct flock_kernel_table {
      * from dot by x's rounding to 8 bits (half a step of each block). */
     void (*quant_x)(const float *x, flock_q8x *xq, size_t n);
     float (*dotq[FLOCK_KDT_COUNT])(const void *w, const flock_q8x *xq, size_t n);
+    /* dotq of four rows at w[0..3] against the same xq, out[0..3]: each
+     * result bitwise the row's dotq (the x loads shared, four chains in
+     * flight). The SIMD tables have it only where measured faster than four
+     * dotq calls (AVX2: q4_0 and q4_1, not q8_0; kernels_quant_avx2.c); the
+     * scalar table has it for every type with dotq, as four dotq calls. */
+    void (*dotq4[FLOCK_KDT_COUNT])(const void *const *w, const flock_q8x *xq, size_t n, float *out);
     /* y[i] += a * w[i]. */
     void (*axpy[FLOCK_KDT_COUNT])(float a, const void *w, float *y, size_t n);
     /* dst[i] = (float)w[i]. */

@@ -138,3 +138,14 @@ float flock_qs_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
         s += half(p) * xq[b].d * (float)dot_nibbles(p + 4, xq[b].q) + half(p + 2) * xq[b].s;
     return s;
 }
+
+/* Four rows: four one-row products (the reference the SIMD ones match). */
+#define DOTQ4(T)                                                                                            \
+    void flock_qs_dotq4_##T(const void *const *w, const flock_q8x *xq, size_t n, float *out)               \
+    {                                                                                                       \
+        for (int r = 0; r < 4; r++)                                                                         \
+            out[r] = flock_qs_dotq_##T(w[r], xq, n);                                                        \
+    }
+DOTQ4(q8_0)
+DOTQ4(q4_0)
+DOTQ4(q4_1)

@@ -40,6 +40,12 @@ float flock_qs_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
+/* Four rows (kernels.h, dotq4); each row's result is its dotq's, bitwise. */
+void flock_qs_dotq4_q8_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qs_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qs_dotq4_q4_1(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qa_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qa_dotq4_q4_1(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 
 /* Decodes block b of a row of type t into y[flock_dtype_block(t)]. */
 void flock_q_block_to_f32(flock_dtype t, const void *row, size_t b, float *y);

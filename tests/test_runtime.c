@@ -167,6 +167,18 @@ static void check_quant_table(const flock_kernel_table *k, uint64_t seed)
                         fail_msg("%s n %zu row %d: dotq %g, on the int8 x %g, on x %g (half steps %g)",
                                  flock_dtype_name(dt), n, r, got, ref, near, step);
                 }
+                if (k->dotq4[dt]) { /* four rows anywhere, in any order: each bitwise its dotq */
+                    const uint8_t *wb = w;
+                    const void *rows[4] = {wb + 2 * rb, wb, wb + 3 * rb, wb + 2 * rb};
+                    float q4[4];
+                    k->dotq4[dt](rows, xq, n, q4);
+                    for (int r = 0; r < 4; r++) {
+                        float one = k->dotq[dt](rows[r], xq, n);
+                        if (memcmp(&one, &q4[r], sizeof one) != 0)
+                            fail_msg("%s n %zu slot %d: dotq4 %.9g, dotq %.9g", flock_dtype_name(dt), n, r,
+                                     (double)q4[r], (double)one);
+                    }
+                }
             } else {
                 assert_true(dt == FLOCK_DTYPE_Q4_K || dt == FLOCK_DTYPE_Q6_K);
             }
