@@ -455,6 +455,39 @@ typedef struct gather_ctx {
     const flock_q8x *xq; /* x as int8 blocks when gate_up's dtype has dotq, else NULL */
 } gather_ctx;
 
+/* Prefetches the gate_up (bytes1) and down_t (bytes2) rows of kept neurons [j0, j1). */
+static inline void prefetch_neurons(const gather_ctx *c, const flock_wmat *w1, const flock_wmat *w2, size_t bytes1,
+                                    size_t bytes2, int64_t j0, int64_t j1)
+{
+    for (int64_t j = j0; j < j1; j++) {
+        const char *n1 = flock_wmat_row(w1, c->idx[j]), *n2 = flock_wmat_row(w2, c->idx[j]);
+        for (size_t o = 0; o < bytes1; o += 64)
+            __builtin_prefetch(n1 + o);
+        for (size_t o = 0; o < bytes2; o += 64)
+            __builtin_prefetch(n2 + o);
+    }
+}
+
+/* z of kept neuron i (one row of gate_up, or fc1 plus its bias). */
+static inline float neuron_z(const gather_ctx *c, const flock_wmat *w1, size_t up_off, const float *b1, int32_t i)
+{
+    const flock_kernel_table *k = c->e->k;
+    const flock_op *op = c->op;
+    int dt1 = (int)w1->dtype;
+    size_t d = (size_t)c->d;
+    const void *r1 = flock_wmat_row(w1, i);
+    if (op->gated && c->xq)
+        return act(op->act, k->dotq[dt1](r1, c->xq, d)) * k->dotq[dt1]((const uint8_t *)r1 + up_off, c->xq, d);
+    if (op->gated)
+        return act(op->act, k->dot[dt1](r1, c->x, d)) * k->dot[dt1]((const uint8_t *)r1 + up_off, c->x, d);
+    return act(op->act, k->dot[dt1](r1, c->x, d) + (b1 ? b1[i] : 0.f));
+}
+
+/* Kept neurons [b, end) in order into part. Four at a time where the
+ * kernels allow (dotq4 over {gate, up} of two neurons, twice; axpy4 over
+ * the four down_t rows), each bitwise what one neuron at a time gives, so
+ * the grouping never changes a result. The rows are scattered: the next
+ * group's are prefetched while this one computes. */
 static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part)
 {
     const flock_kernel_table *k = c->e->k;
@@ -465,30 +498,43 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
     int dt1 = (int)w1->dtype, dt2 = (int)w2->dtype;
     size_t bytes1 = flock_dtype_row_bytes(w1->dtype, (uint64_t)w1->cols), bytes2 = flock_dtype_row_bytes(w2->dtype, d);
     size_t up_off = flock_dtype_row_bytes(w1->dtype, d); /* the up half of a gate_up row */
-    for (int64_t j = b; j < end; j++) {
-        int32_t i = c->idx[j];
-        const void *r1 = flock_wmat_row(w1, i);
-        if (j + 1 < end) { /* the kept rows are scattered: fetch the next neuron's while this one computes */
-            const char *n1 = flock_wmat_row(w1, c->idx[j + 1]), *n2 = flock_wmat_row(w2, c->idx[j + 1]);
-            for (size_t o = 0; o < bytes1; o += 64)
-                __builtin_prefetch(n1 + o);
-            for (size_t o = 0; o < bytes2; o += 64)
-                __builtin_prefetch(n2 + o);
+    bool pair_up = op->gated && c->xq && k->dotq4[dt1];
+    int64_t j = b;
+    if (pair_up || k->axpy4[dt2]) {
+        prefetch_neurons(c, w1, w2, bytes1, bytes2, j, end < j + 4 ? end : j + 4);
+        for (; j + 4 <= end; j += 4) {
+            prefetch_neurons(c, w1, w2, bytes1, bytes2, j + 4, end < j + 8 ? end : j + 8);
+            const int32_t *ii = c->idx + j;
+            float z[4];
+            if (pair_up)
+                for (int h = 0; h < 4; h += 2) {
+                    const uint8_t *ra = flock_wmat_row(w1, ii[h]), *rb = flock_wmat_row(w1, ii[h + 1]);
+                    const void *rows[4] = {ra, ra + up_off, rb, rb + up_off};
+                    float o[4];
+                    k->dotq4[dt1](rows, c->xq, d, o);
+                    z[h] = act(op->act, o[0]) * o[1];
+                    z[h + 1] = act(op->act, o[2]) * o[3];
+                }
+            else
+                for (int h = 0; h < 4; h++)
+                    z[h] = neuron_z(c, w1, up_off, b1, ii[h]);
+            if (k->axpy4[dt2] && z[0] != 0 && z[1] != 0 && z[2] != 0 && z[3] != 0) {
+                const void *rows[4] = {flock_wmat_row(w2, ii[0]), flock_wmat_row(w2, ii[1]),
+                                       flock_wmat_row(w2, ii[2]), flock_wmat_row(w2, ii[3])};
+                k->axpy4[dt2](z, rows, part, d);
+            } else {
+                for (int h = 0; h < 4; h++)
+                    if (z[h] != 0)
+                        k->axpy[dt2](z[h], flock_wmat_row(w2, ii[h]), part, d);
+            }
         }
-        float z;
-        if (op->gated && c->xq) {
-            float g = k->dotq[dt1](r1, c->xq, d);
-            float u = k->dotq[dt1]((const uint8_t *)r1 + up_off, c->xq, d);
-            z = act(op->act, g) * u;
-        } else if (op->gated) {
-            float g = k->dot[dt1](r1, c->x, d);
-            float u = k->dot[dt1]((const uint8_t *)r1 + up_off, c->x, d);
-            z = act(op->act, g) * u;
-        } else {
-            z = act(op->act, k->dot[dt1](r1, c->x, d) + (b1 ? b1[i] : 0.f));
-        }
+    }
+    for (; j < end; j++) {
+        if (j + 1 < end)
+            prefetch_neurons(c, w1, w2, bytes1, bytes2, j + 1, j + 2);
+        float z = neuron_z(c, w1, up_off, b1, c->idx[j]);
         if (z != 0)
-            k->axpy[dt2](z, flock_wmat_row(w2, i), part, d);
+            k->axpy[dt2](z, flock_wmat_row(w2, c->idx[j]), part, d);
     }
 }
 

@@ -226,6 +226,7 @@ static const flock_kernel_table scalar_table = {
     .down4x16 = down4x16,
     .quant_x = flock_q_quant_x,
     .dotq = {[FLOCK_DTYPE_Q8_0] = flock_qs_dotq_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qs_dotq_q4_0, [FLOCK_DTYPE_Q4_1] = flock_qs_dotq_q4_1},
+    .axpy4 = {[FLOCK_DTYPE_Q8_0] = flock_qs_axpy4_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qs_axpy4_q4_0, [FLOCK_DTYPE_Q4_1] = flock_qs_axpy4_q4_1},
     .dotq4 = {[FLOCK_DTYPE_Q8_0] = flock_qs_dotq4_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qs_dotq4_q4_0, [FLOCK_DTYPE_Q4_1] = flock_qs_dotq4_q4_1},
     .axpy = {DT3(axpy), QK(flock_qs, axpy)},
     .to_f32 = {DT3(cvt), QK(flock_qs, to_f32)},

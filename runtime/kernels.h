@@ -58,6 +58,10 @@ typedef struct flock_kernel_table {
     void (*dotq4[FLOCK_KDT_COUNT])(const void *const *w, const flock_q8x *xq, size_t n, float *out);
     /* y[i] += a * w[i]. */
     void (*axpy[FLOCK_KDT_COUNT])(float a, const void *w, float *y, size_t n);
+    /* y += a[0] w[0] + ... + a[3] w[3], bitwise four axpy calls in that
+     * order (y read and written once): the gather FF's down rows. The
+     * 32-element quantized types (both tables); NULL elsewhere. */
+    void (*axpy4[FLOCK_KDT_COUNT])(const float *a, const void *const *w, float *y, size_t n);
     /* dst[i] = (float)w[i]. */
     void (*to_f32[FLOCK_KDT_COUNT])(const void *w, float *dst, size_t n);
     /* y[i] += a * x[i] (f32 only; used by attention and reductions). */

@@ -149,3 +149,14 @@ float flock_qs_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
 DOTQ4(q8_0)
 DOTQ4(q4_0)
 DOTQ4(q4_1)
+
+/* Four axpys in order. */
+#define AXPY4(T)                                                                                            \
+    void flock_qs_axpy4_##T(const float *a, const void *const *w, float *y, size_t n)                       \
+    {                                                                                                       \
+        for (int r = 0; r < 4; r++)                                                                         \
+            flock_qs_axpy_##T(a[r], w[r], y, n);                                                            \
+    }
+AXPY4(q8_0)
+AXPY4(q4_0)
+AXPY4(q4_1)

@@ -40,6 +40,13 @@ float flock_qs_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
+/* Four rows into one y (kernels.h, axpy4): bitwise four axpy calls in order. */
+void flock_qs_axpy4_q8_0(const float *a, const void *const *w, float *y, size_t n);
+void flock_qs_axpy4_q4_0(const float *a, const void *const *w, float *y, size_t n);
+void flock_qs_axpy4_q4_1(const float *a, const void *const *w, float *y, size_t n);
+void flock_qa_axpy4_q8_0(const float *a, const void *const *w, float *y, size_t n);
+void flock_qa_axpy4_q4_0(const float *a, const void *const *w, float *y, size_t n);
+void flock_qa_axpy4_q4_1(const float *a, const void *const *w, float *y, size_t n);
 /* Four rows (kernels.h, dotq4); each row's result is its dotq's, bitwise. */
 void flock_qs_dotq4_q8_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qs_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);

@@ -173,6 +173,49 @@ AVX2_FN void flock_qa_axpy_q4_1(float a, const void *w, float *y, size_t n)
     }
 }
 
+/* axpy of four rows into one y (kernels.h, axpy4): each 32-element stretch
+ * of y stays in registers while the four rows are applied in turn, each by
+ * axpy32's own operations, so the result is bitwise four axpy calls in
+ * order; y is loaded and stored once instead of four times. `bs` is the
+ * block's bytes, `qo` where its quants start, `off` q4_vals's offset. */
+AVX2_FN static inline void axpy4_blocks(flock_dtype t, const float *a, const void *const *w, float *y, size_t n)
+{
+    const uint8_t *p[4] = {w[0], w[1], w[2], w[3]};
+    size_t bs = t == FLOCK_DTYPE_Q8_0 ? 34 : t == FLOCK_DTYPE_Q4_0 ? 18 : 20;
+    for (size_t b = 0; b < n / 32; b++, y += 32) {
+        __m256 acc[4];
+        for (int i = 0; i < 4; i++)
+            acc[i] = _mm256_loadu_ps(y + 8 * i);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = p[r] + b * bs;
+            q32 q = t == FLOCK_DTYPE_Q8_0   ? q8_0_vals(blk)
+                    : t == FLOCK_DTYPE_Q4_0 ? q4_vals(blk + 2, 8)
+                                            : q4_vals(blk + 4, 0);
+            __m256 sc = _mm256_set1_ps(a[r] * half(blk)),
+                   c = t == FLOCK_DTYPE_Q4_1 ? _mm256_set1_ps(a[r] * half(blk + 2)) : _mm256_setzero_ps();
+            for (int i = 0; i < 4; i++)
+                acc[i] = _mm256_add_ps(_mm256_fmadd_ps(sc, q.v[i], acc[i]), c);
+        }
+        for (int i = 0; i < 4; i++)
+            _mm256_storeu_ps(y + 8 * i, acc[i]);
+    }
+}
+
+AVX2_FN void flock_qa_axpy4_q8_0(const float *a, const void *const *w, float *y, size_t n)
+{
+    axpy4_blocks(FLOCK_DTYPE_Q8_0, a, w, y, n);
+}
+
+AVX2_FN void flock_qa_axpy4_q4_0(const float *a, const void *const *w, float *y, size_t n)
+{
+    axpy4_blocks(FLOCK_DTYPE_Q4_0, a, w, y, n);
+}
+
+AVX2_FN void flock_qa_axpy4_q4_1(const float *a, const void *const *w, float *y, size_t n)
+{
+    axpy4_blocks(FLOCK_DTYPE_Q4_1, a, w, y, n);
+}
+
 AVX2_FN static void axpy_k(flock_dtype t, float a, const void *w, float *y, size_t n)
 {
     float tmp[256];

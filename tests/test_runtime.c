@@ -187,6 +187,21 @@ static void check_quant_table(const flock_kernel_table *k, uint64_t seed)
             for (size_t i = 0; i < n; i++)
                 yr[i] += a * ex[i];
             assert_true(flock_test_nrm_err(y, yr, n) < 1e-6);
+            if (k->axpy4[dt]) { /* four rows in any order: bitwise four axpys in that order */
+                const uint8_t *wb = w;
+                const void *rows[4] = {wb + 3 * rb, wb + rb, wb + rb, wb};
+                float a4[4] = {a, -0.5f * a, flock_test_randf(&s), 3.f};
+                float *y1 = malloc(n * 4), *y2 = malloc(n * 4);
+                for (size_t i = 0; i < n; i++)
+                    y1[i] = y2[i] = flock_test_randf(&s);
+                for (int r = 0; r < 4; r++)
+                    k->axpy[dt](a4[r], rows[r], y1, n);
+                k->axpy4[dt](a4, rows, y2, n);
+                assert_memory_equal(y1, y2, n * sizeof(float));
+                free(y1), free(y2);
+            } else {
+                assert_true(dt == FLOCK_DTYPE_Q4_K || dt == FLOCK_DTYPE_Q6_K);
+            }
             k->to_f32[dt]((const uint8_t *)w + rb, y, n);
             assert_true(flock_test_nrm_err(y, ex + n, n) < 1e-7);
             free(ex), free(x), free(y), free(yr), free(w);
