@@ -61,7 +61,7 @@ static const flock_q8x *quant_input(flock_exec *e, flock_dtype dt, const float *
 /* Prefetches what lies PREFETCH_BYTES past rows [r0, r1) of w, within w. */
 static inline void prefetch_ahead(const flock_wmat *w, int64_t r0, int64_t r1)
 {
-    size_t rb = flock_dtype_row_bytes(w->dtype, (uint64_t)w->cols), total = (size_t)w->rows * rb;
+    size_t rb = w->row_bytes, total = (size_t)w->rows * rb;
     size_t from = (size_t)r0 * rb + PREFETCH_BYTES, to = (size_t)r1 * rb + PREFETCH_BYTES;
     const char *p = w->data;
     for (size_t o = from & ~(size_t)63; o < to && o < total; o += 64)
@@ -418,7 +418,8 @@ static void ffn_full(flock_exec *e, const flock_op *op, int32_t fi, const float 
     if (op->gated) {
         /* gate_up [d_ff, 2d] is, byte for byte, a [2 d_ff, d] matrix whose
          * rows alternate gate_i, up_i: one product gives both. */
-        flock_wmat gu = {w1->dtype, 2 * (int64_t)dff, d, w1->data};
+        flock_wmat gu = {.data = w1->data};
+        flock_wmat_set_shape(&gu, w1->dtype, 2 * (int64_t)dff, d);
         matmul(e, &gu, x, d, T, h, 2 * (int64_t)dff, NULL);
         for (int64_t r = 0; r < (int64_t)T * dff; r++)
             z[r] = act(op->act, h[2 * r]) * h[2 * r + 1];
@@ -455,16 +456,14 @@ typedef struct gather_ctx {
     const flock_q8x *xq; /* x as int8 blocks when gate_up's dtype has dotq, else NULL */
 } gather_ctx;
 
-/* Prefetches the gate_up (bytes1) and down_t (bytes2) rows of kept neurons [j0, j1). */
-static inline void prefetch_neurons(const gather_ctx *c, const flock_wmat *w1, const flock_wmat *w2, size_t bytes1,
-                                    size_t bytes2, int64_t j0, int64_t j1)
+/* Prefetches `bytes` of the rows of w of kept neurons [j0, min(j1, end)). */
+static inline void prefetch_rows(const gather_ctx *c, const flock_wmat *w, size_t bytes, int64_t j0, int64_t j1,
+                                 int64_t end)
 {
-    for (int64_t j = j0; j < j1; j++) {
-        const char *n1 = flock_wmat_row(w1, c->idx[j]), *n2 = flock_wmat_row(w2, c->idx[j]);
-        for (size_t o = 0; o < bytes1; o += 64)
-            __builtin_prefetch(n1 + o);
-        for (size_t o = 0; o < bytes2; o += 64)
-            __builtin_prefetch(n2 + o);
+    for (int64_t j = j0; j < j1 && j < end; j++) {
+        const char *r = flock_wmat_row(w, c->idx[j]);
+        for (size_t o = 0; o < bytes; o += 64)
+            __builtin_prefetch(r + o);
     }
 }
 
@@ -501,13 +500,17 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
     bool pair_up = op->gated && c->xq && k->dotq4[dt1];
     int64_t j = b;
     if (pair_up || k->axpy4[dt2]) {
-        prefetch_neurons(c, w1, w2, bytes1, bytes2, j, end < j + 4 ? end : j + 4);
+        prefetch_rows(c, w1, bytes1, j, j + 4, end);
+        prefetch_rows(c, w2, bytes2, j, j + 4, end);
         for (; j + 4 <= end; j += 4) {
-            prefetch_neurons(c, w1, w2, bytes1, bytes2, j + 4, end < j + 8 ? end : j + 8);
+            /* the next group's rows, a few at a time between the products:
+             * issued all at once they stalled the core (they outnumber the
+             * line-fill buffers; measured slower) */
             const int32_t *ii = c->idx + j;
             float z[4];
             if (pair_up)
                 for (int h = 0; h < 4; h += 2) {
+                    prefetch_rows(c, w1, bytes1, j + 4 + h, j + 6 + h, end);
                     const uint8_t *ra = flock_wmat_row(w1, ii[h]), *rb = flock_wmat_row(w1, ii[h + 1]);
                     const void *rows[4] = {ra, ra + up_off, rb, rb + up_off};
                     float o[4];
@@ -516,8 +519,11 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
                     z[h + 1] = act(op->act, o[2]) * o[3];
                 }
             else
-                for (int h = 0; h < 4; h++)
+                for (int h = 0; h < 4; h++) {
+                    prefetch_rows(c, w1, bytes1, j + 4 + h, j + 5 + h, end);
                     z[h] = neuron_z(c, w1, up_off, b1, ii[h]);
+                }
+            prefetch_rows(c, w2, bytes2, j + 4, j + 8, end);
             if (k->axpy4[dt2] && z[0] != 0 && z[1] != 0 && z[2] != 0 && z[3] != 0) {
                 const void *rows[4] = {flock_wmat_row(w2, ii[0]), flock_wmat_row(w2, ii[1]),
                                        flock_wmat_row(w2, ii[2]), flock_wmat_row(w2, ii[3])};
@@ -530,8 +536,8 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
         }
     }
     for (; j < end; j++) {
-        if (j + 1 < end)
-            prefetch_neurons(c, w1, w2, bytes1, bytes2, j + 1, j + 2);
+        prefetch_rows(c, w1, bytes1, j + 1, j + 2, end);
+        prefetch_rows(c, w2, bytes2, j + 1, j + 2, end);
         float z = neuron_z(c, w1, up_off, b1, c->idx[j]);
         if (z != 0)
             k->axpy[dt2](z, flock_wmat_row(w2, c->idx[j]), part, d);

@@ -1,5 +1,5 @@
 /* Private: the CPU kernels the executor calls, with one table per
- * instruction set (scalar, AVX2+FMA+F16C) chosen at run time.
+ * instruction set (scalar, AVX2+FMA+F16C, AVX-512 VNNI) chosen at run time.
  *
  * Weights are row-major [rows, cols] in f32, f16, bf16 or a quantized type
  * (q8_0, q4_0, q4_1, q4_k, q6_k: cols a multiple of the block, see
@@ -25,7 +25,7 @@ typedef struct flock_q8x {
 } flock_q8x;
 
 typedef struct flock_kernel_table {
-    const char *name; /* "scalar", "avx2" */
+    const char *name; /* "scalar", "avx2", "avx512vnni" */
     /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
     float (*dot[FLOCK_KDT_COUNT])(const void *w, const float *x, size_t n);
     /* Four dot products at once: rows w, w + stride, w + 2 stride, w + 3
@@ -84,8 +84,12 @@ typedef struct flock_kernel_table {
 const flock_kernel_table *flock_kernels_scalar(void);
 /* The AVX2/FMA/F16C table, or NULL when the CPU (or compiler) lacks it. */
 const flock_kernel_table *flock_kernels_avx2(void);
-/* The best table for this CPU; FLOCK_KERNELS=scalar in the environment
- * forces the portable one (for comparisons). */
+/* The AVX2 table with AVX-512 VNNI integer dot products (kernels_avx512.c),
+ * or NULL when the CPU, the OS or the compiler lacks them. */
+const flock_kernel_table *flock_kernels_avx512(void);
+/* The best table for this CPU (AVX-512 VNNI, else AVX2, else scalar);
+ * FLOCK_KERNELS=avx2 or FLOCK_KERNELS=scalar in the environment caps the
+ * choice there (for comparisons). */
 const flock_kernel_table *flock_kernels_best(void);
 
 /* Zeroed, 64-byte aligned memory (size rounded up to 64); free() releases it. */
@@ -93,19 +97,28 @@ void *flock_aligned_alloc(size_t bytes);
 
 /* A weight matrix as the executor sees it. */
 typedef struct flock_wmat {
-    flock_dtype dtype; /* F32, F16 or BF16 */
+    flock_dtype dtype; /* a float or quantized type (kernels_quant.h) */
     int64_t rows, cols;
     const void *data;  /* rows*cols elements, row-major */
+    size_t row_bytes;  /* flock_dtype_row_bytes(dtype, cols), set with dtype and cols
+                          (flock_wmat_set_shape): the hot loops address rows by it */
 } flock_wmat;
+
+/* Sets w's dtype and shape, and the row stride that goes with them. */
+static inline void flock_wmat_set_shape(flock_wmat *w, flock_dtype dt, int64_t rows, int64_t cols)
+{
+    w->dtype = dt, w->rows = rows, w->cols = cols;
+    w->row_bytes = flock_dtype_row_bytes(dt, (uint64_t)cols);
+}
 
 static inline uint64_t flock_wmat_bytes(const flock_wmat *w)
 {
-    return (uint64_t)w->rows * flock_dtype_row_bytes(w->dtype, (uint64_t)w->cols);
+    return (uint64_t)w->rows * w->row_bytes;
 }
 
 static inline const void *flock_wmat_row(const flock_wmat *w, int64_t r)
 {
-    return (const uint8_t *)w->data + (size_t)r * flock_dtype_row_bytes(w->dtype, (uint64_t)w->cols);
+    return (const uint8_t *)w->data + (size_t)r * w->row_bytes;
 }
 
 /* Whether table k has the dot, dot4, axpy and to_f32 kernels of dtype t. */

@@ -58,9 +58,8 @@ static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_e
                                r->name, flock_dtype_name(r->dtype), want, flock_dtype_name(info.dtype), got,
                                (unsigned long long)info.nbytes);
     flock_wmat *w = &m->tensors[i];
-    w->dtype = info.dtype;
-    w->rows = info.n_dims >= 2 ? (int64_t)info.shape[0] : 1;
-    w->cols = (int64_t)(n_info / (uint64_t)w->rows);
+    int64_t rows = info.n_dims >= 2 ? (int64_t)info.shape[0] : 1;
+    flock_wmat_set_shape(w, info.dtype, rows, (int64_t)(n_info / (uint64_t)rows));
     /* A compressed tensor (FLOCK_E_UNSUPPORTED here) is decompressed below:
      * only another failure is the caller's, with its message. */
     const void *mapped = NULL;
@@ -98,7 +97,7 @@ static flock_status load_tensor(flock_model *m, uint32_t i, int threads, flock_e
         flock_convert_to_f32(info.dtype, buf, f, (size_t)n_info);
         free(buf);
         buf = f;
-        w->dtype = FLOCK_DTYPE_F32;
+        flock_wmat_set_shape(w, FLOCK_DTYPE_F32, w->rows, w->cols);
     }
     m->owned[i] = buf;
     w->data = buf;

@@ -58,7 +58,8 @@ static int32_t add_tensor(tiny_model *m, const char *name, const float *data, in
     void *blob = aligned_alloc(64, (n * flock_dtype_size(dt) + 63) & ~(size_t)63);
     flock_convert_from_f32(dt, data, blob, n);
     m->blobs[m->n_blobs++] = blob;
-    m->tensors[id] = (flock_wmat){dt, rows, cols, blob};
+    m->tensors[id] = (flock_wmat){.data = blob};
+    flock_wmat_set_shape(&m->tensors[id], dt, rows, cols);
     return id;
 }
 
