@@ -42,7 +42,7 @@ static bool want_generated(const flock_model *m, flock_kernel_choice k)
     if (k == FLOCK_KERNELS_PORTABLE)
         return false;
     const char *env = getenv("FLOCK_KERNELS");
-    if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0))
+    if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0 || strcmp(env, "avx2") == 0))
         return false;
     if (env && strcmp(env, "generated") == 0)
         return true;

@@ -247,6 +247,8 @@ const flock_kernel_table *flock_kernels_best(void)
     const char *force = getenv("FLOCK_KERNELS");
     if (force && strcmp(force, "scalar") == 0)
         return flock_kernels_scalar();
-    const flock_kernel_table *t = flock_kernels_avx2();
+    const flock_kernel_table *t = force && strcmp(force, "avx2") == 0 ? NULL : flock_kernels_avx512();
+    if (!t)
+        t = flock_kernels_avx2();
     return t ? t : flock_kernels_scalar();
 }

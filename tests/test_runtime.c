@@ -273,6 +273,20 @@ static void test_kernels_simd(void **state)
     check_table(k, 0x5678);
     check_quant_table(k, 0x8765);
     check_microkernels(k);
+    /* The AVX-512 VNNI table runs only where the CPU has it; elsewhere the
+     * AVX2 table above is what runs, and this says so rather than skip. */
+    const flock_kernel_table *v = flock_kernels_avx512();
+    if (v) {
+        check_table(v, 0x5679);
+        check_quant_table(v, 0x8766);
+        check_microkernels(v);
+        if (!getenv("FLOCK_KERNELS"))
+            assert_ptr_equal(flock_kernels_best(), v);
+    } else {
+        print_message("this CPU has no AVX-512 VNNI: its table is not tested here (the AVX2 one runs)\n");
+        if (!getenv("FLOCK_KERNELS"))
+            assert_ptr_equal(flock_kernels_best(), k);
+    }
 }
 
 /* ---- thread pool ---- */

@@ -177,11 +177,11 @@ flock_status flock_select_mode_parse(const char *s, flock_select_mode *out);
 /* Which kernels a session's decode runs (flock_session_kernels says which
  * it got). */
 typedef enum flock_kernel_choice {
-    FLOCK_KERNELS_AUTO = 0,      /* FLOCK_KERNELS=generated|portable|scalar in the environment
+    FLOCK_KERNELS_AUTO = 0,      /* FLOCK_KERNELS=generated|portable|avx2|scalar in the environment
                                     decides; unset: generated for f32 bundles, built-in for f16
                                     and bf16, as measured (docs/cpu-codegen.md, "Figures") */
     FLOCK_KERNELS_GENERATED = 1, /* the bundle's generated kernels when they loaded, else portable */
-    FLOCK_KERNELS_PORTABLE = 2,  /* the runtime's own (AVX2 or scalar) kernels only */
+    FLOCK_KERNELS_PORTABLE = 2,  /* the runtime's own (AVX-512 VNNI, AVX2 or scalar) kernels only */
     FLOCK_KERNELS_CHOICE_COUNT
 } flock_kernel_choice;
 
@@ -256,8 +256,8 @@ const char *flock_session_device_note(const flock_session *s);
 /* The kernel set in use: on a GPU the bundle's section ("cuda:sm_90",
  * "cuda:compute_80"); on the CPU "llvm:<target>" when decode runs the
  * bundle's generated kernels (gather FF, matrix-vector products; the other
- * ops use the built-in table), else the built-in table ("avx2" or
- * "scalar"); and the thread count (CPU). */
+ * ops use the built-in table), else the built-in table ("avx512vnni",
+ * "avx2" or "scalar"); and the thread count (CPU). */
 const char *flock_session_kernels(const flock_session *s);
 int flock_session_threads(const flock_session *s);
 
