@@ -1,11 +1,21 @@
 /* The thread pool: workers wait for a job generation number; a job is a
  * function over an index range split into chunks taken from an atomic
- * counter. Waiting spins briefly (a decode step issues a few hundred short
- * jobs per token, and a sleep/wake costs tens of microseconds) and then
- * sleeps on a condition variable, so an idle pool uses no CPU. The spin is
- * short (~256 pauses, a few microseconds): on a loaded machine a long spin
- * steals the time slice of the very thread being waited for (measured on
- * SmolLM2 decode with 2 threads: 20000 pauses gave 5 tok/s, 200 gave 19).
+ * counter. A decode step issues a few hundred short jobs per token, and a
+ * sleep/wake costs tens of microseconds, so a waiting thread first spins
+ * (pause, and sched_yield after YIELD_NS so that a thread it waits for on
+ * the same core can run), then sleeps on a condition variable, so an idle
+ * pool uses no CPU.
+ *
+ * How long to spin adapts per waiter, between SPIN_MIN_NS and SPIN_MAX_NS:
+ * a wait that ends while spinning doubles the next budget, a spin that runs
+ * out (the wait was long: the machine is loaded, or the job is) halves it.
+ * Measured on SmolLM2 Q4_1 decode, 2 threads on 2 cores (docs/runtime.md,
+ * "Threads"): a fixed 256-pause spin (~5 us here) slept between most jobs,
+ * 128 tok/s at keep 1.0; 50 us of spin gave 180. But a long fixed spin
+ * steals the time slice of the very thread being waited for when there are
+ * more threads than free cores (3 threads on 2 cores: 131 -> 72 tok/s with
+ * 50 us); the yield and the adaptive budget keep that case near the short
+ * spin's speed.
  *
  * The mutex and condition variables are touched only when someone sleeps:
  * `sleepers` counts workers inside the wait and `main_waits` says the
@@ -17,10 +27,15 @@
 #include "threads.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
-#define SPIN_ITERS 256
+#define SPIN_MIN_NS 2000
+#define SPIN_MAX_NS 50000
+#define YIELD_NS 5000
 
 struct flock_pool {
     int n_threads;
@@ -37,6 +52,7 @@ struct flock_pool {
     void *ctx;
     int64_t n, grain;
     atomic_int_fast64_t next;
+    uint64_t main_spin_ns; /* the caller's spin budget (spin_wait) */
 };
 
 typedef struct worker_arg {
@@ -49,6 +65,61 @@ static inline void cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spins until *a != v (want_change) or *a <= 0 (!want_change), for at most
+ * *budget ns, and adapts *budget (see the top of the file): a wait that
+ * ends within YIELD_NS doubles it; past YIELD_NS the spinner yields, and
+ * whether this thread kept its core while it did (its CPU time against
+ * the wall clock) says whether cores are shared: kept it, the budget
+ * doubles if the wait ended and halves if it ran out; lost it (something
+ * else ran here), it halves. The clock is read every 32 pauses; the thread
+ * CPU time (a system call) only on waits longer than YIELD_NS. */
+static void spin_wait(flock_pool *p, const void *a, uint64_t v, bool want_change, uint64_t *budget)
+{
+    uint64_t t0 = now_ns(), t = t0, ty = 0, cy = 0;
+    bool done = false;
+    for (int i = 1;; i++) {
+        done = want_change ? atomic_load_explicit((const atomic_uint_fast64_t *)a, memory_order_acquire) != v
+                           : atomic_load_explicit((const atomic_int *)a, memory_order_acquire) <= 0;
+        if (done || atomic_load_explicit(&p->stop, memory_order_relaxed))
+            break;
+        cpu_relax();
+        if (i % 32 == 0) {
+            t = now_ns();
+            if (t - t0 > *budget)
+                break;
+            if (t - t0 > YIELD_NS) {
+                if (!ty)
+                    ty = t, cy = thread_cpu_ns();
+                sched_yield();
+            }
+        }
+    }
+    bool grow = true;
+    if (ty) {
+        uint64_t wall = now_ns() - ty, cpu = thread_cpu_ns() - cy;
+        if (cpu * 4 < wall * 3) /* under 75% of the time on a core: shared */
+            grow = false;
+    }
+    if (grow && *budget < SPIN_MAX_NS)
+        *budget *= 2;
+    else if (!grow && *budget > SPIN_MIN_NS)
+        *budget /= 2;
 }
 
 static void run_chunks(flock_pool *p, int thread)
@@ -68,12 +139,9 @@ static void *worker_main(void *arg)
     flock_pool *p = wa->pool;
     int index = wa->index;
     free(wa);
-    uint64_t seen = 0;
+    uint64_t seen = 0, budget = SPIN_MAX_NS;
     for (;;) {
-        for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->gen, memory_order_acquire) == seen &&
-                        !atomic_load(&p->stop);
-             i++)
-            cpu_relax();
+        spin_wait(p, &p->gen, seen, true, &budget);
         if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !atomic_load(&p->stop)) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
@@ -112,6 +180,7 @@ flock_status flock_pool_create(int n_threads, flock_pool **out)
     atomic_init(&p->main_waits, 0);
     atomic_init(&p->stop, 0);
     atomic_init(&p->next, 0);
+    p->main_spin_ns = SPIN_MAX_NS;
     if (n_threads > 1) {
         p->tids = calloc((size_t)n_threads - 1, sizeof *p->tids);
         if (!p->tids) {
@@ -178,8 +247,7 @@ void flock_pool_run(flock_pool *p, int64_t n, int64_t grain, flock_task_fn fn, v
         pthread_mutex_unlock(&p->mu);
     }
     run_chunks(p, 0);
-    for (int i = 0; i < SPIN_ITERS && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++)
-        cpu_relax();
+    spin_wait(p, &p->pending, 0, false, &p->main_spin_ns);
     if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->main_waits, 1);
