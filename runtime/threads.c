@@ -7,15 +7,19 @@
  * pool uses no CPU.
  *
  * How long to spin adapts per waiter, between SPIN_MIN_NS and SPIN_MAX_NS:
- * a wait that ends while spinning doubles the next budget, a spin that runs
- * out (the wait was long: the machine is loaded, or the job is) halves it.
+ * it halves when the spinner lost its core while it yielded (its thread
+ * CPU time fell behind the wall clock: more runnable threads than cores),
+ * and doubles otherwise. A wait longer than the budget (the caller's
+ * serial work between jobs) does not shrink it: that made the short waits
+ * sleep too (measured: 150 against 190 tok/s).
  * Measured on SmolLM2 Q4_1 decode, 2 threads on 2 cores (docs/runtime.md,
  * "Threads"): a fixed 256-pause spin (~5 us here) slept between most jobs,
  * 128 tok/s at keep 1.0; 50 us of spin gave 180. But a long fixed spin
  * steals the time slice of the very thread being waited for when there are
  * more threads than free cores (3 threads on 2 cores: 131 -> 72 tok/s with
- * 50 us); the yield and the adaptive budget keep that case near the short
- * spin's speed.
+ * 50 us); with the yield and the adaptive budget it ran at 140-164. Left
+ * weak: 2 threads beside another process that keeps one core busy ran at
+ * 52-78 tok/s against 74-83 with the old short spin.
  *
  * The mutex and condition variables are touched only when someone sleeps:
  * `sleepers` counts workers inside the wait and `main_waits` says the
@@ -82,13 +86,12 @@ static inline uint64_t thread_cpu_ns(void)
 }
 
 /* Spins until *a != v (want_change) or *a <= 0 (!want_change), for at most
- * *budget ns, and adapts *budget (see the top of the file): a wait that
- * ends within YIELD_NS doubles it; past YIELD_NS the spinner yields, and
- * whether this thread kept its core while it did (its CPU time against
- * the wall clock) says whether cores are shared: kept it, the budget
- * doubles if the wait ended and halves if it ran out; lost it (something
- * else ran here), it halves. The clock is read every 32 pauses; the thread
- * CPU time (a system call) only on waits longer than YIELD_NS. */
+ * *budget ns, and adapts *budget (see the top of the file): past YIELD_NS
+ * the spinner yields, and whether this thread kept its core meanwhile (its
+ * CPU time against the wall clock) says whether cores are shared: lost it
+ * (something else ran here), the budget halves, else it doubles. The clock
+ * is read every 32 pauses; the thread CPU time (a system call) only on
+ * waits longer than YIELD_NS. */
 static void spin_wait(flock_pool *p, const void *a, uint64_t v, bool want_change, uint64_t *budget)
 {
     uint64_t t0 = now_ns(), t = t0, ty = 0, cy = 0;
