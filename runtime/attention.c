@@ -45,6 +45,22 @@ static int64_t first_key(const flock_att_args *a, int64_t pos)
     return a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
 }
 
+/* max(m, s[0..n)): eight running maxima, so the compare chains run side
+ * by side (one chain was 70% of this file's time at a 512-token context). */
+static float block_max(const float *s, size_t n, float m)
+{
+    float mx[8] = {m, m, m, m, m, m, m, m};
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int c = 0; c < 8; c++)
+            mx[c] = s[j + c] > mx[c] ? s[j + c] : mx[c];
+    for (; j < n; j++)
+        mx[0] = s[j] > mx[0] ? s[j] : mx[0];
+    for (int c = 1; c < 8; c++)
+        mx[0] = mx[c] > mx[0] ? mx[c] : mx[0];
+    return mx[0];
+}
+
 /* Where the rows of one task go: row (t, g) of KV head kvh (query head
  * h = kvh * group + g) accumulates into o0 + t * ld_t + g * ld_h. */
 typedef struct att_rows {
@@ -90,9 +106,7 @@ static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, 
                 if (a->softcap > 0)
                     for (size_t j = 0; j < n; j++)
                         sg[j] = a->softcap * tanhf(sg[j] / a->softcap);
-                float mx = r->m[i];
-                for (size_t j = 0; j < n; j++)
-                    mx = sg[j] > mx ? sg[j] : mx;
+                float mx = block_max(sg, n, r->m[i]);
                 if (mx > r->m[i]) { /* a new maximum: rescale what was summed so far */
                     float alpha = r->m[i] == -INFINITY ? 0.f : expf(r->m[i] - mx);
                     r->l[i] *= alpha;
