@@ -82,6 +82,10 @@ QBUNDLE="$WORK/$base.source.flock"
 say "flockc: $MODEL -> $QBUNDLE (source types, mapped in place)"
 "$BUILD/tools/flockc" "$MODEL" -o "$QBUNDLE" --dtype source --level 0 --keep 0.5 --quiet
 
+# the GGUF's own type, from its name (SmolLM2-...Q4_1 -> q4_1, ...-q4_k_m -> q4_k_m)
+QTAG=$(basename "$MODEL" .gguf | tr 'A-Z' 'a-z' | grep -o 'q[0-9]_[0-9a-z_]*' | tail -1)
+QTAG=${QTAG:-quantized}
+
 # ---- runs --------------------------------------------------------------------------
 OUT="$WORK/runs"
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -89,7 +93,7 @@ IFS=, read -ra TLIST <<<"$THREADS"
 for t in "${TLIST[@]}"; do
     say "llama.cpp, $t thread(s)"
     for m in "$F16" "$MODEL"; do
-        tag=$([ "$m" = "$F16" ] && echo f16 || echo q4_1)
+        tag=$([ "$m" = "$F16" ] && echo f16 || echo "$QTAG")
         # llama.cpp's repacked layouts (its AMX path on CPUs that have AMX) can
         # crash where the kernel does not grant AMX tile state: rerun without
         # repacking, and say so in the table.
@@ -107,9 +111,9 @@ for t in "${TLIST[@]}"; do
         --repeats 3 --json >"$OUT/flock-source-$t.json"
 done
 
-python3 - "$OUT" "$PROMPT" "$GEN" "${LLAMA_PKG#*==}" "$JSON" <<'EOF'
+python3 - "$OUT" "$PROMPT" "$GEN" "${LLAMA_PKG#*==}" "$JSON" "$QTAG" "$(basename "$MODEL")" <<'EOF'
 import glob, json, os, sys
-out, prompt, gen, rev, jpath = sys.argv[1:6]
+out, prompt, gen, rev, jpath, qtag, mname = sys.argv[1:8]
 rows = []
 for f in sorted(glob.glob(os.path.join(out, "llama-*.json"))):
     tag, t = os.path.basename(f)[6:-5].rsplit("-", 1)
@@ -131,17 +135,22 @@ if jpath:
     json.dump({"prompt_len": int(prompt), "gen_len": int(gen), "rows": rows}, open(jpath, "w"), indent=1)
 dec = {(r["engine"], r["weights"], r["threads"], r["keep"]): r for r in rows if r["phase"] == "decode"}
 pre = {(r["engine"], r["weights"], r["threads"], r["keep"]): r for r in rows if r["phase"] == "prefill"}
-print("\nprompt %s tokens, %s decode steps; decode tok/s relative to llama.cpp on the f16 GGUF and on the "
-      "original quantized one (flock's source bundle keeps its blocks)" % (prompt, gen))
-print("| engine | weights | threads | keep | prefill tok/s | decode tok/s | MB/token | GB/s (of copy) | vs llama.cpp f16 | vs llama.cpp quantized |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print("\n%s on %s (%d cores): prompt %s tokens, %s decode steps; decode tok/s relative to llama.cpp on the f16 "
+      "GGUF and on the original quantized one (flock's source bundle keeps its blocks); prefill relative to "
+      "llama.cpp on the same weights" % (mname, cpu, os.cpu_count(), prompt, gen))
+print("| engine | weights | threads | keep | prefill tok/s | decode tok/s | MB/token | GB/s (of copy) | vs llama.cpp f16 | vs llama.cpp quantized | prefill vs llama.cpp |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for k in sorted(dec, key=lambda k: (k[2], k[0] != "flock", k[1], -k[3])):
     def rel(w):
         base = [v for kk, v in dec.items() if kk[0] != "flock" and kk[1] == w and kk[2] == k[2]]
         return "%.2f" % (dec[k]["tok_s"] / base[0]["tok_s"]) if base else "-"
     p, d = pre.get(k), dec[k]
+    same = "f16" if k[1] == "f16" else qtag
+    pbase = [v for kk, v in pre.items() if kk[0] != "flock" and kk[1] == same and kk[2] == k[2]]
+    prel = "%.2f" % (p["tok_s"] / pbase[0]["tok_s"]) if p and pbase else "-"
     mb = d["bytes"] / 1e6 if d.get("bytes") and k[0] == "flock" else None
     gbs = "%.2f (%.0f%%)" % (mb * d["tok_s"] / 1e3, 100 * mb * d["tok_s"] / 1e3 / d["copy_gbs"]) if mb and d.get("copy_gbs") else "-"
-    print("| %s | %s | %d | %g | %.1f | %.2f | %s | %s | %s | %s |" % (k[0], k[1], k[2], k[3], p["tok_s"] if p else float("nan"),
-          d["tok_s"], "%.1f" % mb if mb else "-", gbs, rel("f16"), rel("q4_1")))
+    print("| %s | %s | %d | %g | %.1f | %.2f | %s | %s | %s | %s | %s |" % (k[0], k[1], k[2], k[3], p["tok_s"] if p else float("nan"),
+          d["tok_s"], "%.1f" % mb if mb else "-", gbs, rel("f16"), rel(qtag), prel))
 EOF
