@@ -190,8 +190,8 @@ static flock_dtype source_choice(const cmodel *cm, const flock_source *s, uint32
 /* flockc makes these (from f32, formats/quant.c), besides the float types. */
 static bool storable_quant(flock_dtype t)
 {
-    return t == FLOCK_DTYPE_Q8_0 || t == FLOCK_DTYPE_Q4_0 || t == FLOCK_DTYPE_Q4_1 || t == FLOCK_DTYPE_Q4_K ||
-           t == FLOCK_DTYPE_Q6_K;
+    return t == FLOCK_DTYPE_Q8_0 || t == FLOCK_DTYPE_Q4_0 || t == FLOCK_DTYPE_Q4_1 || t == FLOCK_DTYPE_Q5_0 ||
+           t == FLOCK_DTYPE_Q4_K || t == FLOCK_DTYPE_Q6_K;
 }
 
 /* The type of a matrix whose rows are not whole blocks of `want`: a k-quant
@@ -212,11 +212,11 @@ flock_status flock_pass_storage_dtype(cmodel *cm, const flock_source *s, const f
     flock_dtype dtype = o->dtype;
     if (!o->source_dtype && !float_dtype(dtype) && !storable_quant(dtype))
         return flock_error_set(err, FLOCK_E_INVALID_ARG,
-                               "storage dtype %s: flockc stores f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k (or source)",
+                               "storage dtype %s: flockc stores f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q6_k (or source)",
                                flock_dtype_name(dtype));
     if (o->source_dtype && !storable_quant(o->down_dtype) && !float_dtype(o->down_dtype))
         return flock_error_set(err, FLOCK_E_INVALID_ARG,
-                               "down dtype %s: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k or q6_k",
+                               "down dtype %s: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k or q6_k",
                                flock_dtype_name(o->down_dtype));
     *n_fallback = 0;
     for (uint32_t i = 0; i < cm->p->n_tensors; i++) {

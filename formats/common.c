@@ -95,6 +95,7 @@ static const struct {
     [FLOCK_DTYPE_Q4_1] = {"q4_1", 32, 20, 3, {0, 2}},     /* f16 d, m, u8 q[16] */
     [FLOCK_DTYPE_Q4_K] = {"q4_k", 256, 144, 12, {0, 2}},  /* f16 d, dmin, scales[12], q[128] */
     [FLOCK_DTYPE_Q6_K] = {"q6_k", 256, 210, 14, {208, -1}}, /* ql[128], qh[64], scales[16], f16 d */
+    [FLOCK_DTYPE_Q5_0] = {"q5_0", 32, 22, 6, {0, -1}},    /* f16 d, u32 qh, u8 q[16] */
 };
 _Static_assert(sizeof dtype_info / sizeof dtype_info[0] == FLOCK_DTYPE_COUNT,
                "dtype_info must describe every flock_dtype");
@@ -306,6 +307,7 @@ flock_status flock_convert_from_f32(flock_dtype dst_type, const float *src, void
     case FLOCK_DTYPE_Q4_1:
     case FLOCK_DTYPE_Q4_K:
     case FLOCK_DTYPE_Q6_K:
+    case FLOCK_DTYPE_Q5_0:
         return flock_quantize_row(dst_type, src, dst, n);
     default:
         return FLOCK_E_UNSUPPORTED;

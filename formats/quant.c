@@ -44,6 +44,29 @@ static void block_q4_0(const float *x, uint8_t *y)
     }
 }
 
+/* As q4_0 with 5 bits: d = max / -16, q = x / d + 16 in [0, 31]; the low
+ * 4 bits as q4_0's nibbles, the fifth bit of element j in bit j of qh. */
+static void block_q5_0(const float *x, uint8_t *y)
+{
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    const float d = max / -16.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    put_half(y, d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        int8_t a = (int8_t)(x[j] * id + 16.5f), b = (int8_t)(x[j + 16] * id + 16.5f);
+        uint8_t qa = (uint8_t)(a < 31 ? a : 31), qb = (uint8_t)(b < 31 ? b : 31);
+        y[6 + j] = (uint8_t)((qa & 0x0F) | ((qb & 0x0F) << 4));
+        qh |= (uint32_t)(qa >> 4) << j | (uint32_t)(qb >> 4) << (j + 16);
+    }
+    for (int i = 0; i < 4; i++)
+        y[2 + i] = (uint8_t)(qh >> (8 * i));
+}
+
 /* d = (max - min) / 15, m = min, q = (x - min) / d in [0, 15]. */
 static void block_q4_1(const float *x, uint8_t *y)
 {
@@ -273,6 +296,7 @@ flock_status flock_quantize_row(flock_dtype t, const float *x, void *dst, size_t
                                               : t == FLOCK_DTYPE_Q4_1 ? block_q4_1
                                               : t == FLOCK_DTYPE_Q4_K ? block_q4_k
                                               : t == FLOCK_DTYPE_Q6_K ? block_q6_k
+                                              : t == FLOCK_DTYPE_Q5_0 ? block_q5_0
                                                                       : NULL;
     const size_t be = flock_dtype_block(t);
     if (!block || n % be || (!x && n) || (!dst && n))

@@ -490,7 +490,8 @@ AVX2_FN static void att_pv(const float *p, const float *v, size_t ldv, size_t n,
 #define DT3(f) [FLOCK_DTYPE_F32] = f##_f32, [FLOCK_DTYPE_F16] = f##_f16, [FLOCK_DTYPE_BF16] = f##_bf16
 #define QK(pre, f)                                                                                          \
     [FLOCK_DTYPE_Q8_0] = pre##_##f##_q8_0, [FLOCK_DTYPE_Q4_0] = pre##_##f##_q4_0,                           \
-    [FLOCK_DTYPE_Q4_1] = pre##_##f##_q4_1, [FLOCK_DTYPE_Q4_K] = pre##_##f##_q4_k, [FLOCK_DTYPE_Q6_K] = pre##_##f##_q6_k
+    [FLOCK_DTYPE_Q4_1] = pre##_##f##_q4_1, [FLOCK_DTYPE_Q4_K] = pre##_##f##_q4_k, [FLOCK_DTYPE_Q6_K] = pre##_##f##_q6_k, \
+    [FLOCK_DTYPE_Q5_0] = pre##_##f##_q5_0
 
 static const flock_kernel_table avx2_table = {
     .name = "avx2",
@@ -499,9 +500,12 @@ static const flock_kernel_table avx2_table = {
     .gemm4x3 = gemm4x3,
     .down4x16 = down4x16,
     .quant_x = flock_q_quant_x,
-    .dotq = {[FLOCK_DTYPE_Q8_0] = flock_qa_dotq_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qa_dotq_q4_0, [FLOCK_DTYPE_Q4_1] = flock_qa_dotq_q4_1},
-    .axpy4 = {[FLOCK_DTYPE_Q8_0] = flock_qa_axpy4_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qa_axpy4_q4_0, [FLOCK_DTYPE_Q4_1] = flock_qa_axpy4_q4_1},
-    .dotq4 = {[FLOCK_DTYPE_Q4_0] = flock_qa_dotq4_q4_0, [FLOCK_DTYPE_Q4_1] = flock_qa_dotq4_q4_1},
+    .dotq = {[FLOCK_DTYPE_Q8_0] = flock_qa_dotq_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qa_dotq_q4_0,
+             [FLOCK_DTYPE_Q4_1] = flock_qa_dotq_q4_1, [FLOCK_DTYPE_Q5_0] = flock_qa_dotq_q5_0},
+    .axpy4 = {[FLOCK_DTYPE_Q8_0] = flock_qa_axpy4_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qa_axpy4_q4_0,
+              [FLOCK_DTYPE_Q4_1] = flock_qa_axpy4_q4_1, [FLOCK_DTYPE_Q5_0] = flock_qa_axpy4_q5_0},
+    .dotq4 = {[FLOCK_DTYPE_Q4_0] = flock_qa_dotq4_q4_0, [FLOCK_DTYPE_Q4_1] = flock_qa_dotq4_q4_1,
+              [FLOCK_DTYPE_Q5_0] = flock_qa_dotq4_q5_0},
     .axpy = {DT3(axpy), QK(flock_qa, axpy)},
     .to_f32 = {DT3(cvt), QK(flock_qa, to_f32)},
     .axpy_f32 = axpy_plain,

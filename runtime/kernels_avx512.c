@@ -1,5 +1,5 @@
 /* AVX-512 VNNI kernels: the AVX2 table with the integer dot products of
- * the 32-element types (q8_0, q4_0, q4_1) done by vpdpbusd, which sums the
+ * the 32-element types (q8_0, q4_0, q4_1, q5_0) done by vpdpbusd, which sums the
  * 32 u8 x i8 products of a block into 8 int32 lanes in one instruction
  * where AVX2 needs maddubs + madd (and a constant). The rest of the table
  * (float kernels, axpy, prefill micro-kernels, attention) is the AVX2
@@ -14,37 +14,14 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
+#include "avx2_util.h"
+
 #include <cpuid.h>
-#include <immintrin.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
 #define VNNI_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-
-VNNI_FN static inline float half(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-VNNI_FN static inline float hsum8(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
-/* The 16 bytes of 4-bit quants at qs as 32 unsigned bytes in element order
- * (element j < 16 in the low nibble of byte j, j + 16 in its high one). */
-VNNI_FN static inline __m256i nibbles(const uint8_t *qs)
-{
-    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
-}
 
 VNNI_FN static inline __m256i load_qx(const flock_q8x *xb)
 {
@@ -76,6 +53,14 @@ VNNI_FN static inline __m256 step_q4_1(const uint8_t *p, const flock_q8x *xb, __
     return _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xb->d), _mm256_cvtepi32_ps(i), acc);
 }
 
+VNNI_FN static inline __m256 step_q5_0(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc, float *off)
+{
+    __m256i i = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q5_u8(p), qx);
+    float dw = half(p);
+    *off = __builtin_fmaf(dw, xb->s, *off);
+    return _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(i), acc);
+}
+
 VNNI_FN static float dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
 {
     const uint8_t *p = w;
@@ -103,6 +88,33 @@ VNNI_FN static float dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
     for (size_t b = 0; b < n / 32; b++, p += 20)
         acc = step_q4_1(p, &xq[b], load_qx(&xq[b]), acc, &off);
     return hsum8(acc) + off;
+}
+
+VNNI_FN static float dotq_q5_0(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 22)
+        acc = step_q5_0(p, &xq[b], load_qx(&xq[b]), acc, &off);
+    return hsum8(acc) - 16.0f * off;
+}
+
+VNNI_FN static void dotq4_q5_0(const void *const *w, const flock_q8x *xq, size_t n, float *out)
+{
+    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
+    for (size_t b = 0; b < n / 32; b++) {
+        __m256i qx = load_qx(&xq[b]);
+        size_t o = b * 22;
+        a0 = step_q5_0(p0 + o, &xq[b], qx, a0, &f0);
+        a1 = step_q5_0(p1 + o, &xq[b], qx, a1, &f1);
+        a2 = step_q5_0(p2 + o, &xq[b], qx, a2, &f2);
+        a3 = step_q5_0(p3 + o, &xq[b], qx, a3, &f3);
+    }
+    out[0] = hsum8(a0) - 16.0f * f0, out[1] = hsum8(a1) - 16.0f * f1;
+    out[2] = hsum8(a2) - 16.0f * f2, out[3] = hsum8(a3) - 16.0f * f3;
 }
 
 /* Four rows against the same x: one load of each x block for the four.
@@ -153,6 +165,8 @@ static void build_avx512_table(void)
     avx512_table.dotq[FLOCK_DTYPE_Q4_1] = dotq_q4_1;
     avx512_table.dotq4[FLOCK_DTYPE_Q4_0] = dotq4_q4_0;
     avx512_table.dotq4[FLOCK_DTYPE_Q4_1] = dotq4_q4_1;
+    avx512_table.dotq[FLOCK_DTYPE_Q5_0] = dotq_q5_0;
+    avx512_table.dotq4[FLOCK_DTYPE_Q5_0] = dotq4_q5_0;
 }
 
 /* AVX-512F/BW/VL from CPUID leaf 7 (EBX bits 16, 30, 31), VNNI (ECX bit

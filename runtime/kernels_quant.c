@@ -75,6 +75,7 @@ SCALAR(q4_0, FLOCK_DTYPE_Q4_0)
 SCALAR(q4_1, FLOCK_DTYPE_Q4_1)
 SCALAR(q4_k, FLOCK_DTYPE_Q4_K)
 SCALAR(q6_k, FLOCK_DTYPE_Q6_K)
+SCALAR(q5_0, FLOCK_DTYPE_Q5_0)
 
 /* ---- int8 activations ---------------------------------------------------- */
 
@@ -129,6 +130,27 @@ float flock_qs_dotq_q4_0(const void *w, const flock_q8x *xq, size_t n)
     return s;
 }
 
+/* q5_0: the 5-bit unsigned quants (nibble, fifth bit from qh) of a block
+ * times x's int8 quants: dw (dx sum(qw qx) - 16 s). */
+static int dot_q5(const uint8_t *p, const int8_t *q)
+{
+    uint32_t qh = (uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24;
+    int acc = 0;
+    for (int j = 0; j < 16; j++)
+        acc += ((p[6 + j] & 0x0F) | (int)((qh >> j) & 1) << 4) * q[j] +
+               ((p[6 + j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) * q[j + 16];
+    return acc;
+}
+
+float flock_qs_dotq_q5_0(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    float s = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 22)
+        s += half(p) * (xq[b].d * (float)dot_q5(p, xq[b].q) - 16.0f * xq[b].s);
+    return s;
+}
+
 /* q4_1: dw dx sum(qw qx) + m s. */
 float flock_qs_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
 {
@@ -149,6 +171,7 @@ float flock_qs_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
 DOTQ4(q8_0)
 DOTQ4(q4_0)
 DOTQ4(q4_1)
+DOTQ4(q5_0)
 
 /* Four axpys in order. */
 #define AXPY4(T)                                                                                            \
@@ -160,3 +183,4 @@ DOTQ4(q4_1)
 AXPY4(q8_0)
 AXPY4(q4_0)
 AXPY4(q4_1)
+AXPY4(q5_0)

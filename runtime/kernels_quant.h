@@ -1,5 +1,5 @@
-/* Private: the kernels over quantized weight rows (q8_0, q4_0, q4_1, q4_k,
- * q6_k: GGML's block layouts, formats/dequant.c) for the kernel tables of
+/* Private: the kernels over quantized weight rows (q8_0, q4_0, q4_1, q5_0,
+ * q4_k, q6_k: GGML's block layouts, formats/dequant.c) for the kernel tables of
  * kernels.h. Activations stay f32; a row of n elements is n / block blocks.
  * The scalar versions dequantize one block at a time and are the reference
  * the SIMD ones are tested against (tests/test_runtime.c). */
@@ -22,6 +22,7 @@ FLOCK_QUANT_KERNELS(flock_qs, q4_0)
 FLOCK_QUANT_KERNELS(flock_qs, q4_1)
 FLOCK_QUANT_KERNELS(flock_qs, q4_k)
 FLOCK_QUANT_KERNELS(flock_qs, q6_k)
+FLOCK_QUANT_KERNELS(flock_qs, q5_0)
 /* AVX2: the 32-element types; the k-quants use the scalar block decode
  * with an AVX2 dot over each decoded block. */
 FLOCK_QUANT_KERNELS(flock_qa, q8_0)
@@ -29,6 +30,7 @@ FLOCK_QUANT_KERNELS(flock_qa, q4_0)
 FLOCK_QUANT_KERNELS(flock_qa, q4_1)
 FLOCK_QUANT_KERNELS(flock_qa, q4_k)
 FLOCK_QUANT_KERNELS(flock_qa, q6_k)
+FLOCK_QUANT_KERNELS(flock_qa, q5_0)
 
 /* int8 activations (kernels.h, flock_q8x): x into blocks (scalar, both
  * tables), and the integer dot products of the 32-element types. */
@@ -37,22 +39,28 @@ void flock_q_quant_x(const float *x, struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qs_dotq_q5_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qa_dotq_q5_0(const void *w, const struct flock_q8x *xq, size_t n);
 /* Four rows into one y (kernels.h, axpy4): bitwise four axpy calls in order. */
 void flock_qs_axpy4_q8_0(const float *a, const void *const *w, float *y, size_t n);
 void flock_qs_axpy4_q4_0(const float *a, const void *const *w, float *y, size_t n);
 void flock_qs_axpy4_q4_1(const float *a, const void *const *w, float *y, size_t n);
+void flock_qs_axpy4_q5_0(const float *a, const void *const *w, float *y, size_t n);
 void flock_qa_axpy4_q8_0(const float *a, const void *const *w, float *y, size_t n);
 void flock_qa_axpy4_q4_0(const float *a, const void *const *w, float *y, size_t n);
 void flock_qa_axpy4_q4_1(const float *a, const void *const *w, float *y, size_t n);
+void flock_qa_axpy4_q5_0(const float *a, const void *const *w, float *y, size_t n);
 /* Four rows (kernels.h, dotq4); each row's result is its dotq's, bitwise. */
 void flock_qs_dotq4_q8_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qs_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qs_dotq4_q4_1(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qs_dotq4_q5_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qa_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qa_dotq4_q4_1(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qa_dotq4_q5_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 
 /* Decodes block b of a row of type t into y[flock_dtype_block(t)]. */
 void flock_q_block_to_f32(flock_dtype t, const void *row, size_t b, float *y);

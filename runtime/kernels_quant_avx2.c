@@ -15,12 +15,6 @@
 
 #include <string.h>
 
-AVX2_FN static inline float half(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return f16_1(h);
-}
 
 /* The 32 values of a block as four vectors of 8 (elements 0-7, 8-15, 16-23, 24-31). */
 typedef struct q32 {
@@ -43,6 +37,17 @@ AVX2_FN static inline q32 q4_vals(const uint8_t *qs, int off)
     const __m128i m = _mm_set1_epi8(0x0F), o = _mm_set1_epi8((char)off);
     __m128i b = _mm_loadu_si128((const __m128i *)qs);
     __m128i lo = _mm_sub_epi8(_mm_and_si128(b, m), o), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), o);
+    return (q32){{_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
+                  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))}};
+}
+
+/* The 32 values of a q5_0 block, q - 16, as four vectors of 8. */
+AVX2_FN static inline q32 q5_vals(const uint8_t *p)
+{
+    __m256i v = _mm256_sub_epi8(q5_u8(p), _mm256_set1_epi8(16));
+    __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
     return (q32){{_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
                   _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
                   _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
@@ -112,6 +117,24 @@ AVX2_FN float flock_qa_dot_q4_1(const void *w, const float *x, size_t n)
     return hsum8(_mm256_add_ps(a0, a1));
 }
 
+/* x = d (q - 16). */
+AVX2_FN float flock_qa_dot_q5_0(const void *w, const float *x, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    size_t nb = n / 32, b = 0;
+    for (; b + 2 <= nb; b += 2, p += 44, x += 64) {
+        q32 q = q5_vals(p), r = q5_vals(p + 22);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 22)), dot32(&r, x + 32), a1);
+    }
+    if (b < nb) {
+        q32 q = q5_vals(p);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
 /* k-quants: each 256-element block decoded by the scalar decoder. */
 AVX2_FN static float dot_k(flock_dtype t, const void *w, const float *x, size_t n)
 {
@@ -164,6 +187,16 @@ AVX2_FN void flock_qa_axpy_q4_0(float a, const void *w, float *y, size_t n)
     }
 }
 
+AVX2_FN void flock_qa_axpy_q5_0(float a, const void *w, float *y, size_t n)
+{
+    const uint8_t *p = w;
+    const __m256 z = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / 32; b++, p += 22, y += 32) {
+        q32 q = q5_vals(p);
+        axpy32(_mm256_set1_ps(a * half(p)), z, &q, y);
+    }
+}
+
 AVX2_FN void flock_qa_axpy_q4_1(float a, const void *w, float *y, size_t n)
 {
     const uint8_t *p = w;
@@ -181,7 +214,7 @@ AVX2_FN void flock_qa_axpy_q4_1(float a, const void *w, float *y, size_t n)
 AVX2_FN static inline void axpy4_blocks(flock_dtype t, const float *a, const void *const *w, float *y, size_t n)
 {
     const uint8_t *p[4] = {w[0], w[1], w[2], w[3]};
-    size_t bs = t == FLOCK_DTYPE_Q8_0 ? 34 : t == FLOCK_DTYPE_Q4_0 ? 18 : 20;
+    size_t bs = flock_dtype_block_bytes(t);
     for (size_t b = 0; b < n / 32; b++, y += 32) {
         __m256 acc[4];
         for (int i = 0; i < 4; i++)
@@ -190,6 +223,7 @@ AVX2_FN static inline void axpy4_blocks(flock_dtype t, const float *a, const voi
             const uint8_t *blk = p[r] + b * bs;
             q32 q = t == FLOCK_DTYPE_Q8_0   ? q8_0_vals(blk)
                     : t == FLOCK_DTYPE_Q4_0 ? q4_vals(blk + 2, 8)
+                    : t == FLOCK_DTYPE_Q5_0 ? q5_vals(blk)
                                             : q4_vals(blk + 4, 0);
             __m256 sc = _mm256_set1_ps(a[r] * half(blk)),
                    c = t == FLOCK_DTYPE_Q4_1 ? _mm256_set1_ps(a[r] * half(blk + 2)) : _mm256_setzero_ps();
@@ -214,6 +248,11 @@ AVX2_FN void flock_qa_axpy4_q4_0(const float *a, const void *const *w, float *y,
 AVX2_FN void flock_qa_axpy4_q4_1(const float *a, const void *const *w, float *y, size_t n)
 {
     axpy4_blocks(FLOCK_DTYPE_Q4_1, a, w, y, n);
+}
+
+AVX2_FN void flock_qa_axpy4_q5_0(const float *a, const void *const *w, float *y, size_t n)
+{
+    axpy4_blocks(FLOCK_DTYPE_Q5_0, a, w, y, n);
 }
 
 AVX2_FN static void axpy_k(flock_dtype t, float a, const void *w, float *y, size_t n)
@@ -273,6 +312,16 @@ AVX2_FN void flock_qa_to_f32_q4_1(const void *w, float *dst, size_t n)
     }
 }
 
+AVX2_FN void flock_qa_to_f32_q5_0(const void *w, float *dst, size_t n)
+{
+    const uint8_t *p = w;
+    const __m256 z = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / 32; b++, p += 22, dst += 32) {
+        q32 q = q5_vals(p);
+        store32(_mm256_set1_ps(half(p)), z, &q, dst);
+    }
+}
+
 void flock_qa_to_f32_q4_k(const void *w, float *dst, size_t n)
 {
     flock_qs_to_f32_q4_k(w, dst, n);
@@ -291,11 +340,9 @@ AVX2_FN static inline __m256i dot_u8i8(__m256i a, __m256i b)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
 }
 
-/* The 16 bytes of 4-bit quants at qs as 32 unsigned bytes in element order. */
-AVX2_FN static inline __m256i nibbles(const uint8_t *qs)
+AVX2_FN static inline __m256i load_qx(const flock_q8x *xb)
 {
-    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+    return _mm256_loadu_si256((const __m256i *)xb->q);
 }
 
 /* One block of each integer dot product: the row's running sums (acc, and
@@ -325,10 +372,15 @@ AVX2_FN static inline __m256 step_q4_1(const uint8_t *p, const flock_q8x *xb, __
     return _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xb->d), _mm256_cvtepi32_ps(i), acc);
 }
 
-AVX2_FN static inline __m256i load_qx(const flock_q8x *xb)
+/* q5_0: the unsigned 5-bit quants against qx, then - 16 dw s (as q4_0's - 8). */
+AVX2_FN static inline __m256 step_q5_0(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc, float *off)
 {
-    return _mm256_loadu_si256((const __m256i *)xb->q);
+    __m256i i = dot_u8i8(q5_u8(p), qx);
+    float dw = half(p);
+    *off = __builtin_fmaf(dw, xb->s, *off);
+    return _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(i), acc);
 }
+
 
 AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
 {
@@ -357,6 +409,33 @@ AVX2_FN float flock_qa_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
     for (size_t b = 0; b < n / 32; b++, p += 20)
         acc = step_q4_1(p, &xq[b], load_qx(&xq[b]), acc, &off);
     return hsum8(acc) + off;
+}
+
+AVX2_FN float flock_qa_dotq_q5_0(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (size_t b = 0; b < n / 32; b++, p += 22)
+        acc = step_q5_0(p, &xq[b], load_qx(&xq[b]), acc, &off);
+    return hsum8(acc) - 16.0f * off;
+}
+
+AVX2_FN void flock_qa_dotq4_q5_0(const void *const *w, const flock_q8x *xq, size_t n, float *out)
+{
+    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
+    for (size_t b = 0; b < n / 32; b++) {
+        __m256i qx = load_qx(&xq[b]);
+        size_t o = b * 22;
+        a0 = step_q5_0(p0 + o, &xq[b], qx, a0, &f0);
+        a1 = step_q5_0(p1 + o, &xq[b], qx, a1, &f1);
+        a2 = step_q5_0(p2 + o, &xq[b], qx, a2, &f2);
+        a3 = step_q5_0(p3 + o, &xq[b], qx, a3, &f3);
+    }
+    out[0] = hsum8(a0) - 16.0f * f0, out[1] = hsum8(a1) - 16.0f * f1;
+    out[2] = hsum8(a2) - 16.0f * f2, out[3] = hsum8(a3) - 16.0f * f3;
 }
 
 /* Four rows against the same int8 x: one load of each x block serves the
@@ -410,5 +489,6 @@ DOT4(q4_0, FLOCK_DTYPE_Q4_0)
 DOT4(q4_1, FLOCK_DTYPE_Q4_1)
 DOT4(q4_k, FLOCK_DTYPE_Q4_K)
 DOT4(q6_k, FLOCK_DTYPE_Q6_K)
+DOT4(q5_0, FLOCK_DTYPE_Q5_0)
 
 #endif

@@ -17,7 +17,7 @@ Then the quantized storage: with `--dtype source` every matrix flock can keep
 holds the GGUF's own bytes (ffn_gate_up: gate row bytes, then up row bytes),
 and what is requantized (ffn_down_t; a type flock does not store) equals
 `gguf.quants.quantize` of the dequantized weights as q8_0, byte for byte;
-with `--dtype q8_0|q4_0|q4_1` every matrix equals `gguf.quants.quantize` of
+with `--dtype q8_0|q4_0|q4_1|q5_0` every matrix equals `gguf.quants.quantize` of
 its f32 values (a matrix whose rows are not whole 32-blocks is f16). Exits 1
 on a mismatch, and also (naming it) when the model or a Python package is
 missing.
@@ -107,7 +107,7 @@ def main():
     return 1 if failures else 0
 
 
-STORED = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"}
+STORED = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q6_K"}
 
 
 def check_quantized(flockc, dump, model, reader, src, tmp, check, np, gguf):
@@ -153,8 +153,8 @@ def check_quantized(flockc, dump, model, reader, src, tmp, check, np, gguf):
     ty, by = raw["token_embd.weight"]
     check(get("token_embd") == (by if ty in STORED else q(src["token_embd.weight"], "Q8_0")), "token_embd (source)")
     n += 1
-    # --dtype q8_0 / q4_0 / q4_1: every matrix requantized from its f32 values
-    for dt in ("q8_0", "q4_0", "q4_1"):
+    # --dtype q8_0 / q4_0 / q4_1 / q5_0: every matrix requantized from its f32 values
+    for dt in ("q8_0", "q4_0", "q4_1", "q5_0"):
         get = compile_dump(dt, dt)
         for l in blocks[:2]:
             b = f"blk.{l}."

@@ -75,7 +75,7 @@ static void fill_tensor(ttensor *t, uint64_t *seed)
     }
 }
 
-#define N_TT 9
+#define N_TT 10
 static ttensor *make_tensors(uint64_t seed)
 {
     static const ttensor proto[N_TT] = {
@@ -88,6 +88,7 @@ static ttensor *make_tensors(uint64_t seed)
         {"empty", FLOCK_DTYPE_F16, 2, {0, 8}, NULL, 0},
         {"blk.0.attn_q", FLOCK_DTYPE_Q4_1, 2, {3, 64}, NULL, 0}, /* 3 rows of 2 blocks of 20 bytes */
         {"blk.0.ffn_down_t", FLOCK_DTYPE_Q6_K, 2, {2, 512}, NULL, 0},
+        {"blk.0.ffn_gate_up", FLOCK_DTYPE_Q5_0, 2, {2, 96}, NULL, 0}, /* 2 rows of 3 blocks of 22 bytes */
     };
     ttensor *t = malloc(sizeof proto);
     assert_non_null(t);
@@ -509,7 +510,7 @@ static uint8_t *small_bundle(size_t *n, int level)
         {"ids", FLOCK_DTYPE_U8, 1, {5}, NULL, 0},      {"s", FLOCK_DTYPE_F32, 0, {0}, NULL, 0},
         {"e", FLOCK_DTYPE_BF16, 1, {0}, NULL, 0},      {"i", FLOCK_DTYPE_I32, 1, {3}, NULL, 0},
         {"h", FLOCK_DTYPE_BF16, 1, {40}, NULL, 0},     {"q", FLOCK_DTYPE_Q4_1, 2, {2, 32}, NULL, 0},
-        {"k", FLOCK_DTYPE_Q4_K, 2, {1, 256}, NULL, 0},
+        {"k", FLOCK_DTYPE_Q4_K, 2, {1, 256}, NULL, 0}, {"f", FLOCK_DTYPE_Q5_0, 2, {2, 32}, NULL, 0},
     };
     for (int i = 0; i < N_TT; i++)
         fill_tensor(&t[i], &seed);
@@ -844,6 +845,12 @@ static void test_versions_and_compat(void **state)
     fix_checksums(b, n);
     assert_int_equal(flock_bundle_open_memory(b, n, &h, &err), FLOCK_E_CORRUPT);
     assert_non_null(strstr(err.msg, "q4_1 storage in a version 1.0 bundle"));
+    /* q5_0 came in 1.2 */
+    memcpy(b, orig, n);
+    st(b + 10, 2, 1);
+    fix_checksums(b, n);
+    assert_int_equal(flock_bundle_open_memory(b, n, &h, &err), FLOCK_E_CORRUPT);
+    assert_non_null(strstr(err.msg, "q5_0 storage in a version 1.1 bundle (it came in 1.2)"));
 
     /* Newer minor, informational flags and unknown section kinds are accepted. */
     memcpy(b, orig, n);
@@ -905,7 +912,7 @@ static void test_bad_scales(void **state)
         uint16_t h;
     } cases[] = {
         {FLOCK_DTYPE_Q8_0, 0, 0x7e00}, {FLOCK_DTYPE_Q4_0, 0, 0x7c00}, {FLOCK_DTYPE_Q4_1, 2, 0xfc00},
-        {FLOCK_DTYPE_Q4_K, 2, 0x7e01}, {FLOCK_DTYPE_Q6_K, 208, 0x7c00},
+        {FLOCK_DTYPE_Q4_K, 2, 0x7e01}, {FLOCK_DTYPE_Q6_K, 208, 0x7c00}, {FLOCK_DTYPE_Q5_0, 0, 0xfc00},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int level = 0; level <= 3; level += 3) {

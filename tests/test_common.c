@@ -140,7 +140,8 @@ static void test_quant_sizes(void **state)
         const char *name;
         size_t block, bytes;
     } q[] = {{FLOCK_DTYPE_Q8_0, "q8_0", 32, 34}, {FLOCK_DTYPE_Q4_0, "q4_0", 32, 18}, {FLOCK_DTYPE_Q4_1, "q4_1", 32, 20},
-             {FLOCK_DTYPE_Q4_K, "q4_k", 256, 144}, {FLOCK_DTYPE_Q6_K, "q6_k", 256, 210}};
+             {FLOCK_DTYPE_Q4_K, "q4_k", 256, 144}, {FLOCK_DTYPE_Q6_K, "q6_k", 256, 210},
+             {FLOCK_DTYPE_Q5_0, "q5_0", 32, 22}};
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
         flock_dtype t;
         assert_int_equal(flock_dtype_parse(q[i].name, &t), FLOCK_OK);
@@ -160,15 +161,16 @@ static void test_quant_sizes(void **state)
     assert_int_equal(flock_dtype_row_bytes(FLOCK_DTYPE_F16, 7), 14);
     assert_int_equal(flock_dtype_ggml(FLOCK_DTYPE_Q4_1), 3);
     assert_int_equal(flock_dtype_ggml(FLOCK_DTYPE_Q6_K), 14);
+    assert_int_equal(flock_dtype_ggml(FLOCK_DTYPE_Q5_0), 6);
 }
 
-/* Quantizing to q8_0 / q4_0 / q4_1 and back: each element within half a
+/* Quantizing to q8_0 / q4_0 / q4_1 / q5_0 and back: each element within half a
  * quantization step of its block (d / 2), constant and zero blocks exact,
  * a non-finite input refused. */
 static void test_quantize_roundtrip(void **state)
 {
     (void)state;
-    static const flock_dtype q[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1};
+    static const flock_dtype q[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1, FLOCK_DTYPE_Q5_0};
     uint64_t s = 7;
     enum { N = 32 * 9 };
     float x[N], back[N];
@@ -187,11 +189,14 @@ static void test_quantize_roundtrip(void **state)
                 hi = fmaxf(hi, x[32 * b + j]);
                 amax = fmaxf(amax, fabsf(x[32 * b + j]));
             }
-            /* the step: amax/127 (q8_0), amax/8 (q4_0), range/15 (q4_1); an element is within half a
-             * step, but q4_0's grid runs -8..7 steps, so the end opposite the largest magnitude clips
-             * by up to one step; the f16 scales add relative 1e-3 */
-            float step = q[k] == FLOCK_DTYPE_Q8_0 ? amax / 127 : q[k] == FLOCK_DTYPE_Q4_0 ? amax / 8 : (hi - lo) / 15;
-            float within = q[k] == FLOCK_DTYPE_Q4_0 ? 1.0f : 0.5f;
+            /* the step: amax/127 (q8_0), amax/8 (q4_0), amax/16 (q5_0), range/15 (q4_1); an element is
+             * within half a step, but q4_0's grid runs -8..7 steps (q5_0's -16..15), so the end opposite
+             * the largest magnitude clips by up to one step; the f16 scales add relative 1e-3 */
+            float step = q[k] == FLOCK_DTYPE_Q8_0   ? amax / 127
+                         : q[k] == FLOCK_DTYPE_Q4_0 ? amax / 8
+                         : q[k] == FLOCK_DTYPE_Q5_0 ? amax / 16
+                                                    : (hi - lo) / 15;
+            float within = q[k] == FLOCK_DTYPE_Q4_0 || q[k] == FLOCK_DTYPE_Q5_0 ? 1.0f : 0.5f;
             for (int j = 0; j < 32; j++) {
                 float e = fabsf(back[32 * b + j] - x[32 * b + j]);
                 if (e > step * within * 1.01f + 2e-3f * amax + 1e-7f)

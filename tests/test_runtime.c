@@ -96,7 +96,13 @@ static void *rand_qrows(flock_dtype dt, size_t n, float *exact, uint64_t *s)
     } else {
         for (size_t i = 0; i < nb; i++)
             w[i] = (uint8_t)flock_test_rand(s);
-        for (size_t b = 0; b < n / 256; b++) {
+        /* random quants and fifth bits (every qh pattern, not only what a
+         * quantizer writes), a finite scale per block */
+        for (size_t b = 0; dt == FLOCK_DTYPE_Q5_0 && b < n / 32; b++) {
+            uint16_t d = flock_f32_to_f16(0.05f + 0.05f * (float)(flock_test_rand(s) % 100) / 100.0f);
+            memcpy(w + 22 * b, &d, 2);
+        }
+        for (size_t b = 0; dt != FLOCK_DTYPE_Q5_0 && b < n / 256; b++) {
             uint8_t *blk = w + b * flock_dtype_block_bytes(dt);
             uint16_t d = flock_f32_to_f16(0.01f + 0.01f * (float)(flock_test_rand(s) % 100) / 100.0f);
             if (dt == FLOCK_DTYPE_Q4_K) { /* half d, half dmin, then scales and quants */
@@ -119,8 +125,8 @@ static void *rand_qrows(flock_dtype dt, size_t n, float *exact, uint64_t *s)
  * 3 blocks (k-quants). */
 static void check_quant_table(const flock_kernel_table *k, uint64_t seed)
 {
-    static const flock_dtype qt[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1, FLOCK_DTYPE_Q4_K,
-                                     FLOCK_DTYPE_Q6_K};
+    static const flock_dtype qt[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1, FLOCK_DTYPE_Q5_0,
+                                     FLOCK_DTYPE_Q4_K, FLOCK_DTYPE_Q6_K};
     uint64_t s = seed;
     for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
         flock_dtype dt = qt[ti];

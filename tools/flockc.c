@@ -26,9 +26,10 @@ static void usage(FILE *f)
             "  --keep LIST          GRIFFIN keep ratios in (0, 1], comma-separated (default 0.25,0.5,0.75)\n"
             "  --dtype T            storage dtype of the weight matrices: auto (default: source\n"
             "                       for a GGUF with quantized weights, else f16), f16, bf16, f32,\n"
-            "                       q8_0, q4_0, q4_1, q4_k, q6_k (GGML's block layouts), or source: every\n"
-            "                       matrix keeps its source type (a GGUF's q8_0/q4_0/q4_1/q4_k/q6_k\n"
-            "                       blocks byte for byte), except the transposed down projection\n"
+            "                       q8_0, q4_0, q4_1, q5_0, q4_k, q6_k (GGML's block layouts), or source:\n"
+            "                       every matrix keeps its source type (a GGUF's q8_0/q4_0/q4_1/q5_0/\n"
+            "                       q4_k/q6_k blocks byte for byte), except the transposed down\n"
+            "                       projection\n"
             "                       and types flock does not store, which get --down-dtype;\n"
             "                       norms and biases stay f32; a matrix whose rows are not whole\n"
             "                       blocks is stored q4_1 (for q4_k), q8_0 (for q6_k) or f16\n"
@@ -44,7 +45,7 @@ static void usage(FILE *f)
             "                       Each sm_XY adds a kernel section cuda:sm_XY (CUBIN compiled\n"
             "                       by NVRTC for this model, its keep ratios and 1.0), and any sm\n"
             "                       target adds cuda:compute_80 (PTX for newer GPUs); needs\n"
-            "                       f16, bf16, q8_0, q4_0 or q4_1 matrices (not q4_k, q6_k) and\n"
+            "                       f16, bf16, q8_0, q4_0 or q4_1 matrices (not q5_0, q4_k, q6_k) and\n"
             "                       a flockc built with CUDA%s\n"
             "  --level N            zstd level for the tensor data, 0..19 (default 3); 0 stores\n"
             "                       it uncompressed so the runtime can map it in place\n"
@@ -197,12 +198,12 @@ int main(int argc, char **argv)
                 if (!o.auto_dtype && !o.source_dtype && (flock_dtype_parse(v, &o.dtype) || o.dtype == FLOCK_DTYPE_I32 ||
                                                          o.dtype == FLOCK_DTYPE_U8))
                     return bad_usage("--dtype: unknown dtype '%s' (auto, source, f16, bf16, f32, q8_0, q4_0, q4_1, "
-                                     "q4_k or q6_k)", v);
+                                     "q5_0, q4_k or q6_k)", v);
             } else if (!strcmp(a, "--down-dtype")) {
                 if (flock_dtype_parse(v, &o.down_dtype) || o.down_dtype == FLOCK_DTYPE_I32 ||
                     o.down_dtype == FLOCK_DTYPE_U8)
-                    return bad_usage("--down-dtype: unknown dtype '%s' (f16, bf16, f32, q8_0, q4_0, q4_1, q4_k "
-                                     "or q6_k)", v);
+                    return bad_usage("--down-dtype: unknown dtype '%s' (f16, bf16, f32, q8_0, q4_0, q4_1, q5_0, "
+                                     "q4_k or q6_k)", v);
             } else if (!strcmp(a, "--target")) {
                 if (flock_compile_parse_targets(&o, v, &e))
                     return bad_usage("%s", e.msg);

@@ -177,7 +177,7 @@ flock_status flock_codegen_model_check(const flock_codegen_model *m, flock_error
  * the FFN ops (all FFN ops must agree on d_ff, act and gating), the
  * LM head's vocabulary, and the matrices' storage types: wtype (their one
  * 16-bit type, f16 when none is 16-bit) and qtypes; a matrix of any other
- * type (f32, q4_k, q6_k) is FLOCK_E_UNSUPPORTED naming the tensor.
+ * type (f32, q5_0, q4_k, q6_k) is FLOCK_E_UNSUPPORTED naming the tensor.
  * `keep` (n_keep ratios) and `kv_type` are the compiler's choices. On
  * failure *out is untouched. */
 flock_status flock_codegen_model_from_program(const flock_program *p, const float *keep, uint32_t n_keep,

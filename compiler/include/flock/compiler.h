@@ -121,9 +121,9 @@ flock_status flock_source_tensor_shape(const flock_source *s, const char *name, 
 flock_status flock_source_tensor_f32(const flock_source *s, const char *name, float **out, size_t *n,
                                      flock_error *err);
 /* The storage type the tensor has in the source, as a flock dtype: a
- * GGUF's f32/f16/bf16/q8_0/q4_0/q4_1/q4_k/q6_k, or a safetensors file's
- * float type; FLOCK_E_UNSUPPORTED (naming the type) for one flock does not
- * store, such as q5_0 or q3_k. */
+ * GGUF's f32/f16/bf16/q8_0/q4_0/q4_1/q5_0/q4_k/q6_k, or a safetensors
+ * file's float type; FLOCK_E_UNSUPPORTED (naming the type) for one flock
+ * does not store, such as q5_1 or q3_k. */
 flock_status flock_source_tensor_dtype(const flock_source *s, const char *name, flock_dtype *out,
                                        flock_error *err);
 /* The tensor's bytes exactly as the source stores them (GGUF only; they

@@ -55,7 +55,7 @@ flock_status flock_manifest_get_str_arr(const flock_manifest *m, const char *key
 /* ======================================================================== */
 
 #define FLOCK_BUNDLE_MAJOR 1
-#define FLOCK_BUNDLE_MINOR 1 /* 1.1: quantized tensor dtypes (q8_0, q4_0, q4_1, q4_k, q6_k) */
+#define FLOCK_BUNDLE_MINOR 2 /* 1.1: quantized tensor dtypes (q8_0, q4_0, q4_1, q4_k, q6_k); 1.2: q5_0 */
 
 typedef enum flock_section_kind {
     FLOCK_SECTION_MANIFEST = 1,

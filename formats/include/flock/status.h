@@ -84,6 +84,7 @@ typedef enum flock_dtype {
     FLOCK_DTYPE_Q4_1 = 7, /* 32 elements, 20 bytes: f16 d, m, 4-bit q; x = d q + m */
     FLOCK_DTYPE_Q4_K = 8, /* 256 elements, 144 bytes: 8 x 32 with 6-bit scales and mins */
     FLOCK_DTYPE_Q6_K = 9, /* 256 elements, 210 bytes: 16 x 16 with 8-bit scales */
+    FLOCK_DTYPE_Q5_0 = 10, /* 32 elements, 22 bytes: f16 d, 32 fifth bits, 4-bit q; x = d (q - 16) */
     FLOCK_DTYPE_COUNT
 } flock_dtype;
 
@@ -117,7 +118,7 @@ float flock_bf16_to_f32(uint16_t h);
 uint16_t flock_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
 
 /* Converts n floats to `dst_type` / back to f32. From f32: f32, f16, bf16,
- * q8_0, q4_0, q4_1 with GGML's reference rounding (n a multiple of 32), and
+ * q8_0, q4_0, q4_1, q5_0 with GGML's reference rounding (n a multiple of 32), and
  * q4_k, q6_k by flock's scale search (n a multiple of 256; formats/quant.c).
  * To f32: every float and quantized type (n a multiple of
  * the block; FLOCK_E_INVALID_ARG otherwise). */
