@@ -15,6 +15,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include "avx2_util.h"
+#include "dotq_loops.h"
 
 #include <cpuid.h>
 #include <pthread.h>
@@ -70,88 +71,12 @@ VNNI_FN static float dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
     return hsum8(acc);
 }
 
-VNNI_FN static float dotq_q4_0(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 32; b++, p += 18)
-        acc = step_q4_0(p, &xq[b], load_qx(&xq[b]), acc, &off);
-    return hsum8(acc) - 8.0f * off;
-}
-
-VNNI_FN static float dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 32; b++, p += 20)
-        acc = step_q4_1(p, &xq[b], load_qx(&xq[b]), acc, &off);
-    return hsum8(acc) + off;
-}
-
-VNNI_FN static float dotq_q5_0(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 32; b++, p += 22)
-        acc = step_q5_0(p, &xq[b], load_qx(&xq[b]), acc, &off);
-    return hsum8(acc) - 16.0f * off;
-}
-
-VNNI_FN static void dotq4_q5_0(const void *const *w, const flock_q8x *xq, size_t n, float *out)
-{
-    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
-    for (size_t b = 0; b < n / 32; b++) {
-        __m256i qx = load_qx(&xq[b]);
-        size_t o = b * 22;
-        a0 = step_q5_0(p0 + o, &xq[b], qx, a0, &f0);
-        a1 = step_q5_0(p1 + o, &xq[b], qx, a1, &f1);
-        a2 = step_q5_0(p2 + o, &xq[b], qx, a2, &f2);
-        a3 = step_q5_0(p3 + o, &xq[b], qx, a3, &f3);
-    }
-    out[0] = hsum8(a0) - 16.0f * f0, out[1] = hsum8(a1) - 16.0f * f1;
-    out[2] = hsum8(a2) - 16.0f * f2, out[3] = hsum8(a3) - 16.0f * f3;
-}
-
-/* Four rows against the same x: one load of each x block for the four.
- * Not for q8_0, as in the AVX2 table: one row at a time (prefetched) was
- * as fast or faster in the decode (SmolLM2's q8_0 LM head). */
-VNNI_FN static void dotq4_q4_0(const void *const *w, const flock_q8x *xq, size_t n, float *out)
-{
-    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
-    for (size_t b = 0; b < n / 32; b++) {
-        __m256i qx = load_qx(&xq[b]);
-        size_t o = b * 18;
-        a0 = step_q4_0(p0 + o, &xq[b], qx, a0, &f0);
-        a1 = step_q4_0(p1 + o, &xq[b], qx, a1, &f1);
-        a2 = step_q4_0(p2 + o, &xq[b], qx, a2, &f2);
-        a3 = step_q4_0(p3 + o, &xq[b], qx, a3, &f3);
-    }
-    out[0] = hsum8(a0) - 8.0f * f0, out[1] = hsum8(a1) - 8.0f * f1;
-    out[2] = hsum8(a2) - 8.0f * f2, out[3] = hsum8(a3) - 8.0f * f3;
-}
-
-VNNI_FN static void dotq4_q4_1(const void *const *w, const flock_q8x *xq, size_t n, float *out)
-{
-    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
-    for (size_t b = 0; b < n / 32; b++) {
-        __m256i qx = load_qx(&xq[b]);
-        size_t o = b * 20;
-        a0 = step_q4_1(p0 + o, &xq[b], qx, a0, &f0);
-        a1 = step_q4_1(p1 + o, &xq[b], qx, a1, &f1);
-        a2 = step_q4_1(p2 + o, &xq[b], qx, a2, &f2);
-        a3 = step_q4_1(p3 + o, &xq[b], qx, a3, &f3);
-    }
-    out[0] = hsum8(a0) + f0, out[1] = hsum8(a1) + f1, out[2] = hsum8(a2) + f2, out[3] = hsum8(a3) + f3;
-}
+/* The 4-bit and 5-bit types, one row and four rows (dotq_loops.h). Not
+ * q8_0's four-row product, as in the AVX2 table: one row at a time
+ * (prefetched) was as fast or faster in the decode (SmolLM2's q8_0 LM head). */
+FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_0, dotq4_q4_0, step_q4_0, 18, -8.0f)
+FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_1, dotq4_q4_1, step_q4_1, 20, 1.0f)
+FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q5_0, dotq4_q5_0, step_q5_0, 22, -16.0f)
 
 static flock_kernel_table avx512_table;
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;

@@ -12,6 +12,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include "avx2_util.h"
+#include "dotq_loops.h"
 
 #include <string.h>
 
@@ -391,91 +392,15 @@ AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
     return hsum8(acc);
 }
 
-AVX2_FN float flock_qa_dotq_q4_0(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 32; b++, p += 18)
-        acc = step_q4_0(p, &xq[b], load_qx(&xq[b]), acc, &off);
-    return hsum8(acc) - 8.0f * off;
-}
-
-AVX2_FN float flock_qa_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 32; b++, p += 20)
-        acc = step_q4_1(p, &xq[b], load_qx(&xq[b]), acc, &off);
-    return hsum8(acc) + off;
-}
-
-AVX2_FN float flock_qa_dotq_q5_0(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 32; b++, p += 22)
-        acc = step_q5_0(p, &xq[b], load_qx(&xq[b]), acc, &off);
-    return hsum8(acc) - 16.0f * off;
-}
-
-AVX2_FN void flock_qa_dotq4_q5_0(const void *const *w, const flock_q8x *xq, size_t n, float *out)
-{
-    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
-    for (size_t b = 0; b < n / 32; b++) {
-        __m256i qx = load_qx(&xq[b]);
-        size_t o = b * 22;
-        a0 = step_q5_0(p0 + o, &xq[b], qx, a0, &f0);
-        a1 = step_q5_0(p1 + o, &xq[b], qx, a1, &f1);
-        a2 = step_q5_0(p2 + o, &xq[b], qx, a2, &f2);
-        a3 = step_q5_0(p3 + o, &xq[b], qx, a3, &f3);
-    }
-    out[0] = hsum8(a0) - 16.0f * f0, out[1] = hsum8(a1) - 16.0f * f1;
-    out[2] = hsum8(a2) - 16.0f * f2, out[3] = hsum8(a3) - 16.0f * f3;
-}
-
 /* Four rows against the same int8 x: one load of each x block serves the
  * four rows, and their four independent chains hide the FMA latency that
  * bounds a lone row (q4_1 out of cache: 8.9 GB/s one row at a time, 10.7
  * four at a time). Not for q8_0: there four interleaved row streams ran at
  * 10 GB/s against 17 GB/s one row at a time (both prefetched; 30 MB of
  * rows, one Zen 3 core), so q8_0 has no dotq4. */
-AVX2_FN void flock_qa_dotq4_q4_0(const void *const *w, const flock_q8x *xq, size_t n, float *out)
-{
-    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
-    for (size_t b = 0; b < n / 32; b++) {
-        __m256i qx = load_qx(&xq[b]);
-        size_t o = b * 18;
-        a0 = step_q4_0(p0 + o, &xq[b], qx, a0, &f0);
-        a1 = step_q4_0(p1 + o, &xq[b], qx, a1, &f1);
-        a2 = step_q4_0(p2 + o, &xq[b], qx, a2, &f2);
-        a3 = step_q4_0(p3 + o, &xq[b], qx, a3, &f3);
-    }
-    out[0] = hsum8(a0) - 8.0f * f0, out[1] = hsum8(a1) - 8.0f * f1;
-    out[2] = hsum8(a2) - 8.0f * f2, out[3] = hsum8(a3) - 8.0f * f3;
-}
-
-AVX2_FN void flock_qa_dotq4_q4_1(const void *const *w, const flock_q8x *xq, size_t n, float *out)
-{
-    const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float f0 = 0, f1 = 0, f2 = 0, f3 = 0;
-    for (size_t b = 0; b < n / 32; b++) {
-        __m256i qx = load_qx(&xq[b]);
-        size_t o = b * 20;
-        a0 = step_q4_1(p0 + o, &xq[b], qx, a0, &f0);
-        a1 = step_q4_1(p1 + o, &xq[b], qx, a1, &f1);
-        a2 = step_q4_1(p2 + o, &xq[b], qx, a2, &f2);
-        a3 = step_q4_1(p3 + o, &xq[b], qx, a3, &f3);
-    }
-    out[0] = hsum8(a0) + f0, out[1] = hsum8(a1) + f1, out[2] = hsum8(a2) + f2, out[3] = hsum8(a3) + f3;
-}
+FLOCK_DOTQ_ROWS(AVX2_FN, flock_qa_dotq_q4_0, flock_qa_dotq4_q4_0, step_q4_0, 18, -8.0f)
+FLOCK_DOTQ_ROWS(AVX2_FN, flock_qa_dotq_q4_1, flock_qa_dotq4_q4_1, step_q4_1, 20, 1.0f)
+FLOCK_DOTQ_ROWS(AVX2_FN, flock_qa_dotq_q5_0, flock_qa_dotq4_q5_0, step_q5_0, 22, -16.0f)
 
 #define DOT4(T, DT)                                                                                         \
     AVX2_FN void flock_qa_dot4_##T(const void *w, size_t stride, const float *x, size_t n, float *out)      \
