@@ -421,8 +421,14 @@ static void ffn_full(flock_exec *e, const flock_op *op, int32_t fi, const float 
         flock_wmat gu = {.data = w1->data};
         flock_wmat_set_shape(&gu, w1->dtype, 2 * (int64_t)dff, d);
         matmul(e, &gu, x, d, T, h, 2 * (int64_t)dff, NULL);
-        for (int64_t r = 0; r < (int64_t)T * dff; r++)
-            z[r] = act(op->act, h[2 * r]) * h[2 * r + 1];
+        size_t n = (size_t)T * (size_t)dff;
+        if (op->act == FLOCK_ACT_SILU)
+            e->k->silu_mul(h, z, n);
+        else if (op->act == FLOCK_ACT_GELU_TANH)
+            e->k->gelu_tanh_mul(h, z, n);
+        else
+            for (size_t r = 0; r < n; r++)
+                z[r] = act(op->act, h[2 * r]) * h[2 * r + 1];
     } else {
         matmul(e, w1, x, d, T, h, dff, vecw(e, op->w[3]));
         for (int64_t r = 0; r < (int64_t)T * dff; r++)

@@ -212,6 +212,20 @@ static void att_pv(const float *p, const float *v, size_t ldv, size_t n, size_t 
             o[i] += p[j] * v[j * ldv + i];
 }
 
+static void silu_mul(const float *h, float *z, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        z[i] = h[2 * i] / (1.f + expf(-h[2 * i])) * h[2 * i + 1];
+}
+
+static void gelu_tanh_mul(const float *h, float *z, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = h[2 * i];
+        z[i] = 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x))) * h[2 * i + 1];
+    }
+}
+
 /* Table rows by dtype: the three float types, then the quantized ones. */
 #define DT3(f) [FLOCK_DTYPE_F32] = f##_f32, [FLOCK_DTYPE_F16] = f##_f16, [FLOCK_DTYPE_BF16] = f##_bf16
 #define QK(pre, f)                                                                                          \
@@ -237,6 +251,8 @@ static const flock_kernel_table scalar_table = {
     .axpy_f32 = axpy_plain,
     .att_qk = att_qk,
     .att_exp = att_exp,
+    .silu_mul = silu_mul,
+    .gelu_tanh_mul = gelu_tanh_mul,
     .att_pv = att_pv,
 };
 

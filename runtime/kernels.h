@@ -77,6 +77,13 @@ typedef struct flock_kernel_table {
     void (*att_qk)(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
                    float scale, float *s, size_t lds);
     float (*att_exp)(float *s, size_t n, float m);
+    /* The gated FF's activation over the prefill's interleaved gate/up
+     * products: z[i] = f(h[2i]) h[2i+1] for i < n, f = SiLU (silu_mul) or
+     * the tanh-approximated GELU (gelu_tanh_mul, as x sigmoid(2u), u =
+     * sqrt(2/pi) (x + 0.044715 x^3)). The SIMD versions use att_exp's
+     * polynomial exp: within a few ulp of the libm formulas. */
+    void (*silu_mul)(const float *h, float *z, size_t n);
+    void (*gelu_tanh_mul)(const float *h, float *z, size_t n);
     void (*att_pv)(const float *p, const float *v, size_t ldv, size_t n, size_t hd, float *o);
 } flock_kernel_table;
 

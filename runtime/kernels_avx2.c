@@ -435,6 +435,44 @@ AVX2_FN static float att_exp(float *s, size_t n, float m)
     return hsum8(sum);
 }
 
+/* z = x sigmoid(c x (1 + b x^2)) y over 8 interleaved (x, y) pairs at h:
+ * SiLU is c = 1, b = 0; the tanh GELU c = 2 sqrt(2/pi), b = 0.044715
+ * (0.5 x (1 + tanh u) = x sigmoid(2u)). Large |c x| saturate cleanly:
+ * exp8 gives 0 below -87 and is clamped at 88. */
+AVX2_FN static inline __m256 glu8(const float *h, float c, float b)
+{
+    __m256 a = _mm256_loadu_ps(h), d = _mm256_loadu_ps(h + 8);
+    /* de-interleave: x = even lanes, y = odd lanes, in order */
+    __m256 x = _mm256_shuffle_ps(a, d, 0x88), y = _mm256_shuffle_ps(a, d, 0xDD);
+    x = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(x), 0xD8));
+    y = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(y), 0xD8));
+    __m256 t = _mm256_mul_ps(_mm256_set1_ps(c), x);
+    if (b != 0)
+        t = _mm256_mul_ps(t, _mm256_fmadd_ps(_mm256_mul_ps(x, x), _mm256_set1_ps(b), _mm256_set1_ps(1.f)));
+    __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), t));
+    return _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.f), e)), y);
+}
+
+AVX2_FN static void silu_mul(const float *h, float *z, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(z + i, glu8(h + 2 * i, 1.f, 0.f));
+    for (; i < n; i++)
+        z[i] = h[2 * i] / (1.f + expf(-h[2 * i])) * h[2 * i + 1];
+}
+
+AVX2_FN static void gelu_tanh_mul(const float *h, float *z, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(z + i, glu8(h + 2 * i, 2.f * 0.79788456080286536f, 0.044715f));
+    for (; i < n; i++) {
+        float x = h[2 * i];
+        z[i] = x / (1.f + expf(-2.f * 0.79788456080286536f * (x + 0.044715f * x * x * x))) * h[2 * i + 1];
+    }
+}
+
 /* o += p V: 64 output floats held in 8 registers while the keys stream by
  * (8 independent FMA chains), then 8 at a time, then the odd end. */
 AVX2_FN static void att_pv(const float *p, const float *v, size_t ldv, size_t n, size_t hd, float *o)
@@ -511,6 +549,8 @@ static const flock_kernel_table avx2_table = {
     .axpy_f32 = axpy_plain,
     .att_qk = att_qk,
     .att_exp = att_exp,
+    .silu_mul = silu_mul,
+    .gelu_tanh_mul = gelu_tanh_mul,
     .att_pv = att_pv,
 };
 

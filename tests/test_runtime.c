@@ -218,6 +218,29 @@ static void check_quant_table(const flock_kernel_table *k, uint64_t seed)
 }
 
 /* The prefill micro-kernels against plain loops in double. */
+/* silu_mul and gelu_tanh_mul against the formulas in double, on odd
+ * lengths, ordinary and extreme inputs (|x| up to 100: saturated ends). */
+static void check_glu(const flock_kernel_table *k, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (size_t n = 1; n <= 37; n += 9) {
+        float h[2 * 37], z[37];
+        for (size_t i = 0; i < 2 * n; i++)
+            h[i] = flock_test_randf(&s) * (i % 5 == 0 ? 100.f : 6.f);
+        for (int f = 0; f < 2; f++) {
+            (f ? k->gelu_tanh_mul : k->silu_mul)(h, z, n);
+            for (size_t i = 0; i < n; i++) {
+                double x = h[2 * i], y = h[2 * i + 1];
+                double ref = f ? 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) * y
+                               : x / (1 + exp(-x)) * y;
+                if (fabs(z[i] - ref) > 2e-6 * fabs(ref) + 1e-6 * fabs(y))
+                    fail_msg("%s n %zu i %zu x %g: %.9g, reference %.9g", f ? "gelu_tanh_mul" : "silu_mul", n, i,
+                             x, (double)z[i], ref);
+            }
+        }
+    }
+}
+
 static void check_microkernels(const flock_kernel_table *k)
 {
     uint64_t s = 0x777;
@@ -266,6 +289,7 @@ static void test_kernels_scalar(void **state)
     check_table(flock_kernels_scalar(), 0x1234);
     check_quant_table(flock_kernels_scalar(), 0x4321);
     check_microkernels(flock_kernels_scalar());
+    check_glu(flock_kernels_scalar(), 0x1357);
 }
 
 static void test_kernels_simd(void **state)
@@ -279,6 +303,7 @@ static void test_kernels_simd(void **state)
     check_table(k, 0x5678);
     check_quant_table(k, 0x8765);
     check_microkernels(k);
+    check_glu(k, 0x2468);
     /* The AVX-512 VNNI table runs only where the CPU has it; elsewhere the
      * AVX2 table above is what runs, and this says so rather than skip. */
     const flock_kernel_table *v = flock_kernels_avx512();
