@@ -27,6 +27,14 @@
 
 #define FLOCK_MANIFEST_VERSION 1u
 
+/* The bundle minor version a tensor dtype came in: 0 for the plain types,
+ * 1 for the quantized ones, 2 for q5_0. The writer writes the largest over
+ * its tensors; the reader refuses a dtype in a file older than that. */
+static inline unsigned flock_bundle_dtype_minor(flock_dtype t)
+{
+    return t == FLOCK_DTYPE_Q5_0 ? 2u : flock_dtype_is_quantized(t) ? 1u : 0u;
+}
+
 /* Serializes `m` into a malloc'd buffer (caller frees). */
 flock_status flock_manifest_serialize(const flock_manifest *m, uint8_t **out, size_t *out_size,
                                       flock_error *err);

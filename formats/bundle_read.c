@@ -271,11 +271,10 @@ static flock_status parse_tensor(flock_bundle *b, flock_reader *r, size_t i, con
         return flock_error_set(err, FLOCK_E_UNSUPPORTED, "tensor '%s': unknown dtype %u", name_out, t->dtype);
     /* the unit the chunks hold whole: an element, or a quantized block */
     size_t esize = flock_dtype_block_bytes((flock_dtype)t->dtype);
-    if ((flock_dtype_is_quantized((flock_dtype)t->dtype) && b->minor < 1) ||
-        (t->dtype == FLOCK_DTYPE_Q5_0 && b->minor < 2))
-        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': %s storage in a version 1.%u bundle (it came in 1.%d)",
-                               name_out, flock_dtype_name((flock_dtype)t->dtype), b->minor,
-                               t->dtype == FLOCK_DTYPE_Q5_0 ? 2 : 1);
+    unsigned since = flock_bundle_dtype_minor((flock_dtype)t->dtype);
+    if (b->minor < since)
+        return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': %s storage in a version 1.%u bundle (it came in 1.%u)",
+                               name_out, flock_dtype_name((flock_dtype)t->dtype), b->minor, since);
     if (t->n_dims > 4)
         return flock_error_set(err, FLOCK_E_CORRUPT, "tensor '%s': %u dims (at most 4)", name_out, t->n_dims);
     if (t->compression >= FLOCK_COMPRESS_COUNT || t->layout > FLOCK_LAYOUT_PLANES)

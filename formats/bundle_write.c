@@ -566,12 +566,10 @@ static flock_status write_tail(flock_bundle_writer *w, flock_error *err)
     uint8_t hdr[FLOCK_BUNDLE_HEADER_SIZE] = {0};
     memcpy(hdr, FLOCK_BUNDLE_MAGIC, 8);
     flock_wr_u16(hdr + 8, FLOCK_BUNDLE_MAJOR);
-    /* the lowest minor version whose features the file uses: 1 for quantized
-     * tensors, 2 for q5_0 */
+    /* the lowest minor version whose features the file uses */
     uint16_t minor = 0;
     for (size_t i = 0; i < w->nt; i++) {
-        flock_dtype t = (flock_dtype)w->t[i].dtype;
-        uint16_t need = t == FLOCK_DTYPE_Q5_0 ? 2 : flock_dtype_is_quantized(t) ? 1 : 0;
+        uint16_t need = (uint16_t)flock_bundle_dtype_minor((flock_dtype)w->t[i].dtype);
         minor = need > minor ? need : minor;
     }
     flock_wr_u16(hdr + 10, minor);
