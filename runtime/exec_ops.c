@@ -234,11 +234,11 @@ static float act(flock_act a, float x)
 {
     switch (a) {
     case FLOCK_ACT_SILU:
-        return x / (1.f + expf(-x));
+        return flock_silu(x);
     case FLOCK_ACT_GELU:
         return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
     case FLOCK_ACT_GELU_TANH:
-        return 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+        return flock_gelu_tanh(x);
     case FLOCK_ACT_RELU:
         return x > 0 ? x : 0.f;
     default:

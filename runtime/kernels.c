@@ -215,15 +215,13 @@ static void att_pv(const float *p, const float *v, size_t ldv, size_t n, size_t 
 static void silu_mul(const float *h, float *z, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        z[i] = h[2 * i] / (1.f + expf(-h[2 * i])) * h[2 * i + 1];
+        z[i] = flock_silu(h[2 * i]) * h[2 * i + 1];
 }
 
 static void gelu_tanh_mul(const float *h, float *z, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        float x = h[2 * i];
-        z[i] = 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x))) * h[2 * i + 1];
-    }
+    for (size_t i = 0; i < n; i++)
+        z[i] = flock_gelu_tanh(h[2 * i]) * h[2 * i + 1];
 }
 
 /* Table rows by dtype: the three float types, then the quantized ones. */

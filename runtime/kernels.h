@@ -10,6 +10,7 @@
 
 #include "flock/formats.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -98,6 +99,18 @@ const flock_kernel_table *flock_kernels_avx512(void);
  * FLOCK_KERNELS=avx2 or FLOCK_KERNELS=scalar in the environment caps the
  * choice there (for comparisons). */
 const flock_kernel_table *flock_kernels_best(void);
+
+/* The gated FF's activations, one element (the executor's decode and the
+ * scalar kernels; the SIMD silu_mul / gelu_tanh_mul are held to these). */
+static inline float flock_silu(float x)
+{
+    return x / (1.f + expf(-x));
+}
+
+static inline float flock_gelu_tanh(float x)
+{
+    return 0.5f * x * (1.f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+}
 
 /* Zeroed, 64-byte aligned memory (size rounded up to 64); free() releases it. */
 void *flock_aligned_alloc(size_t bytes);

@@ -459,7 +459,7 @@ AVX2_FN static void silu_mul(const float *h, float *z, size_t n)
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(z + i, glu8(h + 2 * i, 1.f, 0.f));
     for (; i < n; i++)
-        z[i] = h[2 * i] / (1.f + expf(-h[2 * i])) * h[2 * i + 1];
+        z[i] = flock_silu(h[2 * i]) * h[2 * i + 1];
 }
 
 AVX2_FN static void gelu_tanh_mul(const float *h, float *z, size_t n)
@@ -467,10 +467,8 @@ AVX2_FN static void gelu_tanh_mul(const float *h, float *z, size_t n)
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(z + i, glu8(h + 2 * i, 2.f * 0.79788456080286536f, 0.044715f));
-    for (; i < n; i++) {
-        float x = h[2 * i];
-        z[i] = x / (1.f + expf(-2.f * 0.79788456080286536f * (x + 0.044715f * x * x * x))) * h[2 * i + 1];
-    }
+    for (; i < n; i++)
+        z[i] = flock_gelu_tanh(h[2 * i]) * h[2 * i + 1];
 }
 
 /* o += p V: 64 output floats held in 8 registers while the keys stream by
