@@ -6,9 +6,15 @@
  * with the same steps in the same order, so a row's result is bitwise the
  * same whichever computes it. BS is the block's bytes, K the factor of the
  * offset term (-8 for q4_0, -16 for q5_0, 1 for q4_1's minimum). Include
- * after the steps, hsum8 and load_qx. */
+ * after avx2_util.h and kernels.h. */
 #ifndef FLOCK_RUNTIME_DOTQ_LOOPS_H
 #define FLOCK_RUNTIME_DOTQ_LOOPS_H
+
+/* The 32 int8 quants of an x block. */
+AVX2_FN static inline __m256i load_qx(const flock_q8x *xb)
+{
+    return _mm256_loadu_si256((const __m256i *)xb->q);
+}
 
 #define FLOCK_DOTQ_ROWS(ATTR, NAME, NAME4, STEP, BS, K)                                                     \
     ATTR float NAME(const void *w, const flock_q8x *xq, size_t n)                                           \

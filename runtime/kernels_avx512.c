@@ -24,11 +24,6 @@
 
 #define VNNI_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-VNNI_FN static inline __m256i load_qx(const flock_q8x *xb)
-{
-    return _mm256_loadu_si256((const __m256i *)xb->q);
-}
-
 /* One block of each product: the row's sums (acc, and off for the 4-bit
  * types' offset term) advanced by block p against xb. */
 VNNI_FN static inline __m256 step_q8_0(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc)

@@ -16,7 +16,6 @@
 
 #include <string.h>
 
-
 /* The 32 values of a block as four vectors of 8 (elements 0-7, 8-15, 16-23, 24-31). */
 typedef struct q32 {
     __m256 v[4];
@@ -69,40 +68,55 @@ AVX2_FN static inline __m256 sum32(const float *x)
                          _mm256_add_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(x + 24)));
 }
 
-/* x = d q: two accumulators over alternate blocks. */
-AVX2_FN float flock_qa_dot_q8_0(const void *w, const float *x, size_t n)
+/* The 32-element types: a block's bytes and its 32 values as decoded in
+ * registers (q4_1: d q without its m). With t a constant the compiler
+ * folds the choice away, so one loop serves every type. */
+AVX2_FN static inline size_t block_bytes32(flock_dtype t)
+{
+    return t == FLOCK_DTYPE_Q8_0 ? 34 : t == FLOCK_DTYPE_Q4_0 ? 18 : t == FLOCK_DTYPE_Q5_0 ? 22 : 20;
+}
+
+AVX2_FN static inline q32 block_vals(flock_dtype t, const uint8_t *blk)
+{
+    return t == FLOCK_DTYPE_Q8_0   ? q8_0_vals(blk)
+           : t == FLOCK_DTYPE_Q4_0 ? q4_vals(blk + 2, 8)
+           : t == FLOCK_DTYPE_Q5_0 ? q5_vals(blk)
+                                   : q4_vals(blk + 4, 0);
+}
+
+/* The types whose value is d times the quant (q8_0 d q, q4_0 d (q - 8),
+ * q5_0 d (q - 16)): two accumulators over alternate blocks. */
+AVX2_FN static inline float dot_d(flock_dtype t, const void *w, const float *x, size_t n)
 {
     const uint8_t *p = w;
+    const size_t bs = block_bytes32(t);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     size_t nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 68, x += 64) {
-        q32 q = q8_0_vals(p), r = q8_0_vals(p + 34);
+    for (; b + 2 <= nb; b += 2, p += 2 * bs, x += 64) {
+        q32 q = block_vals(t, p), r = block_vals(t, p + bs);
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 34)), dot32(&r, x + 32), a1);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + bs)), dot32(&r, x + 32), a1);
     }
     if (b < nb) {
-        q32 q = q8_0_vals(p);
+        q32 q = block_vals(t, p);
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
     }
     return hsum8(_mm256_add_ps(a0, a1));
 }
 
-/* x = d (q - 8). */
+AVX2_FN float flock_qa_dot_q8_0(const void *w, const float *x, size_t n)
+{
+    return dot_d(FLOCK_DTYPE_Q8_0, w, x, n);
+}
+
 AVX2_FN float flock_qa_dot_q4_0(const void *w, const float *x, size_t n)
 {
-    const uint8_t *p = w;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    size_t nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 36, x += 64) {
-        q32 q = q4_vals(p + 2, 8), r = q4_vals(p + 20, 8);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 18)), dot32(&r, x + 32), a1);
-    }
-    if (b < nb) {
-        q32 q = q4_vals(p + 2, 8);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
-    }
-    return hsum8(_mm256_add_ps(a0, a1));
+    return dot_d(FLOCK_DTYPE_Q4_0, w, x, n);
+}
+
+AVX2_FN float flock_qa_dot_q5_0(const void *w, const float *x, size_t n)
+{
+    return dot_d(FLOCK_DTYPE_Q5_0, w, x, n);
 }
 
 /* x = d q + m: d (q . x) + m (sum of x) per block. */
@@ -114,24 +128,6 @@ AVX2_FN float flock_qa_dot_q4_1(const void *w, const float *x, size_t n)
         q32 q = q4_vals(p + 4, 0);
         a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
         a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 2)), sum32(x), a1);
-    }
-    return hsum8(_mm256_add_ps(a0, a1));
-}
-
-/* x = d (q - 16). */
-AVX2_FN float flock_qa_dot_q5_0(const void *w, const float *x, size_t n)
-{
-    const uint8_t *p = w;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    size_t nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 44, x += 64) {
-        q32 q = q5_vals(p), r = q5_vals(p + 22);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(half(p + 22)), dot32(&r, x + 32), a1);
-    }
-    if (b < nb) {
-        q32 q = q5_vals(p);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(half(p)), dot32(&q, x), a0);
     }
     return hsum8(_mm256_add_ps(a0, a1));
 }
@@ -168,34 +164,31 @@ AVX2_FN static inline void axpy32(__m256 s, __m256 c, const q32 *q, float *y)
         _mm256_storeu_ps(y + 8 * i, _mm256_add_ps(_mm256_fmadd_ps(s, q->v[i], _mm256_loadu_ps(y + 8 * i)), c));
 }
 
-AVX2_FN void flock_qa_axpy_q8_0(float a, const void *w, float *y, size_t n)
+/* y += a d q for the types of dot_d, one block at a time. */
+AVX2_FN static inline void axpy_d(flock_dtype t, float a, const void *w, float *y, size_t n)
 {
     const uint8_t *p = w;
+    const size_t bs = block_bytes32(t);
     const __m256 z = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 32; b++, p += 34, y += 32) {
-        q32 q = q8_0_vals(p);
+    for (size_t b = 0; b < n / 32; b++, p += bs, y += 32) {
+        q32 q = block_vals(t, p);
         axpy32(_mm256_set1_ps(a * half(p)), z, &q, y);
     }
+}
+
+AVX2_FN void flock_qa_axpy_q8_0(float a, const void *w, float *y, size_t n)
+{
+    axpy_d(FLOCK_DTYPE_Q8_0, a, w, y, n);
 }
 
 AVX2_FN void flock_qa_axpy_q4_0(float a, const void *w, float *y, size_t n)
 {
-    const uint8_t *p = w;
-    const __m256 z = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 32; b++, p += 18, y += 32) {
-        q32 q = q4_vals(p + 2, 8);
-        axpy32(_mm256_set1_ps(a * half(p)), z, &q, y);
-    }
+    axpy_d(FLOCK_DTYPE_Q4_0, a, w, y, n);
 }
 
 AVX2_FN void flock_qa_axpy_q5_0(float a, const void *w, float *y, size_t n)
 {
-    const uint8_t *p = w;
-    const __m256 z = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 32; b++, p += 22, y += 32) {
-        q32 q = q5_vals(p);
-        axpy32(_mm256_set1_ps(a * half(p)), z, &q, y);
-    }
+    axpy_d(FLOCK_DTYPE_Q5_0, a, w, y, n);
 }
 
 AVX2_FN void flock_qa_axpy_q4_1(float a, const void *w, float *y, size_t n)
@@ -210,22 +203,18 @@ AVX2_FN void flock_qa_axpy_q4_1(float a, const void *w, float *y, size_t n)
 /* axpy of four rows into one y (kernels.h, axpy4): each 32-element stretch
  * of y stays in registers while the four rows are applied in turn, each by
  * axpy32's own operations, so the result is bitwise four axpy calls in
- * order; y is loaded and stored once instead of four times. `bs` is the
- * block's bytes, `qo` where its quants start, `off` q4_vals's offset. */
+ * order; y is loaded and stored once instead of four times. */
 AVX2_FN static inline void axpy4_blocks(flock_dtype t, const float *a, const void *const *w, float *y, size_t n)
 {
     const uint8_t *p[4] = {w[0], w[1], w[2], w[3]};
-    size_t bs = flock_dtype_block_bytes(t);
+    const size_t bs = block_bytes32(t);
     for (size_t b = 0; b < n / 32; b++, y += 32) {
         __m256 acc[4];
         for (int i = 0; i < 4; i++)
             acc[i] = _mm256_loadu_ps(y + 8 * i);
         for (int r = 0; r < 4; r++) {
             const uint8_t *blk = p[r] + b * bs;
-            q32 q = t == FLOCK_DTYPE_Q8_0   ? q8_0_vals(blk)
-                    : t == FLOCK_DTYPE_Q4_0 ? q4_vals(blk + 2, 8)
-                    : t == FLOCK_DTYPE_Q5_0 ? q5_vals(blk)
-                                            : q4_vals(blk + 4, 0);
+            q32 q = block_vals(t, blk);
             __m256 sc = _mm256_set1_ps(a[r] * half(blk)),
                    c = t == FLOCK_DTYPE_Q4_1 ? _mm256_set1_ps(a[r] * half(blk + 2)) : _mm256_setzero_ps();
             for (int i = 0; i < 4; i++)
@@ -284,24 +273,31 @@ AVX2_FN static inline void store32(__m256 d, __m256 m, const q32 *q, float *y)
         _mm256_storeu_ps(y + 8 * i, _mm256_fmadd_ps(d, q->v[i], m));
 }
 
-AVX2_FN void flock_qa_to_f32_q8_0(const void *w, float *dst, size_t n)
+/* x = d q for the types of dot_d. */
+AVX2_FN static inline void to_f32_d(flock_dtype t, const void *w, float *dst, size_t n)
 {
     const uint8_t *p = w;
+    const size_t bs = block_bytes32(t);
     const __m256 z = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 32; b++, p += 34, dst += 32) {
-        q32 q = q8_0_vals(p);
+    for (size_t b = 0; b < n / 32; b++, p += bs, dst += 32) {
+        q32 q = block_vals(t, p);
         store32(_mm256_set1_ps(half(p)), z, &q, dst);
     }
 }
 
+AVX2_FN void flock_qa_to_f32_q8_0(const void *w, float *dst, size_t n)
+{
+    to_f32_d(FLOCK_DTYPE_Q8_0, w, dst, n);
+}
+
 AVX2_FN void flock_qa_to_f32_q4_0(const void *w, float *dst, size_t n)
 {
-    const uint8_t *p = w;
-    const __m256 z = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 32; b++, p += 18, dst += 32) {
-        q32 q = q4_vals(p + 2, 8);
-        store32(_mm256_set1_ps(half(p)), z, &q, dst);
-    }
+    to_f32_d(FLOCK_DTYPE_Q4_0, w, dst, n);
+}
+
+AVX2_FN void flock_qa_to_f32_q5_0(const void *w, float *dst, size_t n)
+{
+    to_f32_d(FLOCK_DTYPE_Q5_0, w, dst, n);
 }
 
 AVX2_FN void flock_qa_to_f32_q4_1(const void *w, float *dst, size_t n)
@@ -310,16 +306,6 @@ AVX2_FN void flock_qa_to_f32_q4_1(const void *w, float *dst, size_t n)
     for (size_t b = 0; b < n / 32; b++, p += 20, dst += 32) {
         q32 q = q4_vals(p + 4, 0);
         store32(_mm256_set1_ps(half(p)), _mm256_set1_ps(half(p + 2)), &q, dst);
-    }
-}
-
-AVX2_FN void flock_qa_to_f32_q5_0(const void *w, float *dst, size_t n)
-{
-    const uint8_t *p = w;
-    const __m256 z = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 32; b++, p += 22, dst += 32) {
-        q32 q = q5_vals(p);
-        store32(_mm256_set1_ps(half(p)), z, &q, dst);
     }
 }
 
@@ -339,11 +325,6 @@ void flock_qa_to_f32_q6_k(const void *w, float *dst, size_t n)
 AVX2_FN static inline __m256i dot_u8i8(__m256i a, __m256i b)
 {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
-}
-
-AVX2_FN static inline __m256i load_qx(const flock_q8x *xb)
-{
-    return _mm256_loadu_si256((const __m256i *)xb->q);
 }
 
 /* One block of each integer dot product: the row's running sums (acc, and
@@ -381,7 +362,6 @@ AVX2_FN static inline __m256 step_q5_0(const uint8_t *p, const flock_q8x *xb, __
     *off = __builtin_fmaf(dw, xb->s, *off);
     return _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(i), acc);
 }
-
 
 AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
 {
