@@ -63,7 +63,7 @@ static flock_status tensors_check(const flock_program *p, const flock_wmat *tens
                           !(op->kind == FLOCK_OP_FFN && j == 2 && 64 % blk);
             RETURN_ERROR_IF(!cut_ok, FLOCK_E_UNSUPPORTED, err,
                             "op %u (ffn, layer %d): tensor '%s' is %s, whose %zu-element blocks do not divide the "
-                            "%s (store it as q8_0, q4_0 or q4_1)",
+                            "%s (store it as q8_0, q4_0, q4_1 or q5_0)",
                             i, op->layer, r->name, flock_dtype_name(w->dtype), blk,
                             j == 0 ? "gate and up halves of its rows" : "64-column blocks of the down projection");
         }

@@ -501,7 +501,7 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
     const float *b1 = op->gated ? NULL : vecw(c->e, op->w[3]);
     size_t d = (size_t)c->d;
     int dt1 = (int)w1->dtype, dt2 = (int)w2->dtype;
-    size_t bytes1 = flock_dtype_row_bytes(w1->dtype, (uint64_t)w1->cols), bytes2 = flock_dtype_row_bytes(w2->dtype, d);
+    size_t bytes1 = w1->row_bytes, bytes2 = w2->row_bytes; /* down_t rows are d wide */
     size_t up_off = flock_dtype_row_bytes(w1->dtype, d); /* the up half of a gate_up row */
     bool pair_up = op->gated && c->xq && k->dotq4[dt1];
     int64_t j = b;

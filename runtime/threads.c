@@ -19,7 +19,7 @@
  * more threads than free cores (3 threads on 2 cores: 131 -> 72 tok/s with
  * 50 us); with the yield and the adaptive budget it ran at 140-164. Left
  * weak: 2 threads beside another process that keeps one core busy ran at
- * 52-78 tok/s against 74-83 with the old short spin.
+ * 52-105 tok/s from run to run, at times below the old short spin's 74-83.
  *
  * The mutex and condition variables are touched only when someone sleeps:
  * `sleepers` counts workers inside the wait and `main_waits` says the

@@ -115,11 +115,13 @@ python3 - "$OUT" "$PROMPT" "$GEN" "${LLAMA_PKG#*==}" "$JSON" "$QTAG" "$(basename
 import glob, json, os, sys
 out, prompt, gen, rev, jpath, qtag, mname = sys.argv[1:8]
 rows = []
+nr = os.path.join(out, "norepack")
+norepack_runs = set(open(nr).read().split()) if os.path.exists(nr) else set()
 for f in sorted(glob.glob(os.path.join(out, "llama-*.json"))):
     tag, t = os.path.basename(f)[6:-5].rsplit("-", 1)
+    norepack = "%s-%s" % (tag, t) in norepack_runs
     for r in json.load(open(f)):
         kind = "prefill" if r.get("n_prompt", 0) > 0 else "decode"
-        norepack = os.path.exists(os.path.join(out, "norepack")) and ("%s-%s" % (tag, t)) in open(os.path.join(out, "norepack")).read().split()
         rows.append(dict(engine="llama.cpp (%s%s)" % (rev, ", --repack 0" if norepack else ""), weights=tag, threads=int(t), keep=1.0,
                          phase=kind, tok_s=r["avg_ts"], bytes=r.get("model_size")))
 for f in sorted(glob.glob(os.path.join(out, "flock-*.json"))):
