@@ -309,6 +309,34 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
                             size_t max_tokens, const char *const *stops, size_t n_stops,
                             flock_text_fn fn, void *user, flock_gen_stats *stats);
 
+/* ---- generation, a token at a time --------------------------------------- */
+
+/* The same loop as flock_generate, driven by the caller: a server steps many
+ * sessions in turn, or decodes their tokens together. Each call of
+ * flock_gen_next samples a token and returns the text it completes; the
+ * caller then decodes that token (flock_session_decode) before the next
+ * call. The output is exactly flock_generate's. */
+typedef struct flock_gen flock_gen;
+
+/* Prefills `prompt` on a fresh or reset session and prepares to generate up
+ * to max_tokens tokens. `smp` and `stops` are borrowed: they must outlive the
+ * generation. On failure *out is untouched and the session says why. */
+flock_status flock_gen_start(flock_session *s, flock_sampler *smp, const int32_t *prompt, size_t n_prompt,
+                             size_t max_tokens, const char *const *stops, size_t n_stops, flock_gen **out);
+/* Samples the next token. *text / *len: the text to emit now (maybe empty;
+ * valid until the next call on this generation). *tok: the token to decode
+ * before the next call, or -1 when nothing is to be decoded: generation has
+ * ended (flock_gen_done) at EOS / end of turn, a stop string, max_tokens or
+ * a full context, and *text is its last piece. */
+flock_status flock_gen_next(flock_gen *g, int32_t *tok, const char **text, size_t *len);
+/* True once generation has ended. */
+bool flock_gen_done(const flock_gen *g);
+/* Counts and times so far (tokens: the session's generated ids). */
+const flock_gen_stats *flock_gen_get_stats(const flock_gen *g);
+/* Frees the state (not the session); NULL is a no-op. Generation may be
+ * abandoned at any point: reset the session before its next prompt. */
+void flock_gen_free(flock_gen *g);
+
 #ifdef __cplusplus
 }
 #endif
