@@ -23,6 +23,7 @@ static const flock_subcommand commands[] = {
     {"logits", flock_cmd_logits, "write the logits of every position (raw f32)"},
     {"eval", flock_cmd_eval, "quality against the full model: perplexity, KL, agreement, ROUGE"},
     {"bench", flock_cmd_bench, "speed per keep ratio next to the measured memory bandwidth"},
+    {"serve", flock_cmd_serve, "an OpenAI-compatible HTTP server, each sequence with its own experts"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -20,6 +20,7 @@ int flock_cmd_experts(int argc, char **argv);
 int flock_cmd_logits(int argc, char **argv);
 int flock_cmd_eval(int argc, char **argv);
 int flock_cmd_bench(int argc, char **argv);
+int flock_cmd_serve(int argc, char **argv);
 
 /* True for "-h" and "--help". */
 bool flock_cli_is_help(const char *arg);

@@ -13,8 +13,7 @@ void run_args_init(run_args *a)
     a->sp = flock_sampler_default_opts();
 }
 
-/* Tries the option at argv[*i]: 1 consumed, 0 not a shared option, -1 error (printed). */
-static int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args *a)
+int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args *a)
 {
     const char *v = NULL;
     int r;

@@ -27,6 +27,9 @@ void run_args_init(run_args *a);
  * shared options, --help (prints help(stdout)) and one BUNDLE operand.
  * Returns -1 when the command goes on, else the exit code to return. */
 int run_args_parse(const char *cmd, int argc, char **argv, run_args *a, void (*help)(FILE *));
+/* Tries the shared option at argv[*i] (advancing *i past its value): 1
+ * consumed, 0 not a shared option, -1 error (printed). */
+int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args *a);
 /* The help text of the shared options. */
 void run_args_help(FILE *f, bool sampling);
 /* Parses "1,2,3" into a malloc'd array. */

@@ -54,7 +54,7 @@ die() {
 # ---- system packages ---------------------------------------------------------
 APT_PACKAGES=(
     build-essential cmake pkg-config clang
-    libzstd-dev zstd libcmocka-dev libjson-c-dev libpcre2-dev libxxhash-dev
+    libzstd-dev zstd libcmocka-dev libjson-c-dev libpcre2-dev libxxhash-dev libmicrohttpd-dev curl
     llvm-dev libclang-rt-dev
     python3 python3-pip
 )
@@ -80,9 +80,10 @@ else
 fi
 
 # ---- Python packages (independent implementations for the parity tests) -------
-# module:pip-name (rouge_score: Google's ROUGE, the reference of check_eval_rouge)
+# module:pip-name (rouge_score: Google's ROUGE, the reference of check_eval_rouge;
+# openai: the client that tests/check_serve.py drives flock serve with)
 PY_PACKAGES=(numpy:numpy gguf:gguf tokenizers:tokenizers safetensors:safetensors jinja2:jinja2
-    rouge_score:rouge-score==0.1.2)
+    rouge_score:rouge-score==0.1.2 openai:openai==3.60.0)
 pip_install() {
     python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
         python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
