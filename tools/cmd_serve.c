@@ -115,34 +115,10 @@ static enum MHD_Result send_err(server *sv, struct MHD_Connection *mc, const cha
     return send_buf(mc, e->status, "application/json", j, strlen(j), e->status == 503 ? "1" : NULL);
 }
 
-/* A memstream for the small GET responses. */
-typedef struct mem {
-    char *buf;
-    size_t n;
-    FILE *f;
-} mem;
-
-static bool mem_open(mem *m)
-{
-    m->buf = NULL;
-    m->n = 0;
-    m->f = open_memstream(&m->buf, &m->n);
-    return m->f != NULL;
-}
-
-static char *mem_close(mem *m)
-{
-    if (fclose(m->f) != 0) {
-        free(m->buf);
-        return NULL;
-    }
-    return m->buf;
-}
-
 static enum MHD_Result get_models(server *sv, struct MHD_Connection *mc)
 {
-    mem m;
-    if (!mem_open(&m))
+    serve_mem m;
+    if (!serve_mem_open(&m))
         return MHD_NO;
     fprintf(m.f, "{\"object\":\"list\",\"data\":[{\"id\":");
     serve_json_str(m.f, sv->model_name);
@@ -157,15 +133,15 @@ static enum MHD_Result get_models(server *sv, struct MHD_Connection *mc)
         flock_cli_json_double(m.f, ks[i]);
     }
     fprintf(m.f, "]}}]}\n");
-    return send_json(mc, 200, mem_close(&m));
+    return send_json(mc, 200, serve_mem_close(&m));
 }
 
 static enum MHD_Result get_metrics(server *sv, struct MHD_Connection *mc)
 {
     serve_metrics x;
     serve_engine_metrics(sv->eng, &x);
-    mem m;
-    if (!mem_open(&m))
+    serve_mem m;
+    if (!serve_mem_open(&m))
         return MHD_NO;
 #define COUNTER(name, help, v)                                                                                         \
     fprintf(m.f, "# HELP flock_" name " " help "\n# TYPE flock_" name " counter\nflock_" name " %llu\n", v)
@@ -189,7 +165,7 @@ static enum MHD_Result get_metrics(server *sv, struct MHD_Connection *mc)
     GAUGE("slots_total", "Slots (--parallel).", "%d", x.slots);
 #undef COUNTER
 #undef GAUGE
-    char *s = mem_close(&m);
+    char *s = serve_mem_close(&m);
     if (!s)
         return MHD_NO;
     return send_buf(mc, 200, "text/plain; version=0.0.4", s, strlen(s), NULL);

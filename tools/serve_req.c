@@ -342,14 +342,7 @@ bool serve_req_parse(serve_kind kind, const char *body, size_t len, serve_req *r
     return ok;
 }
 
-/* open_memstream: the responses are written with the CLI's JSON helpers. */
-typedef struct mem {
-    FILE *f;
-    char *buf;
-    size_t len;
-} mem;
-
-static bool mem_open(mem *m)
+bool serve_mem_open(serve_mem *m)
 {
     m->buf = NULL;
     m->len = 0;
@@ -357,11 +350,10 @@ static bool mem_open(mem *m)
     return m->f != NULL;
 }
 
-static char *mem_close(mem *m)
+char *serve_mem_close(serve_mem *m)
 {
     bool err = ferror(m->f) != 0;
-    fclose(m->f);
-    if (err) {
+    if (fclose(m->f) != 0 || err) {
         free(m->buf);
         return NULL;
     }
@@ -383,8 +375,8 @@ static void str_or_null(FILE *f, const char *s)
 
 char *serve_err_json(const serve_err *e)
 {
-    mem m;
-    if (!mem_open(&m))
+    serve_mem m;
+    if (!serve_mem_open(&m))
         return NULL;
     fputs("{\"error\":{\"message\":", m.f);
     flock_cli_json_str(m.f, e->message);
@@ -395,7 +387,7 @@ char *serve_err_json(const serve_err *e)
     fputs(",\"code\":", m.f);
     str_or_null(m.f, e->code);
     fputs("}}", m.f);
-    return mem_close(&m);
+    return serve_mem_close(&m);
 }
 
 static void usage(FILE *f, const serve_result *res)
@@ -427,8 +419,8 @@ static void head(FILE *f, const serve_result *res, const char *object)
 
 char *serve_completion_json(serve_kind kind, const serve_result *res, const char *text, size_t n)
 {
-    mem m;
-    if (!mem_open(&m))
+    serve_mem m;
+    if (!serve_mem_open(&m))
         return NULL;
     head(m.f, res, kind == SERVE_CHAT ? "chat.completion" : "text_completion");
     fputs("\"choices\":[{\"index\":0,", m.f);
@@ -446,14 +438,14 @@ char *serve_completion_json(serve_kind kind, const serve_result *res, const char
     fputc(',', m.f);
     flock_fields(m.f, res);
     fputc('}', m.f);
-    return mem_close(&m);
+    return serve_mem_close(&m);
 }
 
 char *serve_chunk_json(serve_kind kind, const serve_result *res, const char *text, size_t n, bool first,
                        bool finish, bool usage_only)
 {
-    mem m;
-    if (!mem_open(&m))
+    serve_mem m;
+    if (!serve_mem_open(&m))
         return NULL;
     fputs("data: ", m.f);
     head(m.f, res, kind == SERVE_CHAT ? "chat.completion.chunk" : "text_completion");
@@ -490,5 +482,5 @@ char *serve_chunk_json(serve_kind kind, const serve_result *res, const char *tex
         }
     }
     fputs("}\n\n", m.f);
-    return mem_close(&m);
+    return serve_mem_close(&m);
 }

@@ -85,6 +85,16 @@ char *serve_completion_json(serve_kind kind, const serve_result *res, const char
 char *serve_chunk_json(serve_kind kind, const serve_result *res, const char *text, size_t n, bool first,
                        bool finish, bool usage_only);
 
+/* A response written with stdio (open_memstream) and the CLI's JSON helpers. */
+typedef struct serve_mem {
+    FILE *f;
+    char *buf;
+    size_t len;
+} serve_mem;
+bool serve_mem_open(serve_mem *m);
+/* Closes the stream: the malloc'd text, or NULL when writing failed. */
+char *serve_mem_close(serve_mem *m);
+
 /* Writes `s` as a JSON string (for other responses: /v1/models). */
 void serve_json_str(FILE *f, const char *s);
 
