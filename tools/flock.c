@@ -15,6 +15,19 @@ typedef struct flock_subcommand {
     const char *summary;
 } flock_subcommand;
 
+#ifndef FLOCK_HAVE_SERVE
+/* A flock configured with -DFLOCK_SERVE=OFF (no libmicrohttpd): the command
+ * is listed and says how to get it. */
+int flock_cmd_serve(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "flock serve: this flock was built without the server; configure with "
+                    "-DFLOCK_SERVE=ON (needs the Debian package libmicrohttpd-dev)\n");
+    return 2;
+}
+#endif
+
 static const flock_subcommand commands[] = {
     {"inspect", flock_cmd_inspect, "print a bundle's header, sections, manifest and tensors"},
     {"run", flock_cmd_run, "generate text from a prompt (GRIFFIN experts)"},

@@ -191,7 +191,7 @@ build_from_kit() {
     mkdir -p "$b" && rm -f "$b/CMakeCache.txt"
     if ! PKG_CONFIG_LIBDIR=$kit/prefix/lib/pkgconfig PKG_CONFIG_PATH=$kit/prefix/lib/pkgconfig \
             timeout "$(tmo 120)" cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release $cudaopt -DFLOCK_LLVM=OFF \
-            -DFLOCK_TESTS=OFF -DPKG_CONFIG_EXECUTABLE="$pc" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
+            -DFLOCK_TESTS=OFF -DFLOCK_SERVE=OFF -DPKG_CONFIG_EXECUTABLE="$pc" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
             ${cuda:+-DCUDAToolkit_ROOT=$cuda} > "$b/configure.log" 2>&1; then
         tail -8 "$b/configure.log"
         failed "flock does not configure against the kit's prefix ($b/configure.log)"; return 1
@@ -268,7 +268,7 @@ if [ -n "$kit" ]; then
 elif [ "${GPU_CHECK_E2E:-1}" = 1 ] || [ "$dry" = 1 ]; then
     step "flock and flockc from source with this machine's packages"
     b=$out/full
-    if ! timeout "$(tmo 120)" cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release -DFLOCK_TESTS=OFF -DFLOCK_LLVM=OFF \
+    if ! timeout "$(tmo 120)" cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release -DFLOCK_TESTS=OFF -DFLOCK_LLVM=OFF -DFLOCK_SERVE=OFF \
             > "$out/full-configure.log" 2>&1; then
         failed "flock cannot be configured here: $(grep -m1 -i 'error\|needs' "$out/full-configure.log") (tools/gpu-kit.sh makes a kit for that: --kit)"
     elif ! timeout "$(tmo 240)" cmake --build "$b" -j"$(nproc)" --target flock flockc > "$out/flock-build.log" 2>&1; then
@@ -582,7 +582,7 @@ if [ "$gpu" = 1 ] && [ "$(left)" -ge 150 ]; then
     step "codegen tests (no GPU needed; when the full build with cmocka configures)"
     envs=()
     [ -z "$kit" ] || envs=(PKG_CONFIG_PATH="$kit/prefix/lib/pkgconfig")
-    if env ${envs[@]+"${envs[@]}"} timeout 60 cmake -S . -B "$out/cmake" -DFLOCK_CUDA=ON -DFLOCK_LLVM=OFF \
+    if env ${envs[@]+"${envs[@]}"} timeout 60 cmake -S . -B "$out/cmake" -DFLOCK_CUDA=ON -DFLOCK_LLVM=OFF -DFLOCK_SERVE=OFF \
             -DCMAKE_BUILD_TYPE=Release > "$out/configure.log" 2>&1; then
         if timeout "$(tmo 120)" cmake --build "$out/cmake" -j"$(nproc)" --target test_codegen test_gpu_check_ref \
                 > "$out/build.log" 2>&1 &&

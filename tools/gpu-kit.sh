@@ -143,7 +143,7 @@ mkdir -p "$bdir"
 # one relative to the binary (and the usual CUDA place, for NVRTC).
 # shellcheck disable=SC2016
 if ! PKG_CONFIG_LIBDIR=$prefix/lib/pkgconfig PKG_CONFIG_PATH=$prefix/lib/pkgconfig \
-        cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLOCK_CUDA=ON -DFLOCK_LLVM=OFF -DFLOCK_TESTS=OFF \
+        cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLOCK_CUDA=ON -DFLOCK_LLVM=OFF -DFLOCK_TESTS=OFF -DFLOCK_SERVE=OFF \
         -DCMAKE_SKIP_BUILD_RPATH=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
         '-DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath,$ORIGIN/../prefix/lib:'"$cuda_lib:/usr/local/cuda/lib" \
         > "$bdir/configure.log" 2>&1; then
