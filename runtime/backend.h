@@ -13,6 +13,8 @@
  *   all_logits, else [1, vocab] (the last token), on the host.
  * - ffn_at(i) is FF layer i's selection state on the host: d_ff, k and idx
  *   (and sumsq where the statistic lives on the host).
+ * - run_batch (may be NULL) is one decode step of several sequences at once
+ *   (the session loops over run() without it).
  * - select_griffin (may be NULL) ranks the statistic on the backend itself
  *   and fills every ffn_at(i)->idx / ->k; NULL means the session ranks
  *   ffn_at(i)->sumsq on the host.
@@ -32,6 +34,10 @@ typedef struct flock_backend_iface {
     void (*reset)(flock_backend *b);
     flock_status (*run)(flock_backend *b, const int32_t *ids, size_t n, flock_ff_mode mode, bool stats,
                         flock_error *err);
+    /* May be NULL: one SPARSE token for each of n backends of this table
+     * (n <= FLOCK_EXEC_MAX_BATCH, same model and thread count), bitwise as
+     * run() on each; checks all before running any. */
+    flock_status (*run_batch)(flock_backend *const *bs, size_t n, const int32_t *ids, flock_error *err);
     flock_status (*select_griffin)(flock_backend *b, flock_error *err);
     flock_status (*commit_selection)(flock_backend *b, flock_error *err);
     size_t (*n_past)(const flock_backend *b);

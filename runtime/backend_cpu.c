@@ -98,10 +98,22 @@ static uint64_t cpu_decode_bytes(const flock_backend *b)
     return flock_exec_decode_bytes(CPU(b)->e);
 }
 
+static flock_status cpu_run_batch(flock_backend *const *bs, size_t n, const int32_t *ids, flock_error *err)
+{
+    flock_exec *es[FLOCK_EXEC_MAX_BATCH];
+    if (n > FLOCK_EXEC_MAX_BATCH)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "%zu sequences in one step: at most %d", n,
+                               FLOCK_EXEC_MAX_BATCH);
+    for (size_t i = 0; i < n; i++)
+        es[i] = CPU(bs[i])->e;
+    return flock_exec_run_batch(es, n, ids, err);
+}
+
 static const flock_backend_iface cpu_iface = {
     .free = cpu_free,
     .reset = cpu_reset,
     .run = cpu_run,
+    .run_batch = cpu_run_batch,
     .select_griffin = NULL, /* the session ranks ffn_at(i)->sumsq */
     .commit_selection = NULL, /* the executor reads ffn_at(i)->idx in place */
     .n_past = cpu_n_past,

@@ -126,6 +126,7 @@ static const flock_backend_iface cuda_iface = {
     .free = cuda_free,
     .reset = cuda_reset,
     .run = cuda_run,
+    .run_batch = NULL, /* the session steps CUDA sequences one after another */
     .select_griffin = cuda_select_griffin,
     .commit_selection = cuda_commit_selection,
     .n_past = cuda_n_past,

@@ -277,13 +277,11 @@ static flock_status run_chunk(flock_exec *e, const int32_t *ids, int32_t T, floc
     return FLOCK_OK;
 }
 
-flock_status flock_exec_run(flock_exec *e, const int32_t *ids, size_t n, flock_ff_mode mode, bool stats,
-                            flock_error *err)
+/* What must hold before n tokens run: room in the context, ids in the
+ * vocabulary, experts selected (SPARSE), positions within the tables. */
+static flock_status check_run(const flock_exec *e, const int32_t *ids, size_t n, flock_ff_mode mode,
+                              flock_error *err)
 {
-    if (n == 0)
-        return FLOCK_OK;
-    if (!ids)
-        return flock_error_set(err, FLOCK_E_INVALID_ARG, "no token ids");
     if (n > (size_t)e->n_ctx - e->n_past)
         return flock_error_set(err, FLOCK_E_RANGE,
                                "%zu tokens do not fit in the context: %zu already used of %d (needs %zu)", n,
@@ -298,7 +296,17 @@ flock_status flock_exec_run(flock_exec *e, const int32_t *ids, size_t n, flock_f
                 return flock_error_set(err, FLOCK_E_INVALID_ARG,
                                        "no experts are selected for layer %d: run a prompt first",
                                        e->ffn[i].layer);
-    flock_status st = flock_exec_check_positions(e, n, err);
+    return flock_exec_check_positions(e, n, err);
+}
+
+flock_status flock_exec_run(flock_exec *e, const int32_t *ids, size_t n, flock_ff_mode mode, bool stats,
+                            flock_error *err)
+{
+    if (n == 0)
+        return FLOCK_OK;
+    if (!ids)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "no token ids");
+    flock_status st = check_run(e, ids, n, mode, err);
     if (st != FLOCK_OK)
         return st;
     /* Sparse steps run one token at a time (the gather kernel is a
@@ -310,6 +318,57 @@ flock_status flock_exec_run(flock_exec *e, const int32_t *ids, size_t n, flock_f
             return st;
     }
     return FLOCK_OK;
+}
+
+flock_status flock_exec_run_batch(flock_exec *const *es, size_t n, const int32_t *ids, flock_error *err)
+{
+    if (n == 0)
+        return FLOCK_OK;
+    if (!es || !ids)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "no executors or token ids");
+    if (n > FLOCK_EXEC_MAX_BATCH)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "%zu sequences in one step: at most %d", n,
+                               FLOCK_EXEC_MAX_BATCH);
+    for (size_t b = 0; b < n; b++) {
+        const flock_exec *e = es[b];
+        if (e->prog != es[0]->prog || e->tensors != es[0]->tensors || e->n_threads != es[0]->n_threads)
+            return flock_error_set(err, FLOCK_E_INVALID_ARG,
+                                   "sequence %zu runs another model or thread count than sequence 0", b);
+        for (size_t c = 0; c < b; c++)
+            if (es[c] == e)
+                return flock_error_set(err, FLOCK_E_INVALID_ARG, "sequences %zu and %zu are the same executor", c, b);
+        flock_error e1 = {0};
+        flock_status st = check_run(e, ids + b, 1, FLOCK_FF_SPARSE, &e1);
+        if (st != FLOCK_OK)
+            return flock_error_set(err, st, "sequence %zu: %s", b, e1.msg);
+    }
+    /* One pool for the step: es[0]'s (the others' threads sleep). */
+    flock_pool *own[FLOCK_EXEC_MAX_BATCH];
+    for (size_t b = 0; b < n; b++) {
+        own[b] = es[b]->pool;
+        es[b]->pool = es[0]->pool;
+    }
+    const flock_program *p = es[0]->prog;
+    flock_status st = FLOCK_OK;
+    for (uint32_t i = 0; i < p->n_ops && st == FLOCK_OK; i++) {
+        const flock_op *op = &p->ops[i];
+        if (op->kind == FLOCK_OP_LINEAR) {
+            i += (uint32_t)flock_exec_linear_group_batch(es, n, (int32_t)i) - 1;
+        } else if (op->kind == FLOCK_OP_LM_HEAD) {
+            flock_exec_lm_head_batch(es, n, op, (int32_t)i);
+        } else if (op->kind == FLOCK_OP_FFN) {
+            flock_exec_ffn_sparse_batch(es, n, op, (int32_t)i);
+        } else {
+            for (size_t b = 0; b < n && st == FLOCK_OK; b++)
+                st = flock_exec_op(es[b], op, (int32_t)i, ids + b, 1, FLOCK_FF_SPARSE, false, err);
+        }
+    }
+    for (size_t b = 0; b < n; b++) {
+        es[b]->pool = own[b];
+        if (st == FLOCK_OK)
+            es[b]->n_past++;
+    }
+    return st;
 }
 
 void flock_exec_set_chunk(flock_exec *e, int32_t chunk)

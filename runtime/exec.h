@@ -67,6 +67,23 @@ void flock_exec_reset(flock_exec *e);
 flock_status flock_exec_run(flock_exec *e, const int32_t *ids, size_t n, flock_ff_mode mode, bool stats,
                             flock_error *err);
 
+/* Most sequences one flock_exec_run_batch call steps together. */
+#define FLOCK_EXEC_MAX_BATCH 16
+
+/* Appends token ids[b] to executor es[b] for each b < n (1..MAX_BATCH),
+ * through the selected neurons (SPARSE): one decode step of n sequences.
+ * The step runs op by op across the sequences, and within the matrix
+ * products and the gather FF tile by tile (a few KB of weight rows, then
+ * every sequence's use of them), so each weight is read from memory once
+ * per step for all n and from cache after that. Every sequence computes
+ * what it computes alone, with the same kernels over the same rows in the
+ * same order: each executor's logits and cache are bitwise those of
+ * flock_exec_run(es[b], &ids[b], 1, FLOCK_FF_SPARSE, false). All must run
+ * the same program and tensors with the same thread count (the step runs on
+ * es[0]'s pool). Every sequence is checked before any runs: on an error
+ * (naming the sequence) none has advanced. */
+flock_status flock_exec_run_batch(flock_exec *const *es, size_t n, const int32_t *ids, flock_error *err);
+
 /* Tests: run the prompt in chunks of `chunk` tokens (1..the allocated chunk). */
 void flock_exec_set_chunk(flock_exec *e, int32_t chunk);
 

@@ -62,6 +62,13 @@ flock_status flock_exec_check_positions(const flock_exec *e, size_t n, flock_err
 /* Decode (T = 1): runs op i and the LINEAR ops right after it that read the
  * same input as one job; returns how many ops ran (>= 1; op i is LINEAR). */
 int32_t flock_exec_linear_group(flock_exec *e, int32_t i);
+/* The batched decode step's pieces (flock_exec_run_batch): each runs its
+ * op for every executor es[0..n) on es[b]'s own buffers, tile by tile
+ * across the executors, bitwise as flock_exec_linear_group / flock_exec_op
+ * per executor. */
+int32_t flock_exec_linear_group_batch(flock_exec *const *es, size_t n, int32_t i);
+void flock_exec_lm_head_batch(flock_exec *const *es, size_t n, const flock_op *op, int32_t i);
+void flock_exec_ffn_sparse_batch(flock_exec *const *es, size_t n, const flock_op *op, int32_t i);
 /* Runs op `op` (index i) over T tokens at positions n_past... */
 flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const int32_t *ids, int32_t T,
                            flock_ff_mode mode, bool stats, flock_error *err);

@@ -193,7 +193,9 @@ static void group_task(void *arg, int64_t b, int64_t end, int thread)
     }
 }
 
-int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
+/* The group of LINEAR ops from op i (see flock_exec_linear_group), with
+ * their shared input quantized into e->xq where they take int8. */
+static void linear_group_build(flock_exec *e, int32_t i, mm_group *gp)
 {
     const flock_program *p = e->prog;
     const flock_op *first = &p->ops[i];
@@ -223,9 +225,88 @@ int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
             e->k->quant_x(g.m[k].x, e->xq, (size_t)g.m[k].w->cols);
             break;
         }
+    *gp = g;
+}
+
+int32_t flock_exec_linear_group(flock_exec *e, int32_t i)
+{
+    mm_group g;
+    linear_group_build(e, i, &g);
     int64_t groups = g.g0[g.n], grain = groups / ((int64_t)e->n_threads * 8);
     flock_pool_run(e->pool, groups, grain < 1 ? 1 : grain, group_task, &g);
     return g.n;
+}
+
+/* ---- the batched decode step (flock_exec_run_batch) ---------------------- */
+
+/* A task's rows, then the next sequence over the same rows: the first
+ * sequence brings them in from memory, the others find them in cache. */
+typedef struct group_batch {
+    const mm_group *g;
+    size_t n;
+} group_batch;
+
+static void group_batch_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const group_batch *c = arg;
+    for (size_t s = 0; s < c->n; s++)
+        group_task((void *)&c->g[s], b, end, thread);
+}
+
+int32_t flock_exec_linear_group_batch(flock_exec *const *es, size_t n, int32_t i)
+{
+    mm_group g[FLOCK_EXEC_MAX_BATCH];
+    for (size_t s = 0; s < n; s++)
+        linear_group_build(es[s], i, &g[s]);
+    /* same program: the same ops and rows in every group */
+    int64_t groups = g[0].g0[g[0].n], grain = groups / ((int64_t)es[0]->n_threads * 8);
+    group_batch c = {g, n};
+    flock_pool_run(es[0]->pool, groups, grain < 1 ? 1 : grain, group_batch_task, &c);
+    return g[0].n;
+}
+
+typedef struct mm_batch {
+    const mm_ctx *c;
+    size_t n;
+} mm_batch;
+
+static void mm_batch_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    const mm_batch *c = arg;
+    for (size_t s = 0; s < c->n; s++)
+        mm_task((void *)&c->c[s], b, end, thread);
+}
+
+/* Rows per task of a batched matrix-vector product: about 32 KB of rows
+ * (the first sequence's pass leaves them in L1/L2 for the others), a
+ * multiple of 4 (the 4-row kernels), so every row is computed as alone. */
+static int64_t batch_grain(const flock_wmat *w)
+{
+    int64_t g = (int64_t)(32768 / (w->row_bytes ? w->row_bytes : 1)) & ~(int64_t)3;
+    return g < 4 ? 4 : g;
+}
+
+void flock_exec_lm_head_batch(flock_exec *const *es, size_t n, const flock_op *op, int32_t i)
+{
+    mm_ctx c[FLOCK_EXEC_MAX_BATCH];
+    const flock_program *p = es[0]->prog;
+    int32_t wi = p->values[op->in[0]].width;
+    for (size_t s = 0; s < n; s++) {
+        flock_exec *e = es[s];
+        const flock_wmat *w = W(e, op->w[0]);
+        float *y = e->all_logits ? e->logits + e->n_past * (size_t)e->n_vocab : e->logits;
+        const float *x = flock_exec_value(e, op->in[0]);
+        c[s] = (mm_ctx){e, w, x, wi, 1, y, e->n_vocab, NULL, gen_mv(e, i), NULL};
+        if (!c[s].mv)
+            c[s].xq = quant_input(e, w->dtype, x, (size_t)w->cols);
+    }
+    const flock_wmat *w = W(es[0], op->w[0]);
+    mm_batch b = {c, n};
+    flock_pool_run(es[0]->pool, w->rows, batch_grain(w), mm_batch_task, &b);
+    if (op->softcap > 0)
+        for (size_t s = 0; s < n; s++)
+            for (int64_t j = 0; j < es[s]->n_vocab; j++)
+                c[s].y[j] = op->softcap * tanhf(c[s].y[j] / op->softcap);
 }
 
 /* ---- small ops ----------------------------------------------------------- */
@@ -633,6 +714,59 @@ static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const floa
             c.xq = quant_input(e, W(e, op->w[0])->dtype, c.x, (size_t)d);
         flock_pool_run(e->pool, FLOCK_GATHER_SLICES, 1, gather_slices, &c);
         float *o = out + (size_t)t * d;
+        for (int32_t j = 0; j < d; j++)
+            o[j] = b2 ? b2[j] : 0.f;
+        for (int sl = 0; sl < FLOCK_GATHER_SLICES; sl++)
+            e->k->axpy_f32(1.f, e->part + (size_t)sl * e->max_width, o, (size_t)d);
+    }
+}
+
+/* The gather FF of n sequences, slice by slice: slice s of every sequence
+ * covers about the same stretch of neurons (the kept lists are sorted), so
+ * the rows the first sequence reads are in cache for the others where their
+ * kept sets overlap. Each sequence's partials and their sum are what
+ * ffn_sparse computes for it alone. */
+typedef struct gather_batch {
+    const gather_ctx *c;
+    size_t n;
+} gather_batch;
+
+static void gather_batch_slices(void *arg, int64_t b, int64_t end, int thread)
+{
+    const gather_batch *g = arg;
+    for (int64_t s = b; s < end; s++)
+        for (size_t q = 0; q < g->n; q++)
+            gather_slices((void *)&g->c[q], s, s + 1, thread);
+}
+
+void flock_exec_ffn_sparse_batch(flock_exec *const *es, size_t n, const flock_op *op, int32_t i)
+{
+    gather_ctx c[FLOCK_EXEC_MAX_BATCH];
+    flock_exec *who[FLOCK_EXEC_MAX_BATCH];
+    size_t m = 0;
+    int32_t d = es[0]->prog->values[op->out].width;
+    for (size_t s = 0; s < n; s++) {
+        flock_exec *e = es[s];
+        int32_t fi = e->op_ffn[i];
+        const flock_exec_ffn *f = &e->ffn[fi];
+        const float *x = flock_exec_value(e, op->in[0]);
+        if (e->gen_ffn && e->gen_ffn[fi].up && e->gen_k[fi] == f->k && f->k > 0) {
+            ffn_generated(e, op, fi, x, 1, flock_exec_value(e, op->out), d); /* its own two-phase job */
+            continue;
+        }
+        c[m] = (gather_ctx){e, op, f->idx, f->k, x, d, NULL};
+        if (op->gated)
+            c[m].xq = quant_input(e, W(e, op->w[0])->dtype, x, (size_t)d);
+        who[m++] = e;
+    }
+    if (m == 0)
+        return;
+    gather_batch g = {c, m};
+    flock_pool_run(es[0]->pool, FLOCK_GATHER_SLICES, 1, gather_batch_slices, &g);
+    const float *b2 = vecw(es[0], op->w[4]);
+    for (size_t q = 0; q < m; q++) {
+        flock_exec *e = who[q];
+        float *o = flock_exec_value(e, op->out);
         for (int32_t j = 0; j < d; j++)
             o[j] = b2 ? b2[j] : 0.f;
         for (int sl = 0; sl < FLOCK_GATHER_SLICES; sl++)

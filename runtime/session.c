@@ -327,6 +327,69 @@ flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n
     return FLOCK_OK;
 }
 
+flock_status flock_session_decode_batch(flock_session *const *s, const int32_t *ids, size_t n)
+{
+    if (n == 0)
+        return FLOCK_OK;
+    if (!s || !ids)
+        return FLOCK_E_INVALID_ARG;
+    /* Every session first: a step either runs for all or for none. */
+    flock_status bad = FLOCK_OK;
+    for (size_t i = 0; i < n; i++) {
+        flock_error err = {0};
+        flock_status st = FLOCK_OK;
+        if (!s[i])
+            return FLOCK_E_INVALID_ARG;
+        for (size_t j = 0; j < i && st == FLOCK_OK; j++)
+            if (s[j] == s[i])
+                st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "the session is in the batch twice (%zu and %zu)", j, i);
+        if (st == FLOCK_OK && s[i]->m != s[0]->m)
+            st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "the batch mixes sessions of different models");
+        if (st == FLOCK_OK && !s[i]->selected)
+            st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
+        if (st == FLOCK_OK && flock_session_n_past(s[i]) >= (size_t)s[i]->o.n_ctx)
+            st = flock_error_set(&err, FLOCK_E_RANGE, "1 token does not fit in the context: %zu already used of %d",
+                                 flock_session_n_past(s[i]), s[i]->o.n_ctx);
+        if (st == FLOCK_OK && (ids[i] < 0 || ids[i] >= flock_model_n_vocab(s[i]->m)))
+            st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "token id %d is outside the vocabulary [0, %d)", ids[i],
+                                 flock_model_n_vocab(s[i]->m));
+        if (st != FLOCK_OK) {
+            flock_session_fail(s[i], st, &err);
+            if (bad == FLOCK_OK)
+                bad = st;
+        }
+    }
+    if (bad != FLOCK_OK)
+        return bad;
+    /* Runs of sessions the backend can step together, in list order. */
+    for (size_t i = 0; i < n;) {
+        const flock_backend_iface *ifc = s[i]->be->iface;
+        size_t j = i + 1;
+        if (ifc->run_batch)
+            while (j < n && j - i < FLOCK_EXEC_MAX_BATCH && s[j]->be->iface == ifc && s[j]->o.threads == s[i]->o.threads)
+                j++;
+        flock_status st;
+        flock_error err = {0};
+        if (j - i > 1) {
+            flock_backend *bs[FLOCK_EXEC_MAX_BATCH];
+            for (size_t q = i; q < j; q++)
+                bs[q - i] = s[q]->be;
+            st = ifc->run_batch(bs, j - i, ids + i, &err);
+        } else {
+            st = run(s[i], ids + i, 1, FLOCK_FF_SPARSE, false, &err);
+        }
+        if (st != FLOCK_OK) {
+            for (size_t q = i; q < j; q++)
+                flock_session_fail(s[q], st, &err);
+            return st;
+        }
+        for (size_t q = i; q < j; q++)
+            s[q]->history[s[q]->n_history++] = ids[q];
+        i = j;
+    }
+    return FLOCK_OK;
+}
+
 void flock_session_reset(flock_session *s)
 {
     s->be->iface->reset(s->be);

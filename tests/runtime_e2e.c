@@ -686,3 +686,118 @@ void test_e2e_stories_corrupt_kernels(void **state)
     fclose(out);
     expect_fallback(bad, section, NULL);
 }
+
+/* ---- the batched decode step (flock_session_decode_batch) ---------------- */
+
+#define BATCH_SEQS 18  /* more than one step takes (FLOCK_EXEC_MAX_BATCH = 16): two runs */
+#define BATCH_STEPS 6
+
+/* Sequence q's prompt (its own length and tokens, so its own experts) and
+ * its decode tokens. */
+static size_t batch_prompt(int q, int32_t *ids)
+{
+    size_t n = 3 + (size_t)(q % 5);
+    ids[0] = 1;
+    for (size_t i = 1; i < n; i++)
+        ids[i] = (int32_t)(3 + (q * 37 + (int)i * 101) % 500);
+    return n;
+}
+
+static int32_t batch_token(int q, int step)
+{
+    return (int32_t)(5 + (q * 53 + step * 29) % 500);
+}
+
+static flock_session *batch_session(flock_model *m, double keep, int threads, int n_ctx)
+{
+    flock_session_opts o = flock_session_default_opts();
+    o.threads = threads;
+    o.n_ctx = n_ctx;
+    o.keep = keep;
+    flock_session *s;
+    flock_error err = {0};
+    if (flock_session_create(m, &o, &s, &err) != FLOCK_OK)
+        fail_msg("session: %s", err.msg);
+    return s;
+}
+
+/* 18 sequences (keep 0.5 and 1.0 mixed, different prompts) stepped together
+ * give every sequence bitwise the logits it gets stepped alone, for each
+ * storage type's kernels (f32, f16, q8_0, q4_1, q4_k) and the generated
+ * ones; a step with a sequence at fault runs for none and says which. */
+void test_e2e_stories_batched_decode(void **state)
+{
+    (void)state;
+    const char *flags[] = {"--dtype f32 --keep 0.5", "--dtype f16 --keep 0.5", "--dtype q8_0 --keep 0.5",
+                           "--dtype q4_1 --keep 0.5", "--dtype q4_k --keep 0.5", "--dtype f32 --keep 0.5 --target cpu"};
+    static float alone[BATCH_SEQS][BATCH_STEPS][512];
+    for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
+        char path[512], name[64];
+        snprintf(name, sizeof name, "batch%zu.flock", f);
+        e2e_bundle(name, flags[f], path, sizeof path);
+        flock_model *m;
+        flock_error err = {0};
+        if (flock_model_open(path, NULL, &m, &err) != FLOCK_OK)
+            fail_msg("open: %s", err.msg);
+        int32_t ids[16];
+        for (int q = 0; q < BATCH_SEQS; q++) {
+            flock_session *s = batch_session(m, q % 3 == 2 ? 1.0 : 0.5, 2, 32);
+            assert_int_equal(flock_session_prefill(s, ids, batch_prompt(q, ids)), FLOCK_OK);
+            for (int st = 0; st < BATCH_STEPS; st++) {
+                int32_t t = batch_token(q, st);
+                assert_int_equal(flock_session_decode(s, &t, 1), FLOCK_OK);
+                memcpy(alone[q][st], flock_session_last_logits(s), sizeof alone[q][st]);
+            }
+            flock_session_free(s);
+        }
+        flock_session *ss[BATCH_SEQS];
+        for (int q = 0; q < BATCH_SEQS; q++) {
+            ss[q] = batch_session(m, q % 3 == 2 ? 1.0 : 0.5, 2, 32);
+            assert_int_equal(flock_session_prefill(ss[q], ids, batch_prompt(q, ids)), FLOCK_OK);
+        }
+        for (int st = 0; st < BATCH_STEPS; st++) {
+            int32_t toks[BATCH_SEQS];
+            for (int q = 0; q < BATCH_SEQS; q++)
+                toks[q] = batch_token(q, st);
+            assert_int_equal(flock_session_decode_batch(ss, toks, BATCH_SEQS), FLOCK_OK);
+            for (int q = 0; q < BATCH_SEQS; q++)
+                if (memcmp(flock_session_last_logits(ss[q]), alone[q][st], sizeof alone[q][st]) != 0)
+                    fail_msg("%s: sequence %d, step %d: batched logits differ from alone (normalized error %g)",
+                             flags[f], q, st, flock_test_nrm_err(flock_session_last_logits(ss[q]), alone[q][st], 512));
+        }
+        if (f == 0) {
+            print_message("kernels: %s\n", flock_session_kernels(ss[0]));
+            /* at fault: a session with no experts, a duplicate, a token outside the vocabulary */
+            size_t past[4];
+            for (int q = 0; q < 4; q++)
+                past[q] = flock_session_n_past(ss[q]);
+            flock_session_reset(ss[2]);
+            past[2] = 0;
+            int32_t toks[4] = {7, 8, 9, 10};
+            assert_int_equal(flock_session_decode_batch(ss, toks, 4), FLOCK_E_INVALID_ARG);
+            assert_non_null(strstr(flock_session_error(ss[2]), "no experts are selected"));
+            flock_session *dup[3] = {ss[0], ss[1], ss[0]};
+            assert_int_equal(flock_session_decode_batch(dup, toks, 3), FLOCK_E_INVALID_ARG);
+            assert_non_null(strstr(flock_session_error(ss[0]), "in the batch twice"));
+            int32_t bad[2] = {7, 100000};
+            assert_int_equal(flock_session_decode_batch(ss, bad, 2), FLOCK_E_INVALID_ARG);
+            assert_non_null(strstr(flock_session_error(ss[1]), "outside the vocabulary"));
+            for (int q = 0; q < 4; q++)
+                assert_int_equal(flock_session_n_past(ss[q]), past[q]); /* none advanced */
+            /* a full context: FLOCK_E_RANGE naming the numbers, nothing runs */
+            flock_session *full = batch_session(m, 0.5, 2, 8);
+            assert_int_equal(flock_session_prefill(full, ids, batch_prompt(4, ids)), FLOCK_OK); /* 7 tokens */
+            flock_session *two[2] = {ss[0], full};
+            int32_t t2[2] = {7, 8};
+            assert_int_equal(flock_session_decode_batch(two, t2, 2), FLOCK_OK); /* 8 of 8 */
+            assert_int_equal(flock_session_decode_batch(two, t2, 2), FLOCK_E_RANGE);
+            assert_non_null(strstr(flock_session_error(full), "8 already used of 8"));
+            assert_int_equal(flock_session_n_past(ss[0]), past[0] + 1);
+            /* another thread count is stepped on its own, still equal */
+            flock_session_free(full);
+        }
+        for (int q = 0; q < BATCH_SEQS; q++)
+            flock_session_free(ss[q]);
+        flock_model_free(m);
+    }
+}

@@ -15,8 +15,10 @@
 # once (one warm-up round, then --rounds rounds): aggregate tok/s (all tokens
 # of a round / its wall time, prefill included), one stream's decode tok/s,
 # and time to first token p50/p95. flock runs keep 1.0 and 0.5 (the request's
-# "keep"). llama-server gets "ignore_eos"; flock stops at EOS, so its token
-# counts are what it generated (printed per round in the JSON).
+# "keep"), with its batched decode step and, for N > 1, again with
+# --no-batch (the slots stepped one after another: the same tokens).
+# llama-server gets "ignore_eos"; flock stops at EOS, so its token counts
+# are what it generated (printed per round in the JSON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${BUILD:-build}"
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
     --json) JSON="$2"; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-serve.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -104,6 +106,18 @@ for n in "${NS[@]}"; do
         rows+=("flock $k $(client "http://127.0.0.1:$port" --streams "$n" --keep "$k")")
     done
     stop_server
+    if [ "$n" -gt 1 ]; then # the same slots stepped one after another: what the batched step buys
+        port=$(free_port)
+        "$BUILD/tools/flock" serve "$BUNDLE" --port "$port" --parallel "$n" --ctx 512 --threads "$THREADS" --quiet \
+            --no-batch 2>"$WORK/flock-serve.log" &
+        PID=$!
+        wait_health "$port" || die "flock serve --no-batch did not start: $WORK/flock-serve.log"
+        for k in 1.0 0.5; do
+            say "flock serve --no-batch, keep $k, $n streams"
+            rows+=("flock-no-batch $k $(client "http://127.0.0.1:$port" --streams "$n" --keep "$k")")
+        done
+        stop_server
+    fi
     port=$(free_port)
     "$LBIN/llama-server" -m "$MODEL" -np "$n" -c $((512 * n)) -t "$THREADS" -tb "$THREADS" --host 127.0.0.1 \
         --port "$port" >"$WORK/llama-server.log" 2>&1 &

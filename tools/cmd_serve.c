@@ -530,6 +530,8 @@ static void help(FILE *f)
             "  --timeout S         close a connection idle for S seconds (default 60)\n"
             "  --grace S           on SIGINT/SIGTERM, seconds running requests may finish (default 10)\n"
             "  --quiet             no log line per request\n"
+            "  --no-batch          decode the busy slots one after another, not as one batched\n"
+            "                      step (the same tokens; for measuring the batched step)\n"
             "  --ctx N             each slot's context in tokens (default 2048, at most the trained one)\n"
             "  --keep K            the default keep ratio (default 1.0)\n"
             "  --select MODE       the default selection: griffin, magnitude or random\n"
@@ -584,7 +586,7 @@ int flock_cmd_serve(int argc, char **argv)
     const char *host = "127.0.0.1", *api_key = getenv("FLOCK_API_KEY");
     long long port = 8080, parallel = 4, queue = 64, max_tokens = 1024, max_body = 1 << 20, max_conn = 64;
     long long timeout = 60, grace = 10;
-    bool quiet = false, ctx_given = false;
+    bool quiet = false, ctx_given = false, no_batch = false;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
@@ -623,6 +625,10 @@ int flock_cmd_serve(int argc, char **argv)
 #undef OPT
         if (strcmp(argv[i], "--quiet") == 0) {
             quiet = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--no-batch") == 0) {
+            no_batch = true;
             continue;
         }
         /* Of the shared options, only those that set up a session. */
@@ -672,7 +678,8 @@ int flock_cmd_serve(int argc, char **argv)
                             .queue = (int)queue,
                             .max_tokens = max_tokens,
                             .so = a.so,
-                            .model_name = sv.model_name};
+                            .model_name = sv.model_name,
+                            .no_batch = no_batch};
     char err[512];
     /* Signals go to the main thread alone: block them before any thread starts. */
     sigset_t sigs;

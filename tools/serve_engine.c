@@ -53,6 +53,10 @@ struct serve_engine {
     serve_metrics met;
     pthread_t thread;
     bool thread_started;
+    /* the batched step's lists, [parallel] each */
+    flock_session **step_s;
+    int32_t *step_tok;
+    slot **step_slot;
 };
 
 static double now_s(void)
@@ -375,6 +379,49 @@ static void slot_step(serve_engine *e, slot *sl)
     }
 }
 
+/* The busy slots' sampled tokens, as one batched decode step (each
+ * sequence's logits bit for bit what it gets alone): each weight is read
+ * once for all of them. */
+static void decode_busy(serve_engine *e)
+{
+    flock_session **ss = e->step_s;
+    int32_t *toks = e->step_tok;
+    slot **who = e->step_slot;
+    size_t m = 0;
+    for (int i = 0; i < e->o.parallel; i++) {
+        slot *sl = &e->slots[i];
+        if (!sl->job || sl->tok < 0)
+            continue;
+        ss[m] = sl->s;
+        toks[m] = sl->tok;
+        who[m++] = sl;
+        sl->tok = -1;
+    }
+    if (m == 0)
+        return;
+    flock_status st = FLOCK_E_INVALID_ARG;
+    if (!e->o.no_batch)
+        st = flock_session_decode_batch(ss, toks, m);
+    if (st == FLOCK_OK)
+        return;
+    if (st == FLOCK_E_INVALID_ARG || st == FLOCK_E_RANGE) {
+        /* Nothing ran (or no batching): each on its own, so that only the
+         * slots at fault fail. */
+        for (size_t q = 0; q < m; q++)
+            if (flock_session_decode(ss[q], &toks[q], 1) != FLOCK_OK) {
+                serve_err err;
+                serve_err_set(&err, 500, "server_error", NULL, NULL, "%s", flock_session_error(ss[q]));
+                slot_fail(e, who[q], &err);
+            }
+        return;
+    }
+    for (size_t q = 0; q < m; q++) {
+        serve_err err;
+        serve_err_set(&err, 500, "server_error", NULL, NULL, "%s", flock_session_error(ss[q]));
+        slot_fail(e, who[q], &err);
+    }
+}
+
 static void *engine_main(void *arg)
 {
     serve_engine *e = arg;
@@ -417,20 +464,7 @@ static void *engine_main(void *arg)
             if (sl->job && !sl->fresh && sl->g && sl->tok < 0)
                 slot_step(e, sl);
         }
-        /* Each busy slot's token, decoded in turn: each sequence gives
-         * exactly what it gives alone. */
-        for (int i = 0; i < e->o.parallel; i++) {
-            slot *sl = &e->slots[i];
-            if (!sl->job || sl->tok < 0)
-                continue;
-            int32_t tok = sl->tok;
-            sl->tok = -1;
-            if (flock_session_decode(sl->s, &tok, 1) != FLOCK_OK) {
-                serve_err err;
-                serve_err_set(&err, 500, "server_error", NULL, NULL, "%s", flock_session_error(sl->s));
-                slot_fail(e, sl, &err);
-            }
-        }
+        decode_busy(e);
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
@@ -442,8 +476,16 @@ static void *engine_main(void *arg)
 serve_engine *serve_engine_create(flock_model *m, const serve_engine_opts *o, char *err, size_t err_n)
 {
     serve_engine *e = calloc(1, sizeof *e);
-    if (!e || !(e->slots = calloc((size_t)o->parallel, sizeof *e->slots))) {
+    if (!e || !(e->slots = calloc((size_t)o->parallel, sizeof *e->slots)) ||
+        !(e->step_s = calloc((size_t)o->parallel, sizeof *e->step_s)) ||
+        !(e->step_tok = calloc((size_t)o->parallel, sizeof *e->step_tok)) ||
+        !(e->step_slot = calloc((size_t)o->parallel, sizeof *e->step_slot))) {
         snprintf(err, err_n, "out of memory");
+        if (e) {
+            free(e->slots);
+            free(e->step_s);
+            free(e->step_tok);
+        }
         free(e);
         return NULL;
     }
@@ -511,6 +553,9 @@ void serve_engine_free(serve_engine *e)
         free(e->slots[i].ids);
     }
     free(e->slots);
+    free(e->step_s);
+    free(e->step_tok);
+    free(e->step_slot);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);

@@ -18,6 +18,7 @@ typedef struct serve_engine_opts {
     long long max_tokens;   /* a request's cap (and the default when it names none) */
     flock_session_opts so;  /* each slot's session: keep, select, threads, n_ctx, device */
     const char *model_name; /* what "model" must say when given */
+    bool no_batch;          /* step the slots one after another (to measure the batched step) */
 } serve_engine_opts;
 
 typedef struct serve_engine serve_engine;

@@ -221,6 +221,16 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
  * the rest of a sequence after a prompt, as in the paper's classification
  * setting). Before any prefill, no experts are selected: FLOCK_E_INVALID_ARG. */
 flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n);
+/* One decode step of n sequences: appends ids[i] to sessions s[i] (each
+ * once in the list, each with experts selected, all on the same model),
+ * every session's logits and cache bit for bit what
+ * flock_session_decode(s[i], &ids[i], 1) gives it. On the CPU, sessions
+ * with the same thread count run the step together, reading each weight
+ * from memory once for all of them (docs/runtime.md, "Serving"); elsewhere
+ * one after another. Every session is checked before any token runs: on
+ * FLOCK_E_INVALID_ARG or FLOCK_E_RANGE none has advanced, and each session
+ * at fault carries the message (flock_session_error). */
+flock_status flock_session_decode_batch(flock_session *const *s, const int32_t *ids, size_t n);
 /* Forgets the context and the selection. */
 void flock_session_reset(flock_session *s);
 
