@@ -94,30 +94,26 @@ wait_health() { # PORT
 
 rows=()
 client() { python3 tools/bench_serve_client.py "$@" --max-tokens "$MAXTOK" --rounds "$ROUNDS"; }
-IFS=, read -ra NS <<<"$STREAMS"
-for n in "${NS[@]}"; do
+# flock serve with N slots, keep 1.0 and 0.5: flock_rows N LABEL [SERVE OPTIONS]
+flock_rows() {
+    local n=$1 label=$2 port k
+    shift 2
     port=$(free_port)
     "$BUILD/tools/flock" serve "$BUNDLE" --port "$port" --parallel "$n" --ctx 512 --threads "$THREADS" --quiet \
-        2>"$WORK/flock-serve.log" &
+        "$@" 2>"$WORK/flock-serve.log" &
     PID=$!
-    wait_health "$port" || die "flock serve did not start: $WORK/flock-serve.log"
+    wait_health "$port" || die "flock serve $* did not start: $WORK/flock-serve.log"
     for k in 1.0 0.5; do
-        say "flock serve, keep $k, $n streams"
-        rows+=("flock $k $(client "http://127.0.0.1:$port" --streams "$n" --keep "$k")")
+        say "flock serve $*, keep $k, $n streams"
+        rows+=("$label $k $(client "http://127.0.0.1:$port" --streams "$n" --keep "$k")")
     done
     stop_server
-    if [ "$n" -gt 1 ]; then # the same slots stepped one after another: what the batched step buys
-        port=$(free_port)
-        "$BUILD/tools/flock" serve "$BUNDLE" --port "$port" --parallel "$n" --ctx 512 --threads "$THREADS" --quiet \
-            --no-batch 2>"$WORK/flock-serve.log" &
-        PID=$!
-        wait_health "$port" || die "flock serve --no-batch did not start: $WORK/flock-serve.log"
-        for k in 1.0 0.5; do
-            say "flock serve --no-batch, keep $k, $n streams"
-            rows+=("flock-no-batch $k $(client "http://127.0.0.1:$port" --streams "$n" --keep "$k")")
-        done
-        stop_server
-    fi
+}
+IFS=, read -ra NS <<<"$STREAMS"
+for n in "${NS[@]}"; do
+    flock_rows "$n" flock
+    # the same slots stepped one after another: what the batched step buys
+    [ "$n" -gt 1 ] && flock_rows "$n" flock-no-batch --no-batch
     port=$(free_port)
     "$LBIN/llama-server" -m "$MODEL" -np "$n" -c $((512 * n)) -t "$THREADS" -tb "$THREADS" --host 127.0.0.1 \
         --port "$port" >"$WORK/llama-server.log" 2>&1 &
