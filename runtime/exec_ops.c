@@ -286,6 +286,19 @@ static int64_t batch_grain(const flock_wmat *w)
     return g < 4 ? 4 : g;
 }
 
+/* Where a step's logits go: row n_past of all of them, else the one row. */
+static float *lm_head_out(const flock_exec *e)
+{
+    return e->all_logits ? e->logits + e->n_past * (size_t)e->n_vocab : e->logits;
+}
+
+static void lm_softcap(const flock_op *op, float *y, int64_t n)
+{
+    if (op->softcap > 0)
+        for (int64_t j = 0; j < n; j++)
+            y[j] = op->softcap * tanhf(y[j] / op->softcap);
+}
+
 void flock_exec_lm_head_batch(flock_exec *const *es, size_t n, const flock_op *op, int32_t i)
 {
     mm_ctx c[FLOCK_EXEC_MAX_BATCH];
@@ -294,19 +307,16 @@ void flock_exec_lm_head_batch(flock_exec *const *es, size_t n, const flock_op *o
     for (size_t s = 0; s < n; s++) {
         flock_exec *e = es[s];
         const flock_wmat *w = W(e, op->w[0]);
-        float *y = e->all_logits ? e->logits + e->n_past * (size_t)e->n_vocab : e->logits;
         const float *x = flock_exec_value(e, op->in[0]);
-        c[s] = (mm_ctx){e, w, x, wi, 1, y, e->n_vocab, NULL, gen_mv(e, i), NULL};
+        c[s] = (mm_ctx){e, w, x, wi, 1, lm_head_out(e), e->n_vocab, NULL, gen_mv(e, i), NULL};
         if (!c[s].mv)
             c[s].xq = quant_input(e, w->dtype, x, (size_t)w->cols);
     }
     const flock_wmat *w = W(es[0], op->w[0]);
     mm_batch b = {c, n};
     flock_pool_run(es[0]->pool, w->rows, batch_grain(w), mm_batch_task, &b);
-    if (op->softcap > 0)
-        for (size_t s = 0; s < n; s++)
-            for (int64_t j = 0; j < es[s]->n_vocab; j++)
-                c[s].y[j] = op->softcap * tanhf(c[s].y[j] / op->softcap);
+    for (size_t s = 0; s < n; s++)
+        lm_softcap(op, c[s].y, es[s]->n_vocab);
 }
 
 /* ---- small ops ----------------------------------------------------------- */
@@ -699,25 +709,45 @@ static void ffn_generated(flock_exec *e, const flock_op *op, int32_t fi, const f
     }
 }
 
+/* Whether FF layer fi decodes through its generated kernel (one made for
+ * the current k). */
+static bool uses_generated_ffn(const flock_exec *e, int32_t fi)
+{
+    const flock_exec_ffn *f = &e->ffn[fi];
+    return e->gen_ffn && e->gen_ffn[fi].up && e->gen_k[fi] == f->k && f->k > 0;
+}
+
+/* The gather of FF layer fi over one token x (its int8 blocks in e->xq). */
+static gather_ctx gather_setup(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t d)
+{
+    const flock_exec_ffn *f = &e->ffn[fi];
+    gather_ctx c = {e, op, f->idx, f->k, x, d, NULL};
+    if (op->gated)
+        c.xq = quant_input(e, W(e, op->w[0])->dtype, x, (size_t)d);
+    return c;
+}
+
+/* o = b2 + the slices' partials, in slice order. */
+static void gather_sum(flock_exec *e, const flock_op *op, float *o, int32_t d)
+{
+    const float *b2 = vecw(e, op->w[4]);
+    for (int32_t j = 0; j < d; j++)
+        o[j] = b2 ? b2[j] : 0.f;
+    for (int sl = 0; sl < FLOCK_GATHER_SLICES; sl++)
+        e->k->axpy_f32(1.f, e->part + (size_t)sl * e->max_width, o, (size_t)d);
+}
+
 static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
                        int32_t d)
 {
-    const flock_exec_ffn *f = &e->ffn[fi];
-    if (e->gen_ffn && e->gen_ffn[fi].up && e->gen_k[fi] == f->k && f->k > 0) {
+    if (uses_generated_ffn(e, fi)) {
         ffn_generated(e, op, fi, x, T, out, d);
         return;
     }
-    const float *b2 = vecw(e, op->w[4]);
     for (int32_t t = 0; t < T; t++) {
-        gather_ctx c = {e, op, f->idx, f->k, x + (size_t)t * d, d, NULL};
-        if (op->gated)
-            c.xq = quant_input(e, W(e, op->w[0])->dtype, c.x, (size_t)d);
+        gather_ctx c = gather_setup(e, op, fi, x + (size_t)t * d, d);
         flock_pool_run(e->pool, FLOCK_GATHER_SLICES, 1, gather_slices, &c);
-        float *o = out + (size_t)t * d;
-        for (int32_t j = 0; j < d; j++)
-            o[j] = b2 ? b2[j] : 0.f;
-        for (int sl = 0; sl < FLOCK_GATHER_SLICES; sl++)
-            e->k->axpy_f32(1.f, e->part + (size_t)sl * e->max_width, o, (size_t)d);
+        gather_sum(e, op, out + (size_t)t * d, d);
     }
 }
 
@@ -748,30 +778,20 @@ void flock_exec_ffn_sparse_batch(flock_exec *const *es, size_t n, const flock_op
     for (size_t s = 0; s < n; s++) {
         flock_exec *e = es[s];
         int32_t fi = e->op_ffn[i];
-        const flock_exec_ffn *f = &e->ffn[fi];
         const float *x = flock_exec_value(e, op->in[0]);
-        if (e->gen_ffn && e->gen_ffn[fi].up && e->gen_k[fi] == f->k && f->k > 0) {
+        if (uses_generated_ffn(e, fi)) {
             ffn_generated(e, op, fi, x, 1, flock_exec_value(e, op->out), d); /* its own two-phase job */
             continue;
         }
-        c[m] = (gather_ctx){e, op, f->idx, f->k, x, d, NULL};
-        if (op->gated)
-            c[m].xq = quant_input(e, W(e, op->w[0])->dtype, x, (size_t)d);
+        c[m] = gather_setup(e, op, fi, x, d);
         who[m++] = e;
     }
     if (m == 0)
         return;
     gather_batch g = {c, m};
     flock_pool_run(es[0]->pool, FLOCK_GATHER_SLICES, 1, gather_batch_slices, &g);
-    const float *b2 = vecw(es[0], op->w[4]);
-    for (size_t q = 0; q < m; q++) {
-        flock_exec *e = who[q];
-        float *o = flock_exec_value(e, op->out);
-        for (int32_t j = 0; j < d; j++)
-            o[j] = b2 ? b2[j] : 0.f;
-        for (int sl = 0; sl < FLOCK_GATHER_SLICES; sl++)
-            e->k->axpy_f32(1.f, e->part + (size_t)sl * e->max_width, o, (size_t)d);
-    }
+    for (size_t q = 0; q < m; q++)
+        gather_sum(who[q], op, flock_exec_value(who[q], op->out), d);
 }
 
 /* ---- the op switch ------------------------------------------------------- */
@@ -838,19 +858,14 @@ flock_status flock_exec_op(flock_exec *e, const flock_op *op, int32_t i, const i
     case FLOCK_OP_LM_HEAD: {
         int32_t wi = p->values[op->in[0]].width;
         const flock_wmat *w = W(e, op->w[0]);
-        float *y;
+        float *y = lm_head_out(e);
         int32_t rows = T;
-        if (e->all_logits) {
-            y = e->logits + e->n_past * (size_t)e->n_vocab;
-        } else {
+        if (!e->all_logits) {
             x += (size_t)(T - 1) * wi; /* only the last token's logits are kept */
             rows = 1;
-            y = e->logits;
         }
         matmul_mv(e, w, x, wi, rows, y, e->n_vocab, NULL, gen_mv(e, i));
-        if (op->softcap > 0)
-            for (int64_t j = 0; j < (int64_t)rows * e->n_vocab; j++)
-                y[j] = op->softcap * tanhf(y[j] / op->softcap);
+        lm_softcap(op, y, (int64_t)rows * e->n_vocab);
         break;
     }
     default:

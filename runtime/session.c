@@ -309,16 +309,21 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
     return FLOCK_OK;
 }
 
+/* Decode runs through the selected experts: there must be some. */
+static flock_status check_selected(const flock_session *s, flock_error *err)
+{
+    return s->selected ? FLOCK_OK
+                       : flock_error_set(err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
+}
+
 flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n)
 {
     flock_error err = {0};
     if (n == 0)
         return FLOCK_OK;
-    flock_status st;
-    if (!s->selected) {
-        st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
+    flock_status st = check_selected(s, &err);
+    if (st != FLOCK_OK)
         return flock_session_fail(s, st, &err);
-    }
     st = run(s, ids, n, FLOCK_FF_SPARSE, false, &err);
     if (st != FLOCK_OK)
         return flock_session_fail(s, st, &err);
@@ -345,8 +350,8 @@ flock_status flock_session_decode_batch(flock_session *const *s, const int32_t *
                 st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "the session is in the batch twice (%zu and %zu)", j, i);
         if (st == FLOCK_OK && s[i]->m != s[0]->m)
             st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "the batch mixes sessions of different models");
-        if (st == FLOCK_OK && !s[i]->selected)
-            st = flock_error_set(&err, FLOCK_E_INVALID_ARG, "no experts are selected yet: prefill a prompt first");
+        if (st == FLOCK_OK)
+            st = check_selected(s[i], &err);
         if (st == FLOCK_OK && flock_session_n_past(s[i]) >= (size_t)s[i]->o.n_ctx)
             st = flock_error_set(&err, FLOCK_E_RANGE, "1 token does not fit in the context: %zu already used of %d",
                                  flock_session_n_past(s[i]), s[i]->o.n_ctx);
