@@ -57,6 +57,7 @@ struct serve_engine {
     flock_session **step_s;
     int32_t *step_tok;
     slot **step_slot;
+    size_t *step_past; /* each one's n_past before the step */
 };
 
 static double now_s(void)
@@ -399,26 +400,22 @@ static void decode_busy(serve_engine *e)
     }
     if (m == 0)
         return;
-    flock_status st = FLOCK_E_INVALID_ARG;
-    if (!e->o.no_batch)
-        st = flock_session_decode_batch(ss, toks, m);
-    if (st == FLOCK_OK)
-        return;
-    if (st == FLOCK_E_INVALID_ARG || st == FLOCK_E_RANGE) {
-        /* Nothing ran (or no batching): each on its own, so that only the
-         * slots at fault fail. */
+    if (!e->o.no_batch) {
         for (size_t q = 0; q < m; q++)
-            if (flock_session_decode(ss[q], &toks[q], 1) != FLOCK_OK) {
-                serve_err err;
-                serve_err_set(&err, 500, "server_error", NULL, NULL, "%s", flock_session_error(ss[q]));
-                slot_fail(e, who[q], &err);
-            }
-        return;
+            e->step_past[q] = flock_session_n_past(ss[q]);
+        if (flock_session_decode_batch(ss, toks, m) == FLOCK_OK)
+            return;
     }
+    /* No batching, or the batch was refused: each slot that has not yet
+     * advanced steps on its own, so that only the slots at fault fail. */
     for (size_t q = 0; q < m; q++) {
-        serve_err err;
-        serve_err_set(&err, 500, "server_error", NULL, NULL, "%s", flock_session_error(ss[q]));
-        slot_fail(e, who[q], &err);
+        if (!e->o.no_batch && flock_session_n_past(ss[q]) > e->step_past[q])
+            continue;
+        if (flock_session_decode(ss[q], &toks[q], 1) != FLOCK_OK) {
+            serve_err err;
+            serve_err_set(&err, 500, "server_error", NULL, NULL, "%s", flock_session_error(ss[q]));
+            slot_fail(e, who[q], &err);
+        }
     }
 }
 
@@ -479,12 +476,14 @@ serve_engine *serve_engine_create(flock_model *m, const serve_engine_opts *o, ch
     if (!e || !(e->slots = calloc((size_t)o->parallel, sizeof *e->slots)) ||
         !(e->step_s = calloc((size_t)o->parallel, sizeof *e->step_s)) ||
         !(e->step_tok = calloc((size_t)o->parallel, sizeof *e->step_tok)) ||
-        !(e->step_slot = calloc((size_t)o->parallel, sizeof *e->step_slot))) {
+        !(e->step_slot = calloc((size_t)o->parallel, sizeof *e->step_slot)) ||
+        !(e->step_past = calloc((size_t)o->parallel, sizeof *e->step_past))) {
         snprintf(err, err_n, "out of memory");
         if (e) {
             free(e->slots);
             free(e->step_s);
             free(e->step_tok);
+            free(e->step_slot);
         }
         free(e);
         return NULL;
@@ -556,6 +555,7 @@ void serve_engine_free(serve_engine *e)
     free(e->step_s);
     free(e->step_tok);
     free(e->step_slot);
+    free(e->step_past);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);
