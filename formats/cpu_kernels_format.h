@@ -9,7 +9,7 @@
 #ifndef FLOCK_FORMATS_CPU_KERNELS_FORMAT_H
 #define FLOCK_FORMATS_CPU_KERNELS_FORMAT_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 #include <stddef.h>
 #include <stdint.h>

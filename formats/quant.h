@@ -2,7 +2,7 @@
 #ifndef FLOCK_FORMATS_QUANT_H
 #define FLOCK_FORMATS_QUANT_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 /* n floats into blocks of `t`: q8_0, q4_0, q4_1 (n a multiple of 32),
  * rounding as GGML's reference quantizers do (quantize_row_*_ref), so the

@@ -3,6 +3,7 @@
  * the choice of a session's device. */
 #include "cuda_driver.h"
 #include "flock/flock.h"
+#include "flock/base.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

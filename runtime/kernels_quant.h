@@ -6,7 +6,7 @@
 #ifndef FLOCK_RUNTIME_KERNELS_QUANT_H
 #define FLOCK_RUNTIME_KERNELS_QUANT_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 #include <stddef.h>
 

@@ -8,6 +8,7 @@
  * implies, next to the copy and read bandwidth of this machine, peak memory,
  * and the decode speed-up over keep 1.0. */
 #include "run_common.h"
+#include "flock/base.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -6,6 +6,7 @@
  * kernel's C++ body through emu_launch with the grid and block it is given.
  * Not a mock: the backend's real op walk runs the real generated kernels. */
 #include "emu_driver.h"
+#include "flock/base.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
 #ifndef FLOCK_BUNDLE_H
 #define FLOCK_BUNDLE_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,7 +3,7 @@
 #ifndef FLOCK_CUDA_BLOB_H
 #define FLOCK_CUDA_BLOB_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -12,7 +12,7 @@
 #include "flock/cuda_blob.h"
 #include "flock/gguf.h"
 #include "flock/hf.h"
-#include "flock/status.h"
+#include "flock/base.h"
 #include "flock/tokdata.h"
 
 #endif /* FLOCK_FORMATS_H */

@@ -3,7 +3,7 @@
 #ifndef FLOCK_GGUF_H
 #define FLOCK_GGUF_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,7 +3,7 @@
 #ifndef FLOCK_HF_H
 #define FLOCK_HF_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 #ifdef __cplusplus
 extern "C" {

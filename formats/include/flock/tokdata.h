@@ -5,7 +5,7 @@
 
 #include "flock/gguf.h"
 #include "flock/hf.h"
-#include "flock/status.h"
+#include "flock/base.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,7 +15,7 @@
 #ifndef FLOCK_IR_H
 #define FLOCK_IR_H
 
-#include "flock/status.h"
+#include "flock/base.h"
 
 #include <stdio.h>
 
