@@ -1,13 +1,10 @@
 /* The `flock` program: a dispatcher over a table of subcommands. */
 #include "flock_cli.h"
 
+#include "flock/flock.h"
 #include "flock/formats.h"
 
 #include <string.h>
-
-#ifndef FLOCK_VERSION_STRING
-#define FLOCK_VERSION_STRING "unknown"
-#endif
 
 typedef struct flock_subcommand {
     const char *name;
@@ -75,7 +72,7 @@ int main(int argc, char **argv)
         return FLOCK_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0) {
-        printf("flock %s (bundle format %d.%d)\n", FLOCK_VERSION_STRING, FLOCK_BUNDLE_MAJOR,
+        printf("flock %s (bundle format %d.%d)\n", flock_version(), FLOCK_BUNDLE_MAJOR,
                FLOCK_BUNDLE_MINOR);
         return FLOCK_EXIT_OK;
     }

@@ -31,6 +31,7 @@
 #define FLOCK_FLOCK_H
 
 #include "flock/status.h"
+#include "flock/version.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +40,16 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- version ------------------------------------------------------------ */
+
+/* The version of the library loaded ("0.1.0"; a static string). Compare
+ * with FLOCK_VERSION_STRING (the headers') to detect a program built against
+ * other headers than the library it runs with. Thread-safe. */
+FLOCK_API const char *flock_version(void);
+/* MAJOR * 10000 + MINOR * 100 + PATCH of the library loaded (FLOCK_VERSION_NUMBER
+ * is the headers'). Thread-safe. */
+FLOCK_API int flock_version_number(void);
 
 /* ---- model ------------------------------------------------------------ */
 
@@ -51,23 +62,23 @@ typedef struct flock_model_opts {
 /* Opens a bundle: reads its program and tokenizer, and makes every weight
  * available (in place in the mapping when the bundle is uncompressed, else
  * decompressed into 64-byte aligned memory). `opts` may be NULL. */
-flock_status flock_model_open(const char *path, const flock_model_opts *opts, flock_model **out,
+FLOCK_API flock_status flock_model_open(const char *path, const flock_model_opts *opts, flock_model **out,
                               flock_error *err);
-void flock_model_free(flock_model *m);
+FLOCK_API void flock_model_free(flock_model *m);
 
-int32_t flock_model_n_vocab(const flock_model *m);
-int32_t flock_model_n_layer(const flock_model *m);
-int32_t flock_model_n_ctx(const flock_model *m);   /* trained context length */
-const char *flock_model_arch(const flock_model *m);
+FLOCK_API int32_t flock_model_n_vocab(const flock_model *m);
+FLOCK_API int32_t flock_model_n_layer(const flock_model *m);
+FLOCK_API int32_t flock_model_n_ctx(const flock_model *m);   /* trained context length */
+FLOCK_API const char *flock_model_arch(const flock_model *m);
 /* How the bundle stores its weight matrices: "f16", "q4_1", ... or "source"
  * (each matrix as the source model had it; flock inspect lists them), from
  * the manifest's storage_dtype; "?" when it has none. */
-const char *flock_model_storage(const flock_model *m);
+FLOCK_API const char *flock_model_storage(const flock_model *m);
 /* Bytes of weight data the model holds (all tensors, as stored in memory). */
-uint64_t flock_model_weight_bytes(const flock_model *m);
+FLOCK_API uint64_t flock_model_weight_bytes(const flock_model *m);
 /* Keep ratios the bundle was compiled for (manifest "keep_ratios"); *n = 0
  * when the bundle names none, in which case any keep in (0, 1] is allowed. */
-const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
+FLOCK_API const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
 /* The generated CPU kernels in use: the bundle's kernel sections
  * "cpu:<target>" are tried in order at open and the first one this CPU can
  * run is kept. Returns its target ("x86-64-v3", "host-icelake-client"), or
@@ -75,15 +86,15 @@ const double *flock_model_keep_ratios(const flock_model *m, size_t *n);
  * another architecture, a missing CPU feature, a corrupt section), and
  * sessions use the portable kernels. *why is "" when one loaded. Owned by
  * the model. */
-const char *flock_model_cpu_kernels(const flock_model *m, const char **why);
+FLOCK_API const char *flock_model_cpu_kernels(const flock_model *m, const char **why);
 /* Special tokens: -1 when the model has none. */
-int32_t flock_model_bos(const flock_model *m);
-int32_t flock_model_eos(const flock_model *m);
-int32_t flock_model_eot(const flock_model *m); /* end of turn (chat), or -1 */
+FLOCK_API int32_t flock_model_bos(const flock_model *m);
+FLOCK_API int32_t flock_model_eos(const flock_model *m);
+FLOCK_API int32_t flock_model_eot(const flock_model *m); /* end of turn (chat), or -1 */
 /* Whether generation ends at `id` (EOS, end of turn). */
-bool flock_model_is_eog(const flock_model *m, int32_t id);
+FLOCK_API bool flock_model_is_eog(const flock_model *m, int32_t id);
 /* The model's chat template (Jinja source), or NULL. */
-const char *flock_model_chat_template(const flock_model *m);
+FLOCK_API const char *flock_model_chat_template(const flock_model *m);
 
 /* One chat message: role "system", "user" or "assistant". */
 typedef struct flock_chat_message {
@@ -96,7 +107,7 @@ typedef struct flock_chat_message {
  * the text ends with the assistant's turn header. *out is malloc'd (caller
  * frees). Tokenize the result with flock_tokenize (markers become their
  * control tokens). */
-flock_status flock_chat_format(const flock_model *m, const flock_chat_message *msgs, size_t n,
+FLOCK_API flock_status flock_chat_format(const flock_model *m, const flock_chat_message *msgs, size_t n,
                                bool add_generation_prompt, char **out, flock_error *err);
 
 /* ---- tokenizer ---------------------------------------------------------- */
@@ -105,17 +116,17 @@ flock_status flock_chat_format(const flock_model *m, const flock_chat_message *m
  * control tokens spelled in the text (chat markers) become their ids.
  * Writes up to `cap` ids and sets *n to the count needed; FLOCK_E_RANGE
  * when cap is too small (*n still says how many are needed). */
-flock_status flock_tokenize(const flock_model *m, const char *text, size_t len, bool add_special,
+FLOCK_API flock_status flock_tokenize(const flock_model *m, const char *text, size_t len, bool add_special,
                             int32_t *ids, size_t cap, size_t *n, flock_error *err);
 /* Decodes token ids to UTF-8 text (control tokens omitted; SentencePiece's
  * leading space dropped; invalid UTF-8 as U+FFFD). *out is malloc'd and
  * NUL-terminated (caller frees). */
-flock_status flock_detokenize(const flock_model *m, const int32_t *ids, size_t n, char **out, flock_error *err);
+FLOCK_API flock_status flock_detokenize(const flock_model *m, const int32_t *ids, size_t n, char **out, flock_error *err);
 /* The bytes of one token as text (control tokens give ""); the string is
  * owned by the model. A piece may end inside a multi-byte character
  * (byte-level BPE, byte fallback): concatenate the bytes; flock_generate
  * streams only complete characters. *len = byte count. */
-const char *flock_token_piece(const flock_model *m, int32_t id, size_t *len);
+FLOCK_API const char *flock_token_piece(const flock_model *m, int32_t id, size_t *len);
 
 /* ---- devices ------------------------------------------------------------ */
 
@@ -127,8 +138,8 @@ typedef enum flock_device {
 } flock_device;
 
 /* "auto", "cpu", "cuda" <-> device. */
-const char *flock_device_name(flock_device d);
-flock_status flock_device_parse(const char *s, flock_device *out);
+FLOCK_API const char *flock_device_name(flock_device d);
+FLOCK_API flock_status flock_device_parse(const char *s, flock_device *out);
 
 /* What the CUDA driver reports (flock_cuda_probe). */
 typedef struct flock_cuda_info {
@@ -147,7 +158,7 @@ typedef struct flock_cuda_info {
  * then device 0's compute capability, name and memory. Creates no CUDA
  * context. Never fails: a host without a driver or GPU is reported in
  * out->reason. Returns true when a device is present. */
-bool flock_cuda_probe(flock_cuda_info *out);
+FLOCK_API bool flock_cuda_probe(flock_cuda_info *out);
 
 /* The device a session asked for `want` runs on, judged from the probe
  * alone: *got (never AUTO) and a note saying why, written to note[note_n]
@@ -158,7 +169,7 @@ bool flock_cuda_probe(flock_cuda_info *out);
  * flock_session_create calls this, then checks the bundle's kernels (AUTO
  * falls back to the CPU when it has none for the device); a tool may call
  * it first to fail before loading a model. */
-flock_status flock_device_resolve(flock_device want, flock_device *got, char *note, size_t note_n,
+FLOCK_API flock_status flock_device_resolve(flock_device want, flock_device *got, char *note, size_t note_n,
                                   flock_error *err);
 
 /* ---- session ------------------------------------------------------------ */
@@ -171,8 +182,8 @@ typedef enum flock_select_mode {
 } flock_select_mode;
 
 /* "griffin", "magnitude", "random" <-> mode. */
-const char *flock_select_mode_name(flock_select_mode m);
-flock_status flock_select_mode_parse(const char *s, flock_select_mode *out);
+FLOCK_API const char *flock_select_mode_name(flock_select_mode m);
+FLOCK_API flock_status flock_select_mode_parse(const char *s, flock_select_mode *out);
 
 /* Which kernels a session's decode runs (flock_session_kernels says which
  * it got). */
@@ -186,8 +197,8 @@ typedef enum flock_kernel_choice {
 } flock_kernel_choice;
 
 /* "auto", "generated", "portable" <-> choice. */
-const char *flock_kernel_choice_name(flock_kernel_choice k);
-flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out);
+FLOCK_API const char *flock_kernel_choice_name(flock_kernel_choice k);
+FLOCK_API flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out);
 
 typedef struct flock_session_opts {
     double keep;              /* fraction of FF neurons kept in generation, (0, 1]; default 1 */
@@ -200,27 +211,27 @@ typedef struct flock_session_opts {
     flock_kernel_choice kernels; /* default AUTO */
 } flock_session_opts;
 
-flock_session_opts flock_session_default_opts(void);
+FLOCK_API flock_session_opts flock_session_default_opts(void);
 
 typedef struct flock_session flock_session;
 
 /* A session: KV cache, activations, selected experts. Allocates all
  * buffers now. `opts` may be NULL (defaults). The keep ratio must be one the
  * bundle was compiled for, or 1.0. */
-flock_status flock_session_create(flock_model *m, const flock_session_opts *opts, flock_session **out,
+FLOCK_API flock_status flock_session_create(flock_model *m, const flock_session_opts *opts, flock_session **out,
                                   flock_error *err);
-void flock_session_free(flock_session *s);
+FLOCK_API void flock_session_free(flock_session *s);
 /* The message of the last failure on this session ("" when none). */
-const char *flock_session_error(const flock_session *s);
+FLOCK_API const char *flock_session_error(const flock_session *s);
 
 /* Runs the prompt with the full FF, accumulating GRIFFIN's statistic, and
  * then selects each layer's experts (for the session's mode). Can be called
  * on a fresh or reset session only. n_tokens > n_ctx is FLOCK_E_RANGE. */
-flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n);
+FLOCK_API flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n);
 /* Appends tokens that run with the selected experts only (generation; or
  * the rest of a sequence after a prompt, as in the paper's classification
  * setting). Before any prefill, no experts are selected: FLOCK_E_INVALID_ARG. */
-flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n);
+FLOCK_API flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n);
 /* One decode step of n sequences: appends ids[i] to sessions s[i] (each
  * once in the list, each with experts selected, all on the same model),
  * every session's logits and cache bit for bit what
@@ -230,46 +241,46 @@ flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n
  * one after another. Every session is checked before any token runs: on
  * FLOCK_E_INVALID_ARG or FLOCK_E_RANGE none has advanced, and each session
  * at fault carries the message (flock_session_error). */
-flock_status flock_session_decode_batch(flock_session *const *s, const int32_t *ids, size_t n);
+FLOCK_API flock_status flock_session_decode_batch(flock_session *const *s, const int32_t *ids, size_t n);
 /* Forgets the context and the selection. */
-void flock_session_reset(flock_session *s);
+FLOCK_API void flock_session_reset(flock_session *s);
 
 /* Tokens in the context so far, and the context length. */
-size_t flock_session_n_past(const flock_session *s);
-size_t flock_session_n_ctx(const flock_session *s);
+FLOCK_API size_t flock_session_n_past(const flock_session *s);
+FLOCK_API size_t flock_session_n_ctx(const flock_session *s);
 
 /* Logits of the last token, [n_vocab]. With all_logits, *n_pos (if not
  * NULL) is set to n_past and the return value points at [n_past, n_vocab]
  * (row p = the logits after token p); otherwise *n_pos = 1. Owned by the
  * session, valid until the next call that runs the model. */
-const float *flock_session_logits(const flock_session *s, size_t *n_pos);
+FLOCK_API const float *flock_session_logits(const flock_session *s, size_t *n_pos);
 /* Pointer to the last token's logits row. */
-const float *flock_session_last_logits(const flock_session *s);
+FLOCK_API const float *flock_session_last_logits(const flock_session *s);
 
 /* Number of FF layers, and the experts (sorted neuron indices) selected for
  * FF layer `i` (in program order). FLOCK_E_INVALID_ARG before a prefill. */
-size_t flock_session_n_ffn(const flock_session *s);
-flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *layer,
+FLOCK_API size_t flock_session_n_ffn(const flock_session *s);
+FLOCK_API flock_status flock_session_experts(const flock_session *s, size_t i, int32_t *layer,
                                    const int32_t **idx, size_t *k);
 
 /* Bytes of weights read per generated token with the current selection
  * (matrices of every op, counting only the kept FF rows). */
-uint64_t flock_session_decode_bytes(const flock_session *s);
+FLOCK_API uint64_t flock_session_decode_bytes(const flock_session *s);
 /* Bytes the KV cache holds for n_tokens tokens (K and V of every attention
  * layer, in the backend's cache type); 0 for s NULL. */
-uint64_t flock_session_kv_bytes(const flock_session *s, size_t n_tokens);
+FLOCK_API uint64_t flock_session_kv_bytes(const flock_session *s, size_t n_tokens);
 /* The device the session runs on (never AUTO: what AUTO resolved to), and
  * a note on why ("cpu: asked for", "auto: no CUDA driver (...)", ...);
  * owned by the session. */
-flock_device flock_session_device(const flock_session *s);
-const char *flock_session_device_note(const flock_session *s);
+FLOCK_API flock_device flock_session_device(const flock_session *s);
+FLOCK_API const char *flock_session_device_note(const flock_session *s);
 /* The kernel set in use: on a GPU the bundle's section ("cuda:sm_90",
  * "cuda:compute_80"); on the CPU "llvm:<target>" when decode runs the
  * bundle's generated kernels (gather FF, matrix-vector products; the other
  * ops use the built-in table), else the built-in table ("avx512vnni",
  * "avx2" or "scalar"); and the thread count (CPU). */
-const char *flock_session_kernels(const flock_session *s);
-int flock_session_threads(const flock_session *s);
+FLOCK_API const char *flock_session_kernels(const flock_session *s);
+FLOCK_API int flock_session_threads(const flock_session *s);
 
 /* ---- sampler ------------------------------------------------------------ */
 
@@ -283,18 +294,18 @@ typedef struct flock_sampler_opts {
     uint64_t seed;
 } flock_sampler_opts;
 
-flock_sampler_opts flock_sampler_default_opts(void);
+FLOCK_API flock_sampler_opts flock_sampler_default_opts(void);
 
 typedef struct flock_sampler flock_sampler;
 
 /* A sampler for a vocabulary of n_vocab tokens (scratch allocated here). */
-flock_status flock_sampler_create(const flock_sampler_opts *opts, int32_t n_vocab, flock_sampler **out,
+FLOCK_API flock_status flock_sampler_create(const flock_sampler_opts *opts, int32_t n_vocab, flock_sampler **out,
                                   flock_error *err);
-void flock_sampler_free(flock_sampler *s);
+FLOCK_API void flock_sampler_free(flock_sampler *s);
 /* Picks the next token from logits[n_vocab] (not modified), given the
  * `history` of tokens so far (for the repetition penalty). Order: penalty,
  * temperature, top-k, softmax, top-p, min-p, draw. No allocation. */
-int32_t flock_sampler_sample(flock_sampler *s, const float *logits, const int32_t *history,
+FLOCK_API int32_t flock_sampler_sample(flock_sampler *s, const float *logits, const int32_t *history,
                              size_t n_history);
 
 /* ---- generation ---------------------------------------------------------- */
@@ -315,7 +326,7 @@ typedef struct flock_gen_stats {
  * tokens, streaming their text through `fn`; stops at EOS / end-of-turn or
  * when the text ends with one of `stops` (the stop string is not emitted).
  * The session must be fresh or reset. */
-flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t *prompt, size_t n_prompt,
+FLOCK_API flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t *prompt, size_t n_prompt,
                             size_t max_tokens, const char *const *stops, size_t n_stops,
                             flock_text_fn fn, void *user, flock_gen_stats *stats);
 
@@ -331,21 +342,21 @@ typedef struct flock_gen flock_gen;
 /* Prefills `prompt` on a fresh or reset session and prepares to generate up
  * to max_tokens tokens. `smp` and `stops` are borrowed: they must outlive the
  * generation. On failure *out is untouched and the session says why. */
-flock_status flock_gen_start(flock_session *s, flock_sampler *smp, const int32_t *prompt, size_t n_prompt,
+FLOCK_API flock_status flock_gen_start(flock_session *s, flock_sampler *smp, const int32_t *prompt, size_t n_prompt,
                              size_t max_tokens, const char *const *stops, size_t n_stops, flock_gen **out);
 /* Samples the next token. *text / *len: the text to emit now (maybe empty;
  * valid until the next call on this generation). *tok: the token to decode
  * before the next call, or -1 when nothing is to be decoded: generation has
  * ended (flock_gen_done) at EOS / end of turn, a stop string, max_tokens or
  * a full context, and *text is its last piece. */
-flock_status flock_gen_next(flock_gen *g, int32_t *tok, const char **text, size_t *len);
+FLOCK_API flock_status flock_gen_next(flock_gen *g, int32_t *tok, const char **text, size_t *len);
 /* True once generation has ended. */
-bool flock_gen_done(const flock_gen *g);
+FLOCK_API bool flock_gen_done(const flock_gen *g);
 /* Counts and times so far (tokens: the session's generated ids). */
-const flock_gen_stats *flock_gen_get_stats(const flock_gen *g);
+FLOCK_API const flock_gen_stats *flock_gen_get_stats(const flock_gen *g);
 /* Frees the state (not the session); NULL is a no-op. Generation may be
  * abandoned at any point: reset the session before its next prompt. */
-void flock_gen_free(flock_gen *g);
+FLOCK_API void flock_gen_free(flock_gen *g);
 
 #ifdef __cplusplus
 }
