@@ -83,7 +83,7 @@ fi
 # module:pip-name (rouge_score: Google's ROUGE, the reference of check_eval_rouge;
 # openai: the client that tests/check_serve.py drives flock serve with)
 PY_PACKAGES=(numpy:numpy gguf:gguf tokenizers:tokenizers safetensors:safetensors jinja2:jinja2
-    rouge_score:rouge-score==0.1.2 openai:openai==3.60.0)
+    rouge_score:rouge-score==0.1.2 openai:openai==3.60.0 pytest:pytest==9.2.0)
 pip_install() {
     python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
         python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
@@ -101,11 +101,13 @@ if [ "$PYTHON" = 1 ]; then
     fi
 fi
 
-# ---- test-only Python packages: Hugging Face transformers on torch -----------
-# For tests/check_hf_parity.py only (the demo never needs them, so plain
+# ---- test-only Python packages: Hugging Face transformers on torch, Ray Serve --
+# For tests/check_hf_parity.py and python/tests/test_ray_serve.py only (the
+# demo never needs them, so plain
 # `tools/setup.sh`, which `make demo` runs, leaves them out). Versions are the
 # ones the check was written against; an installed torch is kept as it is.
-TEST_PY=("torch:torch==2.15.0" "transformers:transformers==5.24.0" "accelerate:accelerate==1.15.0")
+TEST_PY=("torch:torch==2.15.0" "transformers:transformers==5.24.0" "accelerate:accelerate==1.15.0"
+    "ray:ray[serve]==2.60.0")
 if [ "$PYTHON" = 1 ] && [ "$TORCH" = 1 ] && [ "$TESTS" = 1 ]; then
     need=()
     for p in "${TEST_PY[@]}"; do
