@@ -388,7 +388,7 @@ flock_status flock_manifest_clone(const flock_manifest *m, flock_manifest **out)
 {
     if (!m || !out)
         return FLOCK_E_INVALID_ARG;
-    flock_manifest *c;
+    flock_manifest *c = NULL;
     flock_status st = flock_manifest_create(&c);
     for (size_t i = 0; st == FLOCK_OK && i < m->count; i++) {
         const mentry *e = &m->e[i];
