@@ -67,6 +67,14 @@ static flock_status gen_init(flock_gen *g, flock_session *s, flock_sampler *smp,
                              size_t n_prompt, size_t max_tokens, const char *const *stops, size_t n_stops)
 {
     flock_error err;
+    if (!smp || (!prompt && n_prompt) || (!stops && n_stops))
+        return flock_session_fail(s, flock_error_set(&err, FLOCK_E_INVALID_ARG, "generate: NULL argument"), &err);
+    if (flock_sampler_n_vocab(smp) != flock_model_n_vocab(s->m))
+        return flock_session_fail(s,
+                                  flock_error_set(&err, FLOCK_E_INVALID_ARG,
+                                                  "generate: the sampler was made for %d tokens, the model has %d",
+                                                  flock_sampler_n_vocab(smp), flock_model_n_vocab(s->m)),
+                                  &err);
     for (size_t i = 0; i < n_stops; i++)
         if (strlen(stops[i]) >= 4096)
             return flock_session_fail(
@@ -88,6 +96,10 @@ flock_status flock_gen_start(flock_session *s, flock_sampler *smp, const int32_t
                              size_t max_tokens, const char *const *stops, size_t n_stops, flock_gen **out)
 {
     flock_error err;
+    if (!s)
+        return FLOCK_E_INVALID_ARG;
+    if (!out)
+        return flock_session_fail(s, flock_error_set(&err, FLOCK_E_INVALID_ARG, "flock_gen_start: NULL out"), &err);
     flock_gen *g = malloc(sizeof *g);
     if (!g)
         return flock_session_fail(s, flock_error_set(&err, FLOCK_E_NOMEM, "out of memory (generation state)"), &err);
@@ -182,6 +194,8 @@ flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t 
                             size_t max_tokens, const char *const *stops, size_t n_stops, flock_text_fn fn,
                             void *user, flock_gen_stats *stats)
 {
+    if (!s)
+        return FLOCK_E_INVALID_ARG;
     flock_gen_stats st0 = {0};
     flock_gen_stats *gs = stats ? stats : &st0;
     memset(gs, 0, sizeof *gs);

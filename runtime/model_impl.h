@@ -49,6 +49,8 @@ struct flock_session {
  * failure it describes (never read from err: a callee may fail without
  * writing one). */
 flock_status flock_session_fail(flock_session *s, flock_status st, const flock_error *err);
+/* The vocabulary a sampler was made for (flock_sampler_create's n_vocab). */
+int32_t flock_sampler_n_vocab(const flock_sampler *s);
 
 /* Tokenizer glue (model_tok.c). */
 flock_status flock_model_tok_load(flock_model *m, flock_error *err);

@@ -2,6 +2,7 @@
  * draw. All scratch is allocated at create (n_vocab entries). */
 #include "flock/flock.h"
 #include "griffin.h"
+#include "model_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,6 +26,11 @@ flock_sampler_opts flock_sampler_default_opts(void)
 {
     return (flock_sampler_opts){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
                                 .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0};
+}
+
+int32_t flock_sampler_n_vocab(const flock_sampler *s)
+{
+    return s ? s->n_vocab : 0;
 }
 
 flock_status flock_sampler_create(const flock_sampler_opts *opts, int32_t n_vocab, flock_sampler **out,

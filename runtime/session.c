@@ -287,6 +287,8 @@ static flock_status run(flock_session *s, const int32_t *ids, size_t n, flock_ff
 flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n)
 {
     flock_error err = {0};
+    if (!s)
+        return FLOCK_E_INVALID_ARG;
     if (!ids || n == 0)
         return flock_session_fail(s, flock_error_set(&err, FLOCK_E_INVALID_ARG, "empty prompt"), &err);
     flock_status st;
@@ -319,8 +321,12 @@ static flock_status check_selected(const flock_session *s, flock_error *err)
 flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n)
 {
     flock_error err = {0};
+    if (!s)
+        return FLOCK_E_INVALID_ARG;
     if (n == 0)
         return FLOCK_OK;
+    if (!ids)
+        return flock_session_fail(s, flock_error_set(&err, FLOCK_E_INVALID_ARG, "decode: NULL ids"), &err);
     flock_status st = check_selected(s, &err);
     if (st != FLOCK_OK)
         return flock_session_fail(s, st, &err);

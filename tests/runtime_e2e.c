@@ -273,6 +273,24 @@ void test_e2e_stories_errors_and_keep(void **state)
     assert_int_equal(flock_session_create(m, &o, &full, &err), FLOCK_OK);
     assert_int_equal(flock_session_prefill(full, nine, 3), FLOCK_OK);
     flock_session_free(full);
+    /* NULL handles and arguments, and a sampler made for another vocabulary */
+    assert_int_equal(flock_session_prefill(NULL, nine, 3), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_session_decode(NULL, nine, 1), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_session_decode(s, NULL, 1), FLOCK_E_INVALID_ARG);
+    assert_non_null(strstr(flock_session_error(s), "NULL"));
+    flock_session_reset(s);
+    flock_sampler_opts so = flock_sampler_default_opts();
+    flock_sampler *wrong;
+    assert_int_equal(flock_sampler_create(&so, flock_model_n_vocab(m) + 1, &wrong, &err), FLOCK_OK);
+    flock_gen *g = NULL;
+    assert_int_equal(flock_gen_start(s, wrong, nine, 3, 4, NULL, 0, &g), FLOCK_E_INVALID_ARG);
+    assert_null(g);
+    assert_non_null(strstr(flock_session_error(s), "513"));
+    assert_int_equal(flock_generate(s, wrong, nine, 3, 4, NULL, 0, NULL, NULL, NULL), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_session_n_past(s), 0); /* nothing ran */
+    assert_int_equal(flock_generate(NULL, wrong, nine, 3, 4, NULL, 0, NULL, NULL, NULL), FLOCK_E_INVALID_ARG);
+    assert_int_equal(flock_gen_start(s, NULL, nine, 3, 4, NULL, 0, &g), FLOCK_E_INVALID_ARG);
+    flock_sampler_free(wrong);
     flock_session_free(s);
     flock_model_free(m);
 }

@@ -340,7 +340,7 @@ FLOCK_API const char *flock_session_error(const flock_session *s);
  * learned position table; FLOCK_E_CORRUPT: a magnitude ranking that is not a
  * permutation; on a GPU FLOCK_E_DEVICE or FLOCK_E_NOMEM. The argument checks
  * come before any token runs; after a failure while running, reset the
- * session. s must not be NULL. */
+ * session. s NULL: FLOCK_E_INVALID_ARG (no message). */
 FLOCK_API flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n);
 /* Appends tokens that run with the selected experts only (generation; or
  * the rest of a sequence after a prompt, as in the paper's classification
@@ -349,8 +349,8 @@ FLOCK_API flock_status flock_session_prefill(flock_session *s, const int32_t *id
  * FLOCK_E_INVALID_ARG also for ids NULL or an id outside the vocabulary;
  * FLOCK_E_RANGE: the tokens do not fit in the context (or the learned
  * positions); these are checked before any token runs. On a GPU also
- * FLOCK_E_DEVICE or FLOCK_E_NOMEM, after which reset the session. s must not
- * be NULL. */
+ * FLOCK_E_DEVICE or FLOCK_E_NOMEM, after which reset the session. s NULL:
+ * FLOCK_E_INVALID_ARG (no message). */
 FLOCK_API flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n);
 /* One decode step of n sequences: appends ids[i] to sessions s[i] (each
  * once in the list, each with experts selected, all on the same model),
@@ -486,11 +486,13 @@ typedef struct flock_gen_stats {
  * The session must be fresh or reset. Also stops at a full context, and
  * when fn returns false (FLOCK_OK, neither stopped_* set). fn may be NULL
  * (the text is dropped), stats may be NULL, stops may be NULL when n_stops
- * is 0; every pointer is borrowed for the call; s and smp must not be NULL.
+ * is 0; every pointer is borrowed for the call. s NULL: FLOCK_E_INVALID_ARG
+ * (no message).
  * *stats is filled on return, also after a failure (after one before the
  * first token, only prompt_tokens and tokens are set). Failures, with the
- * message on the session: FLOCK_E_INVALID_ARG for a stop string of 4096
- * bytes or more, and those of flock_session_prefill and
+ * message on the session: FLOCK_E_INVALID_ARG for smp NULL, a sampler made
+ * for another vocabulary than the model's, a stop string of 4096 bytes or
+ * more (all checked before the prompt runs), and those of flock_session_prefill and
  * flock_session_decode. Without a tokenizer in the bundle no token ends
  * generation and no text is streamed. */
 FLOCK_API flock_status flock_generate(flock_session *s, flock_sampler *smp, const int32_t *prompt,
@@ -512,9 +514,10 @@ typedef struct flock_gen flock_gen;
  * generation. On failure *out is untouched and the session says why.
  * `prompt` is borrowed for the call; the session too must outlive the
  * generation. *out is freed with flock_gen_free. Failures: FLOCK_E_NOMEM,
- * FLOCK_E_INVALID_ARG for a stop string of 4096 bytes or more, and those of
- * flock_session_prefill. s and smp must not be NULL; stops may be NULL when
- * n_stops is 0. */
+ * FLOCK_E_INVALID_ARG for smp or out NULL, a sampler made for another
+ * vocabulary than the model's or a stop string of 4096 bytes or more (checked
+ * before the prompt runs), and those of flock_session_prefill; s NULL:
+ * FLOCK_E_INVALID_ARG (no message). stops may be NULL when n_stops is 0. */
 FLOCK_API flock_status flock_gen_start(flock_session *s, flock_sampler *smp, const int32_t *prompt,
                                        size_t n_prompt, size_t max_tokens, const char *const *stops,
                                        size_t n_stops, flock_gen **out);
