@@ -101,3 +101,84 @@ void flock_select_random(uint64_t *rng, int64_t d_ff, int64_t k, int32_t *idx, i
     memcpy(idx, perm, (size_t)k * sizeof *idx);
     qsort(idx, (size_t)k, sizeof *idx, cmp_i32);
 }
+
+void flock_share_normalize(const double *w, int64_t d, double *p)
+{
+    double sum = 0;
+    for (int64_t i = 0; i < d; i++) {
+        double v = isfinite(w[i]) && w[i] > 0 ? w[i] : 0;
+        p[i] = v;
+        sum += v;
+    }
+    if (!(sum > 0) || !isfinite(sum)) {
+        for (int64_t i = 0; i < d; i++)
+            p[i] = 1.0 / (double)d;
+        return;
+    }
+    for (int64_t i = 0; i < d; i++)
+        p[i] /= sum;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const flock_alloc_cand *x = a, *y = b;
+    if (x->share != y->share)
+        return x->share > y->share ? -1 : 1;
+    if (x->layer != y->layer)
+        return x->layer < y->layer ? -1 : 1;
+    return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+int64_t flock_allocate_budget(const double *const *share, const int64_t *d, size_t n, const int64_t *lo,
+                              int64_t total, int64_t *k, flock_alloc_cand *scratch, double *sorted)
+{
+    int64_t sum_lo = 0, sum_d = 0;
+    for (size_t l = 0; l < n; l++) {
+        k[l] = lo[l] < 0 ? 0 : lo[l] > d[l] ? d[l] : lo[l];
+        sum_lo += k[l];
+        sum_d += d[l];
+    }
+    if (total > sum_d)
+        total = sum_d;
+    if (total <= sum_lo)
+        return sum_lo;
+    /* Each layer's shares sorted (its marginal gains, decreasing); the
+     * candidates are the entries past the layer's floor. */
+    size_t nc = 0;
+    for (size_t l = 0; l < n; l++) {
+        for (int64_t i = 0; i < d[l]; i++)
+            sorted[i] = isfinite(share[l][i]) ? share[l][i] : 0;
+        qsort(sorted, (size_t)d[l], sizeof *sorted, cmp_desc);
+        for (int64_t r = k[l]; r < d[l]; r++)
+            scratch[nc++] = (flock_alloc_cand){sorted[r], (int32_t)l, (int32_t)r};
+    }
+    qsort(scratch, nc, sizeof *scratch, cmp_cand);
+    for (int64_t j = 0; j < total - sum_lo; j++)
+        k[scratch[j].layer]++;
+    return total;
+}
+
+void flock_rank_positions(const int32_t *rank, int64_t d, int32_t *pos)
+{
+    for (int64_t j = 0; j < d; j++)
+        pos[rank[j]] = (int32_t)j;
+}
+
+void flock_select_blend(const double *score, const int32_t *pos_global, int64_t d, int64_t k, double w,
+                        int32_t *idx, flock_rank_pair *scratch, double *blend)
+{
+    for (int64_t i = 0; i < d; i++) {
+        scratch[i].score = isnan(score[i]) ? -INFINITY : score[i];
+        scratch[i].index = (int32_t)i;
+    }
+    qsort(scratch, (size_t)d, sizeof *scratch, cmp_rank);
+    for (int64_t j = 0; j < d; j++) /* local position j; smaller blends rank higher, so negate */
+        blend[scratch[j].index] = -(w * (double)j + (1 - w) * (double)pos_global[scratch[j].index]);
+    flock_select_topk(blend, d, k, idx, scratch);
+}

@@ -34,6 +34,15 @@ struct flock_session {
     flock_rank_pair *pairs; /* [max d_ff] */
     int32_t *perm;          /* [max d_ff] */
     uint8_t *seen;          /* [max d_ff] */
+    /* griffin-adaptive / glass scratch (NULL in the other modes) */
+    double *share;          /* [sum d_ff] each layer's shares of its statistic */
+    const double **share_at; /* [n_ffn] layer i's first share */
+    flock_alloc_cand *cands; /* [sum d_ff] */
+    double *sorted;         /* [max d_ff] */
+    int64_t *ffn_d, *ffn_lo, *ffn_k; /* [n_ffn] */
+    int32_t *pos_global;    /* [sum d_ff] glass: each neuron's place in the static ranking */
+    double *blend;          /* [max d_ff] */
+    size_t since_select;    /* tokens decoded since the experts were last selected (refresh) */
     int32_t *history;       /* [n_ctx] tokens so far (for the sampler's penalty) */
     int32_t *generated;     /* [n_ctx] ids of the last flock_generate (its stats point here) */
     size_t n_history;

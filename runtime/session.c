@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const mode_names[] = {"griffin", "magnitude", "random"};
+static const char *const mode_names[] = {"griffin", "magnitude", "random", "griffin-adaptive", "glass"};
 _Static_assert(sizeof mode_names / sizeof mode_names[0] == FLOCK_SELECT_COUNT, "a name per selection mode");
 
 const char *flock_select_mode_name(flock_select_mode m)
@@ -50,13 +50,27 @@ flock_session_opts flock_session_default_opts(void)
 {
     return (flock_session_opts){.keep = 1.0, .n_ctx = 0, .threads = 0, .seed = 0,
                                 .select = FLOCK_SELECT_GRIFFIN, .all_logits = false,
-                                .device = FLOCK_DEVICE_AUTO, .kernels = FLOCK_KERNELS_AUTO};
+                                .device = FLOCK_DEVICE_AUTO, .kernels = FLOCK_KERNELS_AUTO, .refresh = 0,
+                                .glass_weight = FLOCK_GLASS_WEIGHT_DEFAULT};
 }
 
 flock_status flock_session_fail(flock_session *s, flock_status st, const flock_error *err)
 {
     snprintf(s->msg, sizeof s->msg, "%s", err->msg);
     return st;
+}
+
+/* Modes that rank GRIFFIN's statistic (the prompt pass accumulates it). */
+static bool uses_statistic(flock_select_mode m)
+{
+    return m == FLOCK_SELECT_GRIFFIN || m == FLOCK_SELECT_GRIFFIN_ADAPTIVE || m == FLOCK_SELECT_GLASS;
+}
+
+/* Modes whose selection is made on the host from ffn_at(i)->sumsq with a
+ * count per layer that the CUDA kernels (compiled for one k) cannot take. */
+static bool cpu_only(flock_select_mode m)
+{
+    return m == FLOCK_SELECT_GRIFFIN_ADAPTIVE || m == FLOCK_SELECT_GLASS;
 }
 
 static flock_status check_opts(const flock_model *m, flock_session_opts *o, flock_error *err)
@@ -95,7 +109,16 @@ static flock_status check_opts(const flock_model *m, flock_session_opts *o, floc
     }
     if (o->threads < 1 || o->threads > 256)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "%d threads", o->threads);
-    if (o->select == FLOCK_SELECT_MAGNITUDE)
+    if (o->refresh < 0)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "refresh every %d tokens: must be 0 (never) or more",
+                               o->refresh);
+    if (o->refresh > 0 && !uses_statistic(o->select))
+        return flock_error_set(err, FLOCK_E_INVALID_ARG,
+                               "refresh needs a selection from the statistic (griffin, griffin-adaptive, glass), "
+                               "not %s", flock_select_mode_name(o->select));
+    if (!(o->glass_weight >= 0 && o->glass_weight <= 1))
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "glass weight %g is outside [0, 1]", o->glass_weight);
+    if (o->select == FLOCK_SELECT_MAGNITUDE || o->select == FLOCK_SELECT_GLASS)
         for (uint32_t i = 0; i < m->prog->n_ops; i++) {
             const flock_op *op = &m->prog->ops[i];
             if (op->kind != FLOCK_OP_FFN)
@@ -104,8 +127,8 @@ static flock_status check_opts(const flock_model *m, flock_session_opts *o, floc
             if (!r)
                 return flock_error_set(err, FLOCK_E_NOT_FOUND,
                                        "layer %d has no magnitude ranking (blk.%d.ffn_magnitude_rank): "
-                                       "compile the bundle with it to use --select magnitude",
-                                       op->layer, op->layer);
+                                       "compile the bundle with it to use --select %s",
+                                       op->layer, op->layer, flock_select_mode_name(o->select));
             if (r->dtype != FLOCK_DTYPE_I32 || r->rows * r->cols != op->d_ff)
                 return flock_error_set(err, FLOCK_E_CORRUPT, "layer %d: magnitude ranking must be i32 [%d]",
                                        op->layer, op->d_ff);
@@ -133,7 +156,12 @@ static flock_status open_backend(flock_session *s, flock_error *err)
         if (o->device != FLOCK_DEVICE_AUTO && o->device != backends[i].device)
             continue;
         flock_error be = {0};
-        flock_status st = backends[i].open(s->m, o, &s->be, &be);
+        flock_status st = backends[i].device == FLOCK_DEVICE_CUDA && cpu_only(o->select)
+                              ? flock_error_set(&be, FLOCK_E_UNSUPPORTED,
+                                                "selection %s runs on the CPU only (the CUDA kernels are "
+                                                "compiled for one count per layer)",
+                                                flock_select_mode_name(o->select))
+                              : backends[i].open(s->m, o, &s->be, &be);
         const char *name = flock_device_name(backends[i].device);
         if (st == FLOCK_OK) {
             const char *what = s->be->what;
@@ -193,6 +221,46 @@ static flock_exec_ffn *ffn_at(const flock_session *s, size_t i)
     return s->be->iface->ffn_at(s->be, i);
 }
 
+/* griffin-adaptive's and glass's buffers, sized once; glass's global
+ * positions from the static ranking, checked to be a permutation. */
+static flock_status mode_scratch(flock_session *s, size_t max_dff, flock_error *err)
+{
+    flock_select_mode m = s->o.select;
+    if (m != FLOCK_SELECT_GRIFFIN_ADAPTIVE && m != FLOCK_SELECT_GLASS)
+        return FLOCK_OK;
+    size_t n = n_ffn(s), sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (size_t)ffn_at(s, i)->d_ff;
+    if (m == FLOCK_SELECT_GRIFFIN_ADAPTIVE) {
+        s->share = malloc(sum * sizeof *s->share);
+        s->share_at = malloc(n * sizeof *s->share_at);
+        s->cands = malloc(sum * sizeof *s->cands);
+        s->sorted = malloc(max_dff * sizeof *s->sorted);
+        s->ffn_d = malloc(n * sizeof *s->ffn_d);
+        s->ffn_lo = malloc(n * sizeof *s->ffn_lo);
+        s->ffn_k = malloc(n * sizeof *s->ffn_k);
+        if (!s->share || !s->share_at || !s->cands || !s->sorted || !s->ffn_d || !s->ffn_lo || !s->ffn_k)
+            return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+        return FLOCK_OK;
+    }
+    s->pos_global = malloc(sum * sizeof *s->pos_global);
+    s->blend = malloc(max_dff * sizeof *s->blend);
+    if (!s->pos_global || !s->blend)
+        return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const flock_exec_ffn *f = ffn_at(s, i);
+        const int32_t *rank = s->m->tensors[s->m->prog->ops[f->op].w[5]].data;
+        /* flock_select_from_rank checks the permutation; its k = 0 output is unused. */
+        flock_status st = flock_select_from_rank(rank, f->d_ff, 0, s->perm, s->seen, err);
+        if (st != FLOCK_OK)
+            return flock_error_prefix(err, st, "layer %d", f->layer);
+        flock_rank_positions(rank, f->d_ff, s->pos_global + off);
+        off += (size_t)f->d_ff;
+    }
+    return FLOCK_OK;
+}
+
 /* The buffers every backend needs (selection scratch, history, text). */
 static flock_status finish_create(flock_session *s, flock_session **out, flock_error *err)
 {
@@ -215,6 +283,11 @@ static flock_status finish_create(flock_session *s, flock_session **out, flock_e
         flock_session_free(s);
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
     }
+    flock_status st = mode_scratch(s, dff, err);
+    if (st != FLOCK_OK) {
+        flock_session_free(s);
+        return st;
+    }
     *out = s;
     return FLOCK_OK;
 }
@@ -231,6 +304,15 @@ void flock_session_free(flock_session *s)
     free(s->generated);
     free(s->pend);
     free(s->dec);
+    free(s->share);
+    free(s->share_at);
+    free(s->cands);
+    free(s->sorted);
+    free(s->ffn_d);
+    free(s->ffn_lo);
+    free(s->ffn_k);
+    free(s->pos_global);
+    free(s->blend);
     free(s);
 }
 
@@ -239,10 +321,31 @@ const char *flock_session_error(const flock_session *s)
     return s ? s->msg : "";
 }
 
+/* griffin-adaptive: each layer's count, the uniform counts' total split by
+ * the layers' shares of their statistic (flock_allocate_budget), each at
+ * least FLOCK_ADAPTIVE_FLOOR of its uniform count. */
+static void allocate_counts(flock_session *s)
+{
+    size_t n = n_ffn(s), off = 0;
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const flock_exec_ffn *f = ffn_at(s, i);
+        int64_t k = flock_keep_count(s->o.keep, f->d_ff);
+        total += k;
+        s->ffn_d[i] = f->d_ff;
+        s->ffn_lo[i] = (int64_t)floor(FLOCK_ADAPTIVE_FLOOR * (double)k);
+        flock_share_normalize(f->sumsq, f->d_ff, s->share + off);
+        s->share_at[i] = s->share + off;
+        off += (size_t)f->d_ff;
+    }
+    flock_allocate_budget(s->share_at, s->ffn_d, n, s->ffn_lo, total, s->ffn_k, s->cands, s->sorted);
+}
+
 /* Chooses each FF layer's experts from the statistic / ranking / rng. */
 static flock_status select_experts(flock_session *s, flock_error *err)
 {
     const flock_backend_iface *be = s->be->iface;
+    s->since_select = 0;
     if (s->o.select == FLOCK_SELECT_GRIFFIN && be->select_griffin) { /* top-k on the backend's device */
         flock_status st = be->select_griffin(s->be, err);
         if (st != FLOCK_OK)
@@ -250,12 +353,20 @@ static flock_status select_experts(flock_session *s, flock_error *err)
         s->selected = true;
         return FLOCK_OK;
     }
+    if (s->o.select == FLOCK_SELECT_GRIFFIN_ADAPTIVE)
+        allocate_counts(s);
+    size_t off = 0;
     for (size_t i = 0; i < n_ffn(s); i++) {
         flock_exec_ffn *f = ffn_at(s, i);
-        int64_t k = flock_keep_count(s->o.keep, f->d_ff);
+        int64_t k = s->o.select == FLOCK_SELECT_GRIFFIN_ADAPTIVE ? s->ffn_k[i] : flock_keep_count(s->o.keep, f->d_ff);
         switch (s->o.select) {
         case FLOCK_SELECT_GRIFFIN:
+        case FLOCK_SELECT_GRIFFIN_ADAPTIVE:
             flock_select_topk(f->sumsq, f->d_ff, k, f->idx, s->pairs);
+            break;
+        case FLOCK_SELECT_GLASS:
+            flock_select_blend(f->sumsq, s->pos_global + off, f->d_ff, k, s->o.glass_weight, f->idx, s->pairs,
+                               s->blend);
             break;
         case FLOCK_SELECT_MAGNITUDE: {
             const flock_op *op = &s->m->prog->ops[f->op];
@@ -268,6 +379,7 @@ static flock_status select_experts(flock_session *s, flock_error *err)
             flock_select_random(&s->rng, f->d_ff, k, f->idx, s->perm);
         }
         f->k = k;
+        off += (size_t)f->d_ff;
     }
     if (be->commit_selection) {
         flock_status st = be->commit_selection(s->be, err);
@@ -301,7 +413,7 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
                              s->o.n_ctx);
         return flock_session_fail(s, st, &err);
     }
-    st = run(s, ids, n, FLOCK_FF_FULL, s->o.select == FLOCK_SELECT_GRIFFIN, &err);
+    st = run(s, ids, n, FLOCK_FF_FULL, uses_statistic(s->o.select), &err);
     if (st == FLOCK_OK)
         st = select_experts(s, &err);
     if (st != FLOCK_OK)
@@ -309,6 +421,36 @@ flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t 
     memcpy(s->history, ids, n * sizeof *ids);
     s->n_history = n;
     return FLOCK_OK;
+}
+
+/* A refresh: the token with the full FF, its activations added to the
+ * statistic, then the experts selected again (since_select back to 0). */
+static flock_status refresh_step(flock_session *s, int32_t id, flock_error *err)
+{
+    flock_status st = run(s, &id, 1, FLOCK_FF_FULL, true, err);
+    return st == FLOCK_OK ? select_experts(s, err) : st;
+}
+
+/* What the executor checks per run, checked for all n tokens at once when
+ * a refresh splits them into several runs. */
+static flock_status check_tokens(const flock_session *s, const int32_t *ids, size_t n, flock_error *err)
+{
+    size_t past = flock_session_n_past(s);
+    if (n > (size_t)s->o.n_ctx - past)
+        return flock_error_set(err, FLOCK_E_RANGE,
+                               "%zu tokens do not fit in the context: %zu already used of %d (needs %zu)", n, past,
+                               s->o.n_ctx, past + n);
+    for (size_t t = 0; t < n; t++)
+        if (ids[t] < 0 || ids[t] >= flock_model_n_vocab(s->m))
+            return flock_error_set(err, FLOCK_E_INVALID_ARG, "token %zu is id %d, outside the vocabulary [0, %d)",
+                                   t, ids[t], flock_model_n_vocab(s->m));
+    return FLOCK_OK;
+}
+
+/* Whether the next decoded token is a refresh. */
+static bool refresh_due(const flock_session *s)
+{
+    return s->o.refresh > 0 && s->since_select + 1 >= (size_t)s->o.refresh;
 }
 
 /* Decode runs through the selected experts: there must be some. */
@@ -330,9 +472,24 @@ flock_status flock_session_decode(flock_session *s, const int32_t *ids, size_t n
     flock_status st = check_selected(s, &err);
     if (st != FLOCK_OK)
         return flock_session_fail(s, st, &err);
-    st = run(s, ids, n, FLOCK_FF_SPARSE, false, &err);
-    if (st != FLOCK_OK)
+    if (s->o.refresh > 0 && (st = check_tokens(s, ids, n, &err)) != FLOCK_OK) /* before any token runs */
         return flock_session_fail(s, st, &err);
+    for (size_t t = 0; t < n;) {
+        /* Without refresh one run; with it, the tokens up to the next
+         * refresh sparse, then that one dense, then a new selection. */
+        size_t sparse = n - t;
+        if (s->o.refresh > 0) {
+            size_t left = (size_t)s->o.refresh - 1 - s->since_select;
+            sparse = sparse < left ? sparse : left;
+        }
+        if (sparse > 0 && (st = run(s, ids + t, sparse, FLOCK_FF_SPARSE, false, &err)) != FLOCK_OK)
+            return flock_session_fail(s, st, &err);
+        s->since_select += sparse;
+        t += sparse;
+        if (t < n && (st = refresh_step(s, ids[t], &err)) != FLOCK_OK)
+            return flock_session_fail(s, st, &err);
+        t += t < n;
+    }
     memcpy(s->history + s->n_history, ids, n * sizeof *ids);
     s->n_history += n;
     return FLOCK_OK;
@@ -376,16 +533,21 @@ flock_status flock_session_decode_batch(flock_session *const *s, const int32_t *
     for (size_t i = 0; i < n;) {
         const flock_backend_iface *ifc = s[i]->be->iface;
         size_t j = i + 1;
-        if (ifc->run_batch)
-            while (j < n && j - i < FLOCK_EXEC_MAX_BATCH && s[j]->be->iface == ifc && s[j]->o.threads == s[i]->o.threads)
+        if (ifc->run_batch && !refresh_due(s[i]))
+            while (j < n && j - i < FLOCK_EXEC_MAX_BATCH && s[j]->be->iface == ifc &&
+                   s[j]->o.threads == s[i]->o.threads && !refresh_due(s[j]))
                 j++;
         flock_status st;
         flock_error err = {0};
+        bool refreshed = false;
         if (j - i > 1) {
             flock_backend *bs[FLOCK_EXEC_MAX_BATCH];
             for (size_t q = i; q < j; q++)
                 bs[q - i] = s[q]->be;
             st = ifc->run_batch(bs, j - i, ids + i, &err);
+        } else if (refresh_due(s[i])) {
+            st = refresh_step(s[i], ids[i], &err);
+            refreshed = true;
         } else {
             st = run(s[i], ids + i, 1, FLOCK_FF_SPARSE, false, &err);
         }
@@ -394,8 +556,10 @@ flock_status flock_session_decode_batch(flock_session *const *s, const int32_t *
                 flock_session_fail(s[q], st, &err);
             return st;
         }
-        for (size_t q = i; q < j; q++)
+        for (size_t q = i; q < j; q++) {
             s[q]->history[s[q]->n_history++] = ids[q];
+            s[q]->since_select += refreshed ? 0 : 1;
+        }
         i = j;
     }
     return FLOCK_OK;
@@ -405,6 +569,7 @@ void flock_session_reset(flock_session *s)
 {
     s->be->iface->reset(s->be);
     s->selected = false;
+    s->since_select = 0;
     s->n_history = 0;
     s->msg[0] = '\0';
 }

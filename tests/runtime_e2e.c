@@ -263,6 +263,114 @@ void test_e2e_stories_errors_and_keep(void **state)
     assert_int_equal(flock_session_create(m, &o, &full, &err), FLOCK_OK);
     assert_true(flock_session_decode_bytes(s) < flock_session_decode_bytes(full));
     flock_session_free(full);
+    /* griffin-adaptive: the same total count as uniform keep 0.5 */
+    {
+        flock_session_opts oa = flock_session_default_opts();
+        oa.keep = 0.5;
+        oa.select = FLOCK_SELECT_GRIFFIN_ADAPTIVE;
+        flock_session *sa;
+        assert_int_equal(flock_session_create(m, &oa, &sa, &err), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(sa, nine, 6), FLOCK_OK);
+        size_t total = 0;
+        for (size_t i = 0; i < 5; i++) {
+            const int32_t *idx;
+            size_t k;
+            assert_int_equal(flock_session_experts(sa, i, NULL, &idx, &k), FLOCK_OK);
+            assert_true(k >= 43 && k <= 172); /* at least FLOCK_ADAPTIVE_FLOOR of 86 */
+            for (size_t j = 1; j < k; j++)
+                assert_true(idx[j] > idx[j - 1]);
+            total += k;
+        }
+        assert_int_equal(total, 5 * 86);
+        assert_int_equal(flock_session_decode(sa, nine + 6, 2), FLOCK_OK);
+        flock_session_free(sa);
+        /* glass at weight 1 is GRIFFIN's selection exactly */
+        oa.select = FLOCK_SELECT_GLASS;
+        oa.glass_weight = 1.0;
+        assert_int_equal(flock_session_create(m, &oa, &sa, &err), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(sa, nine, 6), FLOCK_OK);
+        flock_session *sg;
+        flock_session_opts og = flock_session_default_opts();
+        og.keep = 0.5;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(sg, nine, 6), FLOCK_OK);
+        for (size_t i = 0; i < 5; i++) {
+            const int32_t *a, *b;
+            size_t ka, kb;
+            assert_int_equal(flock_session_experts(sa, i, NULL, &a, &ka), FLOCK_OK);
+            assert_int_equal(flock_session_experts(sg, i, NULL, &b, &kb), FLOCK_OK);
+            assert_int_equal(ka, kb);
+            assert_memory_equal(a, b, ka * sizeof *a);
+        }
+        flock_session_free(sa);
+        flock_session_free(sg);
+        /* refresh 1: every decoded token runs the full FF, so keep 0.5 gives keep 1.0's logits (to rounding:
+         * keep 1.0 decodes through the gather kernel over all neurons, the refresh through the dense one) */
+        og.refresh = 1;
+        og.n_ctx = 8;
+        flock_session_opts of = flock_session_default_opts();
+        of.n_ctx = 8;
+        flock_session *sf;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_OK);
+        assert_int_equal(flock_session_create(m, &of, &sf, &err), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(sg, nine, 5), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(sf, nine, 5), FLOCK_OK);
+        assert_int_equal(flock_session_decode(sg, nine + 5, 3), FLOCK_OK);
+        assert_int_equal(flock_session_decode(sf, nine + 5, 3), FLOCK_OK);
+        {
+            const float *a = flock_session_last_logits(sg), *b = flock_session_last_logits(sf);
+            double num = 0, den = 0;
+            for (int32_t v = 0; v < flock_model_n_vocab(m); v++) {
+                num += ((double)a[v] - b[v]) * ((double)a[v] - b[v]);
+                den += (double)b[v] * b[v];
+            }
+            assert_true(den > 0 && sqrt(num / den) < 1e-5);
+        }
+        /* without the refresh the same keep 0.5 session does differ from keep 1.0 (so the check above means something) */
+        flock_session_free(sg);
+        og.refresh = 0;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(sg, nine, 5), FLOCK_OK);
+        assert_int_equal(flock_session_decode(sg, nine + 5, 3), FLOCK_OK);
+        assert_memory_not_equal(flock_session_last_logits(sg), flock_session_last_logits(sf),
+                                (size_t)flock_model_n_vocab(m) * sizeof(float));
+        /* a refresh split checks every token first: an id out of range runs none */
+        flock_session_free(sg);
+        og.refresh = 2;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_OK);
+        assert_int_equal(flock_session_prefill(sg, nine, 4), FLOCK_OK);
+        int32_t badids[3] = {5, 6, 1 << 30};
+        assert_int_equal(flock_session_decode(sg, badids, 3), FLOCK_E_INVALID_ARG);
+        assert_int_equal(flock_session_n_past(sg), 4);
+        assert_int_equal(flock_session_decode(sg, nine + 4, 5), FLOCK_E_RANGE);
+        assert_int_equal(flock_session_n_past(sg), 4);
+        flock_session_free(sg);
+        flock_session_free(sf);
+        /* bad options: refresh with a static selection, negative refresh, glass weight outside [0, 1] */
+        og = flock_session_default_opts();
+        og.keep = 0.5;
+        og.select = FLOCK_SELECT_MAGNITUDE;
+        og.refresh = 4;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_E_INVALID_ARG);
+        assert_non_null(strstr(err.msg, "refresh"));
+        og.select = FLOCK_SELECT_GRIFFIN;
+        og.refresh = -1;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_E_INVALID_ARG);
+        og.refresh = 0;
+        og.select = FLOCK_SELECT_GLASS;
+        og.glass_weight = 1.5;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_E_INVALID_ARG);
+        assert_non_null(strstr(err.msg, "glass weight"));
+        /* the CPU-only modes on CUDA: unsupported, named */
+        og.glass_weight = 0.9;
+        og.device = FLOCK_DEVICE_CUDA;
+        assert_int_equal(flock_session_create(m, &og, &sg, &err), FLOCK_E_UNSUPPORTED);
+        assert_non_null(strstr(err.msg, "CPU only"));
+        assert_string_equal(flock_select_mode_name(FLOCK_SELECT_GRIFFIN_ADAPTIVE), "griffin-adaptive");
+        flock_select_mode pm;
+        assert_int_equal(flock_select_mode_parse("glass", &pm), FLOCK_OK);
+        assert_int_equal(pm, FLOCK_SELECT_GLASS);
+    }
     /* a keep ratio the bundle was not compiled for */
     o.keep = 0.3;
     assert_int_equal(flock_session_create(m, &o, &full, &err), FLOCK_E_INVALID_ARG);

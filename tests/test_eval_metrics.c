@@ -61,6 +61,28 @@ static void test_rouge_hand_computed(void **state)
     assert_float_equal(r.rl, 0.4, 1e-12);
 }
 
+
+static void test_bootstrap(void **state)
+{
+    (void)state;
+    double lo, hi;
+    const double same[5] = {0.25, 0.25, 0.25, 0.25, 0.25};
+    assert_int_equal(flock_bootstrap_mean_ci(same, 5, 500, 1, 0.95, &lo, &hi), 0);
+    assert_true(lo == 0.25 && hi == 0.25); /* every resample has the same mean */
+    const double d[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    assert_int_equal(flock_bootstrap_mean_ci(d, 8, 4000, 7, 0.95, &lo, &hi), 0);
+    assert_true(lo < 3.5 && hi > 3.5 && lo >= 0 && hi <= 7);
+    /* standard error sqrt(5.25 / 8) = 0.81: the 95% interval is about +-1.6 */
+    assert_true(hi - lo > 2.2 && hi - lo < 4.2);
+    double lo2, hi2;
+    flock_bootstrap_mean_ci(d, 8, 4000, 7, 0.95, &lo2, &hi2);
+    assert_true(lo == lo2 && hi == hi2); /* deterministic */
+    assert_int_equal(flock_bootstrap_mean_ci(d, 0, 100, 7, 0.95, &lo, &hi), -1);
+    assert_true(isnan(lo) && isnan(hi));
+    assert_int_equal(flock_bootstrap_mean_ci(d, 8, 1, 7, 0.95, &lo, &hi), -1);
+    assert_int_equal(flock_bootstrap_mean_ci(d, 8, 100, 7, 1.0, &lo, &hi), -1);
+}
+
 static void test_rouge_tokenization(void **state)
 {
     (void)state;
@@ -84,6 +106,7 @@ int main(void)
         cmocka_unit_test(test_perplexity_and_agreement),
         cmocka_unit_test(test_rouge_hand_computed),
         cmocka_unit_test(test_rouge_tokenization),
+        cmocka_unit_test(test_bootstrap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

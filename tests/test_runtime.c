@@ -424,6 +424,80 @@ static void test_griffin_ties(void **state)
     assert_int_equal(idx[1], 1);
 }
 
+
+static void test_allocate_budget(void **state)
+{
+    (void)state;
+    /* Layer 0 concentrated, layer 1 spread, layer 2 all zero. */
+    double w0[4] = {8, 1, 0.5, 0.5}, w1[4] = {1, 1, 1, 1}, w2[4] = {0, 0, 0, 0};
+    double p0[4], p1[4], p2[4];
+    flock_share_normalize(w0, 4, p0);
+    flock_share_normalize(w1, 4, p1);
+    flock_share_normalize(w2, 4, p2);
+    for (int i = 0; i < 4; i++) {
+        assert_false(isnan(p2[i]));
+        assert_true(fabs(p2[i] - 0.25) < 1e-15); /* all-zero layer: spread evenly, no NaN */
+    }
+    assert_true(fabs(p0[0] - 0.8) < 1e-15 && fabs(p1[3] - 0.25) < 1e-15);
+    const double *sh[3] = {p0, p1, p2};
+    const int64_t d[3] = {4, 4, 4};
+    int64_t lo[3] = {1, 1, 1}, k[3];
+    flock_alloc_cand cand[12];
+    double sorted[4];
+    /* total 6: floors 1+1+1, then the largest shares left: p1 0.25 x3 (layer 1), ties to the lower layer
+     * before layer 2's 0.25s. */
+    assert_int_equal(flock_allocate_budget(sh, d, 3, lo, 6, k, cand, sorted), 6);
+    assert_int_equal(k[0], 1);
+    assert_int_equal(k[1], 4);
+    assert_int_equal(k[2], 1);
+    /* the sum is the budget for every total between the floors and the sizes; deterministic */
+    for (int64_t t = 3; t <= 12; t++) {
+        int64_t k2[3];
+        assert_int_equal(flock_allocate_budget(sh, d, 3, lo, t, k, cand, sorted), t);
+        flock_allocate_budget(sh, d, 3, lo, t, k2, cand, sorted);
+        assert_int_equal(k[0] + k[1] + k[2], t);
+        for (int l = 0; l < 3; l++) {
+            assert_int_equal(k[l], k2[l]);
+            assert_true(k[l] >= lo[l] && k[l] <= d[l]);
+        }
+    }
+    /* below the floors / above the sizes: clamped */
+    assert_int_equal(flock_allocate_budget(sh, d, 3, lo, 1, k, cand, sorted), 3);
+    assert_int_equal(flock_allocate_budget(sh, d, 3, lo, 99, k, cand, sorted), 12);
+    /* NaN or infinite scores count as 0 */
+    double bad[4] = {NAN, INFINITY, -1, 2}, pb[4];
+    flock_share_normalize(bad, 4, pb);
+    assert_true(pb[0] == 0 && pb[1] == 0 && pb[2] == 0 && pb[3] == 1);
+}
+
+static void test_select_blend(void **state)
+{
+    (void)state;
+    const double score[5] = {5, 4, 3, 2, 1};   /* local order 0, 1, 2, 3, 4 */
+    const int32_t rank[5] = {4, 3, 2, 1, 0};   /* static order: the reverse */
+    int32_t pos[5], idx[5];
+    flock_rank_positions(rank, 5, pos);
+    assert_int_equal(pos[4], 0);
+    assert_int_equal(pos[0], 4);
+    flock_rank_pair scratch[5];
+    double blend[5];
+    flock_select_blend(score, pos, 5, 2, 1.0, idx, scratch, blend); /* w = 1: GRIFFIN's top-k */
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    flock_select_blend(score, pos, 5, 2, 0.0, idx, scratch, blend); /* w = 0: the static ranking */
+    assert_int_equal(idx[0], 3);
+    assert_int_equal(idx[1], 4);
+    /* w = 0.75: blends 0, 1.5, 2, 2.5, 3 (neuron i: 0.75 i + 0.25 (4 - i)) -> 0 and 1 */
+    flock_select_blend(score, pos, 5, 2, 0.75, idx, scratch, blend);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    /* w = 0.5: all blends 2, ties to the lower index */
+    flock_select_blend(score, pos, 5, 3, 0.5, idx, scratch, blend);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(idx[2], 2);
+}
+
 static void test_select_rank_random(void **state)
 {
     (void)state;
@@ -958,6 +1032,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_griffin_hand),
         cmocka_unit_test(test_griffin_ties),
         cmocka_unit_test(test_select_rank_random),
+        cmocka_unit_test(test_allocate_budget),
+        cmocka_unit_test(test_select_blend),
         cmocka_unit_test(test_sampler_greedy_penalty),
         cmocka_unit_test(test_sampler_distribution),
         cmocka_unit_test(test_sampler_top_p_full_sort),

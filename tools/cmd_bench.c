@@ -42,7 +42,8 @@ static void help(FILE *f)
                "  --prompt-len P   prompt tokens (default 128)\n"
                "  --gen-len G      decode steps per repeat (default 64)\n"
                "  --keep LIST      keep ratios, e.g. 1,0.75,0.5 (default: 1 and those compiled)\n"
-               "  --select MODE    griffin (default), magnitude or random\n"
+               "  --select MODE    griffin (default), magnitude, random, griffin-adaptive or glass\n"
+               "  --refresh R      reselect every R decoded tokens after a full-FF step (default 0)\n"
                "  --repeats R      timed repeats after one warm-up (default 3)\n"
                "  --threads N      threads (default: all cores)\n"
                "  --device D       cpu, cuda or auto (default): cuda runs the bundle's CUDA kernels\n"
@@ -186,6 +187,7 @@ typedef struct bench_opts {
     double keeps[BENCH_MAX_KEEPS];
     int n_keeps; /* 0: 1.0 and the bundle's compiled ratios */
     flock_select_mode mode;
+    long long refresh;
     int threads;
     flock_device device;
     bool json;
@@ -249,7 +251,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
                 BAD("bad --kernels list '%s' (auto, generated, portable)", v);
         } else if (OPT("--select")) {
             if (r < 0 || flock_select_mode_parse(v, &o->mode) != FLOCK_OK)
-                BAD("bad --select '%s' (griffin, magnitude, random)", v);
+                BAD("bad --select '%s' (griffin, magnitude, random, griffin-adaptive, glass)", v);
+        } else if (OPT("--refresh")) {
+            if (r < 0 || !flock_cli_parse_int(v, 0, 1 << 30, &o->refresh))
+                BAD("bad --refresh '%s' (tokens, 0 = never)", v);
         } else if (OPT("--device")) {
             if (r < 0 || flock_device_parse(v, &o->device) != FLOCK_OK)
                 BAD("bad --device '%s' (cpu, cuda or auto)", v);
@@ -316,6 +321,7 @@ static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, b
         so.keep = o->keeps[ki];
         so.kernels = o->kchoice[ri % o->n_kchoice];
         so.select = o->mode;
+        so.refresh = (int32_t)o->refresh;
         so.threads = o->threads;
         so.n_ctx = (int32_t)(o->P + o->G);
         so.device = o->device;
@@ -385,9 +391,10 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         printf(",\"device\":\"%s\",\"device_note\":", flock_device_name(res->device));
         flock_cli_json_str(stdout, res->device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
-               "\"repeats\":%lld,\"select\":\"%s\",\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
+               "\"repeats\":%lld,\"select\":\"%s\",\"refresh\":%lld,\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
                "\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"kv_mb\":%.1f,",
-               res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), res->load_s, res->copy_gbs,
+               res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), o->refresh, res->load_s,
+               res->copy_gbs,
                res->read_gbs, res->peak_mb, res->weights_mb, res->kv_mb);
         printf("\"generated_kernels\":");
         flock_cli_json_str(stdout, model_k ? model_k : "");

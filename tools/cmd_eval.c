@@ -21,7 +21,9 @@
 #include <time.h>
 
 #define EVAL_MAX_KEEPS 16
-#define EVAL_MAX_MODES 3
+#define EVAL_MAX_MODES FLOCK_SELECT_COUNT
+#define EVAL_MAX_REFRESH 8
+#define EVAL_BOOT_SEED 20240229 /* fixed: the same run gives the same intervals */
 
 typedef struct eval_args {
     const char *bundle, *text, *jsonl;
@@ -30,6 +32,10 @@ typedef struct eval_args {
     int n_keeps;
     flock_select_mode modes[EVAL_MAX_MODES];
     int n_modes;
+    int32_t refreshes[EVAL_MAX_REFRESH];
+    int n_refresh;
+    double glass_weight;
+    long long boot;
     int threads;
     uint64_t seed;
     double temp;
@@ -50,7 +56,13 @@ static void help(FILE *f)
             "  --windows N         windows of text (default 8)\n"
             "  --n N               prompts from the JSONL file (default 20)\n"
             "  --keep LIST         keep ratios, e.g. 0.5,1 (default: those compiled, and 1)\n"
-            "  --select LIST       methods: griffin,magnitude,random (default griffin)\n"
+            "  --select LIST       methods: griffin, magnitude, random, griffin-adaptive, glass\n"
+            "                      (default griffin)\n"
+            "  --refresh LIST      refresh intervals in tokens for the statistic methods, e.g.\n"
+            "                      0,16 (default 0: never; see flock run --help)\n"
+            "  --glass-weight W    glass: weight of the prompt's rank (default 0.9)\n"
+            "  --bootstrap B       resamples of the 95%% intervals over windows / prompts\n"
+            "                      (default 2000)\n"
             "  --temp T            generation temperature, 0 = greedy (default 0)\n"
             "  --seed S            seed of sampling and of random selection (default 0)\n"
             "  --threads N         threads (default: all cores)\n"
@@ -89,12 +101,36 @@ static int parse_modes(const char *v, eval_args *a)
         flock_select_mode m;
         if (a->n_modes == EVAL_MAX_MODES || flock_select_mode_parse(t, &m) != FLOCK_OK) {
             free(dup);
-            return flock_cli_usage_error("eval", "bad --select list '%s' (griffin, magnitude, random)", v), -1;
+            return flock_cli_usage_error("eval",
+                                         "bad --select list '%s' (griffin, magnitude, random, griffin-adaptive, "
+                                         "glass)",
+                                         v),
+                   -1;
         }
         a->modes[a->n_modes++] = m;
     }
     free(dup);
     return a->n_modes ? 0 : (flock_cli_usage_error("eval", "empty --select list"), -1);
+}
+
+static int parse_refreshes(const char *v, eval_args *a)
+{
+    char *dup = strdup(v), *save = NULL;
+    if (!dup)
+        return -1;
+    a->n_refresh = 0;
+    for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        long long r;
+        if (a->n_refresh == EVAL_MAX_REFRESH || !flock_cli_parse_int(t, 0, 1 << 30, &r)) {
+            free(dup);
+            return flock_cli_usage_error("eval", "bad --refresh list '%s' (token counts >= 0, at most %d)", v,
+                                         EVAL_MAX_REFRESH),
+                   -1;
+        }
+        a->refreshes[a->n_refresh++] = (int32_t)r;
+    }
+    free(dup);
+    return a->n_refresh ? 0 : (flock_cli_usage_error("eval", "empty --refresh list"), -1);
 }
 
 static int parse_args(int argc, char **argv, eval_args *a)
@@ -106,6 +142,9 @@ static int parse_args(int argc, char **argv, eval_args *a)
     a->n_prompts = 20;
     a->modes[0] = FLOCK_SELECT_GRIFFIN;
     a->n_modes = 1;
+    a->n_refresh = 1; /* refreshes[0] = 0: never */
+    a->glass_weight = flock_session_default_opts().glass_weight;
+    a->boot = 2000;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
@@ -140,6 +179,15 @@ static int parse_args(int argc, char **argv, eval_args *a)
         } else if (OPT("--select")) {
             if (r < 0 || parse_modes(v, a) != 0)
                 return -1;
+        } else if (OPT("--refresh")) {
+            if (r < 0 || parse_refreshes(v, a) != 0)
+                return -1;
+        } else if (OPT("--glass-weight")) {
+            if (r < 0 || !flock_cli_parse_double(v, 0, 1, &a->glass_weight))
+                return r < 0 ? -1 : flock_cli_usage_error("eval", "bad --glass-weight '%s' (in [0, 1])", v), -1;
+        } else if (OPT("--bootstrap")) {
+            if (r < 0 || !flock_cli_parse_int(v, 2, 1000000, &a->boot))
+                return r < 0 ? -1 : flock_cli_usage_error("eval", "bad --bootstrap '%s' (2 to 1000000)", v), -1;
         } else if (OPT("--temp")) {
             if (r < 0 || !flock_cli_parse_double(v, 0, 100, &a->temp))
                 return r < 0 ? -1 : flock_cli_usage_error("eval", "bad --temp '%s'", v), -1;
@@ -222,28 +270,103 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-static flock_session *open_session(flock_model *m, const eval_args *a, double keep, flock_select_mode mode,
-                                   int32_t n_ctx)
+/* One row of the tables: a selection method at a keep ratio. */
+typedef struct eval_method {
+    flock_select_mode mode;
+    double keep;
+    int32_t refresh;
+} eval_method;
+
+static const eval_method full_method = {FLOCK_SELECT_GRIFFIN, 1.0, 0};
+
+static bool uses_statistic(flock_select_mode m)
+{
+    return m == FLOCK_SELECT_GRIFFIN || m == FLOCK_SELECT_GRIFFIN_ADAPTIVE || m == FLOCK_SELECT_GLASS;
+}
+
+/* Every (mode, refresh, keep) asked for, in that order; a refresh only for
+ * the methods that read the statistic. Returns the count (<= cap). */
+static int build_methods(const eval_args *a, eval_method *out, int cap)
+{
+    int n = 0;
+    for (int mi = 0; mi < a->n_modes; mi++)
+        for (int ri = 0; ri < a->n_refresh; ri++) {
+            if (a->refreshes[ri] > 0 && !uses_statistic(a->modes[mi]))
+                continue;
+            for (int ki = 0; ki < a->n_keeps && n < cap; ki++)
+                out[n++] = (eval_method){a->modes[mi], a->keeps[ki], a->refreshes[ri]};
+        }
+    return n;
+}
+
+/* "griffin", "glass r16": the method's name in the table. */
+static const char *method_label(const eval_method *e, bool full, char *buf, size_t cap)
+{
+    if (full)
+        return "full";
+    if (e->refresh == 0)
+        return flock_select_mode_name(e->mode);
+    snprintf(buf, cap, "%s r%d", flock_select_mode_name(e->mode), e->refresh);
+    return buf;
+}
+
+/* The paper's GRIFFIN at the same keep ratio (the baseline each new method
+ * is compared with), or -1 when it is not among the rows. */
+static int griffin_row(const eval_method *meth, int n, int i)
+{
+    for (int j = 0; j < n; j++)
+        if (j != i && meth[j].mode == FLOCK_SELECT_GRIFFIN && meth[j].refresh == 0 && meth[j].keep == meth[i].keep)
+            return j;
+    return -1;
+}
+
+static flock_session *open_session(flock_model *m, const eval_args *a, const eval_method *e, int32_t n_ctx)
 {
     flock_session_opts so = flock_session_default_opts();
-    so.keep = keep;
-    so.select = mode;
+    so.keep = e->keep;
+    so.select = e->mode;
+    so.refresh = e->refresh;
+    so.glass_weight = a->glass_weight;
     so.threads = a->threads;
     so.seed = a->seed;
     so.n_ctx = n_ctx;
     flock_session *s = NULL;
     flock_error err = {0};
     if (flock_session_create(m, &so, &s, &err) != FLOCK_OK)
-        fprintf(stderr, "flock eval: keep %g (%s): %s\n", keep, flock_select_mode_name(mode), err.msg);
+        fprintf(stderr, "flock eval: keep %g (%s, refresh %d): %s\n", e->keep, flock_select_mode_name(e->mode),
+                e->refresh, err.msg);
     return s;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Decode speed and bytes of one row: the decode calls' wall time (refresh
+ * steps included) and the weight bytes per token after each selection. */
+typedef struct eval_speed {
+    double dec_s, mb_sum;
+    uint64_t dec_tok, n_mb;
+} eval_speed;
+
+static void print_speed_json(const eval_speed *v)
+{
+    printf(",\"decode_tok_s\":");
+    flock_cli_json_double(stdout, v->dec_s > 0 ? (double)v->dec_tok / v->dec_s : NAN);
+    printf(",\"weight_mb_per_token\":");
+    flock_cli_json_double(stdout, v->n_mb ? v->mb_sum / (double)v->n_mb : NAN);
 }
 
 /* ---- text mode ----------------------------------------------------------- */
 
 typedef struct text_result {
-    flock_select_mode mode;
-    double keep;
+    eval_method meth;
     flock_ppl_acc acc;
+    double *win_nll; /* [W]: each window's NLL sum (for the intervals) */
+    eval_speed speed;
 } text_result;
 
 /* The first W windows of P + C tokens of the text (fewer, said, when the
@@ -308,21 +431,21 @@ static int score_text(flock_model *m, const eval_args *a, const int32_t *toks, s
     size_t V = (size_t)flock_model_n_vocab(m);
     float *ref = malloc(C * V * sizeof *ref);
     int32_t *prompt = malloc((P + 1) * sizeof *prompt);
-    flock_session *full = open_session(m, a, 1.0, FLOCK_SELECT_GRIFFIN, n_ctx);
+    flock_session *full = open_session(m, a, &full_method, n_ctx);
     flock_session **ss = calloc((size_t)n_res, sizeof *ss);
     int rc = -1;
     if (!ref || !prompt || !ss || !full)
         goto out;
-    for (int mi = 0; mi < a->n_modes; mi++)
-        for (int ki = 0; ki < a->n_keeps; ki++) {
-            text_result *r = &res[mi * a->n_keeps + ki];
-            r->mode = a->modes[mi];
-            r->keep = a->keeps[ki];
-            if (!(ss[mi * a->n_keeps + ki] = open_session(m, a, r->keep, r->mode, n_ctx)))
-                goto out;
+    for (int i = 0; i <= n_res; i++)
+        if (!(res[i].win_nll = calloc(W, sizeof *res[i].win_nll))) {
+            fprintf(stderr, "flock eval: out of memory\n");
+            goto out;
         }
+    for (int i = 0; i < n_res; i++)
+        if (!(ss[i] = open_session(m, a, &res[i].meth, n_ctx)))
+            goto out;
     text_result *fr = &res[n_res];
-    fr->keep = 1.0;
+    fr->meth = full_method;
     for (size_t w = 0; w < W; w++) {
         const int32_t *win = toks + w * per;
         if (has_bos)
@@ -332,21 +455,38 @@ static int score_text(flock_model *m, const eval_args *a, const int32_t *toks, s
         flock_session_reset(full);
         if (flock_session_prefill(full, prompt, P + has_bos) != FLOCK_OK)
             goto full_fail;
+        double nll0 = fr->acc.nll_sum;
+        fr->speed.mb_sum += (double)flock_session_decode_bytes(full) / 1e6;
+        fr->speed.n_mb++;
         for (size_t j = 0; j < C; j++) {
             const float *lg = flock_session_last_logits(full);
             memcpy(ref + j * V, lg, V * sizeof *ref);
             flock_ppl_add(&fr->acc, ref + j * V, ref + j * V, V, (size_t)cont[j]);
+            double t0 = now_s();
             if (j + 1 < C && flock_session_decode(full, &cont[j], 1) != FLOCK_OK)
                 goto full_fail;
+            fr->speed.dec_s += now_s() - t0;
+            fr->speed.dec_tok += j + 1 < C;
         }
+        fr->win_nll[w] = fr->acc.nll_sum - nll0;
         for (int i = 0; i < n_res; i++) {
             flock_session *s = ss[i];
+            text_result *r = &res[i];
             flock_session_reset(s);
             bool ok = flock_session_prefill(s, prompt, P + has_bos) == FLOCK_OK;
-            for (size_t j = 0; ok && j < C; j++) {
-                flock_ppl_add(&res[i].acc, flock_session_last_logits(s), ref + j * V, V, (size_t)cont[j]);
-                ok = j + 1 == C || flock_session_decode(s, &cont[j], 1) == FLOCK_OK;
+            double r0 = r->acc.nll_sum;
+            if (ok) {
+                r->speed.mb_sum += (double)flock_session_decode_bytes(s) / 1e6;
+                r->speed.n_mb++;
             }
+            for (size_t j = 0; ok && j < C; j++) {
+                flock_ppl_add(&r->acc, flock_session_last_logits(s), ref + j * V, V, (size_t)cont[j]);
+                double t0 = now_s();
+                ok = j + 1 == C || flock_session_decode(s, &cont[j], 1) == FLOCK_OK;
+                r->speed.dec_s += now_s() - t0;
+                r->speed.dec_tok += j + 1 < C;
+            }
+            r->win_nll[w] = r->acc.nll_sum - r0;
             if (!ok) {
                 fprintf(stderr, "flock eval: %s\n", flock_session_error(s));
                 goto out;
@@ -372,41 +512,95 @@ out:
     return rc;
 }
 
+/* The 95% interval of exp(mean over windows of (nll_x - nll_y) / C): a
+ * ratio of perplexities (x against y), paired by window. */
+static void ratio_ci(const eval_args *a, const double *x, const double *y, size_t W, size_t C, double *lo,
+                     double *hi)
+{
+    double *d = malloc(W * sizeof *d);
+    *lo = *hi = NAN;
+    if (!d)
+        return;
+    for (size_t w = 0; w < W; w++)
+        d[w] = (x[w] - y[w]) / (double)C;
+    if (flock_bootstrap_mean_ci(d, W, (int)a->boot, EVAL_BOOT_SEED, 0.95, lo, hi) == 0) {
+        *lo = exp(*lo);
+        *hi = exp(*hi);
+    }
+    free(d);
+}
+
 static void report_text(const eval_args *a, size_t W, const text_result *res, int n_res)
 {
     size_t P = (size_t)a->prompt_len, C = (size_t)a->cont_len;
     const text_result *fr = &res[n_res];
     double full_ppl = flock_ppl_value(&fr->acc);
+    eval_method meth[EVAL_MAX_MODES * EVAL_MAX_REFRESH * EVAL_MAX_KEEPS];
+    for (int i = 0; i < n_res; i++)
+        meth[i] = res[i].meth;
+    char lb[64];
     if (a->json) {
         printf("{\"mode\":\"text\",\"file\":");
         flock_cli_json_str(stdout, a->text);
-        printf(",\"windows\":%zu,\"prompt_len\":%zu,\"cont_len\":%zu,\"scored_tokens\":%llu,\"full_ppl\":", W, P, C,
-               (unsigned long long)fr->acc.count);
+        printf(",\"windows\":%zu,\"prompt_len\":%zu,\"cont_len\":%zu,\"scored_tokens\":%llu,"
+               "\"bootstrap\":%lld,\"glass_weight\":%g,\"full_ppl\":",
+               W, P, C, (unsigned long long)fr->acc.count, a->boot, a->glass_weight);
         flock_cli_json_double(stdout, full_ppl);
         printf(",\"results\":[");
         for (int i = 0; i <= n_res; i++) {
             const text_result *r = &res[i];
-            printf("%s{\"select\":\"%s\",\"keep\":%g,\"ppl\":", i ? "," : "",
-                   i == n_res ? "full" : flock_select_mode_name(r->mode), r->keep);
+            double lo, hi;
+            printf("%s{\"select\":\"%s\",\"keep\":%g,\"refresh\":%d,\"ppl\":", i ? "," : "",
+                   i == n_res ? "full" : flock_select_mode_name(r->meth.mode), r->meth.keep, r->meth.refresh);
             flock_cli_json_double(stdout, flock_ppl_value(&r->acc));
             printf(",\"ppl_ratio\":");
             flock_cli_json_double(stdout, flock_ppl_value(&r->acc) / full_ppl);
+            ratio_ci(a, r->win_nll, fr->win_nll, W, C, &lo, &hi);
+            printf(",\"ppl_ratio_ci95\":[");
+            flock_cli_json_double(stdout, lo);
+            printf(",");
+            flock_cli_json_double(stdout, hi);
+            printf("]");
+            int g = i < n_res ? griffin_row(meth, n_res, i) : -1;
+            if (g >= 0) {
+                ratio_ci(a, r->win_nll, res[g].win_nll, W, C, &lo, &hi);
+                printf(",\"vs_griffin\":");
+                flock_cli_json_double(stdout, flock_ppl_value(&r->acc) / flock_ppl_value(&res[g].acc));
+                printf(",\"vs_griffin_ci95\":[");
+                flock_cli_json_double(stdout, lo);
+                printf(",");
+                flock_cli_json_double(stdout, hi);
+                printf("]");
+            }
             printf(",\"top1_agree\":");
             flock_cli_json_double(stdout, flock_ppl_top1(&r->acc));
             printf(",\"mean_kl\":");
             flock_cli_json_double(stdout, flock_ppl_mean_kl(&r->acc));
+            print_speed_json(&r->speed);
             printf("}");
         }
         printf("]}\n");
         return;
     }
-    printf("%zu windows x (%zu prompt + %zu scored) tokens of %s\n", W, P, C, a->text);
-    printf("%-10s %6s %10s %9s %10s %10s\n", "select", "keep", "ppl", "ppl/full", "top1-agree", "mean-KL");
+    printf("%zu windows x (%zu prompt + %zu scored) tokens of %s; 95%% intervals from %lld resamples of the "
+           "windows\n",
+           W, P, C, a->text, a->boot);
+    printf("%-22s %6s %10s %9s %17s %9s %17s %10s %9s %8s %7s\n", "select", "keep", "ppl", "ppl/full", "interval",
+           "vs-griff", "interval", "top1-agree", "mean-KL", "tok/s", "MB/tok");
     for (int i = n_res; i >= 0; i--) {
         const text_result *r = &res[i];
-        printf("%-10s %6.3g %10.4f %9.4f %10.4f %10.5f\n", i == n_res ? "full" : flock_select_mode_name(r->mode),
-               r->keep, flock_ppl_value(&r->acc), flock_ppl_value(&r->acc) / full_ppl, flock_ppl_top1(&r->acc),
-               flock_ppl_mean_kl(&r->acc));
+        double lo, hi, glo = NAN, ghi = NAN, gv = NAN;
+        ratio_ci(a, r->win_nll, fr->win_nll, W, C, &lo, &hi);
+        int g = i < n_res ? griffin_row(meth, n_res, i) : -1;
+        if (g >= 0) {
+            ratio_ci(a, r->win_nll, res[g].win_nll, W, C, &glo, &ghi);
+            gv = flock_ppl_value(&r->acc) / flock_ppl_value(&res[g].acc);
+        }
+        printf("%-22s %6.3g %10.4f %9.4f [%7.4f,%7.4f] %9.4f [%7.4f,%7.4f] %10.4f %9.5f %8.2f %7.2f\n",
+               method_label(&r->meth, i == n_res, lb, sizeof lb), r->meth.keep, flock_ppl_value(&r->acc),
+               flock_ppl_value(&r->acc) / full_ppl, lo, hi, gv, glo, ghi, flock_ppl_top1(&r->acc),
+               flock_ppl_mean_kl(&r->acc), r->speed.dec_s > 0 ? (double)r->speed.dec_tok / r->speed.dec_s : NAN,
+               r->speed.n_mb ? r->speed.mb_sum / (double)r->speed.n_mb : NAN);
     }
 }
 
@@ -417,14 +611,21 @@ static int eval_text(flock_model *m, const eval_args *a)
     size_t W = 0;
     if (text_windows(m, a, &toks, &W) != 0)
         return FLOCK_EXIT_FAIL;
-    int n_res = a->n_modes * a->n_keeps;
+    eval_method meth[EVAL_MAX_MODES * EVAL_MAX_REFRESH * EVAL_MAX_KEEPS];
+    int n_res = build_methods(a, meth, (int)(sizeof meth / sizeof meth[0]));
     text_result *res = calloc((size_t)n_res + 1, sizeof *res);
     int rc = FLOCK_EXIT_FAIL;
     if (!res)
         fprintf(stderr, "flock eval: out of memory\n");
-    else if (score_text(m, a, toks, W, res, n_res) == 0) {
-        report_text(a, W, res, n_res);
-        rc = FLOCK_EXIT_OK;
+    else {
+        for (int i = 0; i < n_res; i++)
+            res[i].meth = meth[i];
+        if (score_text(m, a, toks, W, res, n_res) == 0) {
+            report_text(a, W, res, n_res);
+            rc = FLOCK_EXIT_OK;
+        }
+        for (int i = 0; i <= n_res; i++)
+            free(res[i].win_nll);
     }
     free(res);
     free(toks);
@@ -456,15 +657,16 @@ static bool gen_append(void *user, const char *text, size_t len)
 }
 
 typedef struct gen_result {
-    flock_select_mode mode;
-    double keep;
+    eval_method meth;
     double r_ref[3], r_full[3]; /* sums of ROUGE-1/2/L F1 */
+    double *r1;                 /* [n_prompts]: each prompt's ROUGE-1 against the reference */
     size_t n;
+    eval_speed speed;
 } gen_result;
 
-/* Generates for one prompt into `out` (reset first). */
+/* Generates for one prompt into `out` (reset first), adding to `sp`. */
 static int gen_one(flock_session *s, flock_sampler *smp, const int32_t *ids, size_t n, size_t max_new,
-                   const char *const *stops, size_t n_stops, gen_buf *out)
+                   const char *const *stops, size_t n_stops, gen_buf *out, eval_speed *sp)
 {
     out->len = 0;
     if (out->s)
@@ -476,12 +678,16 @@ static int gen_one(flock_session *s, flock_sampler *smp, const int32_t *ids, siz
         fprintf(stderr, "flock eval: %s\n", flock_session_error(s));
         return -1;
     }
+    sp->dec_s += gs.decode_s;
+    sp->dec_tok += gs.generated_tokens > 0 ? gs.generated_tokens - 1 : 0; /* the first comes from the prefill */
+    sp->mb_sum += (double)flock_session_decode_bytes(s) / 1e6;
+    sp->n_mb++;
     if (!out->s && !gen_append(out, "", 0))
         return -1;
     return 0;
 }
 
-static void add_rouge(double sums[3], const char *cand, const char *ref)
+static double add_rouge(double sums[3], const char *cand, const char *ref)
 {
     flock_rouge r = {0, 0, 0};
     if (flock_rouge_score(cand, ref, &r) == 0) {
@@ -489,6 +695,7 @@ static void add_rouge(double sums[3], const char *cand, const char *ref)
         sums[1] += r.r2;
         sums[2] += r.rl;
     }
+    return r.r1;
 }
 
 /* One line of the prompts file: its "article", "summary_gt" and "stop"
@@ -558,17 +765,10 @@ static int score_gen(flock_model *m, const eval_args *a, FILE *f, gen_result *re
         fprintf(stderr, "flock eval: %s\n", err.msg);
         goto out;
     }
-    if (!(ss[n_res] = open_session(m, a, 1.0, FLOCK_SELECT_GRIFFIN, c->n_ctx)))
-        goto out;
-    res[n_res].keep = 1.0;
-    for (int mi = 0; mi < a->n_modes; mi++)
-        for (int ki = 0; ki < a->n_keeps; ki++) {
-            int i = mi * a->n_keeps + ki;
-            res[i].mode = a->modes[mi];
-            res[i].keep = a->keeps[ki];
-            if (!(ss[i] = open_session(m, a, res[i].keep, res[i].mode, c->n_ctx)))
-                goto out;
-        }
+    res[n_res].meth = full_method;
+    for (int i = 0; i <= n_res; i++)
+        if (!(ss[i] = open_session(m, a, &res[i].meth, c->n_ctx)))
+            goto out;
     while (c->done < (size_t)a->n_prompts && getline(&line, &line_cap, f) > 0) {
         gen_prompt p;
         if (parse_prompt(line, a->jsonl, ++lineno, &p) != 0)
@@ -582,18 +782,21 @@ static int score_gen(flock_model *m, const eval_args *a, FILE *f, gen_result *re
             fprintf(stderr, "flock eval: %s:%zu: %s\n", a->jsonl, lineno, err.msg);
             fail = true;
         } else {
-            fail = gen_one(ss[n_res], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &full_out) != 0;
+            gen_result *fr = &res[n_res];
+            fail = gen_one(ss[n_res], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &full_out,
+                           &fr->speed) != 0;
             if (!fail) {
-                add_rouge(res[n_res].r_ref, full_out.s, p.ref);
-                add_rouge(res[n_res].r_full, full_out.s, full_out.s);
-                res[n_res].n++;
+                fr->r1[fr->n] = add_rouge(fr->r_ref, full_out.s, p.ref);
+                add_rouge(fr->r_full, full_out.s, full_out.s);
+                fr->n++;
             }
             for (int i = 0; !fail && i < n_res; i++) {
-                fail = gen_one(ss[i], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &out) != 0;
+                gen_result *r = &res[i];
+                fail = gen_one(ss[i], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &out, &r->speed) != 0;
                 if (!fail) {
-                    add_rouge(res[i].r_ref, out.s, p.ref);
-                    add_rouge(res[i].r_full, out.s, full_out.s);
-                    res[i].n++;
+                    r->r1[r->n] = add_rouge(r->r_ref, out.s, p.ref);
+                    add_rouge(r->r_full, out.s, full_out.s);
+                    r->n++;
                 }
             }
             c->done += !fail;
@@ -620,17 +823,36 @@ out:
     return rc;
 }
 
+/* 95% interval of the mean of x - y (y NULL: of x) over the n prompts. */
+static void mean_ci(const eval_args *a, const double *x, const double *y, size_t n, double *lo, double *hi)
+{
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    *lo = *hi = NAN;
+    if (!d)
+        return;
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i] - (y ? y[i] : 0);
+    flock_bootstrap_mean_ci(d, n, (int)a->boot, EVAL_BOOT_SEED, 0.95, lo, hi);
+    free(d);
+}
+
 static void report_gen(const eval_args *a, const gen_result *res, int n_res, const gen_counts *c)
 {
+    eval_method meth[EVAL_MAX_MODES * EVAL_MAX_REFRESH * EVAL_MAX_KEEPS];
+    for (int i = 0; i < n_res; i++)
+        meth[i] = res[i].meth;
+    char lb[64];
     if (a->json) {
         printf("{\"mode\":\"generate\",\"file\":");
         flock_cli_json_str(stdout, a->jsonl);
-        printf(",\"prompts\":%zu,\"skipped_too_long\":%zu,\"max_new_tokens\":%lld,\"temperature\":%g,\"results\":[",
-               c->done, c->skipped, a->cont_len, a->temp);
+        printf(",\"prompts\":%zu,\"skipped_too_long\":%zu,\"max_new_tokens\":%lld,\"temperature\":%g,"
+               "\"bootstrap\":%lld,\"glass_weight\":%g,\"results\":[",
+               c->done, c->skipped, a->cont_len, a->temp, a->boot, a->glass_weight);
         for (int i = n_res; i >= 0; i--) {
             const gen_result *r = &res[i];
-            printf("%s{\"select\":\"%s\",\"keep\":%g", i == n_res ? "" : ",",
-                   i == n_res ? "full" : flock_select_mode_name(r->mode), r->keep);
+            double lo, hi;
+            printf("%s{\"select\":\"%s\",\"keep\":%g,\"refresh\":%d", i == n_res ? "" : ",",
+                   i == n_res ? "full" : flock_select_mode_name(r->meth.mode), r->meth.keep, r->meth.refresh);
             const char *names[3] = {"rouge1", "rouge2", "rougeL"};
             for (int k = 0; k < 3; k++) {
                 printf(",\"%s\":", names[k]);
@@ -638,6 +860,24 @@ static void report_gen(const eval_args *a, const gen_result *res, int n_res, con
                 printf(",\"%s_vs_full\":", names[k]);
                 flock_cli_json_double(stdout, r->r_full[k] / (double)r->n);
             }
+            mean_ci(a, r->r1, NULL, r->n, &lo, &hi);
+            printf(",\"rouge1_ci95\":[");
+            flock_cli_json_double(stdout, lo);
+            printf(",");
+            flock_cli_json_double(stdout, hi);
+            printf("]");
+            int g = i < n_res ? griffin_row(meth, n_res, i) : -1;
+            if (g >= 0) {
+                mean_ci(a, r->r1, res[g].r1, r->n, &lo, &hi);
+                printf(",\"rouge1_minus_griffin\":");
+                flock_cli_json_double(stdout, (r->r_ref[0] - res[g].r_ref[0]) / (double)r->n);
+                printf(",\"rouge1_minus_griffin_ci95\":[");
+                flock_cli_json_double(stdout, lo);
+                printf(",");
+                flock_cli_json_double(stdout, hi);
+                printf("]");
+            }
+            print_speed_json(&r->speed);
             printf("}");
         }
         printf("]}\n");
@@ -645,14 +885,23 @@ static void report_gen(const eval_args *a, const gen_result *res, int n_res, con
     }
     printf("%zu prompts of %s (%zu skipped: longer than the context), up to %lld new tokens, temp %g\n", c->done,
            a->jsonl, c->skipped, a->cont_len, a->temp);
-    printf("%-10s %6s | %7s %7s %7s | vs full: %7s %7s %7s\n", "select", "keep", "R-1", "R-2", "R-L", "R-1", "R-2",
-           "R-L");
+    printf("%-22s %6s | %7s %17s %7s %7s | vs full: %7s %7s %7s | R-1 - griffin %17s | %8s %7s\n", "select",
+           "keep", "R-1", "interval", "R-2", "R-L", "R-1", "R-2", "R-L", "interval", "tok/s", "MB/tok");
     for (int i = n_res; i >= 0; i--) {
         const gen_result *r = &res[i];
-        double d = (double)r->n;
-        printf("%-10s %6.3g | %7.4f %7.4f %7.4f |          %7.4f %7.4f %7.4f\n",
-               i == n_res ? "full" : flock_select_mode_name(r->mode), r->keep, r->r_ref[0] / d, r->r_ref[1] / d,
-               r->r_ref[2] / d, r->r_full[0] / d, r->r_full[1] / d, r->r_full[2] / d);
+        double d = (double)r->n, lo, hi, glo = NAN, ghi = NAN, gd = NAN;
+        mean_ci(a, r->r1, NULL, r->n, &lo, &hi);
+        int g = i < n_res ? griffin_row(meth, n_res, i) : -1;
+        if (g >= 0) {
+            mean_ci(a, r->r1, res[g].r1, r->n, &glo, &ghi);
+            gd = (r->r_ref[0] - res[g].r_ref[0]) / d;
+        }
+        printf("%-22s %6.3g | %7.4f [%7.4f,%7.4f] %7.4f %7.4f |          %7.4f %7.4f %7.4f | %13.4f "
+               "[%7.4f,%7.4f] | %8.2f %7.2f\n",
+               method_label(&r->meth, i == n_res, lb, sizeof lb), r->meth.keep, r->r_ref[0] / d, lo, hi,
+               r->r_ref[1] / d, r->r_ref[2] / d, r->r_full[0] / d, r->r_full[1] / d, r->r_full[2] / d, gd, glo, ghi,
+               r->speed.dec_s > 0 ? (double)r->speed.dec_tok / r->speed.dec_s : NAN,
+               r->speed.n_mb ? r->speed.mb_sum / (double)r->speed.n_mb : NAN);
     }
 }
 
@@ -663,11 +912,20 @@ static int eval_jsonl(flock_model *m, const eval_args *a)
         fprintf(stderr, "flock eval: cannot open '%s'\n", a->jsonl);
         return FLOCK_EXIT_FAIL;
     }
-    int n_res = a->n_modes * a->n_keeps;
+    eval_method meth[EVAL_MAX_MODES * EVAL_MAX_REFRESH * EVAL_MAX_KEEPS];
+    int n_res = build_methods(a, meth, (int)(sizeof meth / sizeof meth[0]));
     gen_counts c = {.n_ctx = flock_model_n_ctx(m) < 4096 ? flock_model_n_ctx(m) : 4096};
     gen_result *res = calloc((size_t)n_res + 1, sizeof *res);
     int rc = FLOCK_EXIT_FAIL;
-    if (res && score_gen(m, a, f, res, n_res, &c) == 0) {
+    bool ok = res != NULL;
+    for (int i = 0; ok && i <= n_res; i++) {
+        if (i < n_res)
+            res[i].meth = meth[i];
+        ok = (res[i].r1 = calloc((size_t)a->n_prompts, sizeof *res[i].r1)) != NULL;
+    }
+    if (!ok)
+        fprintf(stderr, "flock eval: out of memory\n");
+    if (ok && score_gen(m, a, f, res, n_res, &c) == 0) {
         if (c.done == 0)
             fprintf(stderr, "flock eval: no usable prompt in '%s' (%zu longer than the context of %d)\n", a->jsonl,
                     c.skipped, c.n_ctx);
@@ -676,6 +934,8 @@ static int eval_jsonl(flock_model *m, const eval_args *a)
             rc = FLOCK_EXIT_OK;
         }
     }
+    for (int i = 0; res && i <= n_res; i++)
+        free(res[i].r1);
     free(res);
     fclose(f);
     return rc;

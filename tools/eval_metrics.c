@@ -200,3 +200,47 @@ int flock_rouge_score(const char *candidate, const char *reference, flock_rouge 
     words_free(&r);
     return (o1 < 0 || o2 < 0 || l < 0) ? -1 : 0;
 }
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double quantile_sorted(const double *v, size_t n, double q)
+{
+    double pos = q * (double)(n - 1);
+    size_t i = (size_t)pos;
+    if (i + 1 >= n)
+        return v[n - 1];
+    return v[i] + (pos - (double)i) * (v[i + 1] - v[i]);
+}
+
+int flock_bootstrap_mean_ci(const double *d, size_t n, int B, uint64_t seed, double level, double *lo, double *hi)
+{
+    *lo = *hi = NAN;
+    if (n == 0 || B < 2 || !(level > 0 && level < 1))
+        return -1;
+    double *means = malloc((size_t)B * sizeof *means);
+    if (!means)
+        return -1;
+    uint64_t st = seed * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
+    if (st == 0)
+        st = 1;
+    for (int b = 0; b < B; b++) {
+        double sum = 0;
+        for (size_t i = 0; i < n; i++) {
+            st ^= st >> 12;
+            st ^= st << 25;
+            st ^= st >> 27;
+            uint64_t r = st * 2685821657736338717ULL;
+            sum += d[(r >> 11) % n];
+        }
+        means[b] = sum / (double)n;
+    }
+    qsort(means, (size_t)B, sizeof *means, cmp_double);
+    *lo = quantile_sorted(means, (size_t)B, (1 - level) / 2);
+    *hi = quantile_sorted(means, (size_t)B, (1 + level) / 2);
+    free(means);
+    return 0;
+}

@@ -33,6 +33,14 @@ double flock_ppl_value(const flock_ppl_acc *acc);     /* exp(mean NLL); NAN if e
 double flock_ppl_mean_kl(const flock_ppl_acc *acc);   /* NAN if empty */
 double flock_ppl_top1(const flock_ppl_acc *acc);      /* fraction in [0,1]; NAN if empty */
 
+/* Percentile bootstrap of the mean of d[0..n-1] (one value per unit: a
+ * text window or a prompt): B resamples of n units drawn with replacement
+ * (xorshift64* from `seed`, so the same call gives the same interval), and
+ * the (1 - level) / 2 and (1 + level) / 2 quantiles of their means
+ * (linear interpolation) into *lo and *hi. Returns 0, or -1 for n == 0,
+ * B < 2, level outside (0, 1) or no memory (then *lo, *hi are NAN). */
+int flock_bootstrap_mean_ci(const double *d, size_t n, int B, uint64_t seed, double level, double *lo, double *hi);
+
 /* ROUGE F1 scores of `candidate` against `reference`, tokenized as the
  * rouge_score package does without stemming: lowercase, every character
  * outside [a-z0-9] is a separator. */

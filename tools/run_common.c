@@ -37,7 +37,14 @@ int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args 
             return r < 0 ? -1 : BAD("--keep (a fraction in (0, 1])");
     } else if (OPT("--select")) {
         if (r < 0 || flock_select_mode_parse(v, &a->so.select) != FLOCK_OK)
-            return r < 0 ? -1 : BAD("--select (griffin, magnitude or random)");
+            return r < 0 ? -1 : BAD("--select (griffin, magnitude, random, griffin-adaptive or glass)");
+    } else if (OPT("--refresh")) {
+        if (r < 0 || !flock_cli_parse_int(v, 0, 1 << 30, &ll))
+            return r < 0 ? -1 : BAD("--refresh (tokens, 0 = never)");
+        a->so.refresh = (int32_t)ll;
+    } else if (OPT("--glass-weight")) {
+        if (r < 0 || !flock_cli_parse_double(v, 0, 1, &a->so.glass_weight))
+            return r < 0 ? -1 : BAD("--glass-weight (in [0, 1])");
     } else if (OPT("--temp")) {
         if (r < 0 || !flock_cli_parse_double(v, 0, 100, &d))
             return r < 0 ? -1 : BAD("--temp");
@@ -123,7 +130,12 @@ int run_args_parse(const char *cmd, int argc, char **argv, run_args *a, void (*h
 void run_args_help(FILE *f, bool sampling)
 {
     fprintf(f, "  --keep K            fraction of FF neurons kept in generation (default 1.0)\n"
-               "  --select MODE       griffin (default), magnitude or random\n"
+               "  --select MODE       griffin (default, the paper), magnitude, random,\n"
+               "                      griffin-adaptive (per-layer counts from the prompt, same\n"
+               "                      total) or glass (prompt rank blended with the static one)\n"
+               "  --refresh R         every R generated tokens, one runs with the full FF and the\n"
+               "                      experts are selected again from prompt + those (default 0: never)\n"
+               "  --glass-weight W    glass: weight of the prompt's rank, in [0, 1] (default 0.9)\n"
                "  --seed S            seed of the sampler and of random selection (default 0)\n"
                "  --threads N         threads (default: all cores)\n"
                "  --device D          cpu, cuda or auto (default): cuda runs the bundle's CUDA kernels\n"

@@ -19,13 +19,13 @@ from . import _lib
 from ._lib import Error
 
 __all__ = ["Error", "Model", "Session", "version", "library_path"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _L = _lib.lib
 
 
 def version():
-    """The version of the libflock loaded ("0.1.0")."""
+    """The version of the libflock loaded ("0.2.0")."""
     return _L.flock_version().decode()
 
 
@@ -157,15 +157,17 @@ class Model:
         return _lib.take_string(out.value)
 
     def session(self, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0, all_logits=False,
+                refresh=0,
                 kernels="auto"):
         """A session: KV cache and selected experts (all buffers allocated now).
 
         keep: fraction of FF neurons kept during generation (1.0, or a ratio the bundle was compiled for);
-        select: "griffin" (the paper, per prompt), "magnitude" or "random"; threads: None = all cores;
+        select: "griffin" (the paper, per prompt), "magnitude", "random", "griffin-adaptive" or "glass";
+        refresh: reselect every R decoded tokens after a full-FF step (0 = never); threads: None = all cores;
         ctx: context length in tokens, None = min(trained, 4096); device: "auto", "cpu" or "cuda";
         all_logits: keep every position's logits (Session.logits needs it).
         """
-        return Session(self, keep=keep, select=select, threads=threads, ctx=ctx, device=device, seed=seed,
+        return Session(self, keep=keep, select=select, threads=threads, ctx=ctx, device=device, seed=seed, refresh=refresh,
                        all_logits=all_logits, kernels=kernels)
 
 
@@ -179,7 +181,7 @@ class Session:
     """One sequence on a Model: generate, stream, logits, experts. One thread at a time."""
 
     def __init__(self, model, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0,
-                 all_logits=False, kernels="auto"):
+                 all_logits=False, kernels="auto", refresh=0):
         self.model = model
         o = _L.flock_session_default_opts()
         o.keep = float(keep)
@@ -190,6 +192,7 @@ class Session:
         o.all_logits = bool(all_logits)
         o.device = _choice(_lib.DEVICES, device, "device")
         o.kernels = _choice(_lib.KERNELS, kernels, "kernels")
+        o.refresh = int(refresh)
         err = _lib.flock_error()
         h = c_void_p()
         st = _L.flock_session_create(model._handle(), byref(o), byref(h), byref(err))

@@ -12,13 +12,13 @@ import subprocess
 from ctypes import (POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float, c_int, c_int32, c_size_t,
                     c_uint64, c_void_p)
 
-ABI_MAJOR, ABI_MINOR = 0, 1
+ABI_MAJOR, ABI_MINOR = 0, 2
 
 STATUS = ["ok", "invalid_arg", "io", "nomem", "truncated", "corrupt", "checksum", "version", "unsupported",
           "not_found", "type", "range", "device", "internal"]
 FLOCK_E_RANGE = 11
 DEVICES = {"auto": 0, "cpu": 1, "cuda": 2}
-SELECT = {"griffin": 0, "magnitude": 1, "random": 2}
+SELECT = {"griffin": 0, "magnitude": 1, "random": 2, "griffin-adaptive": 3, "glass": 4}
 KERNELS = {"auto": 0, "generated": 1, "portable": 2}
 
 
@@ -40,7 +40,8 @@ class flock_model_opts(Structure):
 
 class flock_session_opts(Structure):
     _fields_ = [("keep", c_double), ("n_ctx", c_int32), ("threads", c_int), ("seed", c_uint64), ("select", c_int),
-                ("all_logits", c_bool), ("device", c_int), ("kernels", c_int)]
+                ("all_logits", c_bool), ("device", c_int), ("kernels", c_int), ("refresh", c_int32),
+                ("glass_weight", c_double)]
 
 
 class flock_sampler_opts(Structure):

@@ -258,10 +258,14 @@ typedef enum flock_select_mode {
     FLOCK_SELECT_GRIFFIN = 0,   /* per prompt, from the FF activations (the paper) */
     FLOCK_SELECT_MAGNITUDE = 1, /* static ranking tensor blk.N.ffn_magnitude_rank */
     FLOCK_SELECT_RANDOM = 2,    /* k neurons drawn with the session seed */
+    FLOCK_SELECT_GRIFFIN_ADAPTIVE = 3, /* GRIFFIN's ranking in each layer, but the layers' counts split
+                                          from the prompt's statistic under the same total (CPU only) */
+    FLOCK_SELECT_GLASS = 4,     /* GRIFFIN's rank blended with the static ranking (GLASS-style rank
+                                   aggregation, weight glass_weight; CPU only) */
     FLOCK_SELECT_COUNT
 } flock_select_mode;
 
-/* "griffin", "magnitude", "random" <-> mode. The name is static ("?" out of
+/* "griffin", "magnitude", "random", "griffin-adaptive", "glass" <-> mode. The name is static ("?" out of
  * range). Parse: FLOCK_E_INVALID_ARG (no message) for NULL or an unknown
  * name, leaving *out untouched; out must not be NULL. Thread-safe. */
 FLOCK_API const char *flock_select_mode_name(flock_select_mode m);
@@ -293,10 +297,18 @@ typedef struct flock_session_opts {
     bool all_logits;          /* keep the logits of every position, not only the last */
     flock_device device;      /* default AUTO; CUDA fails without a GPU or without kernels for it */
     flock_kernel_choice kernels; /* default AUTO */
+    /* Since 0.2. Refresh: every `refresh` decoded tokens, one runs with the
+     * full FF, its activations join the prompt's statistic and the experts
+     * are selected again (griffin, griffin-adaptive, glass); 0 = never (the
+     * paper). Costs one dense FF step per `refresh` tokens. */
+    int32_t refresh;
+    /* Since 0.2. glass: weight of the prompt's rank against the static
+     * ranking's, in [0, 1] (1 = GRIFFIN's selection); default 0.9. */
+    double glass_weight;
 } flock_session_opts;
 
 /* The defaults: keep 1, n_ctx 0, threads 0, seed 0, GRIFFIN, all_logits
- * false, device AUTO, kernels AUTO. Start every flock_session_opts from
+ * false, device AUTO, kernels AUTO, refresh 0, glass_weight 0.9. Start every flock_session_opts from
  * this (see ABI above). Thread-safe. */
 FLOCK_API flock_session_opts flock_session_default_opts(void);
 
@@ -308,9 +320,12 @@ typedef struct flock_session flock_session;
  * outlive the session, and is not modified (sessions of one model may run
  * on many threads at once). threads = 0 takes the online cores, at most 64.
  * FLOCK_E_INVALID_ARG: m or out NULL, keep outside (0, 1] or not compiled,
- * threads outside 1..256, select, kernels or device out of range;
+ * threads outside 1..256, select, kernels or device out of range, refresh
+ * negative or with magnitude/random selection, glass_weight outside [0, 1];
  * FLOCK_E_RANGE: n_ctx outside 1..the trained context; FLOCK_E_NOT_FOUND:
- * magnitude selection without the ranking tensors; FLOCK_E_CORRUPT: a
+ * magnitude or glass selection without the ranking tensors;
+ * FLOCK_E_UNSUPPORTED: griffin-adaptive or glass on device CUDA (AUTO then
+ * runs them on the CPU); FLOCK_E_CORRUPT: a
  * ranking tensor of the wrong type or size. Device CPU: FLOCK_E_NOMEM, or
  * FLOCK_E_UNSUPPORTED / FLOCK_E_CORRUPT when the CPU executor cannot run the
  * program. Device CUDA: FLOCK_E_UNSUPPORTED (no device of compute capability
@@ -344,8 +359,10 @@ FLOCK_API const char *flock_session_error(const flock_session *s);
 FLOCK_API flock_status flock_session_prefill(flock_session *s, const int32_t *ids, size_t n);
 /* Appends tokens that run with the selected experts only (generation; or
  * the rest of a sequence after a prompt, as in the paper's classification
- * setting). Before any prefill, no experts are selected: FLOCK_E_INVALID_ARG.
- * n = 0 does nothing and returns FLOCK_OK. `ids` is borrowed for the call.
+ * setting). With the session's `refresh` R, every R-th token decoded since
+ * the last selection runs with the full FF instead and the experts are then
+ * selected again. Before any prefill, no experts are selected:
+ * FLOCK_E_INVALID_ARG. n = 0 does nothing and returns FLOCK_OK. `ids` is borrowed for the call.
  * FLOCK_E_INVALID_ARG also for ids NULL or an id outside the vocabulary;
  * FLOCK_E_RANGE: the tokens do not fit in the context (or the learned
  * positions); these are checked before any token runs. On a GPU also
