@@ -196,19 +196,6 @@ typedef struct bench_opts {
     const char *bundle;
 } bench_opts;
 
-/* A comma-separated list into out[cap] through parse_one; false when an
- * item does not parse, there are too many, or none. */
-static bool parse_list(const char *v, int cap, int *n, bool (*parse_one)(const char *, int, void *), void *out)
-{
-    char *dup = strdup(v), *save = NULL;
-    *n = 0;
-    bool ok = dup != NULL;
-    for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; ok && t; t = strtok_r(NULL, ",", &save))
-        ok = *n < cap && parse_one(t, (*n)++, out);
-    free(dup);
-    return ok && *n > 0;
-}
-
 static bool parse_keep(const char *t, int i, void *out)
 {
     return flock_cli_parse_double(t, 1e-9, 1.0, &((double *)out)[i]);
@@ -247,7 +234,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
                 BAD("bad --threads '%s'", v);
             o->threads = (int)ll;
         } else if (OPT("--kernels")) {
-            if (r < 0 || !parse_list(v, FLOCK_KERNELS_CHOICE_COUNT, &o->n_kchoice, parse_kernels, o->kchoice))
+            if (r < 0 || !flock_cli_parse_list(v, FLOCK_KERNELS_CHOICE_COUNT, &o->n_kchoice, parse_kernels, o->kchoice))
                 BAD("bad --kernels list '%s' (auto, generated, portable)", v);
         } else if (OPT("--select")) {
             if (r < 0 || flock_select_mode_parse(v, &o->mode) != FLOCK_OK)
@@ -259,7 +246,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             if (r < 0 || flock_device_parse(v, &o->device) != FLOCK_OK)
                 BAD("bad --device '%s' (cpu, cuda or auto)", v);
         } else if (OPT("--keep")) {
-            if (r < 0 || !parse_list(v, BENCH_MAX_KEEPS, &o->n_keeps, parse_keep, o->keeps))
+            if (r < 0 || !flock_cli_parse_list(v, BENCH_MAX_KEEPS, &o->n_keeps, parse_keep, o->keeps))
                 BAD("bad --keep list '%s'", v);
         } else if (strcmp(argv[i], "--json") == 0) {
             o->json = true;

@@ -71,66 +71,35 @@ static void help(FILE *f)
 
 /* ---- argument parsing -------------------------------------------------- */
 
-static int parse_keeps(const char *v, eval_args *a)
+static bool parse_keep(const char *t, int i, void *out)
 {
-    char *dup = strdup(v), *save = NULL;
-    if (!dup)
-        return -1;
-    a->n_keeps = 0;
-    for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        double k;
-        if (a->n_keeps == EVAL_MAX_KEEPS || !flock_cli_parse_double(t, 1e-9, 1.0, &k)) {
-            free(dup);
-            return flock_cli_usage_error("eval", "bad --keep list '%s' (fractions in (0, 1], at most %d)", v,
-                                         EVAL_MAX_KEEPS),
-                   -1;
-        }
-        a->keeps[a->n_keeps++] = k;
-    }
-    free(dup);
-    return a->n_keeps ? 0 : (flock_cli_usage_error("eval", "empty --keep list"), -1);
+    return flock_cli_parse_double(t, 1e-9, 1.0, &((double *)out)[i]);
 }
 
-static int parse_modes(const char *v, eval_args *a)
+static bool parse_mode(const char *t, int i, void *out)
 {
-    char *dup = strdup(v), *save = NULL;
-    if (!dup)
-        return -1;
-    a->n_modes = 0;
-    for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        flock_select_mode m;
-        if (a->n_modes == EVAL_MAX_MODES || flock_select_mode_parse(t, &m) != FLOCK_OK) {
-            free(dup);
-            return flock_cli_usage_error("eval",
-                                         "bad --select list '%s' (griffin, magnitude, random, griffin-adaptive, "
-                                         "glass)",
-                                         v),
-                   -1;
-        }
-        a->modes[a->n_modes++] = m;
-    }
-    free(dup);
-    return a->n_modes ? 0 : (flock_cli_usage_error("eval", "empty --select list"), -1);
+    return flock_select_mode_parse(t, &((flock_select_mode *)out)[i]) == FLOCK_OK;
 }
 
-static int parse_refreshes(const char *v, eval_args *a)
+static bool parse_refresh(const char *t, int i, void *out)
 {
-    char *dup = strdup(v), *save = NULL;
-    if (!dup)
-        return -1;
-    a->n_refresh = 0;
-    for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        long long r;
-        if (a->n_refresh == EVAL_MAX_REFRESH || !flock_cli_parse_int(t, 0, 1 << 30, &r)) {
-            free(dup);
-            return flock_cli_usage_error("eval", "bad --refresh list '%s' (token counts >= 0, at most %d)", v,
-                                         EVAL_MAX_REFRESH),
-                   -1;
-        }
-        a->refreshes[a->n_refresh++] = (int32_t)r;
-    }
-    free(dup);
-    return a->n_refresh ? 0 : (flock_cli_usage_error("eval", "empty --refresh list"), -1);
+    long long r;
+    bool ok = flock_cli_parse_int(t, 0, 1 << 30, &r);
+    ((int32_t *)out)[i] = (int32_t)r;
+    return ok;
+}
+
+/* A comma list of --NAME through parse_one; the usage error names what is
+ * wrong: an empty list, or a bad item or too many (`what` says which items
+ * are good). Returns 0 or -1. */
+static int parse_eval_list(const char *name, const char *what, const char *v, int cap, int *n,
+                           bool (*parse_one)(const char *, int, void *), void *out)
+{
+    if (flock_cli_parse_list(v, cap, n, parse_one, out))
+        return 0;
+    if (*n == 0)
+        return flock_cli_usage_error("eval", "empty --%s list", name), -1;
+    return flock_cli_usage_error("eval", "bad --%s list '%s' (%s, at most %d)", name, v, what, cap), -1;
 }
 
 static int parse_args(int argc, char **argv, eval_args *a)
@@ -174,13 +143,16 @@ static int parse_args(int argc, char **argv, eval_args *a)
             if (r < 0 || !flock_cli_parse_int(v, 1, 1 << 20, &a->n_prompts))
                 return r < 0 ? -1 : flock_cli_usage_error("eval", "bad --n '%s'", v), -1;
         } else if (OPT("--keep")) {
-            if (r < 0 || parse_keeps(v, a) != 0)
+            if (r < 0 || parse_eval_list("keep", "fractions in (0, 1]", v, EVAL_MAX_KEEPS, &a->n_keeps, parse_keep,
+                                         a->keeps) != 0)
                 return -1;
         } else if (OPT("--select")) {
-            if (r < 0 || parse_modes(v, a) != 0)
+            if (r < 0 || parse_eval_list("select", "griffin, magnitude, random, griffin-adaptive, glass", v,
+                                         EVAL_MAX_MODES, &a->n_modes, parse_mode, a->modes) != 0)
                 return -1;
         } else if (OPT("--refresh")) {
-            if (r < 0 || parse_refreshes(v, a) != 0)
+            if (r < 0 || parse_eval_list("refresh", "token counts >= 0", v, EVAL_MAX_REFRESH, &a->n_refresh,
+                                         parse_refresh, a->refreshes) != 0)
                 return -1;
         } else if (OPT("--glass-weight")) {
             if (r < 0 || !flock_cli_parse_double(v, 0, 1, &a->glass_weight))

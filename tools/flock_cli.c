@@ -47,6 +47,17 @@ bool flock_cli_parse_int(const char *s, long long min, long long max, long long 
     return true;
 }
 
+bool flock_cli_parse_list(const char *v, int cap, int *n, bool (*parse_one)(const char *, int, void *), void *out)
+{
+    char *dup = strdup(v), *save = NULL;
+    *n = 0;
+    bool ok = dup != NULL;
+    for (char *t = dup ? strtok_r(dup, ",", &save) : NULL; ok && t; t = strtok_r(NULL, ",", &save))
+        ok = *n < cap && parse_one(t, (*n)++, out);
+    free(dup);
+    return ok && *n > 0;
+}
+
 bool flock_cli_parse_double(const char *s, double min, double max, double *out)
 {
     if (!s || !*s)

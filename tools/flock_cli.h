@@ -35,6 +35,10 @@ int flock_cli_opt_value(const char *cmd, int argc, char **argv, int *i, const ch
 /* Parse a whole string as an integer / a number in [min, max]; false otherwise. */
 bool flock_cli_parse_int(const char *s, long long min, long long max, long long *out);
 bool flock_cli_parse_double(const char *s, double min, double max, double *out);
+/* A comma-separated list into out[cap] through parse_one(item, index, out);
+ * false when an item does not parse, there are too many, or none (then
+ * *n == 0). */
+bool flock_cli_parse_list(const char *v, int cap, int *n, bool (*parse_one)(const char *, int, void *), void *out);
 
 /* Prints "flock CMD: message" and a hint to stderr; returns FLOCK_EXIT_USAGE. */
 int flock_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
