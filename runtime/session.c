@@ -67,7 +67,8 @@ static bool uses_statistic(flock_select_mode m)
 }
 
 /* Modes whose selection is made on the host from ffn_at(i)->sumsq with a
- * count per layer that the CUDA kernels (compiled for one k) cannot take. */
+ * count per layer that the CUDA kernels (compiled for one k) cannot take;
+ * they need the scratch of mode_scratch. */
 static bool cpu_only(flock_select_mode m)
 {
     return m == FLOCK_SELECT_GRIFFIN_ADAPTIVE || m == FLOCK_SELECT_GLASS;
@@ -226,7 +227,7 @@ static flock_exec_ffn *ffn_at(const flock_session *s, size_t i)
 static flock_status mode_scratch(flock_session *s, size_t max_dff, flock_error *err)
 {
     flock_select_mode m = s->o.select;
-    if (m != FLOCK_SELECT_GRIFFIN_ADAPTIVE && m != FLOCK_SELECT_GLASS)
+    if (!cpu_only(m))
         return FLOCK_OK;
     size_t n = n_ffn(s), sum = 0;
     for (size_t i = 0; i < n; i++)
