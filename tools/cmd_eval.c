@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EVAL_MAX_KEEPS 16
 #define EVAL_MAX_MODES FLOCK_SELECT_COUNT
@@ -317,19 +318,62 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Progress on stderr, also with --json (the JSON goes to stdout): one line
+ * rewritten in place on a terminal, a line per step in a log file. */
+static int progress_tty = -1, progress_open;
+
+static void progress(const char *what, size_t i, size_t n)
+{
+    if (progress_tty < 0)
+        progress_tty = isatty(STDERR_FILENO) != 0;
+    fprintf(stderr, progress_tty ? "\r[eval] %s %zu/%zu" : "[eval] %s %zu/%zu\n", what, i, n);
+    progress_open = progress_tty;
+}
+
+static void progress_end(void)
+{
+    if (progress_open)
+        fprintf(stderr, "\n");
+    progress_open = 0;
+}
+
 /* Decode speed and bytes of one row: the decode calls' wall time (refresh
- * steps included) and the weight bytes per token after each selection. */
+ * steps included), the weight bytes per token after each selection, and
+ * how many of the decoded tokens were refresh steps (full FF). */
 typedef struct eval_speed {
     double dec_s, mb_sum;
-    uint64_t dec_tok, n_mb;
+    uint64_t dec_tok, n_mb, dense;
 } eval_speed;
 
-static void print_speed_json(const eval_speed *v)
+/* Refresh steps among `decoded` tokens decoded after one selection: every
+ * refresh-th one (session.c's refresh_due). */
+static uint64_t refresh_steps(int32_t refresh, uint64_t decoded)
+{
+    return refresh > 0 ? decoded / (uint64_t)refresh : 0;
+}
+
+static double sparse_mb(const eval_speed *v)
+{
+    return v->n_mb ? v->mb_sum / (double)v->n_mb : NAN;
+}
+
+/* Mean weight MB per decoded token, the refresh steps read at the full
+ * model's `full_mb`. */
+static double mean_mb(const eval_speed *v, double full_mb)
+{
+    if (!v->dec_tok)
+        return sparse_mb(v);
+    return (sparse_mb(v) * (double)(v->dec_tok - v->dense) + full_mb * (double)v->dense) / (double)v->dec_tok;
+}
+
+static void print_speed_json(const eval_speed *v, double full_mb)
 {
     printf(",\"decode_tok_s\":");
     flock_cli_json_double(stdout, v->dec_s > 0 ? (double)v->dec_tok / v->dec_s : NAN);
     printf(",\"weight_mb_per_token\":");
-    flock_cli_json_double(stdout, v->n_mb ? v->mb_sum / (double)v->n_mb : NAN);
+    flock_cli_json_double(stdout, sparse_mb(v));
+    printf(",\"refresh_steps\":%llu,\"mean_mb_per_token\":", (unsigned long long)v->dense);
+    flock_cli_json_double(stdout, mean_mb(v, full_mb));
 }
 
 /* ---- text mode ----------------------------------------------------------- */
@@ -459,16 +503,15 @@ static int score_text(flock_model *m, const eval_args *a, const int32_t *toks, s
                 r->speed.dec_tok += j + 1 < C;
             }
             r->win_nll[w] = r->acc.nll_sum - r0;
+            r->speed.dense += ok ? refresh_steps(r->meth.refresh, C - 1) : 0;
             if (!ok) {
                 fprintf(stderr, "flock eval: %s\n", flock_session_error(s));
                 goto out;
             }
         }
-        if (!a->json)
-            fprintf(stderr, "\r[eval] window %zu/%zu", w + 1, W);
+        progress("window", w + 1, W);
     }
-    if (!a->json)
-        fprintf(stderr, "\n");
+    progress_end();
     rc = 0;
     goto out;
 full_fail:
@@ -548,7 +591,7 @@ static void report_text(const eval_args *a, size_t W, const text_result *res, in
             flock_cli_json_double(stdout, flock_ppl_top1(&r->acc));
             printf(",\"mean_kl\":");
             flock_cli_json_double(stdout, flock_ppl_mean_kl(&r->acc));
-            print_speed_json(&r->speed);
+            print_speed_json(&r->speed, sparse_mb(&fr->speed));
             printf("}");
         }
         printf("]}\n");
@@ -572,7 +615,7 @@ static void report_text(const eval_args *a, size_t W, const text_result *res, in
                method_label(&r->meth, i == n_res, lb, sizeof lb), r->meth.keep, flock_ppl_value(&r->acc),
                flock_ppl_value(&r->acc) / full_ppl, lo, hi, gv, glo, ghi, flock_ppl_top1(&r->acc),
                flock_ppl_mean_kl(&r->acc), r->speed.dec_s > 0 ? (double)r->speed.dec_tok / r->speed.dec_s : NAN,
-               r->speed.n_mb ? r->speed.mb_sum / (double)r->speed.n_mb : NAN);
+               mean_mb(&r->speed, sparse_mb(&fr->speed)));
     }
 }
 
@@ -637,8 +680,8 @@ typedef struct gen_result {
 } gen_result;
 
 /* Generates for one prompt into `out` (reset first), adding to `sp`. */
-static int gen_one(flock_session *s, flock_sampler *smp, const int32_t *ids, size_t n, size_t max_new,
-                   const char *const *stops, size_t n_stops, gen_buf *out, eval_speed *sp)
+static int gen_one(flock_session *s, int32_t refresh, flock_sampler *smp, const int32_t *ids, size_t n,
+                   size_t max_new, const char *const *stops, size_t n_stops, gen_buf *out, eval_speed *sp)
 {
     out->len = 0;
     if (out->s)
@@ -651,7 +694,9 @@ static int gen_one(flock_session *s, flock_sampler *smp, const int32_t *ids, siz
         return -1;
     }
     sp->dec_s += gs.decode_s;
-    sp->dec_tok += gs.generated_tokens > 0 ? gs.generated_tokens - 1 : 0; /* the first comes from the prefill */
+    uint64_t decoded = gs.generated_tokens > 0 ? gs.generated_tokens - 1 : 0; /* the first comes from the prefill */
+    sp->dec_tok += decoded;
+    sp->dense += refresh_steps(refresh, decoded);
     sp->mb_sum += (double)flock_session_decode_bytes(s) / 1e6;
     sp->n_mb++;
     if (!out->s && !gen_append(out, "", 0))
@@ -755,7 +800,7 @@ static int score_gen(flock_model *m, const eval_args *a, FILE *f, gen_result *re
             fail = true;
         } else {
             gen_result *fr = &res[n_res];
-            fail = gen_one(ss[n_res], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &full_out,
+            fail = gen_one(ss[n_res], 0, smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &full_out,
                            &fr->speed) != 0;
             if (!fail) {
                 fr->r1[fr->n] = add_rouge(fr->r_ref, full_out.s, p.ref);
@@ -764,7 +809,7 @@ static int score_gen(flock_model *m, const eval_args *a, FILE *f, gen_result *re
             }
             for (int i = 0; !fail && i < n_res; i++) {
                 gen_result *r = &res[i];
-                fail = gen_one(ss[i], smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &out, &r->speed) != 0;
+                fail = gen_one(ss[i], r->meth.refresh, smp, ids, n, (size_t)a->cont_len, p.stops, p.n_stops, &out, &r->speed) != 0;
                 if (!fail) {
                     r->r1[r->n] = add_rouge(r->r_ref, out.s, p.ref);
                     add_rouge(r->r_full, out.s, full_out.s);
@@ -772,15 +817,14 @@ static int score_gen(flock_model *m, const eval_args *a, FILE *f, gen_result *re
                 }
             }
             c->done += !fail;
-            if (!fail && !a->json)
-                fprintf(stderr, "\r[eval] prompt %zu/%lld", c->done, a->n_prompts);
+            if (!fail)
+                progress("prompt", c->done, (size_t)a->n_prompts);
         }
         json_object_put(p.obj);
         if (fail)
             goto out;
     }
-    if (!a->json)
-        fprintf(stderr, "\n");
+    progress_end();
     rc = 0;
 out:
     if (ss)
@@ -849,7 +893,7 @@ static void report_gen(const eval_args *a, const gen_result *res, int n_res, con
                 flock_cli_json_double(stdout, hi);
                 printf("]");
             }
-            print_speed_json(&r->speed);
+            print_speed_json(&r->speed, sparse_mb(&res[n_res].speed));
             printf("}");
         }
         printf("]}\n");
@@ -873,7 +917,7 @@ static void report_gen(const eval_args *a, const gen_result *res, int n_res, con
                method_label(&r->meth, i == n_res, lb, sizeof lb), r->meth.keep, r->r_ref[0] / d, lo, hi,
                r->r_ref[1] / d, r->r_ref[2] / d, r->r_full[0] / d, r->r_full[1] / d, r->r_full[2] / d, gd, glo, ghi,
                r->speed.dec_s > 0 ? (double)r->speed.dec_tok / r->speed.dec_s : NAN,
-               r->speed.n_mb ? r->speed.mb_sum / (double)r->speed.n_mb : NAN);
+               mean_mb(&r->speed, sparse_mb(&res[n_res].speed)));
     }
 }
 
