@@ -7,25 +7,55 @@ import json
 import sys
 
 
+def ci(r, key, fmt=".3f"):
+    v = r.get(key)
+    return f" [{v[0]:{fmt}}, {v[1]:{fmt}}]" if v else ""
+
+
+def label(r):
+    g = r.get("glass_weight")
+    return r["select"] + (f" (w {g:g})" if g is not None and r["select"] == "glass" else "")
+
+
+def mb(r):
+    """Mean weight MB per decoded token (refresh steps at the full model's), else the sparse one."""
+    return r.get("mean_mb_per_token", r.get("weight_mb_per_token"))
+
+
+def order(rows):
+    return sorted(rows, key=lambda r: (r["select"] != "full", -r["keep"], r["select"] != "griffin", r["select"],
+                                       r.get("refresh", 0)))
+
+
 def eval_text(d):
     print(f"{d['windows']} windows of {d['prompt_len']} prompt + {d['cont_len']} scored tokens "
-          f"({d['scored_tokens']} scored); full-model perplexity {d['full_ppl']:.3f}\n")
-    print("| select | keep | perplexity | ratio to full | top-1 agreement | mean KL (nats) |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    rows = sorted(d["results"], key=lambda r: (r["select"] != "full", r["select"], -r["keep"]))
-    for r in rows:
-        print(f"| {r['select']} | {r['keep']:g} | {r['ppl']:.3f} | {r['ppl_ratio']:.3f} | "
-              f"{r['top1_agree']:.3f} | {r['mean_kl']:.4f} |")
+          f"({d['scored_tokens']} scored); full-model perplexity {d['full_ppl']:.3f}"
+          + (f"; 95% intervals from {d['bootstrap']} bootstrap resamples of the windows" if "bootstrap" in d else "")
+          + "\n")
+    print("| select | keep | refresh | ratio to full [95%] | vs GRIFFIN [95%] | top-1 agreement | mean KL (nats) | "
+          "MB/token | decode tok/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in order(d["results"]):
+        vs = f"{r['vs_griffin']:.3f}{ci(r, 'vs_griffin_ci95')}" if "vs_griffin" in r else ""
+        m, t = mb(r), r.get("decode_tok_s")
+        print(f"| {label(r)} | {r['keep']:g} | {r.get('refresh', 0) or '-'} | {r['ppl_ratio']:.3f}"
+              f"{ci(r, 'ppl_ratio_ci95')} | {vs} | {r['top1_agree']:.3f} | {r['mean_kl']:.4f} | "
+              f"{'' if m is None else f'{m:.1f}'} | {'' if t is None else f'{t:.1f}'} |")
 
 
 def eval_gen(d):
     print(f"{d['prompts']} prompts ({d['skipped_too_long']} skipped, longer than the context), "
           f"up to {d['max_new_tokens']} new tokens, temperature {d['temperature']:g}\n")
-    print("| select | keep | ROUGE-1 | ROUGE-2 | ROUGE-L | R-1 vs full | R-2 vs full | R-L vs full |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in d["results"]:
-        print(f"| {r['select']} | {r['keep']:g} | {r['rouge1']:.4f} | {r['rouge2']:.4f} | {r['rougeL']:.4f} | "
-              f"{r['rouge1_vs_full']:.4f} | {r['rouge2_vs_full']:.4f} | {r['rougeL_vs_full']:.4f} |")
+    print("| select | keep | refresh | ROUGE-1 [95%] | R-1 minus GRIFFIN [95%] | ROUGE-2 | ROUGE-L | R-1 vs full | "
+          "R-L vs full | MB/token |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in order(d["results"]):
+        dg = (f"{r['rouge1_minus_griffin']:+.4f}{ci(r, 'rouge1_minus_griffin_ci95', '+.4f')}"
+              if "rouge1_minus_griffin" in r else "")
+        m = mb(r)
+        print(f"| {label(r)} | {r['keep']:g} | {r.get('refresh', 0) or '-'} | {r['rouge1']:.4f}"
+              f"{ci(r, 'rouge1_ci95', '.4f')} | {dg} | {r['rouge2']:.4f} | {r['rougeL']:.4f} | "
+              f"{r['rouge1_vs_full']:.4f} | {r['rougeL_vs_full']:.4f} | {'' if m is None else f'{m:.1f}'} |")
 
 
 def bench(d):
