@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 void *flock_aligned_alloc(size_t bytes)
 {
@@ -17,6 +18,29 @@ void *flock_aligned_alloc(size_t bytes)
     if (p)
         memset(p, 0, bytes);
     return p;
+}
+
+/* The mapping's length sits in the first 64 bytes, before the buffer. */
+#define LAZY_HEAD 64
+
+void *flock_lazy_alloc(size_t bytes)
+{
+    if (bytes > SIZE_MAX - 2 * LAZY_HEAD)
+        return NULL;
+    size_t len = LAZY_HEAD + ((bytes + 63) & ~(size_t)63);
+    void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    *(size_t *)base = len;
+    return (char *)base + LAZY_HEAD;
+}
+
+void flock_lazy_free(void *p)
+{
+    if (!p)
+        return;
+    char *base = (char *)p - LAZY_HEAD;
+    munmap(base, *(size_t *)base);
 }
 
 static const flock_wmat *wt(const flock_exec *e, int32_t id)
@@ -126,21 +150,21 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     ok = ok && e->slot_mem;
     for (int s = 0; s < p->cfg.n_kv_slots; s++) {
         size_t bytes = (size_t)n_ctx * (size_t)(e->kv_width[s] > 0 ? e->kv_width[s] : 1) * sizeof(float);
-        e->kcache[s] = flock_aligned_alloc(bytes);
-        e->vcache[s] = flock_aligned_alloc(bytes);
+        e->kcache[s] = flock_lazy_alloc(bytes);
+        e->vcache[s] = flock_lazy_alloc(bytes);
         ok = ok && e->kcache[s] && e->vcache[s];
     }
     e->ffn_h = flock_aligned_alloc(chunk * 2 * dff * sizeof(float));
     e->ffn_z = flock_aligned_alloc(chunk * dff * sizeof(float));
     e->part = flock_aligned_alloc((size_t)FLOCK_GATHER_SLICES * maxw * sizeof(float));
     e->xq = flock_aligned_alloc((maxw / 32 + 1) * sizeof(flock_q8x));
-    e->att_scratch = flock_aligned_alloc(
+    e->att_scratch = flock_lazy_alloc(
         flock_att_scratch_floats((int)nt, n_ctx, e->max_heads > 0 ? e->max_heads : 1,
                                  e->max_head_dim > 0 ? e->max_head_dim : 1) * sizeof(float));
     e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_TILE * sizeof(float));
     e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));
     e->rope_cs = flock_aligned_alloc((size_t)(e->max_rope_dim + 2) * sizeof(float));
-    e->logits = flock_aligned_alloc((all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
+    e->logits = flock_lazy_alloc((all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
     e->ffn = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->ffn);
     e->ffn_k = malloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1) * sizeof *e->ffn_k);
     e->tensor_bytes = malloc((size_t)(p->n_tensors ? p->n_tensors : 1) * sizeof *e->tensor_bytes);
@@ -173,18 +197,18 @@ void flock_exec_free(flock_exec *e)
         return;
     free(e->slot_mem);
     for (int s = 0; s < FLOCK_MAX_KV_SLOTS; s++) {
-        free(e->kcache[s]);
-        free(e->vcache[s]);
+        flock_lazy_free(e->kcache[s]);
+        flock_lazy_free(e->vcache[s]);
     }
     free(e->ffn_h);
     free(e->ffn_z);
     free(e->part);
     free(e->xq);
-    free(e->att_scratch);
+    flock_lazy_free(e->att_scratch);
     free(e->tile);
     free(e->rope_cs);
     free(e->dscratch);
-    free(e->logits);
+    flock_lazy_free(e->logits);
     if (e->ffn)
         for (int32_t i = 0; i < e->n_ffn; i++) {
             free(e->ffn[i].idx);

@@ -115,6 +115,13 @@ static inline float flock_gelu_tanh(float x)
 /* Zeroed, 64-byte aligned memory (size rounded up to 64); free() releases it. */
 void *flock_aligned_alloc(size_t bytes);
 
+/* Zeroed, 64-byte aligned memory whose pages become resident only when first
+ * written (an anonymous mapping): for buffers sized for the whole context (KV
+ * cache, attention scores, per-position logits), of which a sequence uses the
+ * part it reaches. flock_lazy_free() releases it (NULL is fine). */
+void *flock_lazy_alloc(size_t bytes);
+void flock_lazy_free(void *p);
+
 /* A weight matrix as the executor sees it. */
 typedef struct flock_wmat {
     flock_dtype dtype; /* a float or quantized type (kernels_quant.h) */
