@@ -538,6 +538,8 @@ int64_t flock_bundle_find_section(const flock_bundle *b, flock_section_kind kind
     return -1;
 }
 
+static void release_pages(const flock_bundle *b, uint64_t off, uint64_t len);
+
 flock_status flock_bundle_read_section(const flock_bundle *b, size_t i, void **out, size_t *size,
                                        flock_error *err)
 {
@@ -580,6 +582,8 @@ flock_status flock_bundle_read_section(const flock_bundle *b, size_t i, void **o
         }
     }
     buf[s->raw_size] = 0; /* convenience for text sections; not counted in *size */
+    /* the caller holds a copy: the stored bytes need not stay resident */
+    release_pages(b, s->offset, s->stored_size);
     *out = buf;
     *size = (size_t)s->raw_size;
     return FLOCK_OK;

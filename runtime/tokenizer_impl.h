@@ -50,7 +50,8 @@ static inline uint32_t flock_tok_trie_child(const tok_special *sp, uint32_t node
 struct flock_tokenizer {
     flock_tok_kind kind;
     uint32_t n_vocab;
-    char **text;       /* token texts (copies) */
+    char **text;       /* token texts: pointers into text_pool */
+    char *text_pool;   /* every token text, NUL-terminated, back to back */
     uint32_t *len;     /* strlen(text[i]) */
     float *score;      /* SPM */
     uint8_t *type;     /* FLOCK_TOKTYPE_* */
