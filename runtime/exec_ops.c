@@ -125,6 +125,9 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
         for (int64_t j = 0; j < nr; j++)
             k->to_f32[dt](flock_wmat_row(w, r + j), tile + j * n, n);
         int32_t t = 0;
+        if (nr == FLOCK_EXEC_TILE && k->gemm4x6) /* 4 rows x 6 tokens in registers */
+            for (; t + 6 <= c->T; t += 6)
+                k->gemm4x6(tile, n, c->x + t * c->ldx, (size_t)c->ldx, n, c->y + t * c->ldy + r, (size_t)c->ldy);
         if (nr == FLOCK_EXEC_TILE) /* 4 rows x 3 tokens in registers */
             for (; t + 3 <= c->T; t += 3)
                 k->gemm4x3(tile, n, c->x + t * c->ldx, (size_t)c->ldx, n, c->y + t * c->ldy + r, (size_t)c->ldy);
@@ -480,7 +483,18 @@ static void down_task(void *arg, int64_t b, int64_t end, int thread)
             D = blk;
             ldd = DOWN_COLS;
         }
-        int32_t t = 0, c16 = cn & ~15;
+        int32_t t = 0, c16 = cn & ~15, c32 = cn & ~31;
+        if (k->down8x32 && c32 > 0)
+            for (; t + 8 <= c->T; t += 8) { /* 8 tokens x 32 columns in registers */
+                const float *zt = c->z + (size_t)t * c->d_ff;
+                float *ot = c->out + (size_t)t * c->d + c0;
+                for (int32_t cc = 0; cc < c32; cc += 32)
+                    k->down8x32(zt, (size_t)c->d_ff, D + cc, ldd, (size_t)c->d_ff, ot + cc, (size_t)c->d);
+                for (int32_t cc = c32; cc < c16; cc += 16)
+                    for (int32_t h = 0; h < 8; h += 4)
+                        k->down4x16(zt + (size_t)h * c->d_ff, (size_t)c->d_ff, D + cc, ldd, (size_t)c->d_ff,
+                                    ot + (size_t)h * c->d + cc, (size_t)c->d);
+            }
         for (; t + 4 <= c->T; t += 4) /* 4 tokens x 16 columns in registers */
             for (int32_t cc = 0; cc < c16; cc += 16)
                 k->down4x16(c->z + (size_t)t * c->d_ff, (size_t)c->d_ff, D + cc, ldd, (size_t)c->d_ff,

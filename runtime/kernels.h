@@ -44,6 +44,12 @@ typedef struct flock_kernel_table {
      * packed down_t rows). */
     void (*gemm4x3)(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy);
     void (*down4x16)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
+    /* The same products over wider tiles, where the table has them (the
+     * AVX-512 table; NULL elsewhere): gemm4x6 is gemm4x3 for tokens t < 6,
+     * down8x32 is down4x16 for tokens t < 8 and columns c < 32. The executor
+     * runs them first and the narrower ones on what is left. */
+    void (*gemm4x6)(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy);
+    void (*down8x32)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
     /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
      * (n a multiple of 32) into n / 32 blocks once per product, then dotq
      * is an integer dot product of a quantized row with them (q8_0, q4_0,

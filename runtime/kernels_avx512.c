@@ -73,6 +73,109 @@ FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_0, dotq4_q4_0, step_q4_0, 18, -8.0f)
 FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_1, dotq4_q4_1, step_q4_1, 20, 1.0f)
 FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q5_0, dotq4_q5_0, step_q5_0, 22, -16.0f)
 
+/* ---- prefill micro-kernels (512-bit FMA) ---------------------------------
+ * The AVX2 table's 4 x 3 and 4 x 16 tiles keep 12 and 8 ymm accumulators;
+ * with 32 zmm registers these keep 24 and 16, twice the lanes each, so a
+ * core with two 512-bit FMA ports does four times the work per load of the
+ * tile. The tails (n or K not a multiple of 16) are masked loads, so every
+ * element goes through the same FMA chains. */
+#define F512_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512dq")))
+
+/* The four sums of a0..a3 (16 lanes each) as one xmm: pairwise unpacks and
+ * adds, then the four 128-bit lanes added. */
+F512_FN static inline __m128 hsum4x16(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
+{
+    __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23));
+    __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23));
+    __m512 s = _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+#define G6_STEP(t, xt)                                                                                                 \
+    do {                                                                                                               \
+        __m512 xv = _mm512_maskz_loadu_ps(m, (xt) + k);                                                                \
+        a##t##0 = _mm512_fmadd_ps(v0, xv, a##t##0);                                                                    \
+        a##t##1 = _mm512_fmadd_ps(v1, xv, a##t##1);                                                                    \
+        a##t##2 = _mm512_fmadd_ps(v2, xv, a##t##2);                                                                    \
+        a##t##3 = _mm512_fmadd_ps(v3, xv, a##t##3);                                                                    \
+    } while (0)
+
+/* gemm4x6: y[t * ldy + r] = sum_k w[r * ws + k] * x[t * xs + k], rows r < 4,
+ * tokens t < 6: 24 accumulators, each w load feeding 6 FMAs and each x load
+ * 4. */
+F512_FN static void gemm4x6(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy)
+{
+    const float *w0 = w, *w1 = w + ws, *w2 = w + 2 * ws, *w3 = w + 3 * ws;
+    const float *x0 = x, *x1 = x + xs, *x2 = x + 2 * xs, *x3 = x + 3 * xs, *x4 = x + 4 * xs, *x5 = x + 5 * xs;
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+    __m512 a40 = a00, a41 = a00, a42 = a00, a43 = a00, a50 = a00, a51 = a00, a52 = a00, a53 = a00;
+    for (size_t k = 0; k < n; k += 16) {
+        __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        __m512 v0 = _mm512_maskz_loadu_ps(m, w0 + k), v1 = _mm512_maskz_loadu_ps(m, w1 + k);
+        __m512 v2 = _mm512_maskz_loadu_ps(m, w2 + k), v3 = _mm512_maskz_loadu_ps(m, w3 + k);
+        G6_STEP(0, x0);
+        G6_STEP(1, x1);
+        G6_STEP(2, x2);
+        G6_STEP(3, x3);
+        G6_STEP(4, x4);
+        G6_STEP(5, x5);
+    }
+    _mm_storeu_ps(y, hsum4x16(a00, a01, a02, a03));
+    _mm_storeu_ps(y + ldy, hsum4x16(a10, a11, a12, a13));
+    _mm_storeu_ps(y + 2 * ldy, hsum4x16(a20, a21, a22, a23));
+    _mm_storeu_ps(y + 3 * ldy, hsum4x16(a30, a31, a32, a33));
+    _mm_storeu_ps(y + 4 * ldy, hsum4x16(a40, a41, a42, a43));
+    _mm_storeu_ps(y + 5 * ldy, hsum4x16(a50, a51, a52, a53));
+}
+
+#define D8_STEP(t)                                                                                                     \
+    do {                                                                                                               \
+        __m512 a = _mm512_set1_ps(z[(t) * ldz + i]);                                                                   \
+        o##t##0 = _mm512_fmadd_ps(a, d0, o##t##0);                                                                     \
+        o##t##1 = _mm512_fmadd_ps(a, d1, o##t##1);                                                                     \
+    } while (0)
+
+#define D8_LOAD(t) __m512 o##t##0 = _mm512_loadu_ps(out + (t) * ldo), o##t##1 = _mm512_loadu_ps(out + (t) * ldo + 16)
+#define D8_STORE(t) (_mm512_storeu_ps(out + (t) * ldo, o##t##0), _mm512_storeu_ps(out + (t) * ldo + 16, o##t##1))
+
+/* down8x32: out[t * ldo + c] += sum_{i < K} z[t * ldz + i] * D[i * ldd + c],
+ * tokens t < 8, columns c < 32: 16 accumulators, each D load feeding 8 FMAs. */
+F512_FN static void down8x32(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out,
+                             size_t ldo)
+{
+    D8_LOAD(0);
+    D8_LOAD(1);
+    D8_LOAD(2);
+    D8_LOAD(3);
+    D8_LOAD(4);
+    D8_LOAD(5);
+    D8_LOAD(6);
+    D8_LOAD(7);
+    for (size_t i = 0; i < K; i++) {
+        __m512 d0 = _mm512_loadu_ps(D + i * ldd), d1 = _mm512_loadu_ps(D + i * ldd + 16);
+        D8_STEP(0);
+        D8_STEP(1);
+        D8_STEP(2);
+        D8_STEP(3);
+        D8_STEP(4);
+        D8_STEP(5);
+        D8_STEP(6);
+        D8_STEP(7);
+    }
+    D8_STORE(0);
+    D8_STORE(1);
+    D8_STORE(2);
+    D8_STORE(3);
+    D8_STORE(4);
+    D8_STORE(5);
+    D8_STORE(6);
+    D8_STORE(7);
+}
+
 static flock_kernel_table avx512_table;
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
 
@@ -87,6 +190,8 @@ static void build_avx512_table(void)
     avx512_table.dotq4[FLOCK_DTYPE_Q4_1] = dotq4_q4_1;
     avx512_table.dotq[FLOCK_DTYPE_Q5_0] = dotq_q5_0;
     avx512_table.dotq4[FLOCK_DTYPE_Q5_0] = dotq4_q5_0;
+    avx512_table.gemm4x6 = gemm4x6;
+    avx512_table.down8x32 = down8x32;
 }
 
 /* AVX-512F/BW/VL from CPUID leaf 7 (EBX bits 16, 30, 31), VNNI (ECX bit

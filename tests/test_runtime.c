@@ -241,6 +241,52 @@ static void check_glu(const flock_kernel_table *k, uint64_t seed)
     }
 }
 
+/* gemm4x6 and down8x32 (the tables that have them) against double loops,
+ * on the lengths check_microkernels uses: masked tails (13, 577) included. */
+static void check_wide_microkernels(const flock_kernel_table *k, size_t n, uint64_t *s)
+{
+    if (k->gemm4x6) {
+        size_t ws = n + 5, xs = n + 2, ldy = 9;
+        float *w = malloc(4 * ws * 4), *x = malloc(6 * xs * 4), y[6 * 9];
+        for (size_t i = 0; i < 4 * ws; i++)
+            w[i] = flock_test_randf(s);
+        for (size_t i = 0; i < 6 * xs; i++)
+            x[i] = flock_test_randf(s);
+        k->gemm4x6(w, ws, x, xs, n, y, ldy);
+        for (int t = 0; t < 6; t++)
+            for (int r = 0; r < 4; r++) {
+                double acc = 0;
+                for (size_t i = 0; i < n; i++)
+                    acc += (double)w[r * ws + i] * x[t * xs + i];
+                if (fabs(y[t * ldy + r] - acc) > 1e-5 * (fabs(acc) + 1))
+                    fail_msg("%s gemm4x6 n %zu t %d r %d: %.9g, reference %.9g", k->name, n, t, r,
+                             (double)y[t * ldy + r], acc);
+            }
+        free(w), free(x);
+    }
+    if (k->down8x32) {
+        size_t K = n, ldz = K + 3, ldd = 37, ldo = 35;
+        float *z = malloc(8 * ldz * 4), *D = malloc(K * ldd * 4), out[8 * 35], ref[8 * 35];
+        for (size_t i = 0; i < 8 * ldz; i++)
+            z[i] = flock_test_randf(s);
+        for (size_t i = 0; i < K * ldd; i++)
+            D[i] = flock_test_randf(s);
+        for (size_t i = 0; i < 8 * ldo; i++)
+            out[i] = ref[i] = flock_test_randf(s);
+        k->down8x32(z, ldz, D, ldd, K, out, ldo);
+        for (int t = 0; t < 8; t++)
+            for (int c = 0; c < 32; c++) {
+                double acc = ref[t * ldo + c];
+                for (size_t i = 0; i < K; i++)
+                    acc += (double)z[t * ldz + i] * D[i * ldd + c];
+                ref[t * ldo + c] = (float)acc;
+            }
+        /* columns 32..34 of each row are not the kernel's: untouched */
+        assert_true(flock_test_nrm_err(out, ref, 8 * ldo) < 1e-6);
+        free(z), free(D);
+    }
+}
+
 static void check_microkernels(const flock_kernel_table *k)
 {
     uint64_t s = 0x777;
@@ -280,6 +326,7 @@ static void check_microkernels(const flock_kernel_table *k)
             }
         assert_true(flock_test_nrm_err(out, ref, 4 * ldo) < 1e-6);
         free(z), free(D);
+        check_wide_microkernels(k, n, &s);
     }
 }
 
