@@ -5,7 +5,7 @@
 
 #include "exec.h"
 
-#define FLOCK_EXEC_CHUNK 64 /* prompt tokens per step: each weight is streamed once per chunk */
+#define FLOCK_EXEC_CHUNK 128 /* prompt tokens per step: each weight is streamed once per chunk */
 #define FLOCK_GATHER_SLICES 16 /* fixed split of the decode FF (deterministic sums) */
 #define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill (= dot4) */
 
