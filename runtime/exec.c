@@ -161,7 +161,12 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     e->att_scratch = flock_lazy_alloc(
         flock_att_scratch_floats((int)nt, n_ctx, e->max_heads > 0 ? e->max_heads : 1,
                                  e->max_head_dim > 0 ? e->max_head_dim : 1) * sizeof(float));
-    e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_TILE * sizeof(float));
+    e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_WTILE * sizeof(float));
+    if (k->gemm12x32 && chunk >= FLOCK_EXEC_WIDE_T) {
+        e->xt_tp = (chunk + 31) & ~(size_t)31;
+        e->xt = flock_lazy_alloc(maxw * e->xt_tp * sizeof(float));
+        ok = ok && e->xt;
+    }
     e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));
     e->rope_cs = flock_aligned_alloc((size_t)(e->max_rope_dim + 2) * sizeof(float));
     e->logits = flock_lazy_alloc((all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
@@ -206,6 +211,7 @@ void flock_exec_free(flock_exec *e)
     free(e->xq);
     flock_lazy_free(e->att_scratch);
     free(e->tile);
+    flock_lazy_free(e->xt);
     free(e->rope_cs);
     free(e->dscratch);
     flock_lazy_free(e->logits);

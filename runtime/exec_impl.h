@@ -8,6 +8,8 @@
 #define FLOCK_EXEC_CHUNK 128 /* prompt tokens per step: each weight is streamed once per chunk */
 #define FLOCK_GATHER_SLICES 16 /* fixed split of the decode FF (deterministic sums) */
 #define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill (= dot4) */
+#define FLOCK_EXEC_WTILE 12 /* ... with gemm12x32 (the tile buffer holds this many rows) */
+#define FLOCK_EXEC_WIDE_T 16 /* prompt steps of at least this many tokens use gemm12x32 */
 
 struct flock_exec {
     const flock_program *prog;
@@ -37,7 +39,9 @@ struct flock_exec {
     float *part;         /* [GATHER_SLICES][max_width]: partial sums of the gather FF */
     flock_q8x *xq;       /* [max_width / 32]: the decode input as int8 blocks (kernels.h, dotq) */
     float *att_scratch;  /* flock_att_scratch_floats(threads, n_ctx, max_heads, max_head_dim) */
-    float *tile;         /* [threads][TILE][max row]: weight rows converted to f32 */
+    float *tile;         /* [threads][WTILE][max row]: weight rows converted to f32 */
+    float *xt;           /* [max_width][xt_tp]: a prompt step's input transposed (gemm12x32), or NULL */
+    size_t xt_tp;
     float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */
     float *rope_cs;      /* [max_rope_dim]: cos, sin pairs of one position */
     float *logits;       /* [n_ctx or 1][n_vocab] */

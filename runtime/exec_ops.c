@@ -32,6 +32,8 @@ typedef struct mm_ctx {
     const float *bias;
     flock_cpu_matvec_fn mv; /* generated y[r] = w[r] . x (T = 1), or NULL */
     const flock_q8x *xq;    /* T = 1: x as int8 blocks when w's dtype has dotq, else NULL */
+    const float *xt;        /* T >= FLOCK_EXEC_WIDE_T: x transposed, [cols][tp] (gemm12x32), else NULL */
+    size_t tp;
 } mm_ctx;
 
 /* Whether rows of dtype dt, n wide, take an int8 input (dotq). */
@@ -116,10 +118,25 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
             c->y[r] = k->dot[dt](flock_wmat_row(w, r), c->x, n) + (c->bias ? c->bias[r] : 0.f);
         return;
     }
-    /* prefill: convert four rows to f32 once, then reuse them for every token */
-    float *tile = c->e->tile + (size_t)thread * FLOCK_EXEC_TILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
-                                                                               ? c->e->max_width * 2
-                                                                               : c->e->max_dff);
+    /* prefill: convert rows to f32 once, then reuse them for every token */
+    float *tile = c->e->tile + (size_t)thread * FLOCK_EXEC_WTILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
+                                                                                ? c->e->max_width * 2
+                                                                                : c->e->max_dff);
+    if (c->xt) { /* 12 rows x 32 tokens at a time over x transposed */
+        for (int64_t r = b; r < end; r += FLOCK_EXEC_WTILE) {
+            int nr = (int)(end - r < FLOCK_EXEC_WTILE ? end - r : FLOCK_EXEC_WTILE);
+            for (int j = 0; j < nr; j++)
+                k->to_f32[dt](flock_wmat_row(w, r + j), tile + (size_t)j * n, n);
+            for (int32_t t = 0; t < c->T; t += 32)
+                k->gemm12x32(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy,
+                             c->T - t < 32 ? c->T - t : 32);
+            if (c->bias)
+                for (int32_t t = 0; t < c->T; t++)
+                    for (int j = 0; j < nr; j++)
+                        c->y[t * c->ldy + r + j] += c->bias[r + j];
+        }
+        return;
+    }
     for (int64_t r = b; r < end; r += FLOCK_EXEC_TILE) {
         int64_t nr = end - r < FLOCK_EXEC_TILE ? end - r : FLOCK_EXEC_TILE;
         for (int64_t j = 0; j < nr; j++)
@@ -148,15 +165,47 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     }
 }
 
+/* x [T][ldx] (n columns) transposed into e->xt as [n][tp], tp = T rounded
+ * up to 32 and the padding zero, for gemm12x32; NULL where n is wider than
+ * the buffer (the dot kernels run instead). Blocks of 8 x 8 keep both
+ * sides' lines in L1. */
+static const float *exec_xt(flock_exec *e, const float *x, int64_t ldx, int32_t T, size_t n, size_t *tp_out)
+{
+    size_t tp = ((size_t)T + 31) & ~(size_t)31;
+    if (!e->xt || n > (size_t)e->max_width || tp > e->xt_tp)
+        return NULL;
+    float *xt = e->xt;
+    for (size_t k0 = 0; k0 < n; k0 += 8) {
+        size_t k1 = k0 + 8 < n ? k0 + 8 : n;
+        for (size_t t0 = 0; t0 < (size_t)T; t0 += 8) {
+            size_t t1 = t0 + 8 < (size_t)T ? t0 + 8 : (size_t)T;
+            for (size_t k = k0; k < k1; k++)
+                for (size_t t = t0; t < t1; t++)
+                    xt[k * tp + t] = x[t * (size_t)ldx + k];
+        }
+        for (size_t k = k0; k < k1; k++)
+            for (size_t t = (size_t)T; t < tp; t++)
+                xt[k * tp + t] = 0.f;
+    }
+    *tp_out = tp;
+    return xt;
+}
+
 /* y[T, rows] = x[T, cols] W^T (+ bias). Weight rows may be wider than the
  * tile only for LM heads over d_model, which fits: tile rows hold max(2 *
  * max_width, max_dff) floats. */
 static void matmul_mv(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T, float *y,
                       int64_t ldy, const float *bias, flock_cpu_matvec_fn mv)
 {
-    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL};
+    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL, NULL, 0};
     if (T == 1 && !c.mv)
         c.xq = quant_input(e, w->dtype, x, (size_t)w->cols);
+    if (T >= FLOCK_EXEC_WIDE_T && e->k->gemm12x32 && (c.xt = exec_xt(e, x, ldx, T, (size_t)w->cols, &c.tp))) {
+        /* rows handed out in multiples of 12 (the tile), ~8 chunks per thread */
+        int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 11) / 12 * 12;
+        flock_pool_run(e->pool, w->rows, grain < 12 ? 12 : grain, mm_task, &c);
+        return;
+    }
     /* rows handed out in multiples of 4 (the dot4 kernel), ~8 chunks per thread */
     int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 3) & ~(int64_t)3;
     flock_pool_run(e->pool, w->rows, grain < 4 ? 4 : grain, mm_task, &c);
@@ -215,7 +264,7 @@ static void linear_group_build(flock_exec *e, int32_t i, mm_group *gp)
             break;
         int32_t wi = p->values[op->in[0]].width, wo = p->values[op->out].width;
         g.m[g.n] = (mm_ctx){e, W(e, op->w[0]), flock_exec_value(e, op->in[0]), wi, 1, flock_exec_value(e, op->out), wo,
-                            vecw(e, op->w[1]), gen_mv(e, j), NULL};
+                            vecw(e, op->w[1]), gen_mv(e, j), NULL, NULL, 0};
         /* one quantization of the shared input serves every matrix that takes it */
         const flock_wmat *wj = W(e, op->w[0]);
         if (!g.m[g.n].mv && takes_q8x(e, wj->dtype, (size_t)wi))
@@ -311,7 +360,7 @@ void flock_exec_lm_head_batch(flock_exec *const *es, size_t n, const flock_op *o
         flock_exec *e = es[s];
         const flock_wmat *w = W(e, op->w[0]);
         const float *x = flock_exec_value(e, op->in[0]);
-        c[s] = (mm_ctx){e, w, x, wi, 1, lm_head_out(e), e->n_vocab, NULL, gen_mv(e, i), NULL};
+        c[s] = (mm_ctx){e, w, x, wi, 1, lm_head_out(e), e->n_vocab, NULL, gen_mv(e, i), NULL, NULL, 0};
         if (!c[s].mv)
             c[s].xq = quant_input(e, w->dtype, x, (size_t)w->cols);
     }

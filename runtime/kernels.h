@@ -50,6 +50,13 @@ typedef struct flock_kernel_table {
      * runs them first and the narrower ones on what is left. */
     void (*gemm4x6)(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy);
     void (*down8x32)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
+    /* Prompts of 16 tokens or more (AVX-512 table; NULL elsewhere): an
+     * outer-product tile over the transposed activations,
+     * y[t * ldy + r] = sum_k w[r * ws + k] * xt[k * tp + t] for rows r < nr
+     * <= 12 and tokens t < nt <= 32; xt holds 32 readable floats per k
+     * (zeros past the last token). */
+    void (*gemm12x32)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y, size_t ldy,
+                      int nt);
     /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
      * (n a multiple of 32) into n / 32 blocks once per product, then dotq
      * is an integer dot product of a quantized row with them (q8_0, q4_0,

@@ -176,6 +176,70 @@ F512_FN static void down8x32(const float *z, size_t ldz, const float *D, size_t 
     D8_STORE(7);
 }
 
+#define G12_ROW(j)                                                                                                     \
+    do {                                                                                                               \
+        __m512 b = _mm512_set1_ps(w##j[k]);                                                                            \
+        a##j##0 = _mm512_fmadd_ps(b, x0, a##j##0);                                                                     \
+        a##j##1 = _mm512_fmadd_ps(b, x1, a##j##1);                                                                     \
+    } while (0)
+
+#define G12_STORE(j)                                                                                                   \
+    do {                                                                                                               \
+        if ((j) < nr) {                                                                                                \
+            _mm512_mask_i32scatter_ps(y + (j), m0, vi, a##j##0, 4);                                                    \
+            _mm512_mask_i32scatter_ps(y + (j) + 16 * ldy, m1, vi, a##j##1, 4);                                         \
+        }                                                                                                              \
+    } while (0)
+
+/* gemm12x32: y[t * ldy + r] = sum_k w[r * ws + k] * xt[k * tp + t] for rows
+ * r < nr <= 12 and tokens t < nt <= 32, over the transposed activations
+ * (tp >= 32 floats per k, zero past the last token): an outer product,
+ * 24 accumulators of 16 tokens, each k one broadcast per row and two x
+ * loads for 24 FMAs. Every sum runs over k in order in one lane. */
+F512_FN static void gemm12x32(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y,
+                              size_t ldy, int nt)
+{
+    const float *r[12];
+    for (int j = 0; j < 12; j++)
+        r[j] = w + (size_t)(j < nr ? j : nr - 1) * ws;
+    const float *w0 = r[0], *w1 = r[1], *w2 = r[2], *w3 = r[3], *w4 = r[4], *w5 = r[5];
+    const float *w6 = r[6], *w7 = r[7], *w8 = r[8], *w9 = r[9], *w10 = r[10], *w11 = r[11];
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    __m512 a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+    __m512 a80 = a00, a81 = a00, a90 = a00, a91 = a00, a100 = a00, a101 = a00, a110 = a00, a111 = a00;
+    for (size_t k = 0; k < n; k++) {
+        __m512 x0 = _mm512_loadu_ps(xt + k * tp), x1 = _mm512_loadu_ps(xt + k * tp + 16);
+        G12_ROW(0);
+        G12_ROW(1);
+        G12_ROW(2);
+        G12_ROW(3);
+        G12_ROW(4);
+        G12_ROW(5);
+        G12_ROW(6);
+        G12_ROW(7);
+        G12_ROW(8);
+        G12_ROW(9);
+        G12_ROW(10);
+        G12_ROW(11);
+    }
+    __m512i vi = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                    _mm512_set1_epi32((int)ldy));
+    __mmask16 m0 = nt >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nt) - 1);
+    __mmask16 m1 = nt >= 32 ? (__mmask16)0xffff : nt <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nt - 16)) - 1);
+    G12_STORE(0);
+    G12_STORE(1);
+    G12_STORE(2);
+    G12_STORE(3);
+    G12_STORE(4);
+    G12_STORE(5);
+    G12_STORE(6);
+    G12_STORE(7);
+    G12_STORE(8);
+    G12_STORE(9);
+    G12_STORE(10);
+    G12_STORE(11);
+}
+
 static flock_kernel_table avx512_table;
 static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
 
@@ -192,6 +256,7 @@ static void build_avx512_table(void)
     avx512_table.dotq4[FLOCK_DTYPE_Q5_0] = dotq4_q5_0;
     avx512_table.gemm4x6 = gemm4x6;
     avx512_table.down8x32 = down8x32;
+    avx512_table.gemm12x32 = gemm12x32;
 }
 
 /* AVX-512F/BW/VL from CPUID leaf 7 (EBX bits 16, 30, 31), VNNI (ECX bit
