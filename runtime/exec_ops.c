@@ -127,9 +127,20 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
             int nr = (int)(end - r < FLOCK_EXEC_WTILE ? end - r : FLOCK_EXEC_WTILE);
             for (int j = 0; j < nr; j++)
                 k->to_f32[dt](flock_wmat_row(w, r + j), tile + (size_t)j * n, n);
-            for (int32_t t = 0; t < c->T; t += 32)
+            /* the next tile's rows come in (to L2) while this one
+             * computes, spread over the blocks of 32 tokens */
+            int64_t rn = r + FLOCK_EXEC_WTILE, nn = end - rn < FLOCK_EXEC_WTILE ? end - rn : FLOCK_EXEC_WTILE;
+            const char *pf = nn > 0 ? (const char *)flock_wmat_row(w, rn) : NULL;
+            size_t lines = nn > 0 ? ((size_t)nn * w->row_bytes + 63) / 64 : 0, blocks = ((size_t)c->T + 31) / 32;
+            size_t share = (lines + blocks - 1) / blocks;
+            share = share < n ? share : n;
+            for (int32_t t = 0; t < c->T; t += 32) {
+                size_t now = lines < share ? lines : share;
                 k->gemm12x32(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy,
-                             c->T - t < 32 ? c->T - t : 32);
+                             c->T - t < 32 ? c->T - t : 32, pf, now);
+                pf = pf ? pf + 64 * now : NULL;
+                lines -= now;
+            }
             if (c->bias)
                 for (int32_t t = 0; t < c->T; t++)
                     for (int j = 0; j < nr; j++)

@@ -54,9 +54,10 @@ typedef struct flock_kernel_table {
      * outer-product tile over the transposed activations,
      * y[t * ldy + r] = sum_k w[r * ws + k] * xt[k * tp + t] for rows r < nr
      * <= 12 and tokens t < nt <= 32; xt holds 32 readable floats per k
-     * (zeros past the last token). */
+     * (zeros past the last token). The first pf_lines <= n steps each
+     * prefetch one 64-byte line from pf (the next weight rows). */
     void (*gemm12x32)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y, size_t ldy,
-                      int nt);
+                      int nt, const void *pf, size_t pf_lines);
     /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
      * (n a multiple of 32) into n / 32 blocks once per product, then dotq
      * is an integer dot product of a quantized row with them (q8_0, q4_0,

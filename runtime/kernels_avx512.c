@@ -195,10 +195,13 @@ F512_FN static void down8x32(const float *z, size_t ldz, const float *D, size_t 
  * r < nr <= 12 and tokens t < nt <= 32, over the transposed activations
  * (tp >= 32 floats per k, zero past the last token): an outer product,
  * 24 accumulators of 16 tokens, each k one broadcast per row and two x
- * loads for 24 FMAs. Every sum runs over k in order in one lane. */
+ * loads for 24 FMAs. Every sum runs over k in order in one lane. The
+ * first pf_lines steps each prefetch a line of pf (the next tile's weight
+ * rows) into L2. */
 F512_FN static void gemm12x32(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y,
-                              size_t ldy, int nt)
+                              size_t ldy, int nt, const void *pf, size_t pf_lines)
 {
+    const char *pfc = pf;
     const float *r[12];
     for (int j = 0; j < 12; j++)
         r[j] = w + (size_t)(j < nr ? j : nr - 1) * ws;
@@ -209,6 +212,8 @@ F512_FN static void gemm12x32(const float *w, size_t ws, int nr, const float *xt
     __m512 a80 = a00, a81 = a00, a90 = a00, a91 = a00, a100 = a00, a101 = a00, a110 = a00, a111 = a00;
     for (size_t k = 0; k < n; k++) {
         __m512 x0 = _mm512_loadu_ps(xt + k * tp), x1 = _mm512_loadu_ps(xt + k * tp + 16);
+        if (k < pf_lines) /* one line of what comes next per step: never a burst */
+            _mm_prefetch(pfc + 64 * k, _MM_HINT_T1);
         G12_ROW(0);
         G12_ROW(1);
         G12_ROW(2);

@@ -299,7 +299,7 @@ static void check_wide_microkernels(const flock_kernel_table *k, size_t n, uint6
                 xt[i] = (int)(i % tp) < nt ? flock_test_randf(s) : 0.f;
             for (size_t i = 0; i < 32 * ldy; i++)
                 y[i] = 1234.5f;
-            k->gemm12x32(w, ws, nr, xt, tp, n, y, ldy, nt);
+            k->gemm12x32(w, ws, nr, xt, tp, n, y, ldy, nt, w, n < 12 * ws / 16 ? n : 12 * ws / 16);
             for (int t = 0; t < 32; t++)
                 for (int r = 0; r < (int)ldy; r++) {
                     double acc = 1234.5;
