@@ -168,12 +168,13 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
         ok = ok && e->xt;
     }
     e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));
+    e->stat_part = flock_aligned_alloc((size_t)FLOCK_STAT_SLICES * dff * sizeof(double));
     e->rope_cs = flock_aligned_alloc((size_t)(e->max_rope_dim + 2) * sizeof(float));
     e->logits = flock_lazy_alloc((all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
     e->ffn = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->ffn);
     e->ffn_k = malloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1) * sizeof *e->ffn_k);
     e->tensor_bytes = malloc((size_t)(p->n_tensors ? p->n_tensors : 1) * sizeof *e->tensor_bytes);
-    ok = ok && e->ffn_h && e->ffn_z && e->part && e->xq && e->att_scratch && e->tile && e->dscratch && e->rope_cs &&
+    ok = ok && e->ffn_h && e->ffn_z && e->part && e->xq && e->att_scratch && e->tile && e->dscratch && e->stat_part && e->rope_cs &&
          e->logits && e->ffn && e->ffn_k && e->tensor_bytes;
     for (int32_t fi = 0; ok && fi < e->n_ffn; fi++) {
         flock_exec_ffn *f = &e->ffn[fi];
@@ -214,6 +215,7 @@ void flock_exec_free(flock_exec *e)
     flock_lazy_free(e->xt);
     free(e->rope_cs);
     free(e->dscratch);
+    free(e->stat_part);
     flock_lazy_free(e->logits);
     if (e->ffn)
         for (int32_t i = 0; i < e->n_ffn; i++) {

@@ -9,6 +9,7 @@
 #define FLOCK_GATHER_SLICES 16 /* fixed split of the decode FF (deterministic sums) */
 #define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill (= dot4) */
 #define FLOCK_EXEC_WTILE 12 /* ... with gemm12x32 (the tile buffer holds this many rows) */
+#define FLOCK_STAT_SLICES 8 /* fixed token slices of the FF activation and GRIFFIN's statistic */
 #define FLOCK_EXEC_WIDE_T 16 /* prompt steps of at least this many tokens use gemm12x32 */
 
 struct flock_exec {
@@ -43,6 +44,7 @@ struct flock_exec {
     float *xt;           /* [max_width][xt_tp]: a prompt step's input transposed (gemm12x32), or NULL */
     size_t xt_tp;
     float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */
+    double *stat_part;   /* [STAT_SLICES][max_dff]: GRIFFIN's statistic per token slice (prefill) */
     float *rope_cs;      /* [max_rope_dim]: cos, sin pairs of one position */
     float *logits;       /* [n_ctx or 1][n_vocab] */
     flock_exec_ffn *ffn; /* [n_ffn] */

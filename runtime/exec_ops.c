@@ -574,6 +574,54 @@ static void down_task(void *arg, int64_t b, int64_t end, int thread)
     }
 }
 
+/* The FF activation z[T, d_ff] from the first product h (gate/up pairs
+ * when gated, else with fc1's bias), in fixed token slices: slice s takes
+ * tokens [s T / S, (s + 1) T / S) and, where part is set, adds its rows'
+ * normalized squares (flock_griffin_accumulate_row) into part[s] while each
+ * row is still in L1, so the statistic costs no second pass over z. */
+typedef struct act_ctx {
+    flock_exec *e;
+    const flock_op *op;
+    const float *h;
+    float *z;
+    int32_t T, d_ff;
+    double *part; /* [S][d_ff], or NULL */
+    int64_t slices;
+} act_ctx;
+
+static void act_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    (void)thread;
+    const act_ctx *c = arg;
+    const flock_kernel_table *k = c->e->k;
+    size_t n = (size_t)c->d_ff;
+    for (int64_t sl = b; sl < end; sl++) {
+        int64_t t0 = sl * c->T / c->slices, t1 = (sl + 1) * c->T / c->slices;
+        double *p = c->part ? c->part + (size_t)sl * n : NULL;
+        if (p)
+            memset(p, 0, n * sizeof *p);
+        for (int64_t t = t0; t < t1; t++) {
+            float *z = c->z + (size_t)t * n;
+            if (c->op->gated) {
+                const float *h = c->h + (size_t)t * 2 * n;
+                if (c->op->act == FLOCK_ACT_SILU)
+                    k->silu_mul(h, z, n);
+                else if (c->op->act == FLOCK_ACT_GELU_TANH)
+                    k->gelu_tanh_mul(h, z, n);
+                else
+                    for (size_t r = 0; r < n; r++)
+                        z[r] = act(c->op->act, h[2 * r]) * h[2 * r + 1];
+            } else {
+                const float *h = c->h + (size_t)t * n;
+                for (size_t r = 0; r < n; r++)
+                    z[r] = act(c->op->act, h[r]);
+            }
+            if (p)
+                flock_griffin_accumulate_row(z, c->d_ff, p);
+        }
+    }
+}
+
 static void ffn_full(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
                      int32_t d, bool stats)
 {
@@ -586,21 +634,19 @@ static void ffn_full(flock_exec *e, const flock_op *op, int32_t fi, const float 
         flock_wmat gu = {.data = w1->data};
         flock_wmat_set_shape(&gu, w1->dtype, 2 * (int64_t)dff, d);
         matmul(e, &gu, x, d, T, h, 2 * (int64_t)dff, NULL);
-        size_t n = (size_t)T * (size_t)dff;
-        if (op->act == FLOCK_ACT_SILU)
-            e->k->silu_mul(h, z, n);
-        else if (op->act == FLOCK_ACT_GELU_TANH)
-            e->k->gelu_tanh_mul(h, z, n);
-        else
-            for (size_t r = 0; r < n; r++)
-                z[r] = act(op->act, h[2 * r]) * h[2 * r + 1];
     } else {
         matmul(e, w1, x, d, T, h, dff, vecw(e, op->w[3]));
-        for (int64_t r = 0; r < (int64_t)T * dff; r++)
-            z[r] = act(op->act, h[r]);
     }
-    if (stats)
-        flock_griffin_accumulate(z, T, dff, dff, e->ffn[fi].sumsq);
+    /* the activation and GRIFFIN's statistic, token slices in parallel */
+    act_ctx ac = {e, op, h, z, T, dff, stats ? e->stat_part : NULL, T < FLOCK_STAT_SLICES ? T : FLOCK_STAT_SLICES};
+    flock_pool_run(e->pool, ac.slices, 1, act_task, &ac);
+    if (stats) /* the slices' sums, in slice order: the thread count changes nothing */
+        for (int64_t sl = 0; sl < ac.slices; sl++) {
+            const double *p = e->stat_part + sl * dff;
+            double *ss = e->ffn[fi].sumsq;
+            for (int32_t i = 0; i < dff; i++)
+                ss[i] += p[i];
+        }
     const float *b2 = vecw(e, op->w[4]);
     for (int32_t t = 0; t < T; t++) {
         if (b2)

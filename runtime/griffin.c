@@ -5,19 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+void flock_griffin_accumulate_row(const float *z, int64_t d_ff, double *sumsq)
+{
+    double nrm2 = 0;
+    for (int64_t i = 0; i < d_ff; i++)
+        nrm2 += (double)z[i] * z[i];
+    if (!(nrm2 > 0))
+        return; /* zero row: 0/0 in the reference; contributes nothing here */
+    double inv = 1.0 / nrm2; /* (z/||z||)^2 = z^2 / ||z||^2 */
+    for (int64_t i = 0; i < d_ff; i++)
+        sumsq[i] += (double)z[i] * z[i] * inv;
+}
+
 void flock_griffin_accumulate(const float *z, int64_t T, int64_t d_ff, int64_t ld, double *sumsq)
 {
-    for (int64_t t = 0; t < T; t++) {
-        const float *row = z + t * ld;
-        double nrm2 = 0;
-        for (int64_t i = 0; i < d_ff; i++)
-            nrm2 += (double)row[i] * row[i];
-        if (!(nrm2 > 0))
-            continue; /* zero row: 0/0 in the reference; contributes nothing here */
-        double inv = 1.0 / nrm2; /* (z/||z||)^2 = z^2 / ||z||^2 */
-        for (int64_t i = 0; i < d_ff; i++)
-            sumsq[i] += (double)row[i] * row[i] * inv;
-    }
+    for (int64_t t = 0; t < T; t++)
+        flock_griffin_accumulate_row(z + t * ld, d_ff, sumsq);
 }
 
 static int cmp_rank(const void *a, const void *b)

@@ -20,6 +20,9 @@
  * score of neuron i is sqrt(sumsq[i]); sumsq can accumulate over several
  * chunks of the same prompt. */
 void flock_griffin_accumulate(const float *z, int64_t T, int64_t d_ff, int64_t ld, double *sumsq);
+/* The same for one row (what the executor's prefill calls per token, while
+ * the row it has just computed is in cache). */
+void flock_griffin_accumulate_row(const float *z, int64_t d_ff, double *sumsq);
 
 /* A (score, index) pair: scratch for the top-k sort. */
 typedef struct flock_rank_pair {
