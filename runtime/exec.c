@@ -162,7 +162,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
         flock_att_scratch_floats((int)nt, n_ctx, e->max_heads > 0 ? e->max_heads : 1,
                                  e->max_head_dim > 0 ? e->max_head_dim : 1) * sizeof(float));
     e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_WTILE * sizeof(float));
-    if (k->gemm12x32 && chunk >= FLOCK_EXEC_WIDE_T) {
+    if ((k->gemm12x32 || k->gemm6x16) && chunk >= FLOCK_EXEC_WIDE_T) {
         e->xt_tp = (chunk + 31) & ~(size_t)31;
         e->xt = flock_lazy_alloc(maxw * e->xt_tp * sizeof(float));
         ok = ok && e->xt;

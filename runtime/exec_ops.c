@@ -32,7 +32,7 @@ typedef struct mm_ctx {
     const float *bias;
     flock_cpu_matvec_fn mv; /* generated y[r] = w[r] . x (T = 1), or NULL */
     const flock_q8x *xq;    /* T = 1: x as int8 blocks when w's dtype has dotq, else NULL */
-    const float *xt;        /* T >= FLOCK_EXEC_WIDE_T: x transposed, [cols][tp] (gemm12x32), else NULL */
+    const float *xt;        /* T >= FLOCK_EXEC_WIDE_T: x transposed, [cols][tp] (gemm12x32/6x16), else NULL */
     size_t tp;
 } mm_ctx;
 
@@ -122,22 +122,26 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     float *tile = c->e->tile + (size_t)thread * FLOCK_EXEC_WTILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
                                                                                 ? c->e->max_width * 2
                                                                                 : c->e->max_dff);
-    if (c->xt) { /* 12 rows x 32 tokens at a time over x transposed */
-        for (int64_t r = b; r < end; r += FLOCK_EXEC_WTILE) {
-            int nr = (int)(end - r < FLOCK_EXEC_WTILE ? end - r : FLOCK_EXEC_WTILE);
+    if (c->xt) { /* over x transposed: 12 rows x 32 tokens at a time (AVX-512), else 6 x 16 */
+        const int wt = k->gemm12x32 ? 12 : 6, tb = k->gemm12x32 ? 32 : 16;
+        for (int64_t r = b; r < end; r += wt) {
+            int nr = (int)(end - r < wt ? end - r : wt);
             for (int j = 0; j < nr; j++)
                 k->to_f32[dt](flock_wmat_row(w, r + j), tile + (size_t)j * n, n);
             /* the next tile's rows come in (to L2) while this one
-             * computes, spread over the blocks of 32 tokens */
-            int64_t rn = r + FLOCK_EXEC_WTILE, nn = end - rn < FLOCK_EXEC_WTILE ? end - rn : FLOCK_EXEC_WTILE;
+             * computes, spread over the blocks of tokens */
+            int64_t rn = r + wt, nn = end - rn < wt ? end - rn : wt;
             const char *pf = nn > 0 ? (const char *)flock_wmat_row(w, rn) : NULL;
-            size_t lines = nn > 0 ? ((size_t)nn * w->row_bytes + 63) / 64 : 0, blocks = ((size_t)c->T + 31) / 32;
+            size_t lines = nn > 0 ? ((size_t)nn * w->row_bytes + 63) / 64 : 0, blocks = ((size_t)c->T + tb - 1) / tb;
             size_t share = (lines + blocks - 1) / blocks;
             share = share < n ? share : n;
-            for (int32_t t = 0; t < c->T; t += 32) {
+            for (int32_t t = 0; t < c->T; t += tb) {
                 size_t now = lines < share ? lines : share;
-                k->gemm12x32(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy,
-                             c->T - t < 32 ? c->T - t : 32, pf, now);
+                int nt = c->T - t < tb ? c->T - t : tb;
+                if (k->gemm12x32)
+                    k->gemm12x32(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy, nt, pf, now);
+                else
+                    k->gemm6x16(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy, nt, pf, now);
                 pf = pf ? pf + 64 * now : NULL;
                 lines -= now;
             }
@@ -176,10 +180,6 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     }
 }
 
-/* x [T][ldx] (n columns) transposed into e->xt as [n][tp], tp = T rounded
- * up to 32 and the padding zero, for gemm12x32; NULL where n is wider than
- * the buffer (the dot kernels run instead). Blocks of 8 x 8 keep both
- * sides' lines in L1. */
 typedef struct xt_ctx {
     const float *x;
     int64_t ldx;
@@ -210,7 +210,7 @@ static void xt_task(void *arg, int64_t b, int64_t end, int thread)
 }
 
 /* x [T][ldx] (n columns) transposed into e->xt as [n][tp], tp = T rounded
- * up to 32 and the padding zero, for gemm12x32 (on the pool); NULL where n
+ * up to 32 and the padding zero, for gemm12x32 / gemm6x16 (on the pool); NULL where n
  * is wider than the buffer (the dot kernels run instead). */
 static const float *exec_xt(flock_exec *e, const float *x, int64_t ldx, int32_t T, size_t n, size_t *tp_out)
 {
@@ -233,7 +233,7 @@ static void matmul_mv(flock_exec *e, const flock_wmat *w, const float *x, int64_
     mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL, NULL, 0};
     if (T == 1 && !c.mv)
         c.xq = quant_input(e, w->dtype, x, (size_t)w->cols);
-    if (T >= FLOCK_EXEC_WIDE_T && e->k->gemm12x32 && (c.xt = exec_xt(e, x, ldx, T, (size_t)w->cols, &c.tp))) {
+    if (T >= FLOCK_EXEC_WIDE_T && (e->k->gemm12x32 || e->k->gemm6x16) && (c.xt = exec_xt(e, x, ldx, T, (size_t)w->cols, &c.tp))) {
         /* rows handed out in multiples of 12 (the tile), ~8 chunks per thread */
         int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 11) / 12 * 12;
         flock_pool_run(e->pool, w->rows, grain < 12 ? 12 : grain, mm_task, &c);

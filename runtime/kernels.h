@@ -58,6 +58,11 @@ typedef struct flock_kernel_table {
      * prefetch one 64-byte line from pf (the next weight rows). */
     void (*gemm12x32)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y, size_t ldy,
                       int nt, const void *pf, size_t pf_lines);
+    /* The same over rows r < nr <= 6 and tokens t < nt <= 16 (AVX2 table;
+     * the AVX-512 table runs gemm12x32 instead): xt holds 16 readable
+     * floats per k. */
+    void (*gemm6x16)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y, size_t ldy,
+                     int nt, const void *pf, size_t pf_lines);
     /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
      * (n a multiple of 32) into n / 32 blocks once per product, then dotq
      * is an integer dot product of a quantized row with them (q8_0, q4_0,

@@ -145,6 +145,49 @@ AVX2_FN static void dot4_bf16(const void *w, size_t stride, const float *x, size
     DOT4_BODY(uint16_t, load_bf16, bf16_1)
 }
 
+/* gemm6x16: the AVX2 form of the AVX-512 table's gemm12x32 (kernels.h):
+ * y[t * ldy + r] = sum_k w[r * ws + k] * xt[k * tp + t] for rows r < nr <=
+ * 6 and tokens t < nt <= 16 over the transposed activations, 12 ymm
+ * accumulators, per k one broadcast per row and two x loads for 12 FMAs;
+ * the first pf_lines steps prefetch a line of pf each. */
+AVX2_FN static void gemm6x16(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y,
+                             size_t ldy, int nt, const void *pf, size_t pf_lines)
+{
+    const char *pfc = pf;
+    const float *r0 = w, *r1 = w + (size_t)(nr > 1 ? 1 : nr - 1) * ws, *r2 = w + (size_t)(nr > 2 ? 2 : nr - 1) * ws;
+    const float *r3 = w + (size_t)(nr > 3 ? 3 : nr - 1) * ws, *r4 = w + (size_t)(nr > 4 ? 4 : nr - 1) * ws;
+    const float *r5 = w + (size_t)(nr > 5 ? 5 : nr - 1) * ws;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (size_t k = 0; k < n; k++) {
+        __m256 x0 = _mm256_loadu_ps(xt + k * tp), x1 = _mm256_loadu_ps(xt + k * tp + 8);
+        if (k < pf_lines)
+            _mm_prefetch(pfc + 64 * k, _MM_HINT_T1);
+        __m256 b = _mm256_broadcast_ss(r0 + k);
+        a00 = _mm256_fmadd_ps(b, x0, a00), a01 = _mm256_fmadd_ps(b, x1, a01);
+        b = _mm256_broadcast_ss(r1 + k);
+        a10 = _mm256_fmadd_ps(b, x0, a10), a11 = _mm256_fmadd_ps(b, x1, a11);
+        b = _mm256_broadcast_ss(r2 + k);
+        a20 = _mm256_fmadd_ps(b, x0, a20), a21 = _mm256_fmadd_ps(b, x1, a21);
+        b = _mm256_broadcast_ss(r3 + k);
+        a30 = _mm256_fmadd_ps(b, x0, a30), a31 = _mm256_fmadd_ps(b, x1, a31);
+        b = _mm256_broadcast_ss(r4 + k);
+        a40 = _mm256_fmadd_ps(b, x0, a40), a41 = _mm256_fmadd_ps(b, x1, a41);
+        b = _mm256_broadcast_ss(r5 + k);
+        a50 = _mm256_fmadd_ps(b, x0, a50), a51 = _mm256_fmadd_ps(b, x1, a51);
+    }
+    float o[6][16];
+    _mm256_storeu_ps(o[0], a00), _mm256_storeu_ps(o[0] + 8, a01);
+    _mm256_storeu_ps(o[1], a10), _mm256_storeu_ps(o[1] + 8, a11);
+    _mm256_storeu_ps(o[2], a20), _mm256_storeu_ps(o[2] + 8, a21);
+    _mm256_storeu_ps(o[3], a30), _mm256_storeu_ps(o[3] + 8, a31);
+    _mm256_storeu_ps(o[4], a40), _mm256_storeu_ps(o[4] + 8, a41);
+    _mm256_storeu_ps(o[5], a50), _mm256_storeu_ps(o[5] + 8, a51);
+    for (int t = 0; t < nt; t++)
+        for (int j = 0; j < nr; j++)
+            y[(size_t)t * ldy + (size_t)j] = o[j][t];
+}
+
 AVX2_FN static void gemm4x3(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy)
 {
     const float *w0 = w, *w1 = w + ws, *w2 = w + 2 * ws, *w3 = w + 3 * ws;
@@ -534,6 +577,7 @@ static const flock_kernel_table avx2_table = {
     .dot = {DT3(dot), QK(flock_qa, dot)},
     .dot4 = {DT3(dot4), QK(flock_qa, dot4)},
     .gemm4x3 = gemm4x3,
+    .gemm6x16 = gemm6x16,
     .down4x16 = down4x16,
     .quant_x = flock_q_quant_x,
     .dotq = {[FLOCK_DTYPE_Q8_0] = flock_qa_dotq_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qa_dotq_q4_0,

@@ -243,6 +243,44 @@ static void check_glu(const flock_kernel_table *k, uint64_t seed)
 
 /* gemm4x6 and down8x32 (the tables that have them) against double loops,
  * on the lengths check_microkernels uses: masked tails (13, 577) included. */
+typedef void (*outer_gemm_fn)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y,
+                              size_t ldy, int nt, const void *pf, size_t pf_lines);
+
+/* An outer-product tile (R rows x TB tokens over x transposed) on full and
+ * partial tiles against double loops; y cells outside the tile must keep
+ * their sentinel. */
+static void check_outer_gemm(const char *table, const char *name, outer_gemm_fn fn, int R, int TB, size_t n,
+                             uint64_t *s)
+{
+    const int shapes[][2] = {{R, TB}, {R / 2 + 1, TB}, {R, TB / 2 + 1}, {1, 3}, {R - 1, TB / 2}};
+    size_t ws = n + 3, tp = 40, ldy = 14;
+    float *w = malloc((size_t)R * ws * 4), *xt = malloc(n * tp * 4), *y = malloc(32 * ldy * 4);
+    for (size_t i = 0; i < (size_t)R * ws; i++)
+        w[i] = flock_test_randf(s);
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int nr = shapes[si][0], nt = shapes[si][1];
+        for (size_t i = 0; i < n * tp; i++) /* zero past the last token, as the executor pads */
+            xt[i] = (int)(i % tp) < nt ? flock_test_randf(s) : 0.f;
+        for (size_t i = 0; i < 32 * ldy; i++)
+            y[i] = 1234.5f;
+        size_t lines = (size_t)R * ws * 4 / 64;
+        fn(w, ws, nr, xt, tp, n, y, ldy, nt, w, lines < n ? lines : n);
+        for (int t = 0; t < 32; t++)
+            for (int r = 0; r < (int)ldy; r++) {
+                double acc = 1234.5;
+                if (t < nt && r < nr) {
+                    acc = 0;
+                    for (size_t i = 0; i < n; i++)
+                        acc += (double)w[r * ws + i] * xt[i * tp + t];
+                }
+                if (fabs(y[t * ldy + r] - acc) > 1e-5 * (fabs(acc) + 1))
+                    fail_msg("%s %s n %zu nr %d nt %d: t %d r %d: %.9g, reference %.9g", table, name, n, nr, nt, t,
+                             r, (double)y[t * ldy + r], acc);
+            }
+    }
+    free(w), free(xt), free(y);
+}
+
 static void check_wide_microkernels(const flock_kernel_table *k, size_t n, uint64_t *s)
 {
     if (k->gemm4x6) {
@@ -285,36 +323,10 @@ static void check_wide_microkernels(const flock_kernel_table *k, size_t n, uint6
         assert_true(flock_test_nrm_err(out, ref, 8 * ldo) < 1e-6);
         free(z), free(D);
     }
-    if (k->gemm12x32) {
-        /* full and partial tiles: rows nr, tokens nt; y cells outside them
-         * must keep their sentinel */
-        static const int shapes[][2] = {{12, 32}, {5, 32}, {12, 17}, {1, 3}, {7, 16}};
-        size_t ws = n + 3, tp = 40, ldy = 14;
-        float *w = malloc(12 * ws * 4), *xt = malloc(n * tp * 4), *y = malloc(32 * ldy * 4);
-        for (size_t i = 0; i < 12 * ws; i++)
-            w[i] = flock_test_randf(s);
-        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-            int nr = shapes[si][0], nt = shapes[si][1];
-            for (size_t i = 0; i < n * tp; i++) /* zero past the last token, as the executor pads */
-                xt[i] = (int)(i % tp) < nt ? flock_test_randf(s) : 0.f;
-            for (size_t i = 0; i < 32 * ldy; i++)
-                y[i] = 1234.5f;
-            k->gemm12x32(w, ws, nr, xt, tp, n, y, ldy, nt, w, n < 12 * ws / 16 ? n : 12 * ws / 16);
-            for (int t = 0; t < 32; t++)
-                for (int r = 0; r < (int)ldy; r++) {
-                    double acc = 1234.5;
-                    if (t < nt && r < nr) {
-                        acc = 0;
-                        for (size_t i = 0; i < n; i++)
-                            acc += (double)w[r * ws + i] * xt[i * tp + t];
-                    }
-                    if (fabs(y[t * ldy + r] - acc) > 1e-5 * (fabs(acc) + 1))
-                        fail_msg("%s gemm12x32 n %zu nr %d nt %d: t %d r %d: %.9g, reference %.9g", k->name, n, nr,
-                                 nt, t, r, (double)y[t * ldy + r], acc);
-                }
-        }
-        free(w), free(xt), free(y);
-    }
+    if (k->gemm12x32)
+        check_outer_gemm(k->name, "gemm12x32", k->gemm12x32, 12, 32, n, s);
+    if (k->gemm6x16)
+        check_outer_gemm(k->name, "gemm6x16", k->gemm6x16, 6, 16, n, s);
 }
 
 static void check_microkernels(const flock_kernel_table *k)
