@@ -162,7 +162,8 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
         flock_att_scratch_floats((int)nt, n_ctx, e->max_heads > 0 ? e->max_heads : 1,
                                  e->max_head_dim > 0 ? e->max_head_dim : 1) * sizeof(float));
     e->tile = flock_aligned_alloc(nt * max_cols * FLOCK_EXEC_WTILE * sizeof(float));
-    if ((k->gemm12x32 || k->gemm6x16) && chunk >= FLOCK_EXEC_WIDE_T) {
+    int wt_rows, wt_tokens; /* (tokens <= 32, the padding of xt_tp) */
+    if (flock_exec_outer_gemm(k, &wt_rows, &wt_tokens) && chunk >= FLOCK_EXEC_WIDE_T) {
         e->xt_tp = (chunk + 31) & ~(size_t)31;
         e->xt = flock_lazy_alloc(maxw * e->xt_tp * sizeof(float));
         ok = ok && e->xt;
@@ -174,8 +175,8 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     e->ffn = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->ffn);
     e->ffn_k = malloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1) * sizeof *e->ffn_k);
     e->tensor_bytes = malloc((size_t)(p->n_tensors ? p->n_tensors : 1) * sizeof *e->tensor_bytes);
-    ok = ok && e->ffn_h && e->ffn_z && e->part && e->xq && e->att_scratch && e->tile && e->dscratch && e->stat_part && e->rope_cs &&
-         e->logits && e->ffn && e->ffn_k && e->tensor_bytes;
+    ok = ok && e->ffn_h && e->ffn_z && e->part && e->xq && e->att_scratch && e->tile && e->dscratch && e->stat_part &&
+         e->rope_cs && e->logits && e->ffn && e->ffn_k && e->tensor_bytes;
     for (int32_t fi = 0; ok && fi < e->n_ffn; fi++) {
         flock_exec_ffn *f = &e->ffn[fi];
         const flock_op *op = &p->ops[plan->ffn_op[fi]];

@@ -10,7 +10,7 @@
 #define FLOCK_EXEC_TILE 4   /* weight rows converted to f32 at a time in prefill (= dot4) */
 #define FLOCK_EXEC_WTILE 12 /* ... with gemm12x32 (the tile buffer holds this many rows) */
 #define FLOCK_STAT_SLICES 8 /* fixed token slices of the FF activation and GRIFFIN's statistic */
-#define FLOCK_EXEC_WIDE_T 16 /* prompt steps of at least this many tokens use gemm12x32 */
+#define FLOCK_EXEC_WIDE_T 16 /* prompt steps of at least this many tokens use the outer-product tile */
 
 struct flock_exec {
     const flock_program *prog;
@@ -41,7 +41,7 @@ struct flock_exec {
     flock_q8x *xq;       /* [max_width / 32]: the decode input as int8 blocks (kernels.h, dotq) */
     float *att_scratch;  /* flock_att_scratch_floats(threads, n_ctx, max_heads, max_head_dim) */
     float *tile;         /* [threads][WTILE][max row]: weight rows converted to f32 */
-    float *xt;           /* [max_width][xt_tp]: a prompt step's input transposed (gemm12x32), or NULL */
+    float *xt;           /* [max_width][xt_tp]: a prompt step's input transposed (outer tile), or NULL */
     size_t xt_tp;
     float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */
     double *stat_part;   /* [STAT_SLICES][max_dff]: GRIFFIN's statistic per token slice (prefill) */
@@ -56,6 +56,18 @@ struct flock_exec {
     uint64_t *tensor_bytes; /* [n_tensors]: as stored, for the decode bytes */
     int64_t *ffn_k;         /* [n_ffn]: scratch for the decode bytes */
 };
+
+/* The table's outer-product prefill tile: gemm12x32 (12 rows x 32 tokens)
+ * where it has it, else gemm6x16 (6 x 16), else NULL (the dot kernels). */
+static inline flock_outer_gemm_fn flock_exec_outer_gemm(const flock_kernel_table *k, int *rows, int *tokens)
+{
+    if (k->gemm12x32) {
+        *rows = FLOCK_EXEC_WTILE, *tokens = 32;
+        return k->gemm12x32;
+    }
+    *rows = 6, *tokens = 16;
+    return k->gemm6x16;
+}
 
 /* The [chunk, width] buffer of value v (inline, so that the op compute in
  * exec_ops.c calls nothing of exec.c: the walk calls the ops, not back). */

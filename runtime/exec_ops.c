@@ -32,7 +32,7 @@ typedef struct mm_ctx {
     const float *bias;
     flock_cpu_matvec_fn mv; /* generated y[r] = w[r] . x (T = 1), or NULL */
     const flock_q8x *xq;    /* T = 1: x as int8 blocks when w's dtype has dotq, else NULL */
-    const float *xt;        /* T >= FLOCK_EXEC_WIDE_T: x transposed, [cols][tp] (gemm12x32/6x16), else NULL */
+    const float *xt;        /* T >= FLOCK_EXEC_WIDE_T: x transposed, [cols][tp] (the outer tile), else NULL */
     size_t tp;
 } mm_ctx;
 
@@ -122,8 +122,9 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     float *tile = c->e->tile + (size_t)thread * FLOCK_EXEC_WTILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
                                                                                 ? c->e->max_width * 2
                                                                                 : c->e->max_dff);
-    if (c->xt) { /* over x transposed: 12 rows x 32 tokens at a time (AVX-512), else 6 x 16 */
-        const int wt = k->gemm12x32 ? 12 : 6, tb = k->gemm12x32 ? 32 : 16;
+    if (c->xt) { /* over x transposed: wt rows x tb tokens at a time */
+        int wt, tb;
+        flock_outer_gemm_fn outer = flock_exec_outer_gemm(k, &wt, &tb);
         for (int64_t r = b; r < end; r += wt) {
             int nr = (int)(end - r < wt ? end - r : wt);
             for (int j = 0; j < nr; j++)
@@ -138,10 +139,7 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
             for (int32_t t = 0; t < c->T; t += tb) {
                 size_t now = lines < share ? lines : share;
                 int nt = c->T - t < tb ? c->T - t : tb;
-                if (k->gemm12x32)
-                    k->gemm12x32(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy, nt, pf, now);
-                else
-                    k->gemm6x16(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy, nt, pf, now);
+                outer(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy, nt, pf, now);
                 pf = pf ? pf + 64 * now : NULL;
                 lines -= now;
             }
@@ -210,8 +208,8 @@ static void xt_task(void *arg, int64_t b, int64_t end, int thread)
 }
 
 /* x [T][ldx] (n columns) transposed into e->xt as [n][tp], tp = T rounded
- * up to 32 and the padding zero, for gemm12x32 / gemm6x16 (on the pool); NULL where n
- * is wider than the buffer (the dot kernels run instead). */
+ * up to 32 and the padding zero, for the outer-product tile (on the pool);
+ * NULL where n is wider than the buffer (the dot kernels run instead). */
 static const float *exec_xt(flock_exec *e, const float *x, int64_t ldx, int32_t T, size_t n, size_t *tp_out)
 {
     size_t tp = ((size_t)T + 31) & ~(size_t)31;
@@ -233,10 +231,12 @@ static void matmul_mv(flock_exec *e, const flock_wmat *w, const float *x, int64_
     mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL, NULL, 0};
     if (T == 1 && !c.mv)
         c.xq = quant_input(e, w->dtype, x, (size_t)w->cols);
-    if (T >= FLOCK_EXEC_WIDE_T && (e->k->gemm12x32 || e->k->gemm6x16) && (c.xt = exec_xt(e, x, ldx, T, (size_t)w->cols, &c.tp))) {
-        /* rows handed out in multiples of 12 (the tile), ~8 chunks per thread */
-        int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 11) / 12 * 12;
-        flock_pool_run(e->pool, w->rows, grain < 12 ? 12 : grain, mm_task, &c);
+    int wt_rows, wt_tokens; /* the tile's rows and tokens */
+    if (T >= FLOCK_EXEC_WIDE_T && flock_exec_outer_gemm(e->k, &wt_rows, &wt_tokens) &&
+        (c.xt = exec_xt(e, x, ldx, T, (size_t)w->cols, &c.tp))) {
+        /* rows handed out in multiples of the tile's height, ~8 chunks per thread */
+        int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + wt_rows - 1) / wt_rows * wt_rows;
+        flock_pool_run(e->pool, w->rows, grain < wt_rows ? wt_rows : grain, mm_task, &c);
         return;
     }
     /* rows handed out in multiples of 4 (the dot4 kernel), ~8 chunks per thread */

@@ -25,6 +25,11 @@ typedef struct flock_q8x {
     int8_t q[32];
 } flock_q8x;
 
+/* An outer-product prefill tile over transposed activations (the table's
+ * gemm12x32 and gemm6x16 below). */
+typedef void (*flock_outer_gemm_fn)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y,
+                                    size_t ldy, int nt, const void *pf, size_t pf_lines);
+
 typedef struct flock_kernel_table {
     const char *name; /* "scalar", "avx2", "avx512vnni" */
     /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
@@ -56,13 +61,11 @@ typedef struct flock_kernel_table {
      * <= 12 and tokens t < nt <= 32; xt holds 32 readable floats per k
      * (zeros past the last token). The first pf_lines <= n steps each
      * prefetch one 64-byte line from pf (the next weight rows). */
-    void (*gemm12x32)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y, size_t ldy,
-                      int nt, const void *pf, size_t pf_lines);
+    flock_outer_gemm_fn gemm12x32;
     /* The same over rows r < nr <= 6 and tokens t < nt <= 16 (AVX2 table;
      * the AVX-512 table runs gemm12x32 instead): xt holds 16 readable
      * floats per k. */
-    void (*gemm6x16)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y, size_t ldy,
-                     int nt, const void *pf, size_t pf_lines);
+    flock_outer_gemm_fn gemm6x16;
     /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
      * (n a multiple of 32) into n / 32 blocks once per product, then dotq
      * is an integer dot product of a quantized row with them (q8_0, q4_0,

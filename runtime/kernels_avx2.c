@@ -154,9 +154,10 @@ AVX2_FN static void gemm6x16(const float *w, size_t ws, int nr, const float *xt,
                              size_t ldy, int nt, const void *pf, size_t pf_lines)
 {
     const char *pfc = pf;
-    const float *r0 = w, *r1 = w + (size_t)(nr > 1 ? 1 : nr - 1) * ws, *r2 = w + (size_t)(nr > 2 ? 2 : nr - 1) * ws;
-    const float *r3 = w + (size_t)(nr > 3 ? 3 : nr - 1) * ws, *r4 = w + (size_t)(nr > 4 ? 4 : nr - 1) * ws;
-    const float *r5 = w + (size_t)(nr > 5 ? 5 : nr - 1) * ws;
+    const float *r[6]; /* rows past nr repeat the last (computed, not stored) */
+    for (int j = 0; j < 6; j++)
+        r[j] = w + (size_t)(j < nr ? j : nr - 1) * ws;
+    const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
     for (size_t k = 0; k < n; k++) {

@@ -241,15 +241,64 @@ static void check_glu(const flock_kernel_table *k, uint64_t seed)
     }
 }
 
-/* gemm4x6 and down8x32 (the tables that have them) against double loops,
- * on the lengths check_microkernels uses: masked tails (13, 577) included. */
-typedef void (*outer_gemm_fn)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y,
-                              size_t ldy, int nt, const void *pf, size_t pf_lines);
+typedef void (*dot_gemm_fn)(const float *w, size_t ws, const float *x, size_t xs, size_t n, float *y, size_t ldy);
+typedef void (*down_fn)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
 
-/* An outer-product tile (R rows x TB tokens over x transposed) on full and
- * partial tiles against double loops; y cells outside the tile must keep
- * their sentinel. */
-static void check_outer_gemm(const char *table, const char *name, outer_gemm_fn fn, int R, int TB, size_t n,
+/* A dot-form tile (4 weight rows x TT tokens: gemm4x3, gemm4x6) against
+ * double loops. */
+static void check_dot_gemm(const char *table, const char *name, dot_gemm_fn fn, int TT, size_t n, uint64_t *s)
+{
+    size_t ws = n + 5, xs = n + 2, ldy = 9;
+    float *w = malloc(4 * ws * 4), *x = malloc((size_t)TT * xs * 4), *y = malloc((size_t)TT * ldy * 4);
+    for (size_t i = 0; i < 4 * ws; i++)
+        w[i] = flock_test_randf(s);
+    for (size_t i = 0; i < (size_t)TT * xs; i++)
+        x[i] = flock_test_randf(s);
+    fn(w, ws, x, xs, n, y, ldy);
+    for (int t = 0; t < TT; t++)
+        for (int r = 0; r < 4; r++) {
+            double acc = 0;
+            for (size_t i = 0; i < n; i++)
+                acc += (double)w[r * ws + i] * x[t * xs + i];
+            if (fabs(y[t * ldy + r] - acc) > 1e-5 * (fabs(acc) + 1))
+                fail_msg("%s %s n %zu t %d r %d: %.9g, reference %.9g", table, name, n, t, r, (double)y[t * ldy + r],
+                         acc);
+        }
+    free(w), free(x), free(y);
+}
+
+/* A down-projection tile (TT tokens x CC columns over K = n rows of D,
+ * added to out: down4x16, down8x32) against double loops; the 3 columns
+ * past CC of each out row are not the kernel's and must stay as they were. */
+static void check_down(const char *table, const char *name, down_fn fn, int TT, int CC, size_t n, uint64_t *s)
+{
+    size_t K = n, ldz = K + 3, ldd = (size_t)CC + 5, ldo = (size_t)CC + 3;
+    float *z = malloc((size_t)TT * ldz * 4), *D = malloc(K * ldd * 4);
+    float *out = malloc((size_t)TT * ldo * 4), *ref = malloc((size_t)TT * ldo * 4);
+    for (size_t i = 0; i < (size_t)TT * ldz; i++)
+        z[i] = flock_test_randf(s);
+    for (size_t i = 0; i < K * ldd; i++)
+        D[i] = flock_test_randf(s);
+    for (size_t i = 0; i < (size_t)TT * ldo; i++)
+        out[i] = ref[i] = flock_test_randf(s);
+    fn(z, ldz, D, ldd, K, out, ldo);
+    for (int t = 0; t < TT; t++)
+        for (int c = 0; c < CC; c++) {
+            double acc = ref[t * ldo + c];
+            for (size_t i = 0; i < K; i++)
+                acc += (double)z[t * ldz + i] * D[i * ldd + c];
+            ref[t * ldo + c] = (float)acc;
+        }
+    if (!(flock_test_nrm_err(out, ref, (size_t)TT * ldo) < 1e-6))
+        fail_msg("%s %s n %zu: normalized error %.3g", table, name, n,
+                 flock_test_nrm_err(out, ref, (size_t)TT * ldo));
+    free(z), free(D), free(out), free(ref);
+}
+
+/* An outer-product tile (R rows x TB tokens over x transposed: gemm12x32,
+ * gemm6x16) on full and partial tiles against double loops; y cells
+ * outside the tile must keep their sentinel. */
+static void check_outer_gemm(const char *table, const char *name, flock_outer_gemm_fn fn, int R, int TB, size_t n,
                              uint64_t *s)
 {
     const int shapes[][2] = {{R, TB}, {R / 2 + 1, TB}, {R, TB / 2 + 1}, {1, 3}, {R - 1, TB / 2}};
@@ -281,94 +330,24 @@ static void check_outer_gemm(const char *table, const char *name, outer_gemm_fn 
     free(w), free(xt), free(y);
 }
 
-static void check_wide_microkernels(const flock_kernel_table *k, size_t n, uint64_t *s)
-{
-    if (k->gemm4x6) {
-        size_t ws = n + 5, xs = n + 2, ldy = 9;
-        float *w = malloc(4 * ws * 4), *x = malloc(6 * xs * 4), y[6 * 9];
-        for (size_t i = 0; i < 4 * ws; i++)
-            w[i] = flock_test_randf(s);
-        for (size_t i = 0; i < 6 * xs; i++)
-            x[i] = flock_test_randf(s);
-        k->gemm4x6(w, ws, x, xs, n, y, ldy);
-        for (int t = 0; t < 6; t++)
-            for (int r = 0; r < 4; r++) {
-                double acc = 0;
-                for (size_t i = 0; i < n; i++)
-                    acc += (double)w[r * ws + i] * x[t * xs + i];
-                if (fabs(y[t * ldy + r] - acc) > 1e-5 * (fabs(acc) + 1))
-                    fail_msg("%s gemm4x6 n %zu t %d r %d: %.9g, reference %.9g", k->name, n, t, r,
-                             (double)y[t * ldy + r], acc);
-            }
-        free(w), free(x);
-    }
-    if (k->down8x32) {
-        size_t K = n, ldz = K + 3, ldd = 37, ldo = 35;
-        float *z = malloc(8 * ldz * 4), *D = malloc(K * ldd * 4), out[8 * 35], ref[8 * 35];
-        for (size_t i = 0; i < 8 * ldz; i++)
-            z[i] = flock_test_randf(s);
-        for (size_t i = 0; i < K * ldd; i++)
-            D[i] = flock_test_randf(s);
-        for (size_t i = 0; i < 8 * ldo; i++)
-            out[i] = ref[i] = flock_test_randf(s);
-        k->down8x32(z, ldz, D, ldd, K, out, ldo);
-        for (int t = 0; t < 8; t++)
-            for (int c = 0; c < 32; c++) {
-                double acc = ref[t * ldo + c];
-                for (size_t i = 0; i < K; i++)
-                    acc += (double)z[t * ldz + i] * D[i * ldd + c];
-                ref[t * ldo + c] = (float)acc;
-            }
-        /* columns 32..34 of each row are not the kernel's: untouched */
-        assert_true(flock_test_nrm_err(out, ref, 8 * ldo) < 1e-6);
-        free(z), free(D);
-    }
-    if (k->gemm12x32)
-        check_outer_gemm(k->name, "gemm12x32", k->gemm12x32, 12, 32, n, s);
-    if (k->gemm6x16)
-        check_outer_gemm(k->name, "gemm6x16", k->gemm6x16, 6, 16, n, s);
-}
-
+/* Every prefill micro-kernel the table has, on lengths with masked tails
+ * (13, 577) and without. */
 static void check_microkernels(const flock_kernel_table *k)
 {
     uint64_t s = 0x777;
     static const size_t lens[] = {8, 13, 64, 577};
     for (size_t li = 0; li < 4; li++) {
-        size_t n = lens[li], ws = n + 5, xs = n + 2, ldy = 9;
-        float *w = malloc(4 * ws * 4), *x = malloc(3 * xs * 4), y[3 * 9];
-        for (size_t i = 0; i < 4 * ws; i++)
-            w[i] = flock_test_randf(&s);
-        for (size_t i = 0; i < 3 * xs; i++)
-            x[i] = flock_test_randf(&s);
-        k->gemm4x3(w, ws, x, xs, n, y, ldy);
-        for (int t = 0; t < 3; t++)
-            for (int r = 0; r < 4; r++) {
-                double acc = 0;
-                for (size_t i = 0; i < n; i++)
-                    acc += (double)w[r * ws + i] * x[t * xs + i];
-                assert_true(fabs(y[t * ldy + r] - acc) <= 1e-5 * (fabs(acc) + 1));
-            }
-        free(w), free(x);
-        /* down4x16 over K = n rows */
-        size_t K = n, ldz = K + 3, ldd = 21, ldo = 19;
-        float *z = malloc(4 * ldz * 4), *D = malloc(K * ldd * 4), out[4 * 19], ref[4 * 19];
-        for (size_t i = 0; i < 4 * ldz; i++)
-            z[i] = flock_test_randf(&s);
-        for (size_t i = 0; i < K * ldd; i++)
-            D[i] = flock_test_randf(&s);
-        for (size_t i = 0; i < 4 * ldo; i++)
-            out[i] = ref[i] = flock_test_randf(&s);
-        k->down4x16(z, ldz, D, ldd, K, out, ldo);
-        for (int t = 0; t < 4; t++)
-            for (int c = 0; c < 16; c++) {
-                double acc = ref[t * ldo + c];
-                for (size_t i = 0; i < K; i++)
-                    acc += (double)z[t * ldz + i] * D[i * ldd + c];
-                ref[t * ldo + c] = (float)acc;
-            }
-        assert_true(flock_test_nrm_err(out, ref, 4 * ldo) < 1e-6);
-        free(z), free(D);
-        check_wide_microkernels(k, n, &s);
+        size_t n = lens[li];
+        check_dot_gemm(k->name, "gemm4x3", k->gemm4x3, 3, n, &s);
+        check_down(k->name, "down4x16", k->down4x16, 4, 16, n, &s);
+        if (k->gemm4x6)
+            check_dot_gemm(k->name, "gemm4x6", k->gemm4x6, 6, n, &s);
+        if (k->down8x32)
+            check_down(k->name, "down8x32", k->down8x32, 8, 32, n, &s);
+        if (k->gemm12x32)
+            check_outer_gemm(k->name, "gemm12x32", k->gemm12x32, 12, 32, n, &s);
+        if (k->gemm6x16)
+            check_outer_gemm(k->name, "gemm6x16", k->gemm6x16, 6, 16, n, &s);
     }
 }
 
