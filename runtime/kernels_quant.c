@@ -161,6 +161,59 @@ float flock_qs_dotq_q4_1(const void *w, const flock_q8x *xq, size_t n)
     return s;
 }
 
+/* q4_k: per 32-element sub-block i of a 256-element block, the weights
+ * are d sc_i q - dmin m_i, so the product with x block i is
+ * d sc_i dx sum(q qx) - dmin m_i s. */
+float flock_qs_dotq_q4_k(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    float s = 0;
+    for (size_t b = 0; b < n / 256; b++, p += 144, xq += 8) {
+        uint8_t sc[8], m[8];
+        flock_q4k_scales(p + 4, sc, m);
+        const float d = half(p), dmin = half(p + 2);
+        const uint8_t *qs = p + 16;
+        for (int i = 0; i < 8; i += 2, qs += 32) {
+            int lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++) {
+                lo += (qs[l] & 0x0F) * xq[i].q[l];
+                hi += (qs[l] >> 4) * xq[i + 1].q[l];
+            }
+            s += d * sc[i] * xq[i].d * (float)lo - dmin * m[i] * xq[i].s;
+            s += d * sc[i + 1] * xq[i + 1].d * (float)hi - dmin * m[i + 1] * xq[i + 1].s;
+        }
+    }
+    return s;
+}
+
+/* q6_k: x block k of a 128-element half is the half's 32 elements l + 32k
+ * (dequant_q6_k's order), two 16-element sub-blocks with int8 scales
+ * sc[2k], sc[2k + 1] (after the half's offset): d dx (sc_a sum_a + sc_b
+ * sum_b) over the signed quants q - 32, summed exactly in int. */
+float flock_qs_dotq_q6_k(const void *w, const flock_q8x *xq, size_t n)
+{
+    const uint8_t *p = w;
+    float s = 0;
+    for (size_t b = 0; b < n / 256; b++, p += 210) {
+        const float d = half(p + 208);
+        const uint8_t *ql = p, *qh = p + 128;
+        const int8_t *sc = (const int8_t *)(p + 192);
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, xq += 4) {
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *lo = ql + (k & 1) * 32;
+                const int shift = (k >> 1) * 4;
+                int sum[2] = {0, 0};
+                for (int l = 0; l < 32; l++) {
+                    int q = (((lo[l] >> shift) & 0x0F) | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+                    sum[l / 16] += q * xq[k].q[l];
+                }
+                s += d * xq[k].d * (float)(sc[2 * k] * sum[0] + sc[2 * k + 1] * sum[1]);
+            }
+        }
+    }
+    return s;
+}
+
 /* Four rows: four one-row products (the reference the SIMD ones match). */
 #define DOTQ4(T)                                                                                            \
     void flock_qs_dotq4_##T(const void *const *w, const flock_q8x *xq, size_t n, float *out)               \
@@ -172,6 +225,8 @@ DOTQ4(q8_0)
 DOTQ4(q4_0)
 DOTQ4(q4_1)
 DOTQ4(q5_0)
+DOTQ4(q4_k)
+DOTQ4(q6_k)
 
 /* Four axpys in order. */
 #define AXPY4(T)                                                                                            \

@@ -9,6 +9,7 @@
 #include "flock/base.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* One table's entries per quantized dtype, as kernels.h's fields. */
 #define FLOCK_QUANT_KERNELS(prefix, T)                                                                      \
@@ -23,8 +24,9 @@ FLOCK_QUANT_KERNELS(flock_qs, q4_1)
 FLOCK_QUANT_KERNELS(flock_qs, q4_k)
 FLOCK_QUANT_KERNELS(flock_qs, q6_k)
 FLOCK_QUANT_KERNELS(flock_qs, q5_0)
-/* AVX2: the 32-element types; the k-quants use the scalar block decode
- * with an AVX2 dot over each decoded block. */
+/* AVX2: the 32-element types; the k-quants' float-activation kernels use
+ * the scalar block decode with an AVX2 dot over each decoded block (their
+ * int8-activation dotq below is integer, as the 32-element types'). */
 FLOCK_QUANT_KERNELS(flock_qa, q8_0)
 FLOCK_QUANT_KERNELS(flock_qa, q4_0)
 FLOCK_QUANT_KERNELS(flock_qa, q4_1)
@@ -33,17 +35,23 @@ FLOCK_QUANT_KERNELS(flock_qa, q6_k)
 FLOCK_QUANT_KERNELS(flock_qa, q5_0)
 
 /* int8 activations (kernels.h, flock_q8x): x into blocks (scalar, both
- * tables), and the integer dot products of the 32-element types. */
+ * tables), and the integer dot products of every quantized type (a k-quant
+ * block of 256 against eight x blocks of 32: q4_k's sub-blocks of 32 take
+ * one x block each, q6_k's pairs of 16-element sub-blocks one). */
 struct flock_q8x;
 void flock_q_quant_x(const float *x, struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q5_0(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qs_dotq_q4_k(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qs_dotq_q6_k(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qa_dotq_q5_0(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qa_dotq_q4_k(const void *w, const struct flock_q8x *xq, size_t n);
+float flock_qa_dotq_q6_k(const void *w, const struct flock_q8x *xq, size_t n);
 /* Four rows into one y (kernels.h, axpy4): bitwise four axpy calls in order. */
 void flock_qs_axpy4_q8_0(const float *a, const void *const *w, float *y, size_t n);
 void flock_qs_axpy4_q4_0(const float *a, const void *const *w, float *y, size_t n);
@@ -58,9 +66,25 @@ void flock_qs_dotq4_q8_0(const void *const *w, const struct flock_q8x *xq, size_
 void flock_qs_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qs_dotq4_q4_1(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qs_dotq4_q5_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qs_dotq4_q4_k(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+void flock_qs_dotq4_q6_k(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qa_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qa_dotq4_q4_1(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qa_dotq4_q5_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
+
+/* The 8 six-bit scales and 8 six-bit minimums of a q4_k block from its 12
+ * scale bytes (GGML's get_scale_min_k4; formats/dequant.c): sub-blocks 0..3
+ * take the low 6 bits of bytes j and j + 4, sub-blocks 4..7 a nibble of
+ * byte j + 4 and the top 2 bits of bytes j - 4 and j. */
+static inline void flock_q4k_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        m[j] = q[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((q[j + 8] & 0x0F) | ((q[j] >> 6) << 4));
+        m[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+    }
+}
 
 /* Decodes block b of a row of type t into y[flock_dtype_block(t)]. */
 void flock_q_block_to_f32(flock_dtype t, const void *row, size_t b, float *y);
