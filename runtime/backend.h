@@ -46,6 +46,8 @@ typedef struct flock_backend_iface {
     size_t (*n_ffn)(const flock_backend *b);
     flock_exec_ffn *(*ffn_at)(const flock_backend *b, size_t i);
     uint64_t (*decode_bytes)(const flock_backend *b);
+    /* host bytes of packed kept FF rows (flock_session_packed_bytes); NULL: none */
+    uint64_t (*packed_bytes)(const flock_backend *b);
 } flock_backend_iface;
 
 /* Each backend's own struct starts with this one (backend_cpu.c, backend_cuda.c). */

@@ -98,6 +98,18 @@ static uint64_t cpu_decode_bytes(const flock_backend *b)
     return flock_exec_decode_bytes(CPU(b)->e);
 }
 
+static flock_status cpu_commit_selection(flock_backend *b, flock_error *err)
+{
+    (void)err;
+    flock_exec_pack_selection(CPU(b)->e);
+    return FLOCK_OK;
+}
+
+static uint64_t cpu_packed_bytes(const flock_backend *b)
+{
+    return flock_exec_packed_bytes(CPU(b)->e);
+}
+
 static flock_status cpu_run_batch(flock_backend *const *bs, size_t n, const int32_t *ids, flock_error *err)
 {
     flock_exec *es[FLOCK_EXEC_MAX_BATCH];
@@ -115,13 +127,14 @@ static const flock_backend_iface cpu_iface = {
     .run = cpu_run,
     .run_batch = cpu_run_batch,
     .select_griffin = NULL, /* the session ranks ffn_at(i)->sumsq */
-    .commit_selection = NULL, /* the executor reads ffn_at(i)->idx in place */
+    .commit_selection = cpu_commit_selection, /* packs the kept rows; idx is read in place */
     .n_past = cpu_n_past,
     .n_vocab = cpu_n_vocab,
     .logits = cpu_logits,
     .n_ffn = cpu_n_ffn,
     .ffn_at = cpu_ffn_at,
     .decode_bytes = cpu_decode_bytes,
+    .packed_bytes = cpu_packed_bytes,
 };
 
 flock_status flock_backend_cpu_open(flock_model *m, const flock_session_opts *o, flock_backend **out,

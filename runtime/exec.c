@@ -188,6 +188,14 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
         f->sumsq = calloc((size_t)f->d_ff, sizeof *f->sumsq);
         ok = f->idx && f->sumsq;
     }
+    /* packing the kept rows: on unless FLOCK_GATHER_PACK=0 (docs/runtime.md) */
+    const char *pack = getenv("FLOCK_GATHER_PACK");
+    if (ok && !(pack && strcmp(pack, "0") == 0)) {
+        e->pack = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->pack);
+        ok = e->pack != NULL;
+        for (int32_t fi = 0; ok && fi < e->n_ffn; fi++)
+            e->pack[fi].k = -1;
+    }
     for (uint32_t t = 0; ok && t < p->n_tensors; t++)
         e->tensor_bytes[t] = flock_wmat_bytes(&tensors[t]);
     if (!ok) {
@@ -223,6 +231,12 @@ void flock_exec_free(flock_exec *e)
             free(e->ffn[i].idx);
             free(e->ffn[i].sumsq);
         }
+    if (e->pack)
+        for (int32_t i = 0; i < e->n_ffn; i++) {
+            free(e->pack[i].rows);
+            free(e->pack[i].idx);
+        }
+    free(e->pack);
     free(e->ffn);
     free(e->ffn_k);
     free(e->tensor_bytes);
@@ -438,6 +452,18 @@ size_t flock_exec_n_ffn(const flock_exec *e)
 flock_exec_ffn *flock_exec_ffn_at(flock_exec *e, size_t i)
 {
     return i < (size_t)e->n_ffn ? &e->ffn[i] : NULL;
+}
+
+uint64_t flock_exec_packed_bytes(const flock_exec *e)
+{
+    uint64_t n = 0;
+    for (int32_t i = 0; e->pack && i < e->n_ffn; i++)
+        if (e->pack[i].rows) {
+            const flock_op *op = &e->prog->ops[e->ffn[i].op];
+            n += (uint64_t)e->pack[i].cap *
+                 (e->tensors[op->w[0]].row_bytes + e->tensors[op->w[2]].row_bytes);
+        }
+    return n;
 }
 
 uint64_t flock_exec_decode_bytes(const flock_exec *e)

@@ -96,5 +96,13 @@ size_t flock_exec_n_ffn(const flock_exec *e);
 flock_exec_ffn *flock_exec_ffn_at(flock_exec *e, size_t i);
 /* Weight bytes read by one decode step with the current selection. */
 uint64_t flock_exec_decode_bytes(const flock_exec *e);
+/* Copies each FF layer's kept rows (its current idx[0..k)) into the
+ * executor's packed block (exec_impl.h, flock_exec_pack), allocating it
+ * for a first or larger selection: call after a selection, outside the
+ * token loop. Layers run by generated kernels, with every neuron kept, or
+ * out of memory are left to gather in place. */
+void flock_exec_pack_selection(flock_exec *e);
+/* Bytes held by the packed copies of the kept FF rows (flock_exec_pack). */
+uint64_t flock_exec_packed_bytes(const flock_exec *e);
 
 #endif

@@ -55,7 +55,22 @@ struct flock_exec {
     const int32_t *op_ffn; /* [n_ops]: index into ffn, or -1 (the plan's) */
     uint64_t *tensor_bytes; /* [n_tensors]: as stored, for the decode bytes */
     int64_t *ffn_k;         /* [n_ffn]: scratch for the decode bytes */
+    /* GRIFFIN's kept rows packed (exec_ops.c, pack_kept): NULL when off
+     * (FLOCK_GATHER_PACK=0) */
+    struct flock_exec_pack *pack; /* [n_ffn] */
 };
+
+/* The kept neurons' gate_up (or fc1) rows, then their down_t rows, copied
+ * byte for byte in kept order: a one-sequence decode then streams them
+ * contiguously instead of gathering scattered rows. Valid while k and idx
+ * equal the layer's selection (checked every step); allocated when a
+ * selection is first packed, grown only for a larger k. */
+typedef struct flock_exec_pack {
+    uint8_t *rows;   /* [cap][bytes1], then [cap][bytes2] */
+    int32_t *idx;    /* [d_ff]: the kept list packed */
+    int64_t k, cap;  /* k = -1: nothing packed */
+    bool failed;     /* out of memory once: this layer gathers in place */
+} flock_exec_pack;
 
 /* The table's outer-product prefill tile: gemm12x32 (12 rows x 32 tokens)
  * where it has it, else gemm6x16 (6 x 16), else NULL (the dot kernels). */

@@ -6,6 +6,7 @@
 #include "griffin.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const flock_wmat *W(const flock_exec *e, int32_t id)
@@ -716,27 +717,41 @@ typedef struct gather_ctx {
     const float *x;
     int32_t d;
     const flock_q8x *xq; /* x as int8 blocks when gate_up's dtype has dotq, else NULL */
+    const uint8_t *p1, *p2; /* the kept rows packed (flock_exec_pack), or NULL: rows by idx */
 } gather_ctx;
 
-/* Prefetches `bytes` of the rows of w of kept neurons [j0, min(j1, end)). */
-static inline void prefetch_rows(const gather_ctx *c, const flock_wmat *w, size_t bytes, int64_t j0, int64_t j1,
-                                 int64_t end)
+/* Kept neuron j's gate_up (or fc1) row and down_t row. */
+static inline const void *row1(const gather_ctx *c, const flock_wmat *w1, int64_t j)
+{
+    return c->p1 ? c->p1 + (size_t)j * w1->row_bytes : flock_wmat_row(w1, c->idx[j]);
+}
+
+static inline const void *row2(const gather_ctx *c, const flock_wmat *w2, int64_t j)
+{
+    return c->p2 ? c->p2 + (size_t)j * w2->row_bytes : flock_wmat_row(w2, c->idx[j]);
+}
+
+/* Prefetches `bytes` of the rows of w (w1 or w2, packed or not: `down`
+ * says which) of kept neurons [j0, min(j1, end)). */
+static inline void prefetch_rows(const gather_ctx *c, const flock_wmat *w, bool down, size_t bytes, int64_t j0,
+                                 int64_t j1, int64_t end)
 {
     for (int64_t j = j0; j < j1 && j < end; j++) {
-        const char *r = flock_wmat_row(w, c->idx[j]);
+        const char *r = down ? row2(c, w, j) : row1(c, w, j);
         for (size_t o = 0; o < bytes; o += 64)
             __builtin_prefetch(r + o);
     }
 }
 
-/* z of kept neuron i (one row of gate_up, or fc1 plus its bias). */
-static inline float neuron_z(const gather_ctx *c, const flock_wmat *w1, size_t up_off, const float *b1, int32_t i)
+/* z of kept neuron j (one row of gate_up, or fc1 plus its bias). */
+static inline float neuron_z(const gather_ctx *c, const flock_wmat *w1, size_t up_off, const float *b1, int64_t j)
 {
     const flock_kernel_table *k = c->e->k;
     const flock_op *op = c->op;
     int dt1 = (int)w1->dtype;
     size_t d = (size_t)c->d;
-    const void *r1 = flock_wmat_row(w1, i);
+    const int32_t i = c->idx[j];
+    const void *r1 = row1(c, w1, j);
     if (op->gated && c->xq)
         return act(op->act, k->dotq[dt1](r1, c->xq, d)) * k->dotq[dt1]((const uint8_t *)r1 + up_off, c->xq, d);
     if (op->gated)
@@ -762,18 +777,17 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
     bool pair_up = op->gated && c->xq && k->dotq4[dt1];
     int64_t j = b;
     if (pair_up || k->axpy4[dt2]) {
-        prefetch_rows(c, w1, bytes1, j, j + 4, end);
-        prefetch_rows(c, w2, bytes2, j, j + 4, end);
+        prefetch_rows(c, w1, false, bytes1, j, j + 4, end);
+        prefetch_rows(c, w2, true, bytes2, j, j + 4, end);
         for (; j + 4 <= end; j += 4) {
             /* the next group's rows, a few at a time between the products:
              * issued all at once they stalled the core (they outnumber the
              * line-fill buffers; measured slower) */
-            const int32_t *ii = c->idx + j;
             float z[4];
             if (pair_up)
                 for (int h = 0; h < 4; h += 2) {
-                    prefetch_rows(c, w1, bytes1, j + 4 + h, j + 6 + h, end);
-                    const uint8_t *ra = flock_wmat_row(w1, ii[h]), *rb = flock_wmat_row(w1, ii[h + 1]);
+                    prefetch_rows(c, w1, false, bytes1, j + 4 + h, j + 6 + h, end);
+                    const uint8_t *ra = row1(c, w1, j + h), *rb = row1(c, w1, j + h + 1);
                     const void *rows[4] = {ra, ra + up_off, rb, rb + up_off};
                     float o[4];
                     k->dotq4[dt1](rows, c->xq, d, o);
@@ -782,27 +796,26 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
                 }
             else
                 for (int h = 0; h < 4; h++) {
-                    prefetch_rows(c, w1, bytes1, j + 4 + h, j + 5 + h, end);
-                    z[h] = neuron_z(c, w1, up_off, b1, ii[h]);
+                    prefetch_rows(c, w1, false, bytes1, j + 4 + h, j + 5 + h, end);
+                    z[h] = neuron_z(c, w1, up_off, b1, j + h);
                 }
-            prefetch_rows(c, w2, bytes2, j + 4, j + 8, end);
+            prefetch_rows(c, w2, true, bytes2, j + 4, j + 8, end);
             if (k->axpy4[dt2] && z[0] != 0 && z[1] != 0 && z[2] != 0 && z[3] != 0) {
-                const void *rows[4] = {flock_wmat_row(w2, ii[0]), flock_wmat_row(w2, ii[1]),
-                                       flock_wmat_row(w2, ii[2]), flock_wmat_row(w2, ii[3])};
+                const void *rows[4] = {row2(c, w2, j), row2(c, w2, j + 1), row2(c, w2, j + 2), row2(c, w2, j + 3)};
                 k->axpy4[dt2](z, rows, part, d);
             } else {
                 for (int h = 0; h < 4; h++)
                     if (z[h] != 0)
-                        k->axpy[dt2](z[h], flock_wmat_row(w2, ii[h]), part, d);
+                        k->axpy[dt2](z[h], row2(c, w2, j + h), part, d);
             }
         }
     }
     for (; j < end; j++) {
-        prefetch_rows(c, w1, bytes1, j + 1, j + 2, end);
-        prefetch_rows(c, w2, bytes2, j + 1, j + 2, end);
-        float z = neuron_z(c, w1, up_off, b1, c->idx[j]);
+        prefetch_rows(c, w1, false, bytes1, j + 1, j + 2, end);
+        prefetch_rows(c, w2, true, bytes2, j + 1, j + 2, end);
+        float z = neuron_z(c, w1, up_off, b1, j);
         if (z != 0)
-            k->axpy[dt2](z, flock_wmat_row(w2, c->idx[j]), part, d);
+            k->axpy[dt2](z, row2(c, w2, j), part, d);
     }
 }
 
@@ -886,7 +899,7 @@ static bool uses_generated_ffn(const flock_exec *e, int32_t fi)
 static gather_ctx gather_setup(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t d)
 {
     const flock_exec_ffn *f = &e->ffn[fi];
-    gather_ctx c = {e, op, f->idx, f->k, x, d, NULL};
+    gather_ctx c = {e, op, f->idx, f->k, x, d, NULL, NULL, NULL};
     if (op->gated)
         c.xq = quant_input(e, W(e, op->w[0])->dtype, x, (size_t)d);
     return c;
@@ -902,6 +915,55 @@ static void gather_sum(flock_exec *e, const flock_op *op, float *o, int32_t d)
         e->k->axpy_f32(1.f, e->part + (size_t)sl * e->max_width, o, (size_t)d);
 }
 
+/* Packs layer fi's kept rows (flock_exec_pack) unless they are packed
+ * already or are all the rows; returns the packed rows or NULL (packing
+ * off, nothing to gain, out of memory, or a buffer too small where `grow`
+ * is false: the gather then reads the rows in place). One copy of k (3d)
+ * weights per selection, where every decode step reads them once. */
+static const uint8_t *pack_layer(flock_exec *e, int32_t fi, bool grow, size_t *off2)
+{
+    const flock_exec_ffn *f = &e->ffn[fi];
+    if (!e->pack || e->pack[fi].failed || f->k <= 0 || f->k >= f->d_ff)
+        return NULL;
+    flock_exec_pack *pk = &e->pack[fi];
+    const flock_op *op = &e->prog->ops[f->op];
+    const flock_wmat *w1 = W(e, op->w[0]), *w2 = W(e, op->w[2]);
+    size_t b1 = w1->row_bytes, b2 = w2->row_bytes, k = (size_t)f->k;
+    if (pk->k != f->k || memcmp(pk->idx, f->idx, k * sizeof *f->idx) != 0) {
+        if (pk->cap < f->k) { /* the first selection, or a larger k (adaptive budgets) */
+            if (!grow)
+                return NULL;
+            free(pk->rows);
+            pk->rows = malloc(k * (b1 + b2));
+            if (!pk->idx)
+                pk->idx = malloc((size_t)f->d_ff * sizeof *pk->idx);
+            if (!pk->rows || !pk->idx) {
+                free(pk->rows), free(pk->idx);
+                *pk = (flock_exec_pack){.k = -1, .failed = true};
+                return NULL;
+            }
+            pk->cap = f->k;
+        }
+        uint8_t *p1 = pk->rows, *p2 = pk->rows + (size_t)pk->cap * b1;
+        for (size_t j = 0; j < k; j++) {
+            memcpy(p1 + j * b1, flock_wmat_row(w1, f->idx[j]), b1);
+            memcpy(p2 + j * b2, flock_wmat_row(w2, f->idx[j]), b2);
+        }
+        memcpy(pk->idx, f->idx, k * sizeof *f->idx);
+        pk->k = f->k;
+    }
+    *off2 = (size_t)pk->cap * b1;
+    return pk->rows;
+}
+
+void flock_exec_pack_selection(flock_exec *e)
+{
+    size_t off2;
+    for (int32_t fi = 0; fi < e->n_ffn; fi++)
+        if (e->ffn[fi].k > 0 && !uses_generated_ffn(e, fi))
+            (void)pack_layer(e, fi, true, &off2);
+}
+
 static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const float *x, int32_t T, float *out,
                        int32_t d)
 {
@@ -909,8 +971,12 @@ static void ffn_sparse(flock_exec *e, const flock_op *op, int32_t fi, const floa
         ffn_generated(e, op, fi, x, T, out, d);
         return;
     }
+    size_t off2 = 0; /* packed at the selection (flock_exec_pack_selection); no allocation here */
+    const uint8_t *packed = pack_layer(e, fi, false, &off2);
     for (int32_t t = 0; t < T; t++) {
         gather_ctx c = gather_setup(e, op, fi, x + (size_t)t * d, d);
+        if (packed)
+            c.p1 = packed, c.p2 = packed + off2;
         flock_pool_run(e->pool, FLOCK_GATHER_SLICES, 1, gather_slices, &c);
         gather_sum(e, op, out + (size_t)t * d, d);
     }

@@ -624,6 +624,11 @@ uint64_t flock_session_decode_bytes(const flock_session *s)
     return s->be->iface->decode_bytes(s->be);
 }
 
+uint64_t flock_session_packed_bytes(const flock_session *s)
+{
+    return s && s->be->iface->packed_bytes ? s->be->iface->packed_bytes(s->be) : 0;
+}
+
 uint64_t flock_session_kv_bytes(const flock_session *s, size_t n_tokens)
 {
     if (!s)

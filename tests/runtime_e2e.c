@@ -927,3 +927,86 @@ void test_e2e_stories_batched_decode(void **state)
         flock_model_free(m);
     }
 }
+
+/* A session of model m at `keep` (select griffin-adaptive when `adaptive`,
+ * refresh every `refresh` tokens) with the kept rows packed or not
+ * (FLOCK_GATHER_PACK, read when the executor is made): its logits over 12
+ * decoded tokens into out[12][vocab], and the packed bytes after each step. */
+static void packed_run(flock_model *m, double keep, int refresh, bool adaptive, bool pack, float *out,
+                       uint64_t *packed)
+{
+    if (pack)
+        unsetenv("FLOCK_GATHER_PACK");
+    else
+        setenv("FLOCK_GATHER_PACK", "0", 1);
+    flock_session_opts o = flock_session_default_opts();
+    o.keep = keep;
+    o.refresh = refresh;
+    o.threads = 2;
+    o.n_ctx = 32;
+    o.kernels = FLOCK_KERNELS_PORTABLE; /* the generated gather reads its rows in place (not packed) */
+    if (adaptive)
+        o.select = FLOCK_SELECT_GRIFFIN_ADAPTIVE;
+    flock_session *s;
+    flock_error err = {0};
+    if (flock_session_create(m, &o, &s, &err) != FLOCK_OK)
+        fail_msg("session: %s", err.msg);
+    unsetenv("FLOCK_GATHER_PACK");
+    int32_t ids[16];
+    assert_int_equal(flock_session_prefill(s, ids, batch_prompt(3, ids)), FLOCK_OK);
+    int32_t nv = flock_model_n_vocab(m);
+    for (int st = 0; st < 12; st++) {
+        int32_t t = batch_token(3, st);
+        assert_int_equal(flock_session_decode(s, &t, 1), FLOCK_OK);
+        memcpy(out + (size_t)st * (size_t)nv, flock_session_last_logits(s), (size_t)nv * sizeof(float));
+        packed[st] = flock_session_packed_bytes(s);
+        /* the packed rows are a part of what a step reads, never more */
+        assert_true(packed[st] < flock_session_decode_bytes(s));
+    }
+    flock_session_free(s);
+}
+
+/* The kept rows packed for the decode (exec_impl.h, flock_exec_pack) give
+ * bitwise the logits of the gather in place, for each storage type, with
+ * a refresh (a new selection every 4 tokens, packed again) and with
+ * griffin-adaptive's per-layer budgets; at keep 1.0 and with
+ * FLOCK_GATHER_PACK=0 nothing is packed. */
+void test_e2e_stories_packed_rows(void **state)
+{
+    (void)state;
+    const char *flags[] = {"--dtype f32 --keep 0.5", "--dtype f16 --keep 0.5", "--dtype q8_0 --keep 0.5",
+                           "--dtype q4_1 --keep 0.5", "--dtype q4_k --keep 0.5"};
+    for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
+        char path[512], name[64];
+        snprintf(name, sizeof name, "batch%zu.flock", f);
+        e2e_bundle(name, flags[f], path, sizeof path);
+        flock_model *m;
+        flock_error err = {0};
+        if (flock_model_open(path, NULL, &m, &err) != FLOCK_OK)
+            fail_msg("open: %s", err.msg);
+        size_t nv = (size_t)flock_model_n_vocab(m);
+        float *a = malloc(12 * nv * sizeof(float)), *b = malloc(12 * nv * sizeof(float));
+        uint64_t pa[12], pb[12];
+        assert_non_null(a);
+        assert_non_null(b);
+        for (int mode = 0; mode < 3; mode++) {
+            int refresh = mode == 1 ? 4 : 0;
+            bool adaptive = mode == 2;
+            packed_run(m, 0.5, refresh, adaptive, true, a, pa);
+            packed_run(m, 0.5, refresh, adaptive, false, b, pb);
+            for (int st = 0; st < 12; st++) {
+                if (memcmp(a + st * nv, b + st * nv, nv * sizeof(float)) != 0)
+                    fail_msg("%s mode %d step %d: packed logits differ from in place (normalized error %g)", flags[f],
+                             mode, st, flock_test_nrm_err(a + st * nv, b + st * nv, nv));
+                if (pa[st] == 0 || pb[st] != 0)
+                    fail_msg("%s mode %d step %d: packed bytes %llu (on), %llu (off)", flags[f], mode, st,
+                             (unsigned long long)pa[st], (unsigned long long)pb[st]);
+            }
+        }
+        packed_run(m, 1.0, 0, false, true, a, pa);
+        for (int st = 0; st < 12; st++)
+            assert_int_equal(pa[st], 0); /* every row kept, in order: nothing to pack */
+        free(a), free(b);
+        flock_model_free(m);
+    }
+}

@@ -13,6 +13,7 @@ void test_e2e_stories_generated_kernels(void **state);
 void test_e2e_stories_foreign_kernels(void **state);
 void test_e2e_stories_corrupt_kernels(void **state);
 void test_e2e_stories_batched_decode(void **state);
+void test_e2e_stories_packed_rows(void **state);
 int flock_e2e_setup(void **state);
 int flock_e2e_teardown(void **state);
 

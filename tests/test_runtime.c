@@ -1089,6 +1089,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_e2e_stories_foreign_kernels),
             cmocka_unit_test(test_e2e_stories_corrupt_kernels),
             cmocka_unit_test(test_e2e_stories_batched_decode),
+            cmocka_unit_test(test_e2e_stories_packed_rows),
         };
         return cmocka_run_group_tests(e2e, flock_e2e_setup, flock_e2e_teardown);
     }

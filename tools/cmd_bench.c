@@ -275,6 +275,7 @@ typedef struct bench_result {
     const char *kernels;   /* the last row's kernels */
     double load_s, peak_mb, copy_gbs, read_gbs;
     double weights_mb, kv_mb; /* what the model holds, and the KV cache at prompt + decode tokens */
+    double packed_mb;         /* the most any row's session held in packed kept FF rows */
 } bench_result;
 
 /* The paragraph's tokens, cycled to P after the BOS (when the model has one). */
@@ -334,6 +335,9 @@ static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, b
         }
         row->bytes_per_token = flock_session_decode_bytes(s);
         res->kv_mb = (double)flock_session_kv_bytes(s, (size_t)(o->P + o->G)) / 1e6;
+        double packed = (double)flock_session_packed_bytes(s) / 1e6;
+        if (packed > res->packed_mb)
+            res->packed_mb = packed;
         res->threads = flock_session_threads(s);
         res->device = flock_session_device(s);
         snprintf(res->device_note, sizeof res->device_note, "%s", flock_session_device_note(s));
@@ -379,10 +383,10 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         flock_cli_json_str(stdout, res->device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
                "\"repeats\":%lld,\"select\":\"%s\",\"refresh\":%lld,\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
-               "\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"kv_mb\":%.1f,",
+               "\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"kv_mb\":%.1f,\"packed_mb\":%.1f,",
                res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), o->refresh, res->load_s,
                res->copy_gbs,
-               res->read_gbs, res->peak_mb, res->weights_mb, res->kv_mb);
+               res->read_gbs, res->peak_mb, res->weights_mb, res->kv_mb, res->packed_mb);
         printf("\"generated_kernels\":");
         flock_cli_json_str(stdout, model_k ? model_k : "");
         printf(",\"generated_fallback\":");
@@ -395,9 +399,12 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         printf("device: %s\n", res->device_note);
         printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; load %.2f s\n", res->copy_gbs,
                res->read_gbs, res->load_s);
-        printf("memory: weights %.1f MB + KV cache %.1f MB (%lld tokens); peak RSS %.1f MB = %.2fx\n",
-               res->weights_mb, res->kv_mb, P + G, res->peak_mb,
+        printf("memory: weights %.1f MB + KV cache %.1f MB (%lld tokens); peak RSS %.1f MB = %.2fx", res->weights_mb,
+               res->kv_mb, P + G, res->peak_mb,
                res->weights_mb + res->kv_mb > 0 ? res->peak_mb / (res->weights_mb + res->kv_mb) : 0.0);
+        if (res->packed_mb > 0)
+            printf(" (of it, packed kept FF rows: %.1f MB)", res->packed_mb);
+        printf("\n");
         printf("generated kernels: %s%s%s\n", model_k ? model_k : "none", model_k ? "" : " - ", model_k_why);
         printf("%-26s %6s %10s %11s %11s %9s %15s %9s %7s %8s\n", "kernels", "keep", "TTFT ms", "prefill t/s",
                "decode t/s", "ms/token", "(min-max t/s)", "MB/token", "GB/s", "vs keep1");

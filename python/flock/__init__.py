@@ -369,6 +369,7 @@ class Session:
             "stopped_eos": bool(s.stopped_eos),
             "stopped_string": bool(s.stopped_string),
             "decode_bytes": _L.flock_session_decode_bytes(h),
+            "packed_bytes": _L.flock_session_packed_bytes(h),
             "device": ["auto", "cpu", "cuda"][_L.flock_session_device(h)],
             "kernels": _L.flock_session_kernels(h).decode(),
             "threads": _L.flock_session_threads(h),
@@ -377,5 +378,5 @@ class Session:
     @property
     def stats(self):
         """Counts and times of the last generation (None before one), with the session's device, kernels,
-        threads and bytes of weights read per token."""
+        threads, bytes of weights read per token and bytes of packed kept FF rows held."""
         return self._stats

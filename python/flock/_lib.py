@@ -96,6 +96,7 @@ PROTOTYPES = {
     "flock_session_n_ffn": (c_size_t, [P]),
     "flock_session_experts": (c_int, [P, c_size_t, I32P, POINTER(I32P), POINTER(c_size_t)]),
     "flock_session_decode_bytes": (c_uint64, [P]),
+    "flock_session_packed_bytes": (c_uint64, [P]),
     "flock_session_kv_bytes": (c_uint64, [P, c_size_t]),
     "flock_session_device": (c_int, [P]),
     "flock_session_device_note": (c_char_p, [P]),

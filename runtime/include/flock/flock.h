@@ -422,6 +422,13 @@ FLOCK_API flock_status flock_session_experts(const flock_session *s, size_t i, i
  * before a selection). Writes the session's scratch: one thread at a time,
  * as for every call on a session. */
 FLOCK_API uint64_t flock_session_decode_bytes(const flock_session *s);
+/* Bytes of memory the session holds in packed copies of its kept FF rows:
+ * on the CPU, a one-sequence decode copies each layer's kept gate_up and
+ * down_t rows (k of d_ff) into one contiguous block after a selection, so
+ * that decode streams them instead of gathering scattered rows
+ * (docs/runtime.md, "Packed kept rows"; FLOCK_GATHER_PACK=0 turns it off).
+ * 0 before the first sparse decode step, on CUDA, or with packing off. */
+FLOCK_API uint64_t flock_session_packed_bytes(const flock_session *s);
 /* Bytes the KV cache holds for n_tokens tokens (K and V of every attention
  * layer, in the backend's cache type); 0 for s NULL. */
 FLOCK_API uint64_t flock_session_kv_bytes(const flock_session *s, size_t n_tokens);
