@@ -731,13 +731,14 @@ static inline const void *row2(const gather_ctx *c, const flock_wmat *w2, int64_
     return c->p2 ? c->p2 + (size_t)j * w2->row_bytes : flock_wmat_row(w2, c->idx[j]);
 }
 
-/* Prefetches `bytes` of the rows of w (w1 or w2, packed or not: `down`
- * says which) of kept neurons [j0, min(j1, end)). */
-static inline void prefetch_rows(const gather_ctx *c, const flock_wmat *w, bool down, size_t bytes, int64_t j0,
-                                 int64_t j1, int64_t end)
+/* Prefetches `bytes` of the rows of w of kept neurons [j0, min(j1, end)):
+ * at packed + j row_bytes where the rows are packed (c->p1, c->p2), else
+ * row idx[j] of w. */
+static inline void prefetch_rows(const gather_ctx *c, const flock_wmat *w, const uint8_t *packed, size_t bytes,
+                                 int64_t j0, int64_t j1, int64_t end)
 {
     for (int64_t j = j0; j < j1 && j < end; j++) {
-        const char *r = down ? row2(c, w, j) : row1(c, w, j);
+        const char *r = packed ? (const char *)packed + (size_t)j * w->row_bytes : flock_wmat_row(w, c->idx[j]);
         for (size_t o = 0; o < bytes; o += 64)
             __builtin_prefetch(r + o);
     }
@@ -777,8 +778,8 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
     bool pair_up = op->gated && c->xq && k->dotq4[dt1];
     int64_t j = b;
     if (pair_up || k->axpy4[dt2]) {
-        prefetch_rows(c, w1, false, bytes1, j, j + 4, end);
-        prefetch_rows(c, w2, true, bytes2, j, j + 4, end);
+        prefetch_rows(c, w1, c->p1, bytes1, j, j + 4, end);
+        prefetch_rows(c, w2, c->p2, bytes2, j, j + 4, end);
         for (; j + 4 <= end; j += 4) {
             /* the next group's rows, a few at a time between the products:
              * issued all at once they stalled the core (they outnumber the
@@ -786,7 +787,7 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
             float z[4];
             if (pair_up)
                 for (int h = 0; h < 4; h += 2) {
-                    prefetch_rows(c, w1, false, bytes1, j + 4 + h, j + 6 + h, end);
+                    prefetch_rows(c, w1, c->p1, bytes1, j + 4 + h, j + 6 + h, end);
                     const uint8_t *ra = row1(c, w1, j + h), *rb = row1(c, w1, j + h + 1);
                     const void *rows[4] = {ra, ra + up_off, rb, rb + up_off};
                     float o[4];
@@ -796,10 +797,10 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
                 }
             else
                 for (int h = 0; h < 4; h++) {
-                    prefetch_rows(c, w1, false, bytes1, j + 4 + h, j + 5 + h, end);
+                    prefetch_rows(c, w1, c->p1, bytes1, j + 4 + h, j + 5 + h, end);
                     z[h] = neuron_z(c, w1, up_off, b1, j + h);
                 }
-            prefetch_rows(c, w2, true, bytes2, j + 4, j + 8, end);
+            prefetch_rows(c, w2, c->p2, bytes2, j + 4, j + 8, end);
             if (k->axpy4[dt2] && z[0] != 0 && z[1] != 0 && z[2] != 0 && z[3] != 0) {
                 const void *rows[4] = {row2(c, w2, j), row2(c, w2, j + 1), row2(c, w2, j + 2), row2(c, w2, j + 3)};
                 k->axpy4[dt2](z, rows, part, d);
@@ -811,8 +812,8 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
         }
     }
     for (; j < end; j++) {
-        prefetch_rows(c, w1, false, bytes1, j + 1, j + 2, end);
-        prefetch_rows(c, w2, true, bytes2, j + 1, j + 2, end);
+        prefetch_rows(c, w1, c->p1, bytes1, j + 1, j + 2, end);
+        prefetch_rows(c, w2, c->p2, bytes2, j + 1, j + 2, end);
         float z = neuron_z(c, w1, up_off, b1, j);
         if (z != 0)
             k->axpy[dt2](z, row2(c, w2, j), part, d);
