@@ -21,6 +21,7 @@
  * the last bit.
  */
 #include "flock/formats.h"
+#include "kquant.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -191,32 +192,16 @@ static void dequant_q5_1(const uint8_t *x, float *y, uint64_t nb)
     }
 }
 
-/* The 12 scale bytes of Q4_K/Q5_K hold 8 six-bit scales and 8 six-bit mins:
- * sub-blocks 0..3 use the low 6 bits of bytes j (scale) and j+4 (min);
- * sub-blocks 4..7 take 4 low bits from byte j+4 (low nibble scale, high
- * nibble min) and their top 2 bits from the top bits of bytes j-4 and j. */
-static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 static void dequant_q4_k(const uint8_t *x, float *y, uint64_t nb)
 {
     for (uint64_t b = 0; b < nb; b++, x += 144) {
         const float d = ld_half(x), dmin = ld_half(x + 2);
-        const uint8_t *scales = x + 4, *q = x + 16;
+        const uint8_t *q = x + 16;
+        uint8_t sc[8], m[8];
+        flock_kquant_scales(x + 4, sc, m);
         for (int is = 0; is < 8; is += 2, q += 32, y += 64) {
-            uint8_t sc, m;
-            scale_min_k4(is, scales, &sc, &m);
-            const float d1 = d * sc, m1 = dmin * m;
-            scale_min_k4(is + 1, scales, &sc, &m);
-            const float d2 = d * sc, m2 = dmin * m;
+            const float d1 = d * sc[is], m1 = dmin * m[is];
+            const float d2 = d * sc[is + 1], m2 = dmin * m[is + 1];
             for (int l = 0; l < 32; l++)
                 y[l] = d1 * (q[l] & 0x0F) - m1;
             for (int l = 0; l < 32; l++)
@@ -229,14 +214,13 @@ static void dequant_q5_k(const uint8_t *x, float *y, uint64_t nb)
 {
     for (uint64_t b = 0; b < nb; b++, x += 176) {
         const float d = ld_half(x), dmin = ld_half(x + 2);
-        const uint8_t *scales = x + 4, *qh = x + 16, *ql = x + 48;
+        const uint8_t *qh = x + 16, *ql = x + 48;
+        uint8_t sc[8], m[8];
+        flock_kquant_scales(x + 4, sc, m);
         uint8_t u1 = 1, u2 = 2;
         for (int is = 0; is < 8; is += 2, ql += 32, y += 64, u1 <<= 2, u2 <<= 2) {
-            uint8_t sc, m;
-            scale_min_k4(is, scales, &sc, &m);
-            const float d1 = d * sc, m1 = dmin * m;
-            scale_min_k4(is + 1, scales, &sc, &m);
-            const float d2 = d * sc, m2 = dmin * m;
+            const float d1 = d * sc[is], m1 = dmin * m[is];
+            const float d2 = d * sc[is + 1], m2 = dmin * m[is + 1];
             for (int l = 0; l < 32; l++)
                 y[l] = d1 * ((ql[l] & 0x0F) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++)

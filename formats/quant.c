@@ -170,7 +170,7 @@ static void search_q4k_sub(const float *x, const float *w, float *scale, float *
 }
 
 /* Q4_K: f16 d, dmin; 12 bytes of 6-bit scales sc[8] and mins m[8] (packing:
- * dequant.c's scale_min_k4); 128 bytes of nibbles, sub-blocks 2i / 2i+1 in
+ * kquant.h's flock_kquant_scales); 128 bytes of nibbles, sub-blocks 2i / 2i+1 in
  * the low / high nibbles of qs[32i..32i+31]; x = d sc q - dmin m. The
  * sub-block fits (search_q4k_sub) are rounded to 6 bits against the largest
  * scale and min, then each element is rounded again on the final grid. */

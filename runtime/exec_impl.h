@@ -55,7 +55,7 @@ struct flock_exec {
     const int32_t *op_ffn; /* [n_ops]: index into ffn, or -1 (the plan's) */
     uint64_t *tensor_bytes; /* [n_tensors]: as stored, for the decode bytes */
     int64_t *ffn_k;         /* [n_ffn]: scratch for the decode bytes */
-    /* GRIFFIN's kept rows packed (exec_ops.c, pack_kept): NULL when off
+    /* GRIFFIN's kept rows packed (exec_ops.c, pack_layer): NULL when off
      * (FLOCK_GATHER_PACK=0) */
     struct flock_exec_pack *pack; /* [n_ffn] */
 };

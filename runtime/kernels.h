@@ -36,9 +36,10 @@ typedef struct flock_kernel_table {
     float (*dot[FLOCK_KDT_COUNT])(const void *w, const float *x, size_t n);
     /* Four dot products at once: rows w, w + stride, w + 2 stride, w + 3
      * stride (stride in elements, a multiple of the block) against the
-     * same x; out[0..3]. Sharing
-     * the x loads and keeping four row streams in flight is what makes the
-     * decode matrix-vector product run at memory bandwidth. */
+     * same x; out[0..3]. Prefill's
+     * f32 tiles use it; the decode matrix-vector product goes one row at a
+     * time with `dot` and a prefetch ahead (exec_ops.c, mm_task), which ran
+     * faster than four interleaved row streams (docs/runtime.md). */
     void (*dot4[FLOCK_KDT_COUNT])(const void *w, size_t stride, const float *x, size_t n, float *out);
     /* Prefill micro-kernels over f32 operands (weights converted first):
      * gemm4x3: y[t * ldy + r] = sum_k w[r * ws + k] * x[t * xs + k] for

@@ -170,7 +170,7 @@ float flock_qs_dotq_q4_k(const void *w, const flock_q8x *xq, size_t n)
     float s = 0;
     for (size_t b = 0; b < n / 256; b++, p += 144, xq += 8) {
         uint8_t sc[8], m[8];
-        flock_q4k_scales(p + 4, sc, m);
+        flock_kquant_scales(p + 4, sc, m);
         const float d = half(p), dmin = half(p + 2);
         const uint8_t *qs = p + 16;
         for (int i = 0; i < 8; i += 2, qs += 32) {

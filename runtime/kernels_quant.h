@@ -7,6 +7,7 @@
 #define FLOCK_RUNTIME_KERNELS_QUANT_H
 
 #include "flock/base.h"
+#include "kquant.h" /* formats/: flock_kquant_scales */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -71,20 +72,6 @@ void flock_qs_dotq4_q6_k(const void *const *w, const struct flock_q8x *xq, size_
 void flock_qa_dotq4_q4_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qa_dotq4_q4_1(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
 void flock_qa_dotq4_q5_0(const void *const *w, const struct flock_q8x *xq, size_t n, float *out);
-
-/* The 8 six-bit scales and 8 six-bit minimums of a q4_k block from its 12
- * scale bytes (GGML's get_scale_min_k4; formats/dequant.c): sub-blocks 0..3
- * take the low 6 bits of bytes j and j + 4, sub-blocks 4..7 a nibble of
- * byte j + 4 and the top 2 bits of bytes j - 4 and j. */
-static inline void flock_q4k_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
-{
-    for (int j = 0; j < 4; j++) {
-        sc[j] = q[j] & 63;
-        m[j] = q[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((q[j + 8] & 0x0F) | ((q[j] >> 6) << 4));
-        m[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-    }
-}
 
 /* Decodes block b of a row of type t into y[flock_dtype_block(t)]. */
 void flock_q_block_to_f32(flock_dtype t, const void *row, size_t b, float *y);
