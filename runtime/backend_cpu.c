@@ -149,7 +149,8 @@ flock_status flock_backend_cpu_open(flock_model *m, const flock_session_opts *o,
         free(c);
         return flock_error_set(err, FLOCK_E_NOMEM, "could not start %d threads", o->threads);
     }
-    flock_status st = flock_exec_create(m->prog, &m->plan, m->tensors, k, c->pool, o->n_ctx, o->all_logits, &c->e, err);
+    flock_status st = flock_exec_create(m->prog, &m->plan, m->tensors, k, c->pool, o->n_ctx, o->all_logits,
+                                        o->pack_rows, &c->e, err);
     if (st != FLOCK_OK) {
         cpu_free(&c->b);
         return st;

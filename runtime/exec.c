@@ -110,7 +110,7 @@ flock_status flock_program_check_runnable(const flock_program *p, const flock_wm
 
 flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
                                const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
-                               bool all_logits, flock_exec **out, flock_error *err)
+                               bool all_logits, bool pack_rows, flock_exec **out, flock_error *err)
 {
     if (!p || !plan || !tensors || !k || !pool || !out || n_ctx <= 0)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_create: bad argument");
@@ -188,9 +188,8 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
         f->sumsq = calloc((size_t)f->d_ff, sizeof *f->sumsq);
         ok = f->idx && f->sumsq;
     }
-    /* packing the kept rows: on unless FLOCK_GATHER_PACK=0 (docs/runtime.md) */
-    const char *pack = getenv("FLOCK_GATHER_PACK");
-    if (ok && !(pack && strcmp(pack, "0") == 0)) {
+    /* packing the kept rows (flock_session_opts.pack_rows, docs/runtime.md) */
+    if (ok && pack_rows) {
         e->pack = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->pack);
         ok = e->pack != NULL;
         for (int32_t fi = 0; ok && fi < e->n_ffn; fi++)

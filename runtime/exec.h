@@ -40,10 +40,11 @@ typedef enum flock_ff_mode {
 /* `p` must be verified and `plan` its analysis (flock_plan_program);
  * `tensors[i]` is program tensor i (1-D tensors as rows = 1; vectors used by
  * norms and biases must be F32). The executor keeps the pointers: p, plan
- * and tensors must outlive it. */
+ * and tensors must outlive it. pack_rows: copy each selection's kept rows
+ * into one block per layer for the one-sequence decode (flock_exec_pack). */
 flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
                                const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
-                               bool all_logits, flock_exec **out, flock_error *err);
+                               bool all_logits, bool pack_rows, flock_exec **out, flock_error *err);
 void flock_exec_free(flock_exec *e);
 /* Decode (T = 1) through generated kernels from `j` where it has them: the
  * gather FF of each gated FFN op whose (dtype, act, d, d_ff, k = the keep

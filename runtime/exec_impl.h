@@ -56,7 +56,7 @@ struct flock_exec {
     uint64_t *tensor_bytes; /* [n_tensors]: as stored, for the decode bytes */
     int64_t *ffn_k;         /* [n_ffn]: scratch for the decode bytes */
     /* GRIFFIN's kept rows packed (exec_ops.c, pack_layer): NULL when off
-     * (FLOCK_GATHER_PACK=0) */
+     * (flock_session_opts.pack_rows false) */
     struct flock_exec_pack *pack; /* [n_ffn] */
 };
 

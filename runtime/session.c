@@ -51,7 +51,7 @@ flock_session_opts flock_session_default_opts(void)
     return (flock_session_opts){.keep = 1.0, .n_ctx = 0, .threads = 0, .seed = 0,
                                 .select = FLOCK_SELECT_GRIFFIN, .all_logits = false,
                                 .device = FLOCK_DEVICE_AUTO, .kernels = FLOCK_KERNELS_AUTO, .refresh = 0,
-                                .glass_weight = FLOCK_GLASS_WEIGHT_DEFAULT};
+                                .glass_weight = FLOCK_GLASS_WEIGHT_DEFAULT, .pack_rows = true};
 }
 
 flock_status flock_session_fail(flock_session *s, flock_status st, const flock_error *err)

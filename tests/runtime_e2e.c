@@ -930,16 +930,14 @@ void test_e2e_stories_batched_decode(void **state)
 
 /* A session of model m at `keep` (select griffin-adaptive when `adaptive`,
  * refresh every `refresh` tokens) with the kept rows packed or not
- * (FLOCK_GATHER_PACK, read when the executor is made): its logits over 12
+ * (flock_session_opts.pack_rows): its logits over 12
  * decoded tokens into out[12][vocab], and the packed bytes after each step. */
 static void packed_run(flock_model *m, double keep, int refresh, bool adaptive, bool pack, float *out,
                        uint64_t *packed)
 {
-    if (pack)
-        unsetenv("FLOCK_GATHER_PACK");
-    else
-        setenv("FLOCK_GATHER_PACK", "0", 1);
     flock_session_opts o = flock_session_default_opts();
+    assert_true(o.pack_rows); /* the default */
+    o.pack_rows = pack;
     o.keep = keep;
     o.refresh = refresh;
     o.threads = 2;
@@ -951,7 +949,6 @@ static void packed_run(flock_model *m, double keep, int refresh, bool adaptive, 
     flock_error err = {0};
     if (flock_session_create(m, &o, &s, &err) != FLOCK_OK)
         fail_msg("session: %s", err.msg);
-    unsetenv("FLOCK_GATHER_PACK");
     int32_t ids[16];
     assert_int_equal(flock_session_prefill(s, ids, batch_prompt(3, ids)), FLOCK_OK);
     int32_t nv = flock_model_n_vocab(m);
@@ -966,11 +963,37 @@ static void packed_run(flock_model *m, double keep, int refresh, bool adaptive, 
     flock_session_free(s);
 }
 
+/* flock bench --pack-rows on|off: the JSON says which and the packed MB
+ * (more than 0 only when on); another value is a usage error (exit 2). */
+static void packed_cli(const char *path)
+{
+    const char *bdir = flock_test_require_env("FLOCK_BUILD_DIR", "locates flock");
+    char cmd[2048], out[8192];
+    for (int on = 0; on < 2; on++) {
+        snprintf(cmd, sizeof cmd, "%s/tools/flock bench %s --prompt-len 8 --gen-len 4 --repeats 1 --keep 0.5 "
+                 "--threads 1 --json --pack-rows %s", bdir, path, on ? "on" : "off");
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = 0;
+        assert_int_equal(pclose(p), 0);
+        const char *pr = strstr(out, "\"pack_rows\":"), *mb = strstr(out, "\"packed_mb\":");
+        if (!pr || !mb)
+            fail_msg("flock bench --json lacks pack_rows or packed_mb: %s", out);
+        assert_true(strncmp(pr + 12, on ? "true" : "false", on ? 4 : 5) == 0);
+        double v = strtod(mb + 12, NULL);
+        if (on ? !(v > 0) : v != 0)
+            fail_msg("--pack-rows %s: packed_mb %g", on ? "on" : "off", v);
+    }
+    snprintf(cmd, sizeof cmd, "%s/tools/flock bench %s --pack-rows maybe >/dev/null 2>&1", bdir, path);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+}
+
 /* The kept rows packed for the decode (exec_impl.h, flock_exec_pack) give
  * bitwise the logits of the gather in place, for each storage type, with
  * a refresh (a new selection every 4 tokens, packed again) and with
- * griffin-adaptive's per-layer budgets; at keep 1.0 and with
- * FLOCK_GATHER_PACK=0 nothing is packed. */
+ * griffin-adaptive's per-layer budgets; at keep 1.0 and with pack_rows
+ * false nothing is packed. */
 void test_e2e_stories_packed_rows(void **state)
 {
     (void)state;
@@ -1008,5 +1031,7 @@ void test_e2e_stories_packed_rows(void **state)
             assert_int_equal(pa[st], 0); /* every row kept, in order: nothing to pack */
         free(a), free(b);
         flock_model_free(m);
+        if (f == 1)
+            packed_cli(path);
     }
 }

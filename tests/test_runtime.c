@@ -768,7 +768,7 @@ static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int 
     flock_status st = flock_plan_program(&m.prog, &plan, &err);
     if (st != FLOCK_OK)
         fail_msg("plan: %s", err.msg);
-    st = flock_exec_create(&m.prog, &plan, m.tensors, k, pool, 24, true, &e, &err);
+    st = flock_exec_create(&m.prog, &plan, m.tensors, k, pool, 24, true, true, &e, &err);
     if (st != FLOCK_OK)
         fail_msg("exec_create: %s", err.msg);
     flock_exec_set_chunk(e, chunk);
@@ -935,7 +935,7 @@ static void test_exec_corrupt_programs(void **state)
             refused++;
             continue;
         }
-        if (flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_best(), pool, 16, false, &e, &err) !=
+        if (flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_best(), pool, 16, false, true, &e, &err) !=
             FLOCK_OK) {
             assert_true(strlen(err.msg) > 0);
             flock_plan_free(&plan);
@@ -982,7 +982,7 @@ static void test_exec_rejects_bad_program(void **state)
     flock_plan plan;
     assert_int_equal(flock_plan_program(&m.prog, &plan, &err), FLOCK_OK);
     assert_int_equal(
-        flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_scalar(), pool, 16, false, &e, &err),
+        flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_scalar(), pool, 16, false, true, &e, &err),
         FLOCK_E_CORRUPT);
     assert_ptr_equal(e, (flock_exec *)0x1);
     assert_non_null(strstr(err.msg, "linear"));

@@ -51,6 +51,8 @@ static void help(FILE *f)
                "                   else the CPU, and says why\n"
                "  --kernels LIST   auto, generated, portable, comma-separated: each keep ratio is timed\n"
                "                   with each (default auto); e.g. generated,portable side by side\n"
+               "  --pack-rows on|off  copy the kept FF rows into one block per layer after the\n"
+               "                   selection (default on; costs keep x the FF weights of memory)\n"
                "  --json           one JSON object instead of the table\n");
 }
 
@@ -191,6 +193,7 @@ typedef struct bench_opts {
     int threads;
     flock_device device;
     bool json;
+    bool pack_rows; /* --pack-rows on|off (default on) */
     flock_kernel_choice kchoice[FLOCK_KERNELS_CHOICE_COUNT];
     int n_kchoice;
     const char *bundle;
@@ -209,7 +212,7 @@ static bool parse_kernels(const char *t, int i, void *out)
 /* Returns -1 when the options are good (run the benchmark), else the exit code. */
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){.P = 128, .G = 64, .R = 3, .mode = FLOCK_SELECT_GRIFFIN, .device = FLOCK_DEVICE_AUTO,
+    *o = (bench_opts){.P = 128, .G = 64, .R = 3, .mode = FLOCK_SELECT_GRIFFIN, .device = FLOCK_DEVICE_AUTO, .pack_rows = true,
                       .kchoice = {FLOCK_KERNELS_AUTO}, .n_kchoice = 1};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -248,6 +251,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         } else if (OPT("--keep")) {
             if (r < 0 || !flock_cli_parse_list(v, BENCH_MAX_KEEPS, &o->n_keeps, parse_keep, o->keeps))
                 BAD("bad --keep list '%s'", v);
+        } else if (OPT("--pack-rows")) {
+            if (r < 0 || (strcmp(v, "on") != 0 && strcmp(v, "off") != 0))
+                BAD("bad --pack-rows '%s' (on or off)", v);
+            o->pack_rows = strcmp(v, "on") == 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             o->json = true;
         } else if (argv[i][0] == '-' || o->bundle) {
@@ -313,6 +320,7 @@ static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, b
         so.threads = o->threads;
         so.n_ctx = (int32_t)(o->P + o->G);
         so.device = o->device;
+        so.pack_rows = o->pack_rows;
         flock_session *s = NULL;
         if (flock_session_create(m, &so, &s, &err) != FLOCK_OK) {
             fprintf(stderr, "flock bench: keep %g: %s\n", o->keeps[ki], err.msg);
@@ -382,9 +390,10 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         printf(",\"device\":\"%s\",\"device_note\":", flock_device_name(res->device));
         flock_cli_json_str(stdout, res->device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
-               "\"repeats\":%lld,\"select\":\"%s\",\"refresh\":%lld,\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
+               "\"repeats\":%lld,\"select\":\"%s\",\"refresh\":%lld,\"pack_rows\":%s,\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
                "\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"kv_mb\":%.1f,\"packed_mb\":%.1f,",
-               res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), o->refresh, res->load_s,
+               res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), o->refresh,
+               o->pack_rows ? "true" : "false", res->load_s,
                res->copy_gbs,
                res->read_gbs, res->peak_mb, res->weights_mb, res->kv_mb, res->packed_mb);
         printf("\"generated_kernels\":");

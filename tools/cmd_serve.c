@@ -606,7 +606,11 @@ static void help(FILE *f)
             "  --select MODE       the default selection: griffin, magnitude or random\n"
             "  --threads N         CPU threads (default: the busy cores)\n"
             "  --device D          cpu, cuda or auto (default auto)\n"
-            "  --kernels K         auto, generated or portable\n");
+            "  --kernels K         auto, generated or portable\n"
+            "  --pack-rows on|off  copy a slot's kept FF rows into one block after its prompt, so a\n"
+            "                      lone sequence's decode streams them: keep x the FF weights more\n"
+            "                      memory per slot (default on with --parallel 1, else off: the\n"
+            "                      batched step reads the rows in place)\n");
 }
 
 static int parse_size(const char *v, long long lo, long long hi, long long *out, const char *what)
@@ -701,7 +705,8 @@ int flock_cmd_serve(int argc, char **argv)
             continue;
         }
         /* Of the shared options, only those that set up a session. */
-        static const char *const shared[] = {"--ctx", "--keep", "--select", "--threads", "--device", "--kernels"};
+        static const char *const shared[] = {"--ctx", "--keep", "--select", "--threads", "--device", "--kernels",
+                                             "--pack-rows"};
         bool is_shared = false;
         for (size_t k = 0; k < sizeof shared / sizeof shared[0]; k++) {
             size_t len = strlen(shared[k]);
@@ -720,6 +725,9 @@ int flock_cmd_serve(int argc, char **argv)
     }
     if (!a.bundle)
         return flock_cli_usage_error(CMD, "missing BUNDLE");
+    /* each slot would hold its own copy, and the batched step does not read it */
+    if (!a.pack_rows_given)
+        a.so.pack_rows = parallel == 1;
     if (api_key && !*api_key)
         return flock_cli_usage_error(CMD, "--api-key is empty");
     struct sockaddr_storage ss;

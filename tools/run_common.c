@@ -45,6 +45,11 @@ int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args 
     } else if (OPT("--glass-weight")) {
         if (r < 0 || !flock_cli_parse_double(v, 0, 1, &a->so.glass_weight))
             return r < 0 ? -1 : BAD("--glass-weight (in [0, 1])");
+    } else if (OPT("--pack-rows")) {
+        if (r < 0 || (strcmp(v, "on") != 0 && strcmp(v, "off") != 0))
+            return r < 0 ? -1 : BAD("--pack-rows (on or off)");
+        a->so.pack_rows = strcmp(v, "on") == 0;
+        a->pack_rows_given = true;
     } else if (OPT("--temp")) {
         if (r < 0 || !flock_cli_parse_double(v, 0, 100, &d))
             return r < 0 ? -1 : BAD("--temp");
@@ -144,7 +149,10 @@ void run_args_help(FILE *f, bool sampling)
                "  --kernels K         generated (the bundle's LLVM kernels when they run here),\n"
                "                      portable (the built-in ones) or auto (default: $FLOCK_KERNELS,\n"
                "                      else generated for f32 bundles, built-in for f16/bf16)\n"
-               "  --ctx N             context length in tokens (default: min(trained, 4096))\n");
+               "  --ctx N             context length in tokens (default: min(trained, 4096))\n"
+               "  --pack-rows on|off  CPU, keep < 1: copy the kept FF rows into one block per layer\n"
+               "                      after each selection, so the decode streams them (faster; keep x\n"
+               "                      the FF weights more memory per session; default on)\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"
                    "  --temp T            temperature; 0 = greedy (default 0.8)\n"

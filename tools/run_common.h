@@ -16,6 +16,7 @@ typedef struct run_args {
     long long prompt_len;  /* --prompt-len (logits) */
     const char *out;       /* --out (logits) */
     bool chat, json;
+    bool pack_rows_given; /* --pack-rows named (so.pack_rows holds it) */
     const char *stops[RUN_MAX_STOPS];
     int n_stops;
     flock_session_opts so;

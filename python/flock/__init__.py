@@ -158,17 +158,19 @@ class Model:
 
     def session(self, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0, all_logits=False,
                 refresh=0,
-                kernels="auto"):
+                kernels="auto", pack_rows=True):
         """A session: KV cache and selected experts (all buffers allocated now).
 
         keep: fraction of FF neurons kept during generation (1.0, or a ratio the bundle was compiled for);
         select: "griffin" (the paper, per prompt), "magnitude", "random", "griffin-adaptive" or "glass";
         refresh: reselect every R decoded tokens after a full-FF step (0 = never); threads: None = all cores;
         ctx: context length in tokens, None = min(trained, 4096); device: "auto", "cpu" or "cuda";
-        all_logits: keep every position's logits (Session.logits needs it).
+        all_logits: keep every position's logits (Session.logits needs it);
+        pack_rows: copy the kept FF rows into one block per layer after each selection (CPU, keep < 1:
+        a faster decode for keep x the FF weights of memory; stats()["packed_bytes"] says how much).
         """
         return Session(self, keep=keep, select=select, threads=threads, ctx=ctx, device=device, seed=seed, refresh=refresh,
-                       all_logits=all_logits, kernels=kernels)
+                       all_logits=all_logits, kernels=kernels, pack_rows=pack_rows)
 
 
 def _choice(table, value, what):
@@ -181,7 +183,7 @@ class Session:
     """One sequence on a Model: generate, stream, logits, experts. One thread at a time."""
 
     def __init__(self, model, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0,
-                 all_logits=False, kernels="auto", refresh=0):
+                 all_logits=False, kernels="auto", refresh=0, pack_rows=True):
         self.model = model
         o = _L.flock_session_default_opts()
         o.keep = float(keep)
@@ -193,6 +195,7 @@ class Session:
         o.device = _choice(_lib.DEVICES, device, "device")
         o.kernels = _choice(_lib.KERNELS, kernels, "kernels")
         o.refresh = int(refresh)
+        o.pack_rows = bool(pack_rows)
         err = _lib.flock_error()
         h = c_void_p()
         st = _L.flock_session_create(model._handle(), byref(o), byref(h), byref(err))

@@ -41,7 +41,7 @@ class flock_model_opts(Structure):
 class flock_session_opts(Structure):
     _fields_ = [("keep", c_double), ("n_ctx", c_int32), ("threads", c_int), ("seed", c_uint64), ("select", c_int),
                 ("all_logits", c_bool), ("device", c_int), ("kernels", c_int), ("refresh", c_int32),
-                ("glass_weight", c_double)]
+                ("glass_weight", c_double), ("pack_rows", c_bool)]
 
 
 class flock_sampler_opts(Structure):

@@ -88,6 +88,17 @@ def test_generate_greedy_equals_flock_run(model, bundle, keep):
         assert s.stats["decode_bytes"] > 0
 
 
+def test_pack_rows_changes_memory_not_text(model):
+    """pack_rows (default True) copies the kept rows at keep 0.5; off, nothing is held and the text is the same."""
+    on = model.session(keep=0.5, threads=2, device="cpu")
+    off = model.session(keep=0.5, threads=2, device="cpu", pack_rows=False)
+    a = on.generate(PROMPTS[0], max_tokens=24, temperature=0)
+    b = off.generate(PROMPTS[0], max_tokens=24, temperature=0)
+    assert a == b
+    assert 0 < on.stats["packed_bytes"] < on.stats["decode_bytes"]
+    assert off.stats["packed_bytes"] == 0
+
+
 def test_stop_string(model, bundle):
     s = model.session(keep=0.5, threads=2, device="cpu")
     full = s.generate(PROMPTS[0], max_tokens=32, temperature=0)

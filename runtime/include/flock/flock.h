@@ -305,10 +305,17 @@ typedef struct flock_session_opts {
     /* Since 0.2. glass: weight of the prompt's rank against the static
      * ranking's, in [0, 1] (1 = GRIFFIN's selection); default 0.9. */
     double glass_weight;
+    /* Since 0.2. CPU, keep < 1: after each selection copy the kept FF rows
+     * of every layer into one block, which a one-sequence decode streams
+     * instead of gathering rows spread over the whole matrix (same logits,
+     * bitwise; faster where the gather is bound by memory). Costs keep x the
+     * FF weights of memory per session (flock_session_packed_bytes); the
+     * batched decode reads the rows in place. Default true. */
+    bool pack_rows;
 } flock_session_opts;
 
 /* The defaults: keep 1, n_ctx 0, threads 0, seed 0, GRIFFIN, all_logits
- * false, device AUTO, kernels AUTO, refresh 0, glass_weight 0.9. Start every flock_session_opts from
+ * false, device AUTO, kernels AUTO, refresh 0, glass_weight 0.9, pack_rows true. Start every flock_session_opts from
  * this (see ABI above). Thread-safe. */
 FLOCK_API flock_session_opts flock_session_default_opts(void);
 
