@@ -190,10 +190,8 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     }
     /* packing the kept rows (flock_session_opts.pack_rows, docs/runtime.md) */
     if (ok && pack_rows) {
-        e->pack = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->pack);
+        e->pack = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->pack); /* k = 0: nothing packed */
         ok = e->pack != NULL;
-        for (int32_t fi = 0; ok && fi < e->n_ffn; fi++)
-            e->pack[fi].k = -1;
     }
     for (uint32_t t = 0; ok && t < p->n_tensors; t++)
         e->tensor_bytes[t] = flock_wmat_bytes(&tensors[t]);

@@ -68,7 +68,7 @@ struct flock_exec {
 typedef struct flock_exec_pack {
     uint8_t *rows;   /* [cap][bytes1], then [cap][bytes2] */
     int32_t *idx;    /* [d_ff]: the kept list packed */
-    int64_t k, cap;  /* k = -1: nothing packed */
+    int64_t k, cap;  /* k = 0: nothing packed (pack_layer runs for k > 0 only) */
     bool failed;     /* out of memory once: this layer gathers in place */
 } flock_exec_pack;
 

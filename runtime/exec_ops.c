@@ -940,7 +940,7 @@ static const uint8_t *pack_layer(flock_exec *e, int32_t fi, bool grow, size_t *o
                 pk->idx = malloc((size_t)f->d_ff * sizeof *pk->idx);
             if (!pk->rows || !pk->idx) {
                 free(pk->rows), free(pk->idx);
-                *pk = (flock_exec_pack){.k = -1, .failed = true};
+                *pk = (flock_exec_pack){.failed = true};
                 return NULL;
             }
             pk->cap = f->k;

@@ -847,6 +847,20 @@ static flock_session *batch_session(flock_model *m, double keep, int threads, in
     return s;
 }
 
+/* Bundle batch<f>.flock of the stories model compiled with `flags` (its
+ * path into path), opened. */
+static flock_model *batch_model(size_t f, const char *flags, char *path, size_t cap)
+{
+    char name[64];
+    snprintf(name, sizeof name, "batch%zu.flock", f);
+    e2e_bundle(name, flags, path, cap);
+    flock_model *m;
+    flock_error err = {0};
+    if (flock_model_open(path, NULL, &m, &err) != FLOCK_OK)
+        fail_msg("open %s: %s", path, err.msg);
+    return m;
+}
+
 /* 18 sequences (keep 0.5 and 1.0 mixed, different prompts) stepped together
  * give every sequence bitwise the logits it gets stepped alone, for each
  * storage type's kernels (f32, f16, q8_0, q4_1, q4_k) and the generated
@@ -858,13 +872,8 @@ void test_e2e_stories_batched_decode(void **state)
                            "--dtype q4_1 --keep 0.5", "--dtype q4_k --keep 0.5", "--dtype f32 --keep 0.5 --target cpu"};
     static float alone[BATCH_SEQS][BATCH_STEPS][512];
     for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
-        char path[512], name[64];
-        snprintf(name, sizeof name, "batch%zu.flock", f);
-        e2e_bundle(name, flags[f], path, sizeof path);
-        flock_model *m;
-        flock_error err = {0};
-        if (flock_model_open(path, NULL, &m, &err) != FLOCK_OK)
-            fail_msg("open: %s", err.msg);
+        char path[512];
+        flock_model *m = batch_model(f, flags[f], path, sizeof path);
         int32_t ids[16];
         for (int q = 0; q < BATCH_SEQS; q++) {
             flock_session *s = batch_session(m, q % 3 == 2 ? 1.0 : 0.5, 2, 32);
@@ -1000,13 +1009,8 @@ void test_e2e_stories_packed_rows(void **state)
     const char *flags[] = {"--dtype f32 --keep 0.5", "--dtype f16 --keep 0.5", "--dtype q8_0 --keep 0.5",
                            "--dtype q4_1 --keep 0.5", "--dtype q4_k --keep 0.5"};
     for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
-        char path[512], name[64];
-        snprintf(name, sizeof name, "batch%zu.flock", f);
-        e2e_bundle(name, flags[f], path, sizeof path);
-        flock_model *m;
-        flock_error err = {0};
-        if (flock_model_open(path, NULL, &m, &err) != FLOCK_OK)
-            fail_msg("open: %s", err.msg);
+        char path[512];
+        flock_model *m = batch_model(f, flags[f], path, sizeof path);
         size_t nv = (size_t)flock_model_n_vocab(m);
         float *a = malloc(12 * nv * sizeof(float)), *b = malloc(12 * nv * sizeof(float));
         uint64_t pa[12], pb[12];
