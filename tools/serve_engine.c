@@ -606,7 +606,11 @@ serve_job *serve_engine_submit(serve_engine *e, serve_req *r, serve_err *err)
     j->e = e;
     j->refs = 2;
     pthread_mutex_lock(&e->mu);
-    if (e->stopping || e->queued >= e->o.queue) {
+    /* Capacity is every slot plus the queue: a job counts as waiting from
+     * here until the engine thread moves it into a free slot, so comparing
+     * e->queued alone with the queue's length would turn away a burst's
+     * second request while a slot is still free. */
+    if (e->stopping || e->busy + e->queued >= e->o.parallel + e->o.queue) {
         bool stopping = e->stopping;
         e->met.rejected++;
         pthread_mutex_unlock(&e->mu);
