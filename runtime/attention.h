@@ -1,4 +1,4 @@
-/* Private: causal multi-head attention over an f32 KV cache, blocked with
+/* Private: causal multi-head attention over an f32 or f16 KV cache, blocked with
  * an online softmax (one pass over the keys, no [n_ctx] score row), split
  * over the thread pool.
  *
@@ -15,6 +15,7 @@
 #include "kernels.h"
 #include "threads.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,7 +24,9 @@
 
 typedef struct flock_att_args {
     const float *q;          /* [T][ldq]: head h at h * head_dim */
-    const float *kc, *vc;    /* caches [n_ctx][ldkv], rows 0..n_past+T-1 filled; KV head g at g * head_dim */
+    const void *kc, *vc;     /* caches [n_ctx][ldkv] of float (or uint16_t f16 where kv_f16), rows
+                              * 0..n_past+T-1 filled; KV head g at g * head_dim */
+    bool kv_f16;             /* the caches hold IEEE half floats */
     float *out;              /* [T][ldo]: head h at h * head_dim */
     size_t ldq, ldkv, ldo;
     int64_t n_past;          /* token t sits at position n_past + t */

@@ -143,14 +143,16 @@ flock_status flock_backend_cpu_open(flock_model *m, const flock_session_opts *o,
     cpu_backend *c = calloc(1, sizeof *c);
     if (!c)
         return flock_error_set(err, FLOCK_E_NOMEM, "out of memory");
-    c->b = (flock_backend){.iface = &cpu_iface, .device = FLOCK_DEVICE_CPU, .kv_elem_bytes = 4};
+    c->b = (flock_backend){.iface = &cpu_iface, .device = FLOCK_DEVICE_CPU,
+                           .kv_elem_bytes = o->kv_type == FLOCK_KV_F32 ? 4 : 2};
     const flock_kernel_table *k = flock_kernels_best();
     if (flock_pool_create(o->threads, &c->pool) != FLOCK_OK) {
         free(c);
         return flock_error_set(err, FLOCK_E_NOMEM, "could not start %d threads", o->threads);
     }
-    flock_status st = flock_exec_create(m->prog, &m->plan, m->tensors, k, c->pool, o->n_ctx, o->all_logits,
-                                        o->pack_rows, &c->e, err);
+    flock_exec_opts eo = {.n_ctx = o->n_ctx, .all_logits = o->all_logits, .pack_rows = o->pack_rows,
+                          .kv_f16 = o->kv_type != FLOCK_KV_F32};
+    flock_status st = flock_exec_create(m->prog, &m->plan, m->tensors, k, c->pool, &eo, &c->e, err);
     if (st != FLOCK_OK) {
         cpu_free(&c->b);
         return st;

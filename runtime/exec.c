@@ -109,11 +109,13 @@ flock_status flock_program_check_runnable(const flock_program *p, const flock_wm
 }
 
 flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
-                               const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
-                               bool all_logits, bool pack_rows, flock_exec **out, flock_error *err)
+                               const flock_kernel_table *k, flock_pool *pool, const flock_exec_opts *o,
+                               flock_exec **out, flock_error *err)
 {
-    if (!p || !plan || !tensors || !k || !pool || !out || n_ctx <= 0)
+    if (!p || !plan || !tensors || !k || !pool || !o || !out || o->n_ctx <= 0)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_create: bad argument");
+    int32_t n_ctx = o->n_ctx;
+    bool pack_rows = o->pack_rows;
     flock_status st = flock_program_check_runnable(p, tensors, err);
     if (st != FLOCK_OK)
         return st;
@@ -139,7 +141,8 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     e->k = k;
     e->pool = pool;
     e->n_ctx = n_ctx;
-    e->all_logits = all_logits;
+    e->all_logits = o->all_logits;
+    e->kv_f16 = o->kv_f16;
     e->chunk = n_ctx < FLOCK_EXEC_CHUNK ? n_ctx : FLOCK_EXEC_CHUNK;
     e->n_threads = flock_pool_threads(pool);
     size_t chunk = (size_t)e->chunk, nt = (size_t)e->n_threads;
@@ -149,7 +152,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     e->slot_mem = flock_aligned_alloc((size_t)e->n_slots * chunk * maxw * sizeof(float));
     ok = ok && e->slot_mem;
     for (int s = 0; s < p->cfg.n_kv_slots; s++) {
-        size_t bytes = (size_t)n_ctx * (size_t)(e->kv_width[s] > 0 ? e->kv_width[s] : 1) * sizeof(float);
+        size_t bytes = (size_t)n_ctx * (size_t)(e->kv_width[s] > 0 ? e->kv_width[s] : 1) * (e->kv_f16 ? 2 : 4);
         e->kcache[s] = flock_lazy_alloc(bytes);
         e->vcache[s] = flock_lazy_alloc(bytes);
         ok = ok && e->kcache[s] && e->vcache[s];
@@ -171,7 +174,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));
     e->stat_part = flock_aligned_alloc((size_t)FLOCK_STAT_SLICES * dff * sizeof(double));
     e->rope_cs = flock_aligned_alloc((size_t)(e->max_rope_dim + 2) * sizeof(float));
-    e->logits = flock_lazy_alloc((all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
+    e->logits = flock_lazy_alloc((o->all_logits ? (size_t)n_ctx : 1) * (size_t)e->n_vocab * sizeof(float));
     e->ffn = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->ffn);
     e->ffn_k = malloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1) * sizeof *e->ffn_k);
     e->tensor_bytes = malloc((size_t)(p->n_tensors ? p->n_tensors : 1) * sizeof *e->tensor_bytes);

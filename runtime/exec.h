@@ -37,14 +37,22 @@ typedef enum flock_ff_mode {
     FLOCK_FF_SPARSE = 1, /* the selected neurons only */
 } flock_ff_mode;
 
+typedef struct flock_exec_opts {
+    int32_t n_ctx;   /* positions of the KV cache, > 0 */
+    bool all_logits; /* keep every position's logits, not only the last */
+    bool pack_rows;  /* copy each selection's kept rows into one block per
+                      * layer for the one-sequence decode (flock_exec_pack) */
+    bool kv_f16;     /* the KV cache in IEEE half (else f32): half the
+                      * bytes attention streams, K/V rounded to 11 bits */
+} flock_exec_opts;
+
 /* `p` must be verified and `plan` its analysis (flock_plan_program);
  * `tensors[i]` is program tensor i (1-D tensors as rows = 1; vectors used by
  * norms and biases must be F32). The executor keeps the pointers: p, plan
- * and tensors must outlive it. pack_rows: copy each selection's kept rows
- * into one block per layer for the one-sequence decode (flock_exec_pack). */
+ * and tensors must outlive it; `o` is copied. */
 flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, const flock_wmat *tensors,
-                               const flock_kernel_table *k, flock_pool *pool, int32_t n_ctx,
-                               bool all_logits, bool pack_rows, flock_exec **out, flock_error *err);
+                               const flock_kernel_table *k, flock_pool *pool, const flock_exec_opts *o,
+                               flock_exec **out, flock_error *err);
 void flock_exec_free(flock_exec *e);
 /* Decode (T = 1) through generated kernels from `j` where it has them: the
  * gather FF of each gated FFN op whose (dtype, act, d, d_ff, k = the keep

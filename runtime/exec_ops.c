@@ -539,14 +539,17 @@ static void op_rope(flock_exec *e, const flock_op *op, int32_t i_op, const float
 static void op_attention(flock_exec *e, const flock_op *op, const float *q, const float *k, const float *v,
                          int32_t T, float *out)
 {
-    int32_t kvw = e->kv_width[op->kv_slot];
-    for (int32_t t = 0; t < T; t++) {
-        memcpy(e->kcache[op->kv_slot] + (e->n_past + (size_t)t) * kvw, k + (size_t)t * kvw, (size_t)kvw * 4);
-        memcpy(e->vcache[op->kv_slot] + (e->n_past + (size_t)t) * kvw, v + (size_t)t * kvw, (size_t)kvw * 4);
+    size_t kvw = (size_t)e->kv_width[op->kv_slot], at = e->n_past * kvw, n = (size_t)T * kvw;
+    if (e->kv_f16) {
+        e->k->f32_to_f16(k, (uint16_t *)e->kcache[op->kv_slot] + at, n);
+        e->k->f32_to_f16(v, (uint16_t *)e->vcache[op->kv_slot] + at, n);
+    } else {
+        memcpy((float *)e->kcache[op->kv_slot] + at, k, n * sizeof(float));
+        memcpy((float *)e->vcache[op->kv_slot] + at, v, n * sizeof(float));
     }
     int32_t qw = op->n_head * op->head_dim;
     flock_att_args a = {
-        .q = q, .kc = e->kcache[op->kv_slot], .vc = e->vcache[op->kv_slot], .out = out,
+        .q = q, .kc = e->kcache[op->kv_slot], .vc = e->vcache[op->kv_slot], .kv_f16 = e->kv_f16, .out = out,
         .ldq = (size_t)qw, .ldkv = (size_t)kvw, .ldo = (size_t)qw,
         .n_past = (int64_t)e->n_past, .T = T, .n_head = op->n_head, .n_kv_head = op->n_kv_head,
         .head_dim = op->head_dim, .window = op->window,

@@ -182,6 +182,12 @@ static void axpy_plain(float a, const float *x, float *y, size_t n)
     axpy_f32(a, x, y, n);
 }
 
+static void f32_to_f16(const float *x, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = flock_f32_to_f16(x[i]);
+}
+
 static void att_qk(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
                    float scale, float *s, size_t lds)
 {
@@ -248,6 +254,7 @@ static const flock_kernel_table scalar_table = {
               [FLOCK_DTYPE_Q4_K] = flock_qs_dotq4_q4_k, [FLOCK_DTYPE_Q6_K] = flock_qs_dotq4_q6_k},
     .axpy = {DT3(axpy), QK(flock_qs, axpy)},
     .to_f32 = {DT3(cvt), QK(flock_qs, to_f32)},
+    .f32_to_f16 = f32_to_f16,
     .axpy_f32 = axpy_plain,
     .att_qk = att_qk,
     .att_exp = att_exp,

@@ -88,9 +88,13 @@ typedef struct flock_kernel_table {
     void (*axpy4[FLOCK_KDT_COUNT])(const float *a, const void *const *w, float *y, size_t n);
     /* dst[i] = (float)w[i]. */
     void (*to_f32[FLOCK_KDT_COUNT])(const void *w, float *dst, size_t n);
+    /* dst[i] = x[i] rounded to IEEE half (nearest even; beyond 65504 inf):
+     * the f16 KV cache's writes. Every table rounds bitwise alike. */
+    void (*f32_to_f16)(const float *x, uint16_t *dst, size_t n);
     /* y[i] += a * x[i] (f32 only; used by attention and reductions). */
     void (*axpy_f32)(float a, const float *x, float *y, size_t n);
-    /* Attention over an f32 KV cache whose rows are ld floats apart:
+    /* Attention over f32 K/V rows ld floats apart (an f16 cache is widened
+     * a block at a time first, attention.c):
      * att_qk: s[r * lds + j] = scale * (q[r * ldq + 0..hd) . k[j * ldk + 0..hd))
      *   for query rows r < nq and keys j < n (the query heads of a GQA
      *   group share each K load).

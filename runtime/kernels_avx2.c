@@ -317,6 +317,15 @@ AVX2_FN static void cvt_bf16(const void *w, float *dst, size_t n)
         dst[i] = bf16_1(x[i]);
 }
 
+AVX2_FN static void f32_to_f16(const float *x, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        dst[i] = flock_f32_to_f16(x[i]);
+}
+
 AVX2_FN static void axpy_plain(float a, const float *x, float *y, size_t n)
 {
     axpy_f32(a, x, y, n);
@@ -590,6 +599,7 @@ static const flock_kernel_table avx2_table = {
               [FLOCK_DTYPE_Q5_0] = flock_qa_dotq4_q5_0},
     .axpy = {DT3(axpy), QK(flock_qa, axpy)},
     .to_f32 = {DT3(cvt), QK(flock_qa, to_f32)},
+    .f32_to_f16 = f32_to_f16,
     .axpy_f32 = axpy_plain,
     .att_qk = att_qk,
     .att_exp = att_exp,

@@ -28,6 +28,24 @@ flock_status flock_select_mode_parse(const char *s, flock_select_mode *out)
     return FLOCK_E_INVALID_ARG;
 }
 
+static const char *const kv_names[] = {"f16", "f32"};
+_Static_assert(sizeof kv_names / sizeof kv_names[0] == FLOCK_KV_TYPE_COUNT, "a name per KV type");
+
+const char *flock_kv_type_name(flock_kv_type t)
+{
+    return (unsigned)t < FLOCK_KV_TYPE_COUNT ? kv_names[t] : "?";
+}
+
+flock_status flock_kv_type_parse(const char *s, flock_kv_type *out)
+{
+    for (int i = 0; s && i < FLOCK_KV_TYPE_COUNT; i++)
+        if (strcmp(s, kv_names[i]) == 0) {
+            *out = (flock_kv_type)i;
+            return FLOCK_OK;
+        }
+    return FLOCK_E_INVALID_ARG;
+}
+
 static const char *const kernel_names[] = {"auto", "generated", "portable"};
 _Static_assert(sizeof kernel_names / sizeof kernel_names[0] == FLOCK_KERNELS_CHOICE_COUNT, "a name per choice");
 
@@ -51,7 +69,8 @@ flock_session_opts flock_session_default_opts(void)
     return (flock_session_opts){.keep = 1.0, .n_ctx = 0, .threads = 0, .seed = 0,
                                 .select = FLOCK_SELECT_GRIFFIN, .all_logits = false,
                                 .device = FLOCK_DEVICE_AUTO, .kernels = FLOCK_KERNELS_AUTO, .refresh = 0,
-                                .glass_weight = FLOCK_GLASS_WEIGHT_DEFAULT, .pack_rows = true};
+                                .glass_weight = FLOCK_GLASS_WEIGHT_DEFAULT, .pack_rows = true,
+                                .kv_type = FLOCK_KV_F32};
 }
 
 flock_status flock_session_fail(flock_session *s, flock_status st, const flock_error *err)
@@ -96,6 +115,8 @@ static flock_status check_opts(const flock_model *m, flock_session_opts *o, floc
     }
     if ((unsigned)o->kernels >= FLOCK_KERNELS_CHOICE_COUNT)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "kernel choice %d", (int)o->kernels);
+    if ((unsigned)o->kv_type >= FLOCK_KV_TYPE_COUNT)
+        return flock_error_set(err, FLOCK_E_INVALID_ARG, "KV cache type %d (f16 or f32)", (int)o->kv_type);
     if ((unsigned)o->select >= FLOCK_SELECT_COUNT)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "selection mode %d", (int)o->select);
     int32_t trained = m->prog->cfg.n_ctx > 0 ? m->prog->cfg.n_ctx : 4096;
@@ -653,6 +674,11 @@ const char *flock_session_device_note(const flock_session *s)
 const char *flock_session_kernels(const flock_session *s)
 {
     return s->be->kernels;
+}
+
+flock_kv_type flock_session_kv_type(const flock_session *s)
+{
+    return s->be->kv_elem_bytes == 4 ? FLOCK_KV_F32 : FLOCK_KV_F16;
 }
 
 int flock_session_threads(const flock_session *s)

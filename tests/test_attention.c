@@ -55,7 +55,10 @@ static void reference(const att_case *c, const float *q, const float *kc, const 
 
 /* Runs one case with table k on pools of 1 and 2 threads; the two results
  * must be bitwise equal (the split does not depend on the thread count)
- * and close to the reference. */
+ * and close to the reference. Then the same caches rounded to f16, once as
+ * floats and once as an f16 cache: the f16 cache's result must be bitwise
+ * the f32 one on the rounded values (attention.c widens the f16 rows
+ * exactly and runs the same kernels). */
 static void check_case(const flock_kernel_table *k, const att_case *c, uint64_t *rng)
 {
     int32_t hd = c->head_dim, kvw = c->n_kv_head * hd, qw = c->n_head * hd;
@@ -71,6 +74,14 @@ static void check_case(const flock_kernel_table *k, const att_case *c, uint64_t 
         vc[i] = flock_test_randf(rng);
     }
     reference(c, q, kc, vc, ref);
+    size_t ncache = (size_t)n_ctx * kvw;
+    float *kr = malloc(ncache * sizeof *kr), *vr = malloc(ncache * sizeof *vr);
+    uint16_t *kh = malloc(ncache * sizeof *kh), *vh = malloc(ncache * sizeof *vh);
+    assert_true(kr && vr && kh && vh);
+    k->f32_to_f16(kc, kh, ncache);
+    k->f32_to_f16(vc, vh, ncache);
+    for (size_t i = 0; i < ncache; i++)
+        kr[i] = flock_f16_to_f32(kh[i]), vr[i] = flock_f16_to_f32(vh[i]);
     for (int nt = 1; nt <= 2; nt++) {
         flock_pool *pool;
         assert_int_equal(flock_pool_create(nt, &pool), FLOCK_OK);
@@ -83,19 +94,32 @@ static void check_case(const flock_kernel_table *k, const att_case *c, uint64_t 
             scratch[i] = NAN;
         for (size_t i = 0; i < (size_t)c->T * qw; i++)
             out[nt - 1][i] = NAN;
-        flock_att_args a = {q, kc, vc, out[nt - 1], (size_t)qw, (size_t)kvw, (size_t)qw, c->n_past, c->T,
-                            c->n_head, c->n_kv_head, hd, c->window, c->scale, c->softcap};
+        flock_att_args a = {.q = q, .kc = kc, .vc = vc, .out = out[nt - 1], .ldq = (size_t)qw,
+                            .ldkv = (size_t)kvw, .ldo = (size_t)qw, .n_past = c->n_past, .T = c->T,
+                            .n_head = c->n_head, .n_kv_head = c->n_kv_head, .head_dim = hd, .window = c->window,
+                            .scale = c->scale, .softcap = c->softcap};
         flock_attention(k, pool, scratch, &a);
         double err = flock_test_nrm_err(out[nt - 1], ref, (size_t)c->T * qw);
         if (!(err < 2e-6))
             print_error("%s, %d threads: T %d past %lld heads %d/%d hd %d window %d cap %g: err %g\n", k->name, nt,
                         c->T, (long long)c->n_past, c->n_head, c->n_kv_head, hd, c->window, c->softcap, err);
         assert_true(err < 2e-6);
+        /* f16 */
+        float *o32 = malloc((size_t)c->T * qw * sizeof(float)), *o16 = malloc((size_t)c->T * qw * sizeof(float));
+        assert_true(o32 && o16);
+        a.kc = kr, a.vc = vr, a.out = o32;
+        flock_attention(k, pool, scratch, &a);
+        for (size_t i = 0; i < nf; i++)
+            scratch[i] = NAN;
+        a.kc = kh, a.vc = vh, a.kv_f16 = true, a.out = o16;
+        flock_attention(k, pool, scratch, &a);
+        assert_memory_equal(o32, o16, (size_t)c->T * qw * sizeof(float));
+        free(o32), free(o16);
         free(scratch);
         flock_pool_free(pool);
     }
     assert_memory_equal(out[0], out[1], (size_t)c->T * qw * sizeof(float));
-    free(out[0]), free(out[1]), free(q), free(kc), free(vc), free(ref);
+    free(out[0]), free(out[1]), free(q), free(kc), free(vc), free(ref), free(kr), free(vr), free(kh), free(vh);
 }
 
 static void check_attention(const flock_kernel_table *k)
@@ -171,6 +195,27 @@ static void check_kernels(const flock_kernel_table *k)
             assert_true(flock_test_nrm_err(o, or, hd) < 1e-6);
             free(q), free(kv), free(s), free(o), free(or), free(q3), free(s3);
         }
+    /* f32 -> f16: bitwise the format library's rounding, over normal,
+     * subnormal, overflowing and tie values, both signs, odd lengths */
+    enum { NH = 1037 };
+    float *xf = malloc(NH * sizeof *xf);
+    uint16_t *hk = malloc(NH * sizeof *hk);
+    assert_true(xf && hk);
+    for (int i = 0; i < NH; i++) {
+        float mag = ldexpf(1.f, (int)(flock_test_rand(&rng) % 48) - 30); /* 2^-30 .. 2^17 */
+        xf[i] = flock_test_randf(&rng) * mag;
+        if (i % 7 == 0) /* a tie: exactly half an f16 step above a representable value */
+            xf[i] = flock_f16_to_f32((uint16_t)(flock_test_rand(&rng) % 0x7b00)) * (1.f + 1.f / 2048);
+    }
+    xf[1] = INFINITY, xf[2] = -INFINITY, xf[3] = 65520.f, xf[4] = -1e-8f, xf[5] = 0.f, xf[6] = -0.f;
+    for (size_t n = 1; n <= NH; n += n < 40 ? 1 : 333) {
+        k->f32_to_f16(xf, hk, n);
+        for (size_t i = 0; i < n; i++)
+            if (hk[i] != flock_f32_to_f16(xf[i]))
+                fail_msg("%s f32_to_f16(%a) = %#x, expected %#x", k->name, (double)xf[i], hk[i],
+                         flock_f32_to_f16(xf[i]));
+    }
+    free(xf), free(hk);
     /* exp: relative error per element over the range the softmax feeds it */
     enum { N = 4099 };
     float *x = malloc(N * sizeof *x);

@@ -750,8 +750,10 @@ static double nrm_err_d(const float *a, const double *b, size_t n)
 
 /* Prompt of P tokens with the full FF (chunked), GRIFFIN selection, then
  * the rest one by one with the selected experts; every position's logits
- * against the reference. */
-static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int threads, double keep, int chunk)
+ * against the reference (normalized error 2e-5 with an f32 KV cache; 1e-3
+ * with f16, whose K/V carry 11-bit mantissas: 2^-12 relative each). */
+static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int threads, double keep, int chunk,
+                          bool kv_f16)
 {
     tiny_model m;
     tiny_model_init(&m, cfg);
@@ -768,7 +770,8 @@ static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int 
     flock_status st = flock_plan_program(&m.prog, &plan, &err);
     if (st != FLOCK_OK)
         fail_msg("plan: %s", err.msg);
-    st = flock_exec_create(&m.prog, &plan, m.tensors, k, pool, 24, true, true, &e, &err);
+    flock_exec_opts eo = {.n_ctx = 24, .all_logits = true, .pack_rows = true, .kv_f16 = kv_f16};
+    st = flock_exec_create(&m.prog, &plan, m.tensors, k, pool, &eo, &e, &err);
     if (st != FLOCK_OK)
         fail_msg("exec_create: %s", err.msg);
     flock_exec_set_chunk(e, chunk);
@@ -819,12 +822,17 @@ static void run_exec_case(const tiny_cfg *cfg, const flock_kernel_table *k, int 
     assert_int_equal(flock_exec_n_past(e), T);
     tiny_ref_forward(&m, ids, T, P, kept, kk, logits, NULL);
     const float *got = flock_exec_logits(e);
+    double worst = 0;
     for (int t = 0; t < T; t++) {
         double ne = nrm_err_d(got + (size_t)t * cfg->vocab, logits + (size_t)t * cfg->vocab, (size_t)cfg->vocab);
-        if (ne > 2e-5)
-            fail_msg("cfg seed %llu, %s, %d threads, keep %.2f: position %d: normalized error %g",
-                     (unsigned long long)cfg->seed, k->name, threads, keep, t, ne);
+        if (ne > (kv_f16 ? 1e-3 : 2e-5))
+            fail_msg("cfg seed %llu, %s, %d threads, keep %.2f, kv %s: position %d: normalized error %g",
+                     (unsigned long long)cfg->seed, k->name, threads, keep, kv_f16 ? "f16" : "f32", t, ne);
+        worst = ne > worst ? ne : worst;
     }
+    if (kv_f16 && threads == 1)
+        print_message("kv f16, cfg seed %llu, %s, keep %.2f: worst normalized error %.2e\n",
+                      (unsigned long long)cfg->seed, k->name, keep, worst);
     if (keep < 1) { /* the experts change the later logits */
         double diff = nrm_err_d(got + (size_t)(T - 1) * cfg->vocab, logits_full + (size_t)(T - 1) * cfg->vocab,
                                 (size_t)cfg->vocab);
@@ -877,9 +885,11 @@ static void test_exec_vs_reference(void **state)
     for (size_t c = 0; c < sizeof exec_cfgs / sizeof exec_cfgs[0]; c++)
         for (int ti = 0; ti < 2; ti++)
             for (int threads = 1; threads <= 2; threads++) {
-                run_exec_case(&exec_cfgs[c], tables[ti], threads, 1.0, 5);
-                run_exec_case(&exec_cfgs[c], tables[ti], threads, 0.5, 24);
-                run_exec_case(&exec_cfgs[c], tables[ti], threads, 0.3, 1);
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 1.0, 5, false);
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 0.5, 24, false);
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 0.3, 1, false);
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 0.5, 24, true);
+                run_exec_case(&exec_cfgs[c], tables[ti], threads, 1.0, 1, true);
             }
 }
 
@@ -929,14 +939,14 @@ static void test_exec_corrupt_programs(void **state)
         flock_exec *e;
         flock_error err = {0};
         flock_plan plan;
+        const flock_exec_opts eo16 = {.n_ctx = 16, .pack_rows = true, .kv_f16 = true};
         /* the load path: verify and plan the program, then the executor */
         if (flock_plan_program(&m.prog, &plan, &err) != FLOCK_OK) {
             assert_true(strlen(err.msg) > 0);
             refused++;
             continue;
         }
-        if (flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_best(), pool, 16, false, true, &e, &err) !=
-            FLOCK_OK) {
+        if (flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_best(), pool, &eo16, &e, &err) != FLOCK_OK) {
             assert_true(strlen(err.msg) > 0);
             flock_plan_free(&plan);
             refused++;
@@ -973,6 +983,7 @@ static void test_exec_rejects_bad_program(void **state)
     assert_int_equal(flock_pool_create(1, &pool), FLOCK_OK);
     flock_exec *e = (flock_exec *)0x1;
     flock_error err = {0};
+    const flock_exec_opts eo16 = {.n_ctx = 16, .pack_rows = true, .kv_f16 = true};
     /* the q projection's weight gets the wrong shape */
     for (uint32_t i = 0; i < m.prog.n_ops; i++)
         if (m.prog.ops[i].kind == FLOCK_OP_LINEAR) {
@@ -982,7 +993,7 @@ static void test_exec_rejects_bad_program(void **state)
     flock_plan plan;
     assert_int_equal(flock_plan_program(&m.prog, &plan, &err), FLOCK_OK);
     assert_int_equal(
-        flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_scalar(), pool, 16, false, true, &e, &err),
+        flock_exec_create(&m.prog, &plan, m.tensors, flock_kernels_scalar(), pool, &eo16, &e, &err),
         FLOCK_E_CORRUPT);
     assert_ptr_equal(e, (flock_exec *)0x1);
     assert_non_null(strstr(err.msg, "linear"));

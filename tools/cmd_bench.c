@@ -53,6 +53,7 @@ static void help(FILE *f)
                "                   with each (default auto); e.g. generated,portable side by side\n"
                "  --pack-rows on|off  copy the kept FF rows into one block per layer after the\n"
                "                   selection (default on; costs keep x the FF weights of memory)\n"
+               "  --kv-type T      the KV cache's elements: f16 or f32 (default on the CPU)\n"
                "  --json           one JSON object instead of the table\n");
 }
 
@@ -194,6 +195,7 @@ typedef struct bench_opts {
     flock_device device;
     bool json;
     bool pack_rows; /* --pack-rows on|off (default on) */
+    flock_kv_type kv_type; /* --kv-type (default f32) */
     flock_kernel_choice kchoice[FLOCK_KERNELS_CHOICE_COUNT];
     int n_kchoice;
     const char *bundle;
@@ -212,7 +214,7 @@ static bool parse_kernels(const char *t, int i, void *out)
 /* Returns -1 when the options are good (run the benchmark), else the exit code. */
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){.P = 128, .G = 64, .R = 3, .mode = FLOCK_SELECT_GRIFFIN, .device = FLOCK_DEVICE_AUTO, .pack_rows = true,
+    *o = (bench_opts){.P = 128, .G = 64, .R = 3, .mode = FLOCK_SELECT_GRIFFIN, .device = FLOCK_DEVICE_AUTO, .pack_rows = true, .kv_type = FLOCK_KV_F32,
                       .kchoice = {FLOCK_KERNELS_AUTO}, .n_kchoice = 1};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -255,6 +257,9 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             if (r < 0 || (strcmp(v, "on") != 0 && strcmp(v, "off") != 0))
                 BAD("bad --pack-rows '%s' (on or off)", v);
             o->pack_rows = strcmp(v, "on") == 0;
+        } else if (OPT("--kv-type")) {
+            if (r < 0 || flock_kv_type_parse(v, &o->kv_type) != FLOCK_OK)
+                BAD("bad --kv-type '%s' (f16 or f32)", v);
         } else if (strcmp(argv[i], "--json") == 0) {
             o->json = true;
         } else if (argv[i][0] == '-' || o->bundle) {
@@ -282,6 +287,7 @@ typedef struct bench_result {
     const char *kernels;   /* the last row's kernels */
     double load_s, peak_mb, copy_gbs, read_gbs;
     double weights_mb, kv_mb; /* what the model holds, and the KV cache at prompt + decode tokens */
+    flock_kv_type kv_type;    /* the cache's elements in use (f16 on a GPU whatever was asked) */
     double packed_mb;         /* the most any row's session held in packed kept FF rows */
 } bench_result;
 
@@ -321,6 +327,7 @@ static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, b
         so.n_ctx = (int32_t)(o->P + o->G);
         so.device = o->device;
         so.pack_rows = o->pack_rows;
+        so.kv_type = o->kv_type;
         flock_session *s = NULL;
         if (flock_session_create(m, &so, &s, &err) != FLOCK_OK) {
             fprintf(stderr, "flock bench: keep %g: %s\n", o->keeps[ki], err.msg);
@@ -347,6 +354,7 @@ static int measure(flock_model *m, const bench_opts *o, const int32_t *prompt, b
         if (packed > res->packed_mb)
             res->packed_mb = packed;
         res->threads = flock_session_threads(s);
+        res->kv_type = flock_session_kv_type(s);
         res->device = flock_session_device(s);
         snprintf(res->device_note, sizeof res->device_note, "%s", flock_session_device_note(s));
         snprintf(row->kernels, sizeof row->kernels, "%s", flock_session_kernels(s));
@@ -391,11 +399,12 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         flock_cli_json_str(stdout, res->device_note);
         printf(",\"threads\":%d,\"kernels\":\"%s\",\"prompt_len\":%lld,\"gen_len\":%lld,"
                "\"repeats\":%lld,\"select\":\"%s\",\"refresh\":%lld,\"pack_rows\":%s,\"load_s\":%.3f,\"copy_gbs\":%.2f,\"read_gbs\":%.2f,"
-               "\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"kv_mb\":%.1f,\"packed_mb\":%.1f,",
+               "\"peak_rss_mb\":%.1f,\"weights_mb\":%.1f,\"kv_type\":\"%s\",\"kv_mb\":%.1f,\"packed_mb\":%.1f,",
                res->threads, res->kernels, P, G, R, flock_select_mode_name(o->mode), o->refresh,
                o->pack_rows ? "true" : "false", res->load_s,
                res->copy_gbs,
-               res->read_gbs, res->peak_mb, res->weights_mb, res->kv_mb, res->packed_mb);
+               res->read_gbs, res->peak_mb, res->weights_mb, flock_kv_type_name(res->kv_type), res->kv_mb,
+               res->packed_mb);
         printf("\"generated_kernels\":");
         flock_cli_json_str(stdout, model_k ? model_k : "");
         printf(",\"generated_fallback\":");
@@ -408,8 +417,8 @@ static void report(flock_model *m, const bench_opts *o, const bench_result *res)
         printf("device: %s\n", res->device_note);
         printf("memory bandwidth (same run): copy %.2f GB/s, read %.2f GB/s; load %.2f s\n", res->copy_gbs,
                res->read_gbs, res->load_s);
-        printf("memory: weights %.1f MB + KV cache %.1f MB (%lld tokens); peak RSS %.1f MB = %.2fx", res->weights_mb,
-               res->kv_mb, P + G, res->peak_mb,
+        printf("memory: weights %.1f MB + KV cache %.1f MB (%s, %lld tokens); peak RSS %.1f MB = %.2fx",
+               res->weights_mb, res->kv_mb, flock_kv_type_name(res->kv_type), P + G, res->peak_mb,
                res->weights_mb + res->kv_mb > 0 ? res->peak_mb / (res->weights_mb + res->kv_mb) : 0.0);
         if (res->packed_mb > 0)
             printf(" (of it, packed kept FF rows: %.1f MB)", res->packed_mb);

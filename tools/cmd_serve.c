@@ -610,7 +610,8 @@ static void help(FILE *f)
             "  --pack-rows on|off  copy a slot's kept FF rows into one block after its prompt, so a\n"
             "                      lone sequence's decode streams them: keep x the FF weights more\n"
             "                      memory per slot (default on with --parallel 1, else off: the\n"
-            "                      batched step reads the rows in place)\n");
+            "                      batched step reads the rows in place)\n"
+            "  --kv-type T         the KV cache's elements: f16 or f32 (default on the CPU)\n");
 }
 
 static int parse_size(const char *v, long long lo, long long hi, long long *out, const char *what)
@@ -706,7 +707,7 @@ int flock_cmd_serve(int argc, char **argv)
         }
         /* Of the shared options, only those that set up a session. */
         static const char *const shared[] = {"--ctx", "--keep", "--select", "--threads", "--device", "--kernels",
-                                             "--pack-rows"};
+                                             "--pack-rows", "--kv-type"};
         bool is_shared = false;
         for (size_t k = 0; k < sizeof shared / sizeof shared[0]; k++) {
             size_t len = strlen(shared[k]);

@@ -50,6 +50,9 @@ int run_args_parse_one(const char *cmd, int argc, char **argv, int *i, run_args 
             return r < 0 ? -1 : BAD("--pack-rows (on or off)");
         a->so.pack_rows = strcmp(v, "on") == 0;
         a->pack_rows_given = true;
+    } else if (OPT("--kv-type")) {
+        if (r < 0 || flock_kv_type_parse(v, &a->so.kv_type) != FLOCK_OK)
+            return r < 0 ? -1 : BAD("--kv-type (f16 or f32)");
     } else if (OPT("--temp")) {
         if (r < 0 || !flock_cli_parse_double(v, 0, 100, &d))
             return r < 0 ? -1 : BAD("--temp");
@@ -152,7 +155,9 @@ void run_args_help(FILE *f, bool sampling)
                "  --ctx N             context length in tokens (default: min(trained, 4096))\n"
                "  --pack-rows on|off  CPU, keep < 1: copy the kept FF rows into one block per layer\n"
                "                      after each selection, so the decode streams them (faster; keep x\n"
-               "                      the FF weights more memory per session; default on)\n");
+               "                      the FF weights more memory per session; default on)\n"
+               "  --kv-type T         the KV cache's elements: f16 (half the bytes per position)\n"
+               "                      or f32 (default on the CPU; K and V as computed)\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"
                    "  --temp T            temperature; 0 = greedy (default 0.8)\n"

@@ -158,7 +158,7 @@ class Model:
 
     def session(self, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0, all_logits=False,
                 refresh=0,
-                kernels="auto", pack_rows=True):
+                kernels="auto", pack_rows=True, kv_type="f32"):
         """A session: KV cache and selected experts (all buffers allocated now).
 
         keep: fraction of FF neurons kept during generation (1.0, or a ratio the bundle was compiled for);
@@ -167,10 +167,11 @@ class Model:
         ctx: context length in tokens, None = min(trained, 4096); device: "auto", "cpu" or "cuda";
         all_logits: keep every position's logits (Session.logits needs it);
         pack_rows: copy the kept FF rows into one block per layer after each selection (CPU, keep < 1:
-        a faster decode for keep x the FF weights of memory; stats()["packed_bytes"] says how much).
+        a faster decode for keep x the FF weights of memory; stats()["packed_bytes"] says how much);
+        kv_type: the KV cache's elements, "f16" (half the bytes per position) or "f32" (CPU).
         """
         return Session(self, keep=keep, select=select, threads=threads, ctx=ctx, device=device, seed=seed, refresh=refresh,
-                       all_logits=all_logits, kernels=kernels, pack_rows=pack_rows)
+                       all_logits=all_logits, kernels=kernels, pack_rows=pack_rows, kv_type=kv_type)
 
 
 def _choice(table, value, what):
@@ -183,7 +184,7 @@ class Session:
     """One sequence on a Model: generate, stream, logits, experts. One thread at a time."""
 
     def __init__(self, model, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0,
-                 all_logits=False, kernels="auto", refresh=0, pack_rows=True):
+                 all_logits=False, kernels="auto", refresh=0, pack_rows=True, kv_type="f32"):
         self.model = model
         o = _L.flock_session_default_opts()
         o.keep = float(keep)
@@ -196,6 +197,7 @@ class Session:
         o.kernels = _choice(_lib.KERNELS, kernels, "kernels")
         o.refresh = int(refresh)
         o.pack_rows = bool(pack_rows)
+        o.kv_type = _choice(_lib.KV_TYPES, kv_type, "kv_type")
         err = _lib.flock_error()
         h = c_void_p()
         st = _L.flock_session_create(model._handle(), byref(o), byref(h), byref(err))
@@ -376,6 +378,7 @@ class Session:
             "device": ["auto", "cpu", "cuda"][_L.flock_session_device(h)],
             "kernels": _L.flock_session_kernels(h).decode(),
             "threads": _L.flock_session_threads(h),
+            "kv_type": ["f16", "f32"][_L.flock_session_kv_type(h)],
         }
 
     @property

@@ -20,6 +20,7 @@ FLOCK_E_RANGE = 11
 DEVICES = {"auto": 0, "cpu": 1, "cuda": 2}
 SELECT = {"griffin": 0, "magnitude": 1, "random": 2, "griffin-adaptive": 3, "glass": 4}
 KERNELS = {"auto": 0, "generated": 1, "portable": 2}
+KV_TYPES = {"f16": 0, "f32": 1}
 
 
 class Error(Exception):
@@ -41,7 +42,7 @@ class flock_model_opts(Structure):
 class flock_session_opts(Structure):
     _fields_ = [("keep", c_double), ("n_ctx", c_int32), ("threads", c_int), ("seed", c_uint64), ("select", c_int),
                 ("all_logits", c_bool), ("device", c_int), ("kernels", c_int), ("refresh", c_int32),
-                ("glass_weight", c_double), ("pack_rows", c_bool)]
+                ("glass_weight", c_double), ("pack_rows", c_bool), ("kv_type", c_int)]
 
 
 class flock_sampler_opts(Structure):
@@ -102,6 +103,7 @@ PROTOTYPES = {
     "flock_session_device_note": (c_char_p, [P]),
     "flock_session_kernels": (c_char_p, [P]),
     "flock_session_threads": (c_int, [P]),
+    "flock_session_kv_type": (c_int, [P]),
     "flock_sampler_default_opts": (flock_sampler_opts, []),
     "flock_sampler_create": (c_int, [POINTER(flock_sampler_opts), c_int32, POINTER(P), POINTER(flock_error)]),
     "flock_sampler_free": (None, [P]),

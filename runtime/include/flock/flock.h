@@ -288,6 +288,17 @@ typedef enum flock_kernel_choice {
 FLOCK_API const char *flock_kernel_choice_name(flock_kernel_choice k);
 FLOCK_API flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out);
 
+/* Since 0.2. The element type of a session's KV cache. */
+typedef enum flock_kv_type {
+    FLOCK_KV_F16 = 0, /* IEEE half: half the bytes attention reads per token (llama.cpp's default) */
+    FLOCK_KV_F32 = 1, /* float: K/V as computed (the CPU default; the CUDA backend caches f16 either way) */
+    FLOCK_KV_TYPE_COUNT
+} flock_kv_type;
+
+/* "f16", "f32" <-> type, as flock_kernel_choice_name / _parse. Thread-safe. */
+FLOCK_API const char *flock_kv_type_name(flock_kv_type t);
+FLOCK_API flock_status flock_kv_type_parse(const char *s, flock_kv_type *out);
+
 typedef struct flock_session_opts {
     double keep;              /* fraction of FF neurons kept in generation, (0, 1]; default 1 */
     int32_t n_ctx;            /* context length in tokens; 0 = min(trained, 4096) */
@@ -312,10 +323,14 @@ typedef struct flock_session_opts {
      * FF weights of memory per session (flock_session_packed_bytes); the
      * batched decode reads the rows in place. Default true. */
     bool pack_rows;
+    /* Since 0.2. The KV cache's element type; default FLOCK_KV_F32 (CPU). At a
+     * 512-token context f16 halves what decode reads for attention; the
+     * logits move by the rounding of K and V to 11 bits (docs/results.md). */
+    flock_kv_type kv_type;
 } flock_session_opts;
 
 /* The defaults: keep 1, n_ctx 0, threads 0, seed 0, GRIFFIN, all_logits
- * false, device AUTO, kernels AUTO, refresh 0, glass_weight 0.9, pack_rows true. Start every flock_session_opts from
+ * false, device AUTO, kernels AUTO, refresh 0, glass_weight 0.9, pack_rows true, kv_type F32. Start every flock_session_opts from
  * this (see ABI above). Thread-safe. */
 FLOCK_API flock_session_opts flock_session_default_opts(void);
 
@@ -327,7 +342,7 @@ typedef struct flock_session flock_session;
  * outlive the session, and is not modified (sessions of one model may run
  * on many threads at once). threads = 0 takes the online cores, at most 64.
  * FLOCK_E_INVALID_ARG: m or out NULL, keep outside (0, 1] or not compiled,
- * threads outside 1..256, select, kernels or device out of range, refresh
+ * threads outside 1..256, select, kernels, device or kv_type out of range, refresh
  * negative or with magnitude/random selection, glass_weight outside [0, 1];
  * FLOCK_E_RANGE: n_ctx outside 1..the trained context; FLOCK_E_NOT_FOUND:
  * magnitude or glass selection without the ranking tensors;
@@ -454,6 +469,9 @@ FLOCK_API const char *flock_session_device_note(const flock_session *s);
  * flock_session_free. s must not be NULL. */
 FLOCK_API const char *flock_session_kernels(const flock_session *s);
 FLOCK_API int flock_session_threads(const flock_session *s);
+/* Since 0.2. The KV cache's element type in use (F16 on a GPU whatever
+ * opts.kv_type said). s must not be NULL. */
+FLOCK_API flock_kv_type flock_session_kv_type(const flock_session *s);
 
 /* ---- sampler ------------------------------------------------------------ */
 
