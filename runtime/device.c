@@ -4,6 +4,7 @@
 #include "cuda_driver.h"
 #include "flock/flock.h"
 #include "flock/base.h"
+#include "names.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -25,12 +26,11 @@ const char *flock_device_name(flock_device d)
 
 flock_status flock_device_parse(const char *s, flock_device *out)
 {
-    for (int d = 0; s && d < FLOCK_DEVICE_COUNT; d++)
-        if (strcmp(s, device_names[d]) == 0) {
-            *out = (flock_device)d;
-            return FLOCK_OK;
-        }
-    return FLOCK_E_INVALID_ARG;
+    int d = flock_name_index(device_names, FLOCK_DEVICE_COUNT, s);
+    if (d < 0)
+        return FLOCK_E_INVALID_ARG;
+    *out = (flock_device)d;
+    return FLOCK_OK;
 }
 
 /* ---- the driver sessions open (tests replace it) ------------------------------ */

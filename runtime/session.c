@@ -3,6 +3,7 @@
  * experts, logits and experts accessors. Nothing here asks which backend. */
 #include "backend.h"
 #include "model_impl.h"
+#include "names.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,12 +21,11 @@ const char *flock_select_mode_name(flock_select_mode m)
 
 flock_status flock_select_mode_parse(const char *s, flock_select_mode *out)
 {
-    for (int i = 0; s && i < FLOCK_SELECT_COUNT; i++)
-        if (strcmp(s, mode_names[i]) == 0) {
-            *out = (flock_select_mode)i;
-            return FLOCK_OK;
-        }
-    return FLOCK_E_INVALID_ARG;
+    int i = flock_name_index(mode_names, FLOCK_SELECT_COUNT, s);
+    if (i < 0)
+        return FLOCK_E_INVALID_ARG;
+    *out = (flock_select_mode)i;
+    return FLOCK_OK;
 }
 
 static const char *const kv_names[] = {"f16", "f32"};
@@ -38,12 +38,11 @@ const char *flock_kv_type_name(flock_kv_type t)
 
 flock_status flock_kv_type_parse(const char *s, flock_kv_type *out)
 {
-    for (int i = 0; s && i < FLOCK_KV_TYPE_COUNT; i++)
-        if (strcmp(s, kv_names[i]) == 0) {
-            *out = (flock_kv_type)i;
-            return FLOCK_OK;
-        }
-    return FLOCK_E_INVALID_ARG;
+    int i = flock_name_index(kv_names, FLOCK_KV_TYPE_COUNT, s);
+    if (i < 0)
+        return FLOCK_E_INVALID_ARG;
+    *out = (flock_kv_type)i;
+    return FLOCK_OK;
 }
 
 static const char *const kernel_names[] = {"auto", "generated", "portable"};
@@ -56,12 +55,11 @@ const char *flock_kernel_choice_name(flock_kernel_choice k)
 
 flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out)
 {
-    for (int i = 0; s && i < FLOCK_KERNELS_CHOICE_COUNT; i++)
-        if (strcmp(s, kernel_names[i]) == 0) {
-            *out = (flock_kernel_choice)i;
-            return FLOCK_OK;
-        }
-    return FLOCK_E_INVALID_ARG;
+    int i = flock_name_index(kernel_names, FLOCK_KERNELS_CHOICE_COUNT, s);
+    if (i < 0)
+        return FLOCK_E_INVALID_ARG;
+    *out = (flock_kernel_choice)i;
+    return FLOCK_OK;
 }
 
 flock_session_opts flock_session_default_opts(void)
