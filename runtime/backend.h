@@ -56,7 +56,7 @@ struct flock_backend {
     flock_device device;
     char kernels[160];         /* flock_session_kernels: "avx2", "llvm:x86-64-v3", "cuda:sm_90" */
     char what[384];            /* what it runs on, for the session's device note ("" for the CPU) */
-    uint32_t kv_elem_bytes;    /* bytes of one cached K or V element: 2 (f16: CUDA, CPU by default), 4 (CPU f32) */
+    uint32_t kv_elem_bytes;    /* bytes of one cached K or V element: 4 (CPU f32, the default), 2 (f16: CUDA, CPU kv_type F16) */
 };
 
 /* Opens a backend for model m with the checked options o (o->keep,

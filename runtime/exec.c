@@ -115,7 +115,6 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
     if (!p || !plan || !tensors || !k || !pool || !o || !out || o->n_ctx <= 0)
         return flock_error_set(err, FLOCK_E_INVALID_ARG, "flock_exec_create: bad argument");
     int32_t n_ctx = o->n_ctx;
-    bool pack_rows = o->pack_rows;
     flock_status st = flock_program_check_runnable(p, tensors, err);
     if (st != FLOCK_OK)
         return st;
@@ -192,7 +191,7 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
         ok = f->idx && f->sumsq;
     }
     /* packing the kept rows (flock_session_opts.pack_rows, docs/runtime.md) */
-    if (ok && pack_rows) {
+    if (ok && o->pack_rows) {
         e->pack = calloc((size_t)(e->n_ffn > 0 ? e->n_ffn : 1), sizeof *e->pack); /* k = 0: nothing packed */
         ok = e->pack != NULL;
     }

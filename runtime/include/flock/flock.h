@@ -323,9 +323,10 @@ typedef struct flock_session_opts {
      * FF weights of memory per session (flock_session_packed_bytes); the
      * batched decode reads the rows in place. Default true. */
     bool pack_rows;
-    /* Since 0.2. The KV cache's element type; default FLOCK_KV_F32 (CPU). At a
-     * 512-token context f16 halves what decode reads for attention; the
-     * logits move by the rounding of K and V to 11 bits (docs/results.md). */
+    /* Since 0.2. The KV cache's element type; default FLOCK_KV_F32 (CPU).
+     * f16 halves the cache and what decode reads for attention; the logits
+     * move by the rounding of K and V to 11 bits (the runtime's tests bound
+     * it at 1e-3 normalized error against a double reference). */
     flock_kv_type kv_type;
 } flock_session_opts;
 
