@@ -360,6 +360,37 @@ static void test_kernels_scalar(void **state)
     check_glu(flock_kernels_scalar(), 0x1357);
 }
 
+/* The VNNI table's int8 dot products sum the same int32 lanes as the AVX2
+ * table's and take the same float steps (kernels_avx512.c), so each row's
+ * result is bitwise the AVX2 one, for every type and length. */
+static void check_dotq_same(const flock_kernel_table *a, const flock_kernel_table *v, uint64_t seed)
+{
+    static const flock_dtype qt[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1, FLOCK_DTYPE_Q5_0,
+                                     FLOCK_DTYPE_Q4_K, FLOCK_DTYPE_Q6_K};
+    uint64_t s = seed;
+    for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
+        flock_dtype dt = qt[ti];
+        size_t B = flock_dtype_block(dt);
+        for (size_t n = B; n <= 9 * B && n <= 2304; n += (B == 32 ? 4 : 1) * B) {
+            float *ex = malloc(4 * n * 4), *x = malloc(n * 4);
+            void *w = rand_qrows(dt, 4 * n, ex, &s);
+            for (size_t i = 0; i < n; i++)
+                x[i] = flock_test_randf(&s);
+            flock_q8x *xq = malloc((n / 32) * sizeof *xq);
+            a->quant_x(x, xq, n);
+            size_t rb = flock_dtype_row_bytes(dt, n);
+            for (int r = 0; r < 4; r++) {
+                float fa = a->dotq[dt]((const uint8_t *)w + r * rb, xq, n);
+                float fv = v->dotq[dt]((const uint8_t *)w + r * rb, xq, n);
+                if (memcmp(&fa, &fv, sizeof fa) != 0)
+                    fail_msg("%s n %zu row %d: %s dotq %.9g, %s %.9g", flock_dtype_name(dt), n, r, v->name,
+                             (double)fv, a->name, (double)fa);
+            }
+            free(ex), free(x), free(w), free(xq);
+        }
+    }
+}
+
 static void test_kernels_simd(void **state)
 {
     (void)state;
@@ -378,6 +409,7 @@ static void test_kernels_simd(void **state)
     if (v) {
         check_table(v, 0x5679);
         check_quant_table(v, 0x8766);
+        check_dotq_same(k, v, 0x8767);
         check_microkernels(v);
         if (!getenv("FLOCK_KERNELS"))
             assert_ptr_equal(flock_kernels_best(), v);
