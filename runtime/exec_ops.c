@@ -107,14 +107,15 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     }
     if (c->T == 1) {
         /* decode: bandwidth-bound, each row read once straight from memory,
-         * one row at a time with the bytes PREFETCH_BYTES ahead fetched, as
-         * the int8 path: the four-row dot4 (four interleaved row streams,
+         * one row at a time with the bytes PREFETCH_BYTES ahead fetched
+         * where the table says so (kernels.h, prefetch_float): the four-row dot4 (four interleaved row streams,
          * each prefetching its own next row) was slower on Zen 3, Gemma 3
          * 270M f16 one-thread decode 15.1-16.3 -> 18.9-20.0 tok/s (its
          * 335 MB f16 LM head, rows of 1280 bytes; three alternating runs
          * each) */
         for (int64_t r = b; r < end; r++) {
-            prefetch_ahead(w, r, r + 1);
+            if (k->prefetch_float)
+                prefetch_ahead(w, r, r + 1);
             c->y[r] = k->dot[dt](flock_wmat_row(w, r), c->x, n) + (c->bias ? c->bias[r] : 0.f);
         }
         return;
@@ -814,9 +815,19 @@ static void gather_task(const gather_ctx *c, int64_t b, int64_t end, float *part
             }
         }
     }
+    /* One neuron at a time: float rows are prefetched only where the table
+     * says so (kernels.h, prefetch_float): on Zen 4 each burst of the next
+     * neuron's rows (54 lines at SmolLM2's f16 width) stalled the core on
+     * full line-fill buffers (SmolLM2 f16, one thread: keep 1.0 decode
+     * 60-66 -> 75-78 tok/s without it, keep 0.5 packed 88-91 -> 100-101,
+     * unpacked 55-56 either way). The int8 path (types without dotq4)
+     * always prefetches. */
+    const bool tail_pf = c->xq != NULL || k->prefetch_float;
     for (; j < end; j++) {
-        prefetch_rows(c, w1, c->p1, bytes1, j + 1, j + 2, end);
-        prefetch_rows(c, w2, c->p2, bytes2, j + 1, j + 2, end);
+        if (tail_pf) {
+            prefetch_rows(c, w1, c->p1, bytes1, j + 1, j + 2, end);
+            prefetch_rows(c, w2, c->p2, bytes2, j + 1, j + 2, end);
+        }
         float z = neuron_z(c, w1, up_off, b1, j);
         if (z != 0)
             k->axpy[dt2](z, row2(c, w2, j), part, d);

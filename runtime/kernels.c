@@ -239,6 +239,7 @@ static void gelu_tanh_mul(const float *h, float *z, size_t n)
 
 static const flock_kernel_table scalar_table = {
     .name = "scalar",
+    .prefetch_float = true,
     .dot = {DT3(dot), QK(flock_qs, dot)},
     .dot4 = {DT3(dot4), QK(flock_qs, dot4)},
     .gemm4x3 = gemm4x3,

@@ -32,6 +32,15 @@ typedef void (*flock_outer_gemm_fn)(const float *w, size_t ws, int nr, const flo
 
 typedef struct flock_kernel_table {
     const char *name; /* "scalar", "avx2", "avx512vnni" */
+    /* Whether the one-token decode prefetches float (f16, bf16, f32) weight
+     * rows by software ahead of the dot and gather kernels (exec_ops.c).
+     * A property of the cores the table is chosen for: the AVX-512 table
+     * no (Zen 4, SmolLM2 f16 decode, alternating runs without and with it:
+     * one thread 87-89 against 64-75 tok/s, two threads 106-111 against
+     * 101-104; docs/runtime.md), the AVX2 table yes (the Zen 3 decode
+     * figures were measured with it; not measured there without it). The
+     * int8 path prefetches either way (on Zen 4 the same with or without). */
+    bool prefetch_float;
     /* sum_i w[i] * x[i], w in the table's dtype, n elements. */
     float (*dot[FLOCK_KDT_COUNT])(const void *w, const float *x, size_t n);
     /* Four dot products at once: rows w, w + stride, w + 2 stride, w + 3

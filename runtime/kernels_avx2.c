@@ -584,6 +584,7 @@ AVX2_FN static void att_pv(const float *p, const float *v, size_t ldv, size_t n,
 
 static const flock_kernel_table avx2_table = {
     .name = "avx2",
+    .prefetch_float = true,
     .dot = {DT3(dot), QK(flock_qa, dot)},
     .dot4 = {DT3(dot4), QK(flock_qa, dot4)},
     .gemm4x3 = gemm4x3,
