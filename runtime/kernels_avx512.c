@@ -142,6 +142,45 @@ VNNI_FN static float dotq_q6_k(const void *w, const flock_q8x *xq, size_t n)
     return hsum8(acc);
 }
 
+/* ---- q8_0 axpy (the decode's down_t rows) in 512-bit registers ----------
+ * y += a d q: each block's 32 int8 quants widened to two vectors of 16
+ * floats and one FMA per element, the AVX2 table's operations per element
+ * (s = a * d, then fma(s, q, y)), so bitwise its result in half the
+ * instructions. axpy4 applies four rows to each 32-element stretch of y in
+ * registers, in order: bitwise four axpy calls. */
+#define Q512_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
+
+Q512_FN static inline __m512 q8_16(const uint8_t *q)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
+}
+
+Q512_FN static void axpy_q8_0(float a, const void *w, float *y, size_t n)
+{
+    const uint8_t *p = w;
+    for (size_t b = 0; b < n / 32; b++, p += 34, y += 32) {
+        __m512 s = _mm512_set1_ps(a * half(p));
+        _mm512_storeu_ps(y, _mm512_fmadd_ps(s, q8_16(p + 2), _mm512_loadu_ps(y)));
+        _mm512_storeu_ps(y + 16, _mm512_fmadd_ps(s, q8_16(p + 18), _mm512_loadu_ps(y + 16)));
+    }
+}
+
+Q512_FN static void axpy4_q8_0(const float *a, const void *const *w, float *y, size_t n)
+{
+    const uint8_t *p[4] = {w[0], w[1], w[2], w[3]};
+    for (size_t b = 0; b < n / 32; b++, y += 32) {
+        __m512 y0 = _mm512_loadu_ps(y), y1 = _mm512_loadu_ps(y + 16);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = p[r] + b * 34;
+            __m512 s = _mm512_set1_ps(a[r] * half(blk));
+            y0 = _mm512_fmadd_ps(s, q8_16(blk + 2), y0);
+            y1 = _mm512_fmadd_ps(s, q8_16(blk + 18), y1);
+        }
+        _mm512_storeu_ps(y, y0);
+        _mm512_storeu_ps(y + 16, y1);
+    }
+}
+
 /* ---- prefill micro-kernels (512-bit FMA) ---------------------------------
  * The AVX2 table's 4 x 3 and 4 x 16 tiles keep 12 and 8 ymm accumulators;
  * with 32 zmm registers these keep 24 and 16, twice the lanes each, so a
@@ -329,6 +368,8 @@ static void build_avx512_table(void)
     avx512_table.dotq4[FLOCK_DTYPE_Q4_1] = dotq4_q4_1;
     avx512_table.dotq[FLOCK_DTYPE_Q5_0] = dotq_q5_0;
     avx512_table.dotq4[FLOCK_DTYPE_Q5_0] = dotq4_q5_0;
+    avx512_table.axpy[FLOCK_DTYPE_Q8_0] = axpy_q8_0;
+    avx512_table.axpy4[FLOCK_DTYPE_Q8_0] = axpy4_q8_0;
     avx512_table.dotq[FLOCK_DTYPE_Q4_K] = dotq_q4_k;
     avx512_table.dotq[FLOCK_DTYPE_Q6_K] = dotq_q6_k;
     avx512_table.gemm4x6 = gemm4x6;

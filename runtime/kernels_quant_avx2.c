@@ -166,15 +166,17 @@ AVX2_FN static inline void axpy32(__m256 s, __m256 c, const q32 *q, float *y)
         _mm256_storeu_ps(y + 8 * i, _mm256_add_ps(_mm256_fmadd_ps(s, q->v[i], _mm256_loadu_ps(y + 8 * i)), c));
 }
 
-/* y += a d q for the types of dot_d, one block at a time. */
+/* y += a d q for the types of dot_d, one block at a time: one FMA per
+ * element (no offset term to add). */
 AVX2_FN static inline void axpy_d(flock_dtype t, float a, const void *w, float *y, size_t n)
 {
     const uint8_t *p = w;
     const size_t bs = block_bytes32(t);
-    const __m256 z = _mm256_setzero_ps();
     for (size_t b = 0; b < n / 32; b++, p += bs, y += 32) {
         q32 q = block_vals(t, p);
-        axpy32(_mm256_set1_ps(a * half(p)), z, &q, y);
+        __m256 s = _mm256_set1_ps(a * half(p));
+        for (int i = 0; i < 4; i++)
+            _mm256_storeu_ps(y + 8 * i, _mm256_fmadd_ps(s, q.v[i], _mm256_loadu_ps(y + 8 * i)));
     }
 }
 
@@ -204,7 +206,7 @@ AVX2_FN void flock_qa_axpy_q4_1(float a, const void *w, float *y, size_t n)
 
 /* axpy of four rows into one y (kernels.h, axpy4): each 32-element stretch
  * of y stays in registers while the four rows are applied in turn, each by
- * axpy32's own operations, so the result is bitwise four axpy calls in
+ * the one-row axpy's own operations, so the result is bitwise four axpy calls in
  * order; y is loaded and stored once instead of four times. */
 AVX2_FN static inline void axpy4_blocks(flock_dtype t, const float *a, const void *const *w, float *y, size_t n)
 {
@@ -217,10 +219,15 @@ AVX2_FN static inline void axpy4_blocks(flock_dtype t, const float *a, const voi
         for (int r = 0; r < 4; r++) {
             const uint8_t *blk = p[r] + b * bs;
             q32 q = block_vals(t, blk);
-            __m256 sc = _mm256_set1_ps(a[r] * half(blk)),
-                   c = t == FLOCK_DTYPE_Q4_1 ? _mm256_set1_ps(a[r] * half(blk + 2)) : _mm256_setzero_ps();
-            for (int i = 0; i < 4; i++)
-                acc[i] = _mm256_add_ps(_mm256_fmadd_ps(sc, q.v[i], acc[i]), c);
+            __m256 sc = _mm256_set1_ps(a[r] * half(blk));
+            if (t == FLOCK_DTYPE_Q4_1) {
+                __m256 c = _mm256_set1_ps(a[r] * half(blk + 2));
+                for (int i = 0; i < 4; i++)
+                    acc[i] = _mm256_add_ps(_mm256_fmadd_ps(sc, q.v[i], acc[i]), c);
+            } else {
+                for (int i = 0; i < 4; i++)
+                    acc[i] = _mm256_fmadd_ps(sc, q.v[i], acc[i]);
+            }
         }
         for (int i = 0; i < 4; i++)
             _mm256_storeu_ps(y + 8 * i, acc[i]);

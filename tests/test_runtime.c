@@ -361,8 +361,9 @@ static void test_kernels_scalar(void **state)
 }
 
 /* The VNNI table's int8 dot products sum the same int32 lanes as the AVX2
- * table's and take the same float steps (kernels_avx512.c), so each row's
- * result is bitwise the AVX2 one, for every type and length. */
+ * table's and take the same float steps, and its axpys the same FMA per
+ * element (kernels_avx512.c), so each result is bitwise the AVX2 one, for
+ * every type and length. */
 static void check_dotq_same(const flock_kernel_table *a, const flock_kernel_table *v, uint64_t seed)
 {
     static const flock_dtype qt[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1, FLOCK_DTYPE_Q5_0,
@@ -386,6 +387,26 @@ static void check_dotq_same(const flock_kernel_table *a, const flock_kernel_tabl
                     fail_msg("%s n %zu row %d: %s dotq %.9g, %s %.9g", flock_dtype_name(dt), n, r, v->name,
                              (double)fv, a->name, (double)fa);
             }
+            /* axpy and axpy4 (the down_t rows): the same per-element FMA */
+            float *ya = malloc(n * 4), *yv = malloc(n * 4);
+            const uint8_t *wb = w;
+            const void *rows[4] = {wb + 3 * rb, wb, wb + rb, wb + rb};
+            float a4[4] = {flock_test_randf(&s), -0.25f, flock_test_randf(&s), 2.f};
+            for (int pass = 0; pass < 2; pass++) {
+                for (size_t i = 0; i < n; i++)
+                    ya[i] = yv[i] = flock_test_randf(&s);
+                if (pass == 0) {
+                    a->axpy[dt](a4[0], wb + 2 * rb, ya, n);
+                    v->axpy[dt](a4[0], wb + 2 * rb, yv, n);
+                } else if (a->axpy4[dt] && v->axpy4[dt]) {
+                    a->axpy4[dt](a4, rows, ya, n);
+                    v->axpy4[dt](a4, rows, yv, n);
+                }
+                if (memcmp(ya, yv, n * 4) != 0)
+                    fail_msg("%s n %zu: %s %s differs from %s's", flock_dtype_name(dt), n, v->name,
+                             pass ? "axpy4" : "axpy", a->name);
+            }
+            free(ya), free(yv);
             free(ex), free(x), free(w), free(xq);
         }
     }
