@@ -43,4 +43,54 @@ AVX2_FN static inline __m256i load_qx(const flock_q8x *xb)
         out[2] = hsum8(a2) + (K) * f2, out[3] = hsum8(a3) + (K) * f3;                                       \
     }
 
+/* The q4_k product against int8 x: a 256-element block's 32 bytes of
+ * quants per pair of sub-blocks, low nibbles sub-block i, high nibbles
+ * i + 1 (dequant_q4_k's order), each an integer dot with its x block
+ * (DOT(u8, i8): the 8 int32 lane sums of 32 products) scaled by d sc dx;
+ * the minimums' term dmin m s summed apart and subtracted once. */
+#define FLOCK_DOTQ_Q4_K(ATTR, NAME, DOT)                                                                    \
+    ATTR float NAME(const void *w, const flock_q8x *xq, size_t n)                                           \
+    {                                                                                                       \
+        const uint8_t *p = w;                                                                               \
+        const __m256i m4 = _mm256_set1_epi8(0x0F);                                                          \
+        __m256 acc = _mm256_setzero_ps();                                                                   \
+        float off = 0;                                                                                      \
+        for (size_t b = 0; b < n / 256; b++, p += 144, xq += 8) {                                           \
+            uint8_t sc[8], m[8];                                                                            \
+            flock_kquant_scales(p + 4, sc, m);                                                              \
+            const float d = half(p), dmin = half(p + 2);                                                    \
+            const uint8_t *qs = p + 16;                                                                     \
+            float o = 0;                                                                                    \
+            for (int i = 0; i < 8; i += 2, qs += 32) {                                                      \
+                __m256i q = _mm256_loadu_si256((const __m256i *)qs);                                        \
+                __m256i lo = DOT(_mm256_and_si256(q, m4), load_qx(&xq[i]));                                 \
+                __m256i hi = DOT(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), load_qx(&xq[i + 1]));       \
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[i] * xq[i].d), _mm256_cvtepi32_ps(lo), acc); \
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[i + 1] * xq[i + 1].d), _mm256_cvtepi32_ps(hi), \
+                                      acc);                                                                 \
+                o = __builtin_fmaf((float)m[i], xq[i].s, o);                                                \
+                o = __builtin_fmaf((float)m[i + 1], xq[i + 1].s, o);                                        \
+            }                                                                                               \
+            off = __builtin_fmaf(dmin, o, off);                                                             \
+        }                                                                                                   \
+        return hsum8(acc) - off;                                                                            \
+    }
+
+/* The q6_k quants of one 128-element half (ql: 64 bytes, qh: 32) as four
+ * vectors of 32 unsigned bytes 0..63, q[k] the elements l + 32k
+ * (dequant_q6_k's order): 4 bits from ql (low or high nibble of byte l or
+ * l + 32), 2 from qh. */
+AVX2_FN static inline void q6_k_half(const uint8_t *ql, const uint8_t *qhp, __m256i q[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+}
+
 #endif

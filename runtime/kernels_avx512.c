@@ -73,35 +73,15 @@ FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_0, dotq4_q4_0, step_q4_0, 18, -8.0f)
 FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_1, dotq4_q4_1, step_q4_1, 20, 1.0f)
 FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q5_0, dotq4_q5_0, step_q5_0, 22, -16.0f)
 
-/* q4_k against int8 x, as the AVX2 table's (kernels_quant_avx2.c) with each
- * sub-block's 32 u8 x i8 products summed by vpdpbusd: the same int32 lanes,
- * the same float steps in the same order, so the result is bitwise the
- * AVX2 table's. */
-VNNI_FN static float dotq_q4_k(const void *w, const flock_q8x *xq, size_t n)
+/* q4_k against int8 x (dotq_loops.h), each sub-block's 32 u8 x i8
+ * products summed by vpdpbusd: the AVX2 table's int32 lanes and float
+ * steps, so its result bit for bit. */
+VNNI_FN static inline __m256i dot_vnni(__m256i a, __m256i b)
 {
-    const uint8_t *p = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), z = _mm256_setzero_si256();
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 256; b++, p += 144, xq += 8) {
-        uint8_t sc[8], m[8];
-        flock_kquant_scales(p + 4, sc, m);
-        const float d = half(p), dmin = half(p + 2);
-        const uint8_t *qs = p + 16;
-        float o = 0;
-        for (int i = 0; i < 8; i += 2, qs += 32) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i lo = _mm256_dpbusd_epi32(z, _mm256_and_si256(q, m4), load_qx(&xq[i]));
-            __m256i hi = _mm256_dpbusd_epi32(z, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), load_qx(&xq[i + 1]));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[i] * xq[i].d), _mm256_cvtepi32_ps(lo), acc);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[i + 1] * xq[i + 1].d), _mm256_cvtepi32_ps(hi), acc);
-            o = __builtin_fmaf((float)m[i], xq[i].s, o);
-            o = __builtin_fmaf((float)m[i + 1], xq[i + 1].s, o);
-        }
-        off = __builtin_fmaf(dmin, o, off);
-    }
-    return hsum8(acc) - off;
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b);
 }
+
+FLOCK_DOTQ_Q4_K(static VNNI_FN, dotq_q4_k, dot_vnni)
 
 /* q6_k against int8 x, as the AVX2 table's: int32 lane j of vpdpbusd sums
  * the products of bytes 4j..4j+3, the lane the AVX2 madd_epi16 forms from
@@ -111,28 +91,18 @@ VNNI_FN static float dotq_q4_k(const void *w, const flock_q8x *xq, size_t n)
 VNNI_FN static float dotq_q6_k(const void *w, const flock_q8x *xq, size_t n)
 {
     const uint8_t *p = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
-    const __m256i z = _mm256_setzero_si256();
+    const __m256i c32 = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < n / 256; b++, p += 210) {
         const float d = half(p + 208);
         const uint8_t *ql = p, *qhp = p + 128;
         const int8_t *sc = (const int8_t *)(p + 192);
         for (int h = 0; h < 2; h++, ql += 64, qhp += 32, sc += 8, xq += 4) {
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql),
-                          l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4))};
+            __m256i q[4];
+            q6_k_half(ql, qhp, q);
             for (int k = 0; k < 4; k++) {
                 const __m256i qx = load_qx(&xq[k]);
-                const __m256i s32 = _mm256_sub_epi32(_mm256_dpbusd_epi32(z, q[k], qx), _mm256_dpbusd_epi32(z, c32, qx));
+                const __m256i s32 = _mm256_sub_epi32(dot_vnni(q[k], qx), dot_vnni(c32, qx));
                 const __m256i scv = _mm256_set_m128i(_mm_set1_epi32(sc[2 * k + 1]), _mm_set1_epi32(sc[2 * k]));
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xq[k].d), _mm256_cvtepi32_ps(_mm256_mullo_epi32(s32, scv)),
                                       acc);

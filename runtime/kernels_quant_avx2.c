@@ -372,35 +372,9 @@ AVX2_FN static inline __m256 step_q5_0(const uint8_t *p, const flock_q8x *xb, __
     return _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(i), acc);
 }
 
-/* q4_k against int8 x: a 256-element block's 32 bytes of quants per pair
- * of sub-blocks, low nibbles sub-block i, high nibbles i + 1 (dequant_q4_k's
- * order), each an integer dot with its x block scaled by d sc dx; the
- * minimums' term dmin m s is summed apart and subtracted once. */
-AVX2_FN float flock_qa_dotq_q4_k(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (size_t b = 0; b < n / 256; b++, p += 144, xq += 8) {
-        uint8_t sc[8], m[8];
-        flock_kquant_scales(p + 4, sc, m);
-        const float d = half(p), dmin = half(p + 2);
-        const uint8_t *qs = p + 16;
-        float o = 0;
-        for (int i = 0; i < 8; i += 2, qs += 32) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)qs);
-            __m256i lo = dot_u8i8(_mm256_and_si256(q, m4), load_qx(&xq[i]));
-            __m256i hi = dot_u8i8(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), load_qx(&xq[i + 1]));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[i] * xq[i].d), _mm256_cvtepi32_ps(lo), acc);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[i + 1] * xq[i + 1].d), _mm256_cvtepi32_ps(hi), acc);
-            o = __builtin_fmaf((float)m[i], xq[i].s, o);
-            o = __builtin_fmaf((float)m[i + 1], xq[i + 1].s, o);
-        }
-        off = __builtin_fmaf(dmin, o, off);
-    }
-    return hsum8(acc) - off;
-}
+/* q4_k against int8 x (dotq_loops.h), each sub-block's products by
+ * maddubs + madd. */
+FLOCK_DOTQ_Q4_K(AVX2_FN, flock_qa_dotq_q4_k, dot_u8i8)
 
 /* q6_k against int8 x: x block k of a 128-element half is the half's
  * elements l + 32k (dequant_q6_k's order): 4 bits from ql (low or high
@@ -411,24 +385,15 @@ AVX2_FN float flock_qa_dotq_q4_k(const void *w, const flock_q8x *xq, size_t n)
 AVX2_FN float flock_qa_dotq_q6_k(const void *w, const flock_q8x *xq, size_t n)
 {
     const uint8_t *p = w;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    const __m256i c32 = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < n / 256; b++, p += 210) {
         const float d = half(p + 208);
         const uint8_t *ql = p, *qhp = p + 128;
         const int8_t *sc = (const int8_t *)(p + 192);
         for (int h = 0; h < 2; h++, ql += 64, qhp += 32, sc += 8, xq += 4) {
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql),
-                          l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4))};
+            __m256i q[4];
+            q6_k_half(ql, qhp, q);
             for (int k = 0; k < 4; k++) {
                 const __m256i qx = load_qx(&xq[k]);
                 const __m256i s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], qx), _mm256_maddubs_epi16(c32, qx));
