@@ -347,9 +347,9 @@ static void build_avx512_table(void)
     avx512_table.gemm12x32 = gemm12x32;
 }
 
-/* AVX-512F/BW/VL from CPUID leaf 7 (EBX bits 16, 30, 31), VNNI (ECX bit
- * 11), and the OS saving the opmask and ZMM state (XCR0 bits 5-7, with
- * SSE/AVX's bits 1-2). */
+/* AVX-512F/DQ/BW/VL from CPUID leaf 7 (EBX bits 16, 17, 30, 31; DQ for the
+ * prefill tiles' 256-bit extracts), VNNI (ECX bit 11), and the OS saving
+ * the opmask and ZMM state (XCR0 bits 5-7, with SSE/AVX's bits 1-2). */
 static bool have_avx512vnni(void)
 {
     unsigned a, b, c, d;
@@ -359,7 +359,7 @@ static bool have_avx512vnni(void)
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & 0xe6) != 0xe6 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return false;
-    return (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31)) && (c & (1u << 11));
+    return (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31)) && (c & (1u << 11));
 }
 
 const flock_kernel_table *flock_kernels_avx512(void)
