@@ -19,19 +19,7 @@ static const char *const device_names[] = {
 };
 _Static_assert(sizeof device_names / sizeof device_names[0] == FLOCK_DEVICE_COUNT, "device_names");
 
-const char *flock_device_name(flock_device d)
-{
-    return (unsigned)d < FLOCK_DEVICE_COUNT ? device_names[d] : "?";
-}
-
-flock_status flock_device_parse(const char *s, flock_device *out)
-{
-    int d = flock_name_index(device_names, FLOCK_DEVICE_COUNT, s);
-    if (d < 0)
-        return FLOCK_E_INVALID_ARG;
-    *out = (flock_device)d;
-    return FLOCK_OK;
-}
+FLOCK_NAME_FUNCS(flock_device, device_names, FLOCK_DEVICE_COUNT, flock_device_name, flock_device_parse)
 
 /* ---- the driver sessions open (tests replace it) ------------------------------ */
 

@@ -86,11 +86,37 @@ AVX2_FN static inline void q6_k_half(const uint8_t *ql, const uint8_t *qhp, __m2
     const __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
     const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
     q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
     q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
 }
+
+/* The q6_k product against int8 x: per 128-element half, the four x blocks
+ * against q6_k_half's quants, SCALED(q, qx, s0, s1) giving the 8 int32
+ * lanes of (q - 32) qx weighted by the sub-block scales (lanes 0-3 the
+ * first 16 elements by s0, 4-7 the second by s1), each scaled by d dx. */
+#define FLOCK_DOTQ_Q6_K(ATTR, NAME, SCALED)                                                                 \
+    ATTR float NAME(const void *w, const flock_q8x *xq, size_t n)                                           \
+    {                                                                                                       \
+        const uint8_t *p = w;                                                                               \
+        __m256 acc = _mm256_setzero_ps();                                                                   \
+        for (size_t b = 0; b < n / 256; b++, p += 210) {                                                    \
+            const float d = half(p + 208);                                                                  \
+            const uint8_t *ql = p, *qhp = p + 128;                                                          \
+            const int8_t *sc = (const int8_t *)(p + 192);                                                   \
+            for (int h = 0; h < 2; h++, ql += 64, qhp += 32, sc += 8, xq += 4) {                            \
+                __m256i q[4];                                                                               \
+                q6_k_half(ql, qhp, q);                                                                      \
+                for (int k = 0; k < 4; k++) {                                                               \
+                    __m256i s = SCALED(q[k], load_qx(&xq[k]), sc[2 * k], sc[2 * k + 1]);                    \
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xq[k].d), _mm256_cvtepi32_ps(s), acc);         \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+        return hsum8(acc);                                                                                  \
+    }
 
 #endif

@@ -107,9 +107,10 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     }
     if (c->T == 1) {
         /* decode: bandwidth-bound, each row read once straight from memory,
-         * one row at a time with the bytes PREFETCH_BYTES ahead fetched
-         * where the table says so (kernels.h, prefetch_float): the four-row dot4 (four interleaved row streams,
-         * each prefetching its own next row) was slower on Zen 3, Gemma 3
+         * one row at a time, the bytes PREFETCH_BYTES ahead fetched where
+         * the table says so (kernels.h, prefetch_float): the four-row dot4
+         * (four interleaved row streams, each prefetching its own next
+         * row) was slower on Zen 3, Gemma 3
          * 270M f16 one-thread decode 15.1-16.3 -> 18.9-20.0 tok/s (its
          * 335 MB f16 LM head, rows of 1280 bytes; three alternating runs
          * each) */

@@ -88,29 +88,13 @@ FLOCK_DOTQ_Q4_K(static VNNI_FN, dotq_q4_k, dot_vnni)
  * its two int16 pair sums, so (q - 32) qx times the sub-block's scale
  * (lanes 0-3 the first 16 elements, 4-7 the second) is the same integer and
  * the result bitwise the AVX2 table's. */
-VNNI_FN static float dotq_q6_k(const void *w, const flock_q8x *xq, size_t n)
+VNNI_FN static inline __m256i q6_scaled(__m256i q, __m256i qx, int8_t s0, int8_t s1)
 {
-    const uint8_t *p = w;
-    const __m256i c32 = _mm256_set1_epi8(32);
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 256; b++, p += 210) {
-        const float d = half(p + 208);
-        const uint8_t *ql = p, *qhp = p + 128;
-        const int8_t *sc = (const int8_t *)(p + 192);
-        for (int h = 0; h < 2; h++, ql += 64, qhp += 32, sc += 8, xq += 4) {
-            __m256i q[4];
-            q6_k_half(ql, qhp, q);
-            for (int k = 0; k < 4; k++) {
-                const __m256i qx = load_qx(&xq[k]);
-                const __m256i s32 = _mm256_sub_epi32(dot_vnni(q[k], qx), dot_vnni(c32, qx));
-                const __m256i scv = _mm256_set_m128i(_mm_set1_epi32(sc[2 * k + 1]), _mm_set1_epi32(sc[2 * k]));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xq[k].d), _mm256_cvtepi32_ps(_mm256_mullo_epi32(s32, scv)),
-                                      acc);
-            }
-        }
-    }
-    return hsum8(acc);
+    const __m256i s32 = _mm256_sub_epi32(dot_vnni(q, qx), dot_vnni(_mm256_set1_epi8(32), qx));
+    return _mm256_mullo_epi32(s32, _mm256_set_m128i(_mm_set1_epi32(s1), _mm_set1_epi32(s0)));
 }
+
+FLOCK_DOTQ_Q6_K(static VNNI_FN, dotq_q6_k, q6_scaled)
 
 /* ---- q8_0 axpy (the decode's down_t rows) in 512-bit registers ----------
  * y += a d q: each block's 32 int8 quants widened to two vectors of 16

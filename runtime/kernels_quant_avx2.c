@@ -382,29 +382,13 @@ FLOCK_DOTQ_Q4_K(AVX2_FN, flock_qa_dotq_q4_k, dot_u8i8)
  * with qx less 32 qx (maddubs of 32) give the signed quants' sums in int16
  * pairs, which madd_epi16 weights by the two 16-element sub-blocks' int8
  * scales (lanes 0-7 the first, 8-15 the second) into int32. */
-AVX2_FN float flock_qa_dotq_q6_k(const void *w, const flock_q8x *xq, size_t n)
+AVX2_FN static inline __m256i q6_scaled(__m256i q, __m256i qx, int8_t s0, int8_t s1)
 {
-    const uint8_t *p = w;
-    const __m256i c32 = _mm256_set1_epi8(32);
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t b = 0; b < n / 256; b++, p += 210) {
-        const float d = half(p + 208);
-        const uint8_t *ql = p, *qhp = p + 128;
-        const int8_t *sc = (const int8_t *)(p + 192);
-        for (int h = 0; h < 2; h++, ql += 64, qhp += 32, sc += 8, xq += 4) {
-            __m256i q[4];
-            q6_k_half(ql, qhp, q);
-            for (int k = 0; k < 4; k++) {
-                const __m256i qx = load_qx(&xq[k]);
-                const __m256i s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], qx), _mm256_maddubs_epi16(c32, qx));
-                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * xq[k].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, scv)),
-                                      acc);
-            }
-        }
-    }
-    return hsum8(acc);
+    const __m256i s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, qx), _mm256_maddubs_epi16(_mm256_set1_epi8(32), qx));
+    return _mm256_madd_epi16(s16, _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0)));
 }
+
+FLOCK_DOTQ_Q6_K(AVX2_FN, flock_qa_dotq_q6_k, q6_scaled)
 
 AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
 {

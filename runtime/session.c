@@ -14,53 +14,18 @@
 static const char *const mode_names[] = {"griffin", "magnitude", "random", "griffin-adaptive", "glass"};
 _Static_assert(sizeof mode_names / sizeof mode_names[0] == FLOCK_SELECT_COUNT, "a name per selection mode");
 
-const char *flock_select_mode_name(flock_select_mode m)
-{
-    return (unsigned)m < FLOCK_SELECT_COUNT ? mode_names[m] : "?";
-}
-
-flock_status flock_select_mode_parse(const char *s, flock_select_mode *out)
-{
-    int i = flock_name_index(mode_names, FLOCK_SELECT_COUNT, s);
-    if (i < 0)
-        return FLOCK_E_INVALID_ARG;
-    *out = (flock_select_mode)i;
-    return FLOCK_OK;
-}
+FLOCK_NAME_FUNCS(flock_select_mode, mode_names, FLOCK_SELECT_COUNT, flock_select_mode_name, flock_select_mode_parse)
 
 static const char *const kv_names[] = {"f16", "f32"};
 _Static_assert(sizeof kv_names / sizeof kv_names[0] == FLOCK_KV_TYPE_COUNT, "a name per KV type");
 
-const char *flock_kv_type_name(flock_kv_type t)
-{
-    return (unsigned)t < FLOCK_KV_TYPE_COUNT ? kv_names[t] : "?";
-}
-
-flock_status flock_kv_type_parse(const char *s, flock_kv_type *out)
-{
-    int i = flock_name_index(kv_names, FLOCK_KV_TYPE_COUNT, s);
-    if (i < 0)
-        return FLOCK_E_INVALID_ARG;
-    *out = (flock_kv_type)i;
-    return FLOCK_OK;
-}
+FLOCK_NAME_FUNCS(flock_kv_type, kv_names, FLOCK_KV_TYPE_COUNT, flock_kv_type_name, flock_kv_type_parse)
 
 static const char *const kernel_names[] = {"auto", "generated", "portable"};
 _Static_assert(sizeof kernel_names / sizeof kernel_names[0] == FLOCK_KERNELS_CHOICE_COUNT, "a name per choice");
 
-const char *flock_kernel_choice_name(flock_kernel_choice k)
-{
-    return (unsigned)k < FLOCK_KERNELS_CHOICE_COUNT ? kernel_names[k] : "?";
-}
-
-flock_status flock_kernel_choice_parse(const char *s, flock_kernel_choice *out)
-{
-    int i = flock_name_index(kernel_names, FLOCK_KERNELS_CHOICE_COUNT, s);
-    if (i < 0)
-        return FLOCK_E_INVALID_ARG;
-    *out = (flock_kernel_choice)i;
-    return FLOCK_OK;
-}
+FLOCK_NAME_FUNCS(flock_kernel_choice, kernel_names, FLOCK_KERNELS_CHOICE_COUNT, flock_kernel_choice_name,
+                 flock_kernel_choice_parse)
 
 flock_session_opts flock_session_default_opts(void)
 {
