@@ -11,21 +11,11 @@
 
 #define ATT_BLOCK_MAX 128 /* keys per block (bounded so a block stays in L1/L2) */
 
-/* Floats of one f16 K block and one V block widened to f32 (at most
- * block_keys(hd) keys each, see below): 4096 / hd keys of hd floats up to
- * hd 256, 16 keys beyond. */
-static size_t conv_floats(int32_t hd)
-{
-    size_t per = hd > 256 ? 16 * (size_t)hd : 4096;
-    return 2 * per;
-}
-
 /* Per-thread scratch: m, l for every row of a task, a score block per
- * query head of a group, then the widened K/V blocks of an f16 cache. */
-static size_t thread_floats(int32_t max_heads, int32_t max_hd)
+ * query head of a group. */
+static size_t thread_floats(int32_t max_heads)
 {
-    return 2 * (size_t)FLOCK_ATT_QTILE * (size_t)max_heads + (size_t)ATT_BLOCK_MAX * (size_t)max_heads +
-           conv_floats(max_hd);
+    return 2 * (size_t)FLOCK_ATT_QTILE * (size_t)max_heads + (size_t)ATT_BLOCK_MAX * (size_t)max_heads;
 }
 
 static size_t n_spans(int32_t n_ctx)
@@ -38,7 +28,7 @@ size_t flock_att_scratch_floats(int n_threads, int32_t n_ctx, int32_t max_heads,
     if (n_threads < 1 || n_ctx < 1 || max_heads < 1 || max_hd < 1)
         return 0;
     /* + decode partials: [heads][spans][head_dim + 2] */
-    return (size_t)n_threads * thread_floats(max_heads, max_hd) +
+    return (size_t)n_threads * thread_floats(max_heads) +
            (size_t)max_heads * n_spans(n_ctx) * ((size_t)max_hd + 2);
 }
 
@@ -82,29 +72,13 @@ typedef struct att_rows {
     float *m, *l;        /* [(t1 - t0) * group] running max and sum */
 } att_rows;
 
-/* Rows [j0, j1) of KV head kvh of an f16 cache, widened into dst
- * ([j1 - j0][hd]). The rows are ld elements apart (one head's slice of
- * each cache row): each is fetched a few rows ahead. */
-static void widen_rows(const flock_kernel_table *k, const uint16_t *c, size_t ld, int32_t kvh, int32_t hd,
-                       int64_t j0, int64_t j1, float *dst)
-{
-    const uint16_t *base = c + (size_t)kvh * hd;
-    for (int64_t j = j0; j < j1; j++) {
-        const uint16_t *row = base + (size_t)j * ld;
-        for (int32_t o = 0; o < hd; o += 32) /* 64-byte lines */
-            __builtin_prefetch(row + 8 * ld + o);
-        k->to_f32[FLOCK_DTYPE_F16](row, dst + (size_t)(j - j0) * hd, (size_t)hd);
-    }
-}
-
 /* The online softmax over keys [max(k0, first key), min(k1, pos + 1)) of
  * each row: o, l, m left unnormalized (o = sum p v, l = sum p, with p =
  * exp(s - m)). A row with no key in range keeps m = -inf, l = 0, o = 0.
- * An f16 cache is widened one block of keys at a time into `wk` / `wv`
- * (conv_floats(hd) floats) and read there by the f32 kernels: the scores
- * are bitwise those of an f32 cache holding the same (rounded) values. */
-static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, const att_rows *r, float *s,
-                          float *wk)
+ * An f16 cache goes to the _h kernels, which widen in the load: the
+ * result is bitwise that of an f32 cache holding the same (rounded)
+ * values. */
+static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, const att_rows *r, float *s)
 {
     int32_t hd = a->head_dim, group = a->n_head / a->n_kv_head;
     int32_t nr = (r->t1 - r->t0) * group;
@@ -117,31 +91,27 @@ static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, 
     lo = lo > r->k0 ? lo : r->k0;
     hi = hi < r->k1 ? hi : r->k1;
     int64_t B = block_keys(hd);
-    float *wv = wk + conv_floats(hd) / 2;
-    const float *kbase = a->kv_f16 ? NULL : (const float *)a->kc + (size_t)r->kvh * hd,
-                *vbase = a->kv_f16 ? NULL : (const float *)a->vc + (size_t)r->kvh * hd;
-    size_t ldkv = a->kv_f16 ? (size_t)hd : a->ldkv;
+    size_t hs = (size_t)r->kvh * (a->kv_head_stride ? a->kv_head_stride : (size_t)hd), ld = a->ldkv;
     for (int64_t b0 = lo; b0 < hi; b0 += B) {
         int64_t b1 = b0 + B < hi ? b0 + B : hi;
-        if (a->kv_f16) { /* the block's rows, widened: key j at (j - b0) * hd */
-            widen_rows(k, a->kc, a->ldkv, r->kvh, hd, b0, b1, wk);
-            widen_rows(k, a->vc, a->ldkv, r->kvh, hd, b0, b1, wv);
-            kbase = wk - (size_t)b0 * hd;
-            vbase = wv - (size_t)b0 * hd;
-        }
         for (int32_t t = r->t0; t < r->t1; t++) {
             int64_t pos = a->n_past + t, j0 = first_key(a, pos), j1 = pos + 1;
             j0 = j0 > b0 ? j0 : b0;
             j1 = j1 < b1 ? j1 : b1;
             if (j0 >= j1)
                 continue;
-            size_t n = (size_t)(j1 - j0);
-            const float *kb = kbase + (size_t)j0 * ldkv, *vb = vbase + (size_t)j0 * ldkv;
-            k->att_qk(a->q + (size_t)t * a->ldq + (size_t)r->kvh * group * hd, (size_t)hd, (size_t)group, kb,
-                      ldkv, n, (size_t)hd, a->scale, s, ATT_BLOCK_MAX);
+            size_t n = (size_t)(j1 - j0), at = hs + (size_t)j0 * ld;
+            const float *qt = a->q + (size_t)t * a->ldq + (size_t)r->kvh * group * hd;
+            if (a->kv_f16)
+                k->att_qk_h(qt, (size_t)hd, (size_t)group, (const uint16_t *)a->kc + at, ld, n, (size_t)hd, a->scale,
+                            s, ATT_BLOCK_MAX);
+            else
+                k->att_qk(qt, (size_t)hd, (size_t)group, (const float *)a->kc + at, ld, n, (size_t)hd, a->scale, s,
+                          ATT_BLOCK_MAX);
+            float *ot = r->o0 + (size_t)(t - r->t0) * r->ld_t;
             for (int32_t g = 0; g < group; g++) {
                 int32_t i = (t - r->t0) * group + g;
-                float *o = r->o0 + (size_t)(t - r->t0) * r->ld_t + (size_t)g * r->ld_h, *sg = s + (size_t)g * ATT_BLOCK_MAX;
+                float *o = ot + (size_t)g * r->ld_h, *sg = s + (size_t)g * ATT_BLOCK_MAX;
                 if (a->softcap > 0)
                     for (size_t j = 0; j < n; j++)
                         sg[j] = a->softcap * tanhf(sg[j] / a->softcap);
@@ -154,8 +124,13 @@ static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, 
                     r->m[i] = mx;
                 }
                 r->l[i] += k->att_exp(sg, n, mx);
-                k->att_pv(sg, vb, ldkv, n, (size_t)hd, o);
             }
+            /* p V for the whole group */
+            if (a->kv_f16)
+                k->att_pv_h(s, ATT_BLOCK_MAX, (size_t)group, (const uint16_t *)a->vc + at, ld, n, (size_t)hd, ot,
+                            r->ld_h);
+            else
+                k->att_pv(s, ATT_BLOCK_MAX, (size_t)group, (const float *)a->vc + at, ld, n, (size_t)hd, ot, r->ld_h);
         }
     }
 }
@@ -176,14 +151,14 @@ static void prefill_task(void *arg, int64_t b, int64_t end, int thread)
     const flock_att_args *a = j->a;
     int32_t group = a->n_head / a->n_kv_head, hd = a->head_dim;
     float *m = j->scratch + (size_t)thread * j->per_thread, *l = m + FLOCK_ATT_QTILE * a->n_head,
-          *s = l + FLOCK_ATT_QTILE * a->n_head, *wk = s + ATT_BLOCK_MAX * a->n_head;
+          *s = l + FLOCK_ATT_QTILE * a->n_head;
     for (int64_t task = b; task < end; task++) {
         /* the last tiles see the most keys: hand them out first */
         int32_t tile = j->ntile - 1 - (int32_t)(task / a->n_kv_head), kvh = (int32_t)(task % a->n_kv_head);
         int32_t t0 = tile * FLOCK_ATT_QTILE, t1 = t0 + FLOCK_ATT_QTILE < a->T ? t0 + FLOCK_ATT_QTILE : a->T;
         att_rows r = {kvh, t0, t1, 0, INT64_MAX, a->out + (size_t)t0 * a->ldo + (size_t)kvh * group * hd,
                       a->ldo, (size_t)hd, m, l};
-        att_task_rows(j->k, a, &r, s, wk);
+        att_task_rows(j->k, a, &r, s);
         for (int32_t i = 0; i < (t1 - t0) * group; i++) {
             float inv = l[i] > 0 ? 1.f / l[i] : 0.f;
             float *o = r.o0 + (size_t)(i / group) * r.ld_t + (size_t)(i % group) * r.ld_h;
@@ -193,24 +168,25 @@ static void prefill_task(void *arg, int64_t b, int64_t end, int thread)
     }
 }
 
-/* Decode: task = span * n_kv_head + kvh; the partial of head h and span s
- * is part[(h * nspan + s) * (hd + 2)]: o[hd], m, l. */
+/* Decode: task = kvh * nspan + span (one KV head's spans in a row: in
+ * the head-major cache they are one contiguous run for the prefetchers);
+ * the partial of head h and span s is part[(h * nspan + s) * (hd + 2)]:
+ * o[hd], m, l. */
 static void decode_task(void *arg, int64_t b, int64_t end, int thread)
 {
     const att_job *j = arg;
     const flock_att_args *a = j->a;
     int32_t group = a->n_head / a->n_kv_head, hd = a->head_dim;
-    float *s = j->scratch + (size_t)thread * j->per_thread + 2 * FLOCK_ATT_QTILE * a->n_head,
-          *wk = s + ATT_BLOCK_MAX * a->n_head;
+    float *s = j->scratch + (size_t)thread * j->per_thread + 2 * FLOCK_ATT_QTILE * a->n_head;
     size_t stride = (size_t)hd + 2;
     for (int64_t task = b; task < end; task++) {
-        int64_t sp = task / a->n_kv_head;
-        int32_t kvh = (int32_t)(task % a->n_kv_head);
+        int64_t sp = task % j->nspan;
+        int32_t kvh = (int32_t)(task / j->nspan);
         float *p0 = j->part + ((size_t)kvh * group * j->nspan + (size_t)sp) * stride;
         float m[ATT_BLOCK_MAX], l[ATT_BLOCK_MAX]; /* group <= n_head, checked by the caller */
         int64_t k0 = (j->span0 + sp) * FLOCK_ATT_SPLIT;
         att_rows r = {kvh, 0, 1, k0, k0 + FLOCK_ATT_SPLIT, p0, 0, (size_t)j->nspan * stride, m, l};
-        att_task_rows(j->k, a, &r, s, wk);
+        att_task_rows(j->k, a, &r, s);
         for (int32_t g = 0; g < group; g++) {
             p0[(size_t)g * r.ld_h + (size_t)hd] = m[g];
             p0[(size_t)g * r.ld_h + (size_t)hd + 1] = l[g];
@@ -248,7 +224,7 @@ static void decode_combine(const att_job *j)
 void flock_attention(const flock_kernel_table *k, flock_pool *pool, float *scratch, const flock_att_args *a)
 {
     int32_t nt = flock_pool_threads(pool);
-    att_job j = {k, a, scratch, thread_floats(a->n_head, a->head_dim), NULL, 0, 0, 0};
+    att_job j = {k, a, scratch, thread_floats(a->n_head), NULL, 0, 0, 0};
     j.part = scratch + (size_t)nt * j.per_thread;
     int64_t last = a->n_past + a->T - 1;
     /* multiply-adds of the whole call, ignoring the window: small ones stay inline */

@@ -24,11 +24,16 @@
 
 typedef struct flock_att_args {
     const float *q;          /* [T][ldq]: head h at h * head_dim */
-    const void *kc, *vc;     /* caches [n_ctx][ldkv] of float (or uint16_t f16 where kv_f16), rows
-                              * 0..n_past+T-1 filled; KV head g at g * head_dim */
+    const void *kc, *vc;     /* caches of float (or uint16_t f16 where kv_f16): position j of KV
+                              * head g at g * kv_head_stride + j * ldkv, positions 0..n_past+T-1
+                              * filled */
     bool kv_f16;             /* the caches hold IEEE half floats */
     float *out;              /* [T][ldo]: head h at h * head_dim */
     size_t ldq, ldkv, ldo;
+    size_t kv_head_stride;   /* elements from one KV head's slice to the next: 0 means head_dim
+                              * (the heads side by side in each row, ldkv >= n_kv_head * head_dim);
+                              * the runtime's cache is head-major, [n_kv_head][n_ctx][head_dim]
+                              * (ldkv = head_dim), so a decode task streams one contiguous run */
     int64_t n_past;          /* token t sits at position n_past + t */
     int32_t T, n_head, n_kv_head, head_dim;
     int32_t window;          /* > 0: token at pos sees keys pos-window+1..pos; 0: all earlier keys */

@@ -34,7 +34,7 @@ struct flock_exec {
     const int32_t *value_slot; /* [n_values]; -1 for token ids and logits (the plan's) */
     int32_t n_slots;
     float *slot_mem;     /* [n_slots][chunk][max_width] */
-    void *kcache[FLOCK_MAX_KV_SLOTS], *vcache[FLOCK_MAX_KV_SLOTS]; /* [n_ctx][kv_width] f32, or f16 where kv_f16 */
+    void *kcache[FLOCK_MAX_KV_SLOTS], *vcache[FLOCK_MAX_KV_SLOTS]; /* [n_kv_head][n_ctx][head_dim] f32, or f16 where kv_f16 */
     bool kv_f16;
     float *ffn_h;        /* [chunk][2 * max_dff]: gate/up (interleaved) or fc1 output */
     float *ffn_z;        /* [chunk][max_dff]: the FF intermediate activation */

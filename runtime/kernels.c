@@ -201,6 +201,20 @@ static void att_qk(const float *q, size_t ldq, size_t nq, const float *k, size_t
         }
 }
 
+static void att_qk_h(const float *q, size_t ldq, size_t nq, const uint16_t *k, size_t ldk, size_t n, size_t hd,
+                     float scale, float *s, size_t lds)
+{
+    for (size_t r = 0; r < nq; r++)
+        for (size_t j = 0; j < n; j++) {
+            const uint16_t *kj = k + j * ldk;
+            const float *qr = q + r * ldq;
+            float acc = 0;
+            for (size_t i = 0; i < hd; i++)
+                acc += qr[i] * flock_f16_to_f32(kj[i]);
+            s[r * lds + j] = acc * scale;
+        }
+}
+
 static float att_exp(float *s, size_t n, float m)
 {
     float sum = 0;
@@ -211,11 +225,22 @@ static float att_exp(float *s, size_t n, float m)
     return sum;
 }
 
-static void att_pv(const float *p, const float *v, size_t ldv, size_t n, size_t hd, float *o)
+static void att_pv(const float *p, size_t ldp, size_t np, const float *v, size_t ldv, size_t n, size_t hd, float *o,
+                   size_t ldo)
 {
-    for (size_t j = 0; j < n; j++)
-        for (size_t i = 0; i < hd; i++)
-            o[i] += p[j] * v[j * ldv + i];
+    for (size_t r = 0; r < np; r++)
+        for (size_t j = 0; j < n; j++)
+            for (size_t i = 0; i < hd; i++)
+                o[r * ldo + i] += p[r * ldp + j] * v[j * ldv + i];
+}
+
+static void att_pv_h(const float *p, size_t ldp, size_t np, const uint16_t *v, size_t ldv, size_t n, size_t hd,
+                     float *o, size_t ldo)
+{
+    for (size_t r = 0; r < np; r++)
+        for (size_t j = 0; j < n; j++)
+            for (size_t i = 0; i < hd; i++)
+                o[r * ldo + i] += p[r * ldp + j] * flock_f16_to_f32(v[j * ldv + i]);
 }
 
 static void silu_mul(const float *h, float *z, size_t n)
@@ -258,10 +283,12 @@ static const flock_kernel_table scalar_table = {
     .f32_to_f16 = f32_to_f16,
     .axpy_f32 = axpy_plain,
     .att_qk = att_qk,
+    .att_qk_h = att_qk_h,
     .att_exp = att_exp,
     .silu_mul = silu_mul,
     .gelu_tanh_mul = gelu_tanh_mul,
     .att_pv = att_pv,
+    .att_pv_h = att_pv_h,
 };
 
 const flock_kernel_table *flock_kernels_scalar(void)

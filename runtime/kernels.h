@@ -102,17 +102,22 @@ typedef struct flock_kernel_table {
     void (*f32_to_f16)(const float *x, uint16_t *dst, size_t n);
     /* y[i] += a * x[i] (f32 only; used by attention and reductions). */
     void (*axpy_f32)(float a, const float *x, float *y, size_t n);
-    /* Attention over f32 K/V rows ld floats apart (an f16 cache is widened
-     * a block at a time first, attention.c):
+    /* Attention over K/V rows ld elements apart, f32 or (the _h forms)
+     * IEEE half widened in the load, bitwise the f32 form on the widened
+     * values:
      * att_qk: s[r * lds + j] = scale * (q[r * ldq + 0..hd) . k[j * ldk + 0..hd))
      *   for query rows r < nq and keys j < n (the query heads of a GQA
      *   group share each K load).
      * att_exp: s[j] = exp(s[j] - m) for j < n (s[j] <= m); returns the sum.
      *   The SIMD version uses a polynomial exp (relative error < 4e-7, i.e.
      *   a few ulp; inputs below -87 give 0 where expf gives < 2e-38).
-     * att_pv: o[i] += sum_{j < n} p[j] * v[j * ldv + i] for i < hd. */
+     * att_pv: o[r * ldo + i] += sum_{j < n} p[r * ldp + j] * v[j * ldv + i]
+     *   for rows r < np and i < hd (the rows of a GQA group share each V
+     *   load); a row's result does not depend on np. */
     void (*att_qk)(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
                    float scale, float *s, size_t lds);
+    void (*att_qk_h)(const float *q, size_t ldq, size_t nq, const uint16_t *k, size_t ldk, size_t n, size_t hd,
+                     float scale, float *s, size_t lds);
     float (*att_exp)(float *s, size_t n, float m);
     /* The gated FF's activation over the prefill's interleaved gate/up
      * products: z[i] = f(h[2i]) h[2i+1] for i < n, f = SiLU (silu_mul) or
@@ -121,7 +126,10 @@ typedef struct flock_kernel_table {
      * polynomial exp: within a few ulp of the libm formulas. */
     void (*silu_mul)(const float *h, float *z, size_t n);
     void (*gelu_tanh_mul)(const float *h, float *z, size_t n);
-    void (*att_pv)(const float *p, const float *v, size_t ldv, size_t n, size_t hd, float *o);
+    void (*att_pv)(const float *p, size_t ldp, size_t np, const float *v, size_t ldv, size_t n, size_t hd, float *o,
+                   size_t ldo);
+    void (*att_pv_h)(const float *p, size_t ldp, size_t np, const uint16_t *v, size_t ldv, size_t n, size_t hd,
+                     float *o, size_t ldo);
 } flock_kernel_table;
 
 /* The portable table (always available). */

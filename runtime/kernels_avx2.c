@@ -333,109 +333,31 @@ AVX2_FN static void axpy_plain(float a, const float *x, float *y, size_t n)
 
 /* ---- attention ---------------------------------------------------------- */
 
-/* Scores of one query against 4 keys: 4 accumulators over head_dim, one
- * horizontal reduction for all four (hsum4). */
-AVX2_FN static void qk_1x4(const float *q, const float *k, size_t ldk, size_t hd, float scale, float *s)
-{
-    size_t h8 = hd & ~(size_t)7;
-    const float *k0 = k, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i < h8; i += 8) {
-        __m256 qv = _mm256_loadu_ps(q + i);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), qv, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k1 + i), qv, a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k2 + i), qv, a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k3 + i), qv, a3);
-    }
-    float out[4];
-    hsum4(a0, a1, a2, a3, out);
-    for (size_t i = h8; i < hd; i++) {
-        out[0] += q[i] * k0[i];
-        out[1] += q[i] * k1[i];
-        out[2] += q[i] * k2[i];
-        out[3] += q[i] * k3[i];
-    }
-    for (int c = 0; c < 4; c++)
-        s[c] = out[c] * scale;
-}
-
-/* Two queries against 4 keys: 8 accumulators, 6 loads per 8 FMAs (one
- * query alone needs 5 per 4). Each score is summed exactly as in qk_1x4,
- * so a row's scores do not depend on whether it was paired. */
-AVX2_FN static void qk_2x4(const float *q, size_t ldq, const float *k, size_t ldk, size_t hd, float scale, float *s,
-                           size_t lds)
-{
-    size_t h8 = hd & ~(size_t)7;
-    const float *q1 = q + ldq, *k0 = k, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    for (size_t i = 0; i < h8; i += 8) {
-        __m256 qa = _mm256_loadu_ps(q + i), qb = _mm256_loadu_ps(q1 + i), kv;
-        kv = _mm256_loadu_ps(k0 + i);
-        a0 = _mm256_fmadd_ps(kv, qa, a0);
-        b0 = _mm256_fmadd_ps(kv, qb, b0);
-        kv = _mm256_loadu_ps(k1 + i);
-        a1 = _mm256_fmadd_ps(kv, qa, a1);
-        b1 = _mm256_fmadd_ps(kv, qb, b1);
-        kv = _mm256_loadu_ps(k2 + i);
-        a2 = _mm256_fmadd_ps(kv, qa, a2);
-        b2 = _mm256_fmadd_ps(kv, qb, b2);
-        kv = _mm256_loadu_ps(k3 + i);
-        a3 = _mm256_fmadd_ps(kv, qa, a3);
-        b3 = _mm256_fmadd_ps(kv, qb, b3);
-    }
-    float oa[4], ob[4];
-    hsum4(a0, a1, a2, a3, oa);
-    hsum4(b0, b1, b2, b3, ob);
-    for (size_t i = h8; i < hd; i++)
-        for (int c = 0; c < 4; c++) {
-            oa[c] += q[i] * k[c * ldk + i];
-            ob[c] += q1[i] * k[c * ldk + i];
-        }
-    for (int c = 0; c < 4; c++) {
-        s[c] = oa[c] * scale;
-        s[lds + c] = ob[c] * scale;
-    }
-}
-
 #define QK_AHEAD 16 /* keys */
 #define PV_AHEAD 16
+/* The K/V prefetches: measured at a 512-token context (SmolLM2, one
+ * thread, the cache's rows then interleaving the KV heads), keep 0.5 110
+ * -> 117 tok/s, keep 1.0 within the noise. */
 
-AVX2_FN static void att_qk(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
-                           float scale, float *s, size_t lds)
-{
-    size_t h8 = hd & ~(size_t)7, j = 0;
-    for (; j + 4 <= n; j += 4) {
-        /* the K rows are strided (ldk floats apart, one KV head's slice of
-         * each cache row) and come from L3 or memory at long contexts:
-         * fetch those QK_AHEAD keys on (prefetches never fault, so reading
-         * past the cache's end is harmless). Measured at a 512-token
-         * context, SmolLM2 one thread: keep 0.5 110 -> 117 tok/s with the
-         * V prefetch of att_pv, keep 1.0 within the noise; attention there
-         * streams its f32 K/V at the core's bandwidth, the prefetch cannot
-         * do more (an f16 cache would halve the bytes). */
-        for (size_t c = 0; c < 4; c++)
-            for (size_t o = 0; o < hd; o += 16)
-                __builtin_prefetch(k + (j + QK_AHEAD + c) * ldk + o);
-        size_t r = 0;
-        for (; r + 2 <= nq; r += 2)
-            qk_2x4(q + r * ldq, ldq, k + j * ldk, ldk, hd, scale, s + r * lds + j, lds);
-        if (r < nq)
-            qk_1x4(q + r * ldq, k + j * ldk, ldk, hd, scale, s + r * lds + j);
-    }
-    for (; j < n; j++) {
-        const float *kj = k + j * ldk;
-        for (size_t r = 0; r < nq; r++) {
-            const float *qr = q + r * ldq;
-            __m256 a0 = _mm256_setzero_ps();
-            for (size_t i = 0; i < h8; i += 8)
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kj + i), _mm256_loadu_ps(qr + i), a0);
-            float acc = hsum8(a0);
-            for (size_t i = h8; i < hd; i++)
-                acc += qr[i] * kj[i];
-            s[r * lds + j] = acc * scale;
-        }
-    }
-}
+#define ATT_T float
+#define ATT_SFX _f32
+#define ATT_LD(p) _mm256_loadu_ps(p)
+#define ATT_EL(x) (x)
+#include "att_avx2.h"
+#undef ATT_T
+#undef ATT_SFX
+#undef ATT_LD
+#undef ATT_EL
+
+#define ATT_T uint16_t
+#define ATT_SFX _f16
+#define ATT_LD(p) load_f16(p)
+#define ATT_EL(x) f16_1(x)
+#include "att_avx2.h"
+#undef ATT_T
+#undef ATT_SFX
+#undef ATT_LD
+#undef ATT_EL
 
 /* exp(x) for 8 lanes: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts,
  * so r is exact to a few ulp), e^r by its degree-7 Taylor polynomial
@@ -524,57 +446,6 @@ AVX2_FN static void gelu_tanh_mul(const float *h, float *z, size_t n)
         z[i] = flock_gelu_tanh(h[2 * i]) * h[2 * i + 1];
 }
 
-/* o += p V: 64 output floats held in 8 registers while the keys stream by
- * (8 independent FMA chains), then 8 at a time, then the odd end. */
-AVX2_FN static void att_pv(const float *p, const float *v, size_t ldv, size_t n, size_t hd, float *o)
-{
-    size_t i = 0;
-    for (; i + 64 <= hd; i += 64) {
-        __m256 o0 = _mm256_loadu_ps(o + i), o1 = _mm256_loadu_ps(o + i + 8), o2 = _mm256_loadu_ps(o + i + 16),
-               o3 = _mm256_loadu_ps(o + i + 24), o4 = _mm256_loadu_ps(o + i + 32), o5 = _mm256_loadu_ps(o + i + 40),
-               o6 = _mm256_loadu_ps(o + i + 48), o7 = _mm256_loadu_ps(o + i + 56);
-        for (size_t j = 0; j < n; j++) {
-            const float *vj = v + j * ldv + i;
-            for (size_t c = 0; c < 64; c += 16) /* as att_qk: strided rows from far away */
-                __builtin_prefetch(vj + PV_AHEAD * ldv + c);
-            __m256 pj = _mm256_set1_ps(p[j]);
-            o0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), o0);
-            o1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), o1);
-            o2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), o2);
-            o3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), o3);
-            o4 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 32), o4);
-            o5 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 40), o5);
-            o6 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 48), o6);
-            o7 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 56), o7);
-        }
-        _mm256_storeu_ps(o + i, o0);
-        _mm256_storeu_ps(o + i + 8, o1);
-        _mm256_storeu_ps(o + i + 16, o2);
-        _mm256_storeu_ps(o + i + 24, o3);
-        _mm256_storeu_ps(o + i + 32, o4);
-        _mm256_storeu_ps(o + i + 40, o5);
-        _mm256_storeu_ps(o + i + 48, o6);
-        _mm256_storeu_ps(o + i + 56, o7);
-    }
-    for (; i + 8 <= hd; i += 8) {
-        __m256 o0 = _mm256_loadu_ps(o + i), o1 = _mm256_setzero_ps();
-        size_t j = 0;
-        for (; j + 2 <= n; j += 2) { /* two chains */
-            o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + i), o0);
-            o1 = _mm256_fmadd_ps(_mm256_set1_ps(p[j + 1]), _mm256_loadu_ps(v + (j + 1) * ldv + i), o1);
-        }
-        if (j < n)
-            o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + i), o0);
-        _mm256_storeu_ps(o + i, _mm256_add_ps(o0, o1));
-    }
-    for (; i < hd; i++) {
-        float acc = o[i];
-        for (size_t j = 0; j < n; j++)
-            acc += p[j] * v[j * ldv + i];
-        o[i] = acc;
-    }
-}
-
 /* Table rows by dtype: the three float types, then the quantized ones. */
 #define DT3(f) [FLOCK_DTYPE_F32] = f##_f32, [FLOCK_DTYPE_F16] = f##_f16, [FLOCK_DTYPE_BF16] = f##_bf16
 #define QK(pre, f)                                                                                          \
@@ -602,11 +473,13 @@ static const flock_kernel_table avx2_table = {
     .to_f32 = {DT3(cvt), QK(flock_qa, to_f32)},
     .f32_to_f16 = f32_to_f16,
     .axpy_f32 = axpy_plain,
-    .att_qk = att_qk,
+    .att_qk = att_qk_f32,
+    .att_qk_h = att_qk_f16,
     .att_exp = att_exp,
     .silu_mul = silu_mul,
     .gelu_tanh_mul = gelu_tanh_mul,
-    .att_pv = att_pv,
+    .att_pv = att_pv_f32,
+    .att_pv_h = att_pv_f16,
 };
 
 const flock_kernel_table *flock_kernels_avx2(void)

@@ -33,7 +33,7 @@ flock_session_opts flock_session_default_opts(void)
                                 .select = FLOCK_SELECT_GRIFFIN, .all_logits = false,
                                 .device = FLOCK_DEVICE_AUTO, .kernels = FLOCK_KERNELS_AUTO, .refresh = 0,
                                 .glass_weight = FLOCK_GLASS_WEIGHT_DEFAULT, .pack_rows = true,
-                                .kv_type = FLOCK_KV_F32};
+                                .kv_type = FLOCK_KV_F16};
 }
 
 flock_status flock_session_fail(flock_session *s, flock_status st, const flock_error *err)

@@ -41,7 +41,7 @@ def main():
         bundle, out = os.path.join(tmp, "m.flock"), os.path.join(tmp, "logits.bin")
         subprocess.run([flockc, model, "-o", bundle, "--dtype", "f32", "--quiet"], check=True)
         subprocess.run([flock, "logits", bundle, "--ids", ",".join(map(str, tokens)),
-                        "--prompt-len", str(n_tok - 10), "--out", out], check=True)
+                        "--prompt-len", str(n_tok - 10), "--out", out, "--kv-type", "f32"], check=True)
         got = np.fromfile(out, dtype="<f4").reshape(n_tok, -1)[-1].astype(np.float64)
     err = float(np.linalg.norm(got - want) / np.linalg.norm(want))
     same = int(np.argmax(got)) == int(np.argmax(want))

@@ -164,12 +164,15 @@ def main():
     ids = [1] + [int(i) for i in rng.integers(3, m.vocab, n_tok - 1)]
     ids_s = ",".join(map(str, ids))
     failures = 0
+    # the reference keeps K/V in double: flock's cache as computed (f32), so
+    # the bounds measure the kernels, not the default f16 cache's rounding
+    F32KV = ["--kv-type", "f32"]
     with tempfile.TemporaryDirectory() as tmp:
         bundle = os.path.join(tmp, "m.flock")
         run([flockc, model, "-o", bundle, "--dtype", "f32", "--keep", f"{keep}", "--quiet"])
         # 1. full-FF logits of every position
         out = os.path.join(tmp, "logits.bin")
-        run([flock, "logits", bundle, "--ids", ids_s, "--out", out, "--threads", "2"])
+        run([flock, "logits", bundle, "--ids", ids_s, "--out", out, "--threads", "2"] + F32KV)
         got = np.fromfile(out, dtype="<f4").reshape(len(ids), -1)
         ref, zs = m.forward(ids)
         worst = 0.0
@@ -181,7 +184,7 @@ def main():
                 failures += 1
         print(f"logits, full FF, {len(ids)} positions: worst relative error {worst:.3g}")
         # 2. GRIFFIN experts for the prompt (all tokens)
-        js = json.loads(run([flock, "experts", bundle, "--ids", ids_s, "--keep", f"{keep}"]))
+        js = json.loads(run([flock, "experts", bundle, "--ids", ids_s, "--keep", f"{keep}"] + F32KV))
         worst_agree = 1.0
         kept = []
         for l, layer in enumerate(js["layers"]):
@@ -200,7 +203,7 @@ def main():
         kept = [griffin_select(zp[l], keep) for l in range(m.n_layer)]
         ref2, _ = m.forward(ids, prompt_len=P, kept=kept)
         run([flock, "logits", bundle, "--ids", ids_s, "--keep", f"{keep}", "--prompt-len", str(P),
-             "--out", out, "--threads", "1"])
+             "--out", out, "--threads", "1"] + F32KV)
         got2 = np.fromfile(out, dtype="<f4").reshape(len(ids), -1)
         e = rel_err(got2[-1], ref2[-1])
         print(f"logits, keep {keep}, last position with the experts: relative error {e:.3g}, "
@@ -218,7 +221,7 @@ def main():
                 seq.append(int(np.argmax(lg[-1])))
             print("reference greedy tokens:", ",".join(map(str, seq[P:])))
             run([flock, "logits", bundle, "--ids", ",".join(map(str, seq)), "--prompt-len", str(P),
-                 "--out", out])
+                 "--out", out] + F32KV)
             got3 = np.fromfile(out, dtype="<f4").reshape(len(seq), -1)
             mine = [int(np.argmax(got3[t])) for t in range(P - 1, len(seq) - 1)]
             same = mine == seq[P:]

@@ -618,6 +618,9 @@ static void jit_logits(flock_model *m, flock_kernel_choice kc, double keep, int 
     o.n_ctx = 64;
     o.keep = keep;
     o.kernels = kc;
+    /* the kernels' f32 rounding, not the f16 cache's: an f16 K/V rounds
+     * differently where the FF outputs differ in their last bits */
+    o.kv_type = FLOCK_KV_F32;
     flock_session *s;
     flock_error err = {0};
     if (flock_session_create(m, &o, &s, &err) != FLOCK_OK)

@@ -58,7 +58,8 @@ static void reference(const att_case *c, const float *q, const float *kc, const 
  * and close to the reference. Then the same caches rounded to f16, once as
  * floats and once as an f16 cache: the f16 cache's result must be bitwise
  * the f32 one on the rounded values (attention.c widens the f16 rows
- * exactly and runs the same kernels). */
+ * exactly and runs the same kernels). Both again in the runtime's
+ * head-major cache layout: bitwise the same. */
 static void check_case(const flock_kernel_table *k, const att_case *c, uint64_t *rng)
 {
     int32_t hd = c->head_dim, kvw = c->n_kv_head * hd, qw = c->n_head * hd;
@@ -114,6 +115,24 @@ static void check_case(const flock_kernel_table *k, const att_case *c, uint64_t 
         a.kc = kh, a.vc = vh, a.kv_f16 = true, a.out = o16;
         flock_attention(k, pool, scratch, &a);
         assert_memory_equal(o32, o16, (size_t)c->T * qw * sizeof(float));
+        /* the runtime's head-major layout ([kv head][n_ctx][hd], ldkv = hd):
+         * bitwise the row-interleaved result, f32 and f16 */
+        float *hk = malloc(ncache * sizeof *hk), *hv = malloc(ncache * sizeof *hv), *oh = malloc((size_t)c->T * qw * sizeof *oh);
+        uint16_t *hkh = malloc(ncache * sizeof *hkh), *hvh = malloc(ncache * sizeof *hvh);
+        assert_true(hk && hv && oh && hkh && hvh);
+        for (int32_t g = 0; g < c->n_kv_head; g++)
+            for (int32_t j = 0; j < n_ctx; j++)
+                for (int32_t i = 0; i < hd; i++) {
+                    size_t from = (size_t)j * kvw + (size_t)g * hd + i, to = ((size_t)g * n_ctx + j) * hd + i;
+                    hk[to] = kc[from], hv[to] = vc[from], hkh[to] = kh[from], hvh[to] = vh[from];
+                }
+        a.kc = hk, a.vc = hv, a.kv_f16 = false, a.out = oh, a.ldkv = (size_t)hd, a.kv_head_stride = (size_t)n_ctx * hd;
+        flock_attention(k, pool, scratch, &a);
+        assert_memory_equal(out[nt - 1], oh, (size_t)c->T * qw * sizeof(float));
+        a.kc = hkh, a.vc = hvh, a.kv_f16 = true;
+        flock_attention(k, pool, scratch, &a);
+        assert_memory_equal(o16, oh, (size_t)c->T * qw * sizeof(float));
+        free(hk), free(hv), free(oh), free(hkh), free(hvh);
         free(o32), free(o16);
         free(scratch);
         flock_pool_free(pool);
@@ -185,7 +204,7 @@ static void check_kernels(const flock_kernel_table *k)
                     }
             }
             memcpy(s, s3, n * sizeof *s);
-            k->att_pv(s, kv, ld, n, hd, o);
+            k->att_pv(s, n, 1, kv, ld, n, hd, o, hd);
             for (size_t i = 0; i < hd; i++) {
                 double acc = or[i];
                 for (size_t j = 0; j < n; j++)
@@ -193,6 +212,38 @@ static void check_kernels(const flock_kernel_table *k)
                 or[i] = (float)acc;
             }
             assert_true(flock_test_nrm_err(o, or, hd) < 1e-6);
+            /* f16 K/V (the _h forms) bitwise the f32 forms on the widened
+             * values; p V over 1..6 rows at once, each row bitwise its
+             * one-row result */
+            uint16_t *kh = malloc(n * ld * sizeof *kh);
+            float *kw = malloc(n * ld * sizeof *kw), *p6 = malloc(6 * 20 * sizeof *p6),
+                  *o6 = malloc(6 * (hd + 2) * sizeof *o6), *o1 = malloc(6 * (hd + 2) * sizeof *o1),
+                  *s3h = malloc(60 * sizeof *s3h);
+            assert_true(kh && kw && p6 && o6 && o1 && s3h);
+            k->f32_to_f16(kv, kh, n * ld);
+            for (size_t i = 0; i < n * ld; i++)
+                kw[i] = flock_f16_to_f32(kh[i]);
+            for (size_t nq = 1; nq <= 3; nq++) {
+                k->att_qk(q3, hd + 1, nq, kw, ld, n, hd, 0.7f, s3, 20);
+                k->att_qk_h(q3, hd + 1, nq, kh, ld, n, hd, 0.7f, s3h, 20);
+                for (size_t r = 0; r < nq; r++)
+                    assert_memory_equal(s3 + r * 20, s3h + r * 20, n * sizeof *s3);
+            }
+            for (size_t i = 0; i < 6 * 20; i++)
+                p6[i] = flock_test_randf(&rng);
+            for (size_t np = 1; np <= 6; np++)
+                for (int h = 0; h < 2; h++) {
+                    for (size_t i = 0; i < 6 * (hd + 2); i++)
+                        o6[i] = o1[i] = flock_test_randf(&rng);
+                    if (h)
+                        k->att_pv_h(p6, 20, np, kh, ld, n, hd, o6, hd + 2);
+                    else
+                        k->att_pv(p6, 20, np, kw, ld, n, hd, o6, hd + 2);
+                    for (size_t r = 0; r < np; r++) /* one row at a time, the f32 form */
+                        k->att_pv(p6 + r * 20, 20, 1, kw, ld, n, hd, o1 + r * (hd + 2), hd + 2);
+                    assert_memory_equal(o6, o1, 6 * (hd + 2) * sizeof *o6);
+                }
+            free(kh), free(kw), free(p6), free(o6), free(o1), free(s3h);
             free(q), free(kv), free(s), free(o), free(or), free(q3), free(s3);
         }
     /* f32 -> f16: bitwise the format library's rounding, over normal,

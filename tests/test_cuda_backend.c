@@ -182,6 +182,9 @@ static flock_session *session(flock_model *m, flock_device dev, double keep, flo
     o.n_ctx = g_n_ctx;
     o.seed = 7;
     o.kernels = FLOCK_KERNELS_PORTABLE;
+    /* the CPU side is the reference: K/V as computed (the device caches f16) */
+    if (dev == FLOCK_DEVICE_CPU)
+        o.kv_type = FLOCK_KV_F32;
     flock_error err = {0};
     flock_session *s = NULL;
     if (flock_session_create(m, &o, &s, &err) != FLOCK_OK)

@@ -53,7 +53,7 @@ static void help(FILE *f)
                "                   with each (default auto); e.g. generated,portable side by side\n"
                "  --pack-rows on|off  copy the kept FF rows into one block per layer after the\n"
                "                   selection (default on; costs keep x the FF weights of memory)\n"
-               "  --kv-type T      the KV cache's elements: f16 or f32 (default on the CPU)\n"
+               "  --kv-type T      the KV cache's elements: f16 (the default) or f32\n"
                "  --json           one JSON object instead of the table\n");
 }
 
@@ -195,7 +195,7 @@ typedef struct bench_opts {
     flock_device device;
     bool json;
     bool pack_rows; /* --pack-rows on|off (default on) */
-    flock_kv_type kv_type; /* --kv-type (default f32) */
+    flock_kv_type kv_type; /* --kv-type (default: the session default, f16) */
     flock_kernel_choice kchoice[FLOCK_KERNELS_CHOICE_COUNT];
     int n_kchoice;
     const char *bundle;
@@ -214,7 +214,7 @@ static bool parse_kernels(const char *t, int i, void *out)
 /* Returns -1 when the options are good (run the benchmark), else the exit code. */
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){.P = 128, .G = 64, .R = 3, .mode = FLOCK_SELECT_GRIFFIN, .device = FLOCK_DEVICE_AUTO, .pack_rows = true, .kv_type = FLOCK_KV_F32,
+    *o = (bench_opts){.P = 128, .G = 64, .R = 3, .mode = FLOCK_SELECT_GRIFFIN, .device = FLOCK_DEVICE_AUTO, .pack_rows = true, .kv_type = FLOCK_KV_F16,
                       .kchoice = {FLOCK_KERNELS_AUTO}, .n_kchoice = 1};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;

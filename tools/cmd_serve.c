@@ -611,7 +611,7 @@ static void help(FILE *f)
             "                      lone sequence's decode streams them: keep x the FF weights more\n"
             "                      memory per slot (default on with --parallel 1, else off: the\n"
             "                      batched step reads the rows in place)\n"
-            "  --kv-type T         the KV cache's elements: f16 or f32 (default on the CPU)\n");
+            "  --kv-type T         the KV cache's elements: f16 (the default) or f32\n");
 }
 
 static int parse_size(const char *v, long long lo, long long hi, long long *out, const char *what)

@@ -156,8 +156,8 @@ void run_args_help(FILE *f, bool sampling)
                "  --pack-rows on|off  CPU, keep < 1: copy the kept FF rows into one block per layer\n"
                "                      after each selection, so the decode streams them (faster; keep x\n"
                "                      the FF weights more memory per session; default on)\n"
-               "  --kv-type T         the KV cache's elements: f16 (half the bytes per position)\n"
-               "                      or f32 (default on the CPU; K and V as computed)\n");
+               "  --kv-type T         the KV cache's elements: f16 (the default: half the bytes per\n"
+               "                      position) or f32 (K and V as computed)\n");
     if (sampling)
         fprintf(f, "  -n N                tokens to generate (default 128)\n"
                    "  --temp T            temperature; 0 = greedy (default 0.8)\n"

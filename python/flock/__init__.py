@@ -158,7 +158,7 @@ class Model:
 
     def session(self, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0, all_logits=False,
                 refresh=0,
-                kernels="auto", pack_rows=True, kv_type="f32"):
+                kernels="auto", pack_rows=True, kv_type="f16"):
         """A session: KV cache and selected experts (all buffers allocated now).
 
         keep: fraction of FF neurons kept during generation (1.0, or a ratio the bundle was compiled for);
@@ -184,7 +184,7 @@ class Session:
     """One sequence on a Model: generate, stream, logits, experts. One thread at a time."""
 
     def __init__(self, model, keep=1.0, select="griffin", threads=None, ctx=None, device="auto", seed=0,
-                 all_logits=False, kernels="auto", refresh=0, pack_rows=True, kv_type="f32"):
+                 all_logits=False, kernels="auto", refresh=0, pack_rows=True, kv_type="f16"):
         self.model = model
         o = _L.flock_session_default_opts()
         o.keep = float(keep)
