@@ -112,8 +112,8 @@ typedef struct flock_kernel_table {
      *   The SIMD version uses a polynomial exp (relative error < 4e-7, i.e.
      *   a few ulp; inputs below -87 give 0 where expf gives < 2e-38).
      * att_pv: o[r * ldo + i] += sum_{j < n} p[r * ldp + j] * v[j * ldv + i]
-     *   for rows r < np and i < hd (the rows of a GQA group share each V
-     *   load); a row's result does not depend on np. */
+     *   for rows r < np and i < hd (the rows of a GQA group in one call);
+     *   a row's result does not depend on np. */
     void (*att_qk)(const float *q, size_t ldq, size_t nq, const float *k, size_t ldk, size_t n, size_t hd,
                    float scale, float *s, size_t lds);
     void (*att_qk_h)(const float *q, size_t ldq, size_t nq, const uint16_t *k, size_t ldk, size_t n, size_t hd,
