@@ -35,11 +35,13 @@ AVX2_FN static inline float half(const uint8_t *p)
     return f16_1(h);
 }
 
-/* The 16 bytes of 4-bit quants at qs as 32 unsigned bytes in element order. */
+/* The 16 bytes of 4-bit quants at qs as 32 unsigned bytes in element order:
+ * the bytes in both halves (one broadcast load), the upper half's 64-bit
+ * lanes shifted right by 4, then the low nibble of every byte. */
 AVX2_FN static inline __m256i nibbles(const uint8_t *qs)
 {
-    __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
 }
 
 /* The fifth bits of a q5_0 block (u32 qh at p: bit j is element j's) as

@@ -1,12 +1,15 @@
 /* Private: the row loops of the int8-activation dot products (kernels.h,
  * dotq and dotq4), shared by the AVX2 and AVX-512 VNNI tables. A table
- * defines the per-block step of each type, STEP(p, xb, qx, acc, &off)
- * (the row's float sums advanced by block p against x block xb, whose int8
- * quants are qx), and gets from these the one-row and the four-row product
- * with the same steps in the same order, so a row's result is bitwise the
- * same whichever computes it. BS is the block's bytes, K the factor of the
- * offset term (-8 for q4_0, -16 for q5_0, 1 for q4_1's minimum). Include
- * after avx2_util.h and kernels.h. */
+ * defines the per-block step of each type, STEP(p, xds, qx, acc, &off)
+ * (the row's float sums advanced by block p against an x block whose scale
+ * and sum are xds = [d, s] and whose int8 quants are qx), and gets from
+ * these the one-row and the four-row product with the same steps in the
+ * same order, so a row's result is bitwise the same whichever computes it.
+ * The offset term is summed in lane 1 of off (the steps' fma of the weight
+ * block's [d, m] or [d, d] with xds: lane 1 is the scalar fmaf(m, s, off)
+ * bit for bit, lane 0 is not used). BS is the block's bytes, K the factor
+ * of the offset term (-8 for q4_0, -16 for q5_0, 1 for q4_1's minimum).
+ * Include after avx2_util.h and kernels.h. */
 #ifndef FLOCK_RUNTIME_DOTQ_LOOPS_H
 #define FLOCK_RUNTIME_DOTQ_LOOPS_H
 
@@ -16,31 +19,70 @@ AVX2_FN static inline __m256i load_qx(const flock_q8x *xb)
     return _mm256_loadu_si256((const __m256i *)xb->q);
 }
 
+/* x block xb's [d, s] in lanes 0 and 1 (one 8-byte load). */
+AVX2_FN static inline __m128 load_xds(const flock_q8x *xb)
+{
+    return _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)xb));
+}
+
+/* The two f16 at p (a q4_1 block's d and m) as [d, m, 0, 0]: one load and
+ * one conversion for both. */
+AVX2_FN static inline __m128 f16_pair(const uint8_t *p)
+{
+    uint32_t h;
+    memcpy(&h, p, 4);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)h));
+}
+
+/* The f16 at p in every lane. */
+AVX2_FN static inline __m128 f16_bcast(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _mm_cvtph_ps(_mm_set1_epi16((short)h));
+}
+
+/* A block's step from its int32 lane sums i and weight scales w = [d, m]
+ * (or [d, d]): acc += d dx i (the scalar product d dx, then one FMA per
+ * lane), off += w xds (lane 1: m s, or d s). */
+AVX2_FN static inline __m256 step_scale(__m256i i, __m128 w, __m128 xds, __m256 acc, __m128 *off)
+{
+    *off = _mm_fmadd_ps(w, xds, *off);
+    return _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_mul_ps(w, xds)), _mm256_cvtepi32_ps(i), acc);
+}
+
+/* Lane 1 of v. */
+AVX2_FN static inline float lane1(__m128 v)
+{
+    return _mm_cvtss_f32(_mm_movehdup_ps(v));
+}
+
 #define FLOCK_DOTQ_ROWS(ATTR, NAME, NAME4, STEP, BS, K)                                                     \
     ATTR float NAME(const void *w, const flock_q8x *xq, size_t n)                                           \
     {                                                                                                       \
         const uint8_t *p = w;                                                                               \
         __m256 acc = _mm256_setzero_ps();                                                                   \
-        float off = 0;                                                                                      \
+        __m128 off = _mm_setzero_ps();                                                                      \
         for (size_t b = 0; b < n / 32; b++, p += (BS))                                                      \
-            acc = STEP(p, &xq[b], load_qx(&xq[b]), acc, &off);                                              \
-        return hsum8(acc) + (K) * off;                                                                      \
+            acc = STEP(p, load_xds(&xq[b]), load_qx(&xq[b]), acc, &off);                                    \
+        return hsum8(acc) + (K) * lane1(off);                                                               \
     }                                                                                                       \
     ATTR void NAME4(const void *const *w, const flock_q8x *xq, size_t n, float *out)                        \
     {                                                                                                       \
         const uint8_t *p0 = w[0], *p1 = w[1], *p2 = w[2], *p3 = w[3];                                       \
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                         \
-        float f0 = 0, f1 = 0, f2 = 0, f3 = 0;                                                               \
+        __m128 f0 = _mm_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;                                            \
         for (size_t b = 0; b < n / 32; b++) {                                                               \
             __m256i qx = load_qx(&xq[b]);                                                                   \
+            __m128 xds = load_xds(&xq[b]);                                                                  \
             size_t o = b * (BS);                                                                            \
-            a0 = STEP(p0 + o, &xq[b], qx, a0, &f0);                                                         \
-            a1 = STEP(p1 + o, &xq[b], qx, a1, &f1);                                                         \
-            a2 = STEP(p2 + o, &xq[b], qx, a2, &f2);                                                         \
-            a3 = STEP(p3 + o, &xq[b], qx, a3, &f3);                                                         \
+            a0 = STEP(p0 + o, xds, qx, a0, &f0);                                                            \
+            a1 = STEP(p1 + o, xds, qx, a1, &f1);                                                            \
+            a2 = STEP(p2 + o, xds, qx, a2, &f2);                                                            \
+            a3 = STEP(p3 + o, xds, qx, a3, &f3);                                                            \
         }                                                                                                   \
-        out[0] = hsum8(a0) + (K) * f0, out[1] = hsum8(a1) + (K) * f1;                                       \
-        out[2] = hsum8(a2) + (K) * f2, out[3] = hsum8(a3) + (K) * f3;                                       \
+        out[0] = hsum8(a0) + (K) * lane1(f0), out[1] = hsum8(a1) + (K) * lane1(f1);                         \
+        out[2] = hsum8(a2) + (K) * lane1(f2), out[3] = hsum8(a3) + (K) * lane1(f3);                         \
     }
 
 /* The q4_k product against int8 x: a 256-element block's 32 bytes of

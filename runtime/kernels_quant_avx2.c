@@ -348,28 +348,20 @@ AVX2_FN static inline __m256 step_q8_0(const uint8_t *p, const flock_q8x *xb, __
     return _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xb->d), _mm256_cvtepi32_ps(i), acc);
 }
 
-AVX2_FN static inline __m256 step_q4_0(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc, float *off)
+AVX2_FN static inline __m256 step_q4_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
 {
-    __m256i i = dot_u8i8(nibbles(p + 2), qx);
-    float dw = half(p);
-    *off = __builtin_fmaf(dw, xb->s, *off);
-    return _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(i), acc);
+    return step_scale(dot_u8i8(nibbles(p + 2), qx), f16_bcast(p), xds, acc, off);
 }
 
-AVX2_FN static inline __m256 step_q4_1(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc, float *off)
+AVX2_FN static inline __m256 step_q4_1(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
 {
-    __m256i i = dot_u8i8(nibbles(p + 4), qx);
-    *off = __builtin_fmaf(half(p + 2), xb->s, *off);
-    return _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xb->d), _mm256_cvtepi32_ps(i), acc);
+    return step_scale(dot_u8i8(nibbles(p + 4), qx), f16_pair(p), xds, acc, off);
 }
 
 /* q5_0: the unsigned 5-bit quants against qx, then - 16 dw s (as q4_0's - 8). */
-AVX2_FN static inline __m256 step_q5_0(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc, float *off)
+AVX2_FN static inline __m256 step_q5_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
 {
-    __m256i i = dot_u8i8(q5_u8(p), qx);
-    float dw = half(p);
-    *off = __builtin_fmaf(dw, xb->s, *off);
-    return _mm256_fmadd_ps(_mm256_set1_ps(dw * xb->d), _mm256_cvtepi32_ps(i), acc);
+    return step_scale(dot_u8i8(q5_u8(p), qx), f16_bcast(p), xds, acc, off);
 }
 
 /* q4_k against int8 x (dotq_loops.h), each sub-block's products by
