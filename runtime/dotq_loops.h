@@ -85,6 +85,29 @@ AVX2_FN static inline float lane1(__m128 v)
         out[2] = hsum8(a2) + (K) * lane1(f2), out[3] = hsum8(a3) + (K) * lane1(f3);                         \
     }
 
+/* The 4-bit and 5-bit types' steps and their one-row and four-row products
+ * (PFX_q4_0 and PFX4_q4_0, ... q4_1, q5_0), DOT(u8, i8) giving the 8 int32
+ * lane sums of a block's 32 products: q4_0 and q5_0 take the unsigned
+ * quants and subtract 8 (16) d s once per row, q4_1 adds its minimum m s.
+ * LINK is the products' linkage (static or empty), FN the target
+ * attribute. */
+#define FLOCK_DOTQ_4BIT(LINK, FN, PFX, DOT)                                                                 \
+    FN static inline __m256 PFX##_step_q4_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off) \
+    {                                                                                                       \
+        return step_scale(DOT(nibbles(p + 2), qx), f16_bcast(p), xds, acc, off);                            \
+    }                                                                                                       \
+    FN static inline __m256 PFX##_step_q4_1(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off) \
+    {                                                                                                       \
+        return step_scale(DOT(nibbles(p + 4), qx), f16_pair(p), xds, acc, off);                             \
+    }                                                                                                       \
+    FN static inline __m256 PFX##_step_q5_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off) \
+    {                                                                                                       \
+        return step_scale(DOT(q5_u8(p), qx), f16_bcast(p), xds, acc, off);                                  \
+    }                                                                                                       \
+    FLOCK_DOTQ_ROWS(LINK FN, PFX##_q4_0, PFX##4_q4_0, PFX##_step_q4_0, 18, -8.0f)                           \
+    FLOCK_DOTQ_ROWS(LINK FN, PFX##_q4_1, PFX##4_q4_1, PFX##_step_q4_1, 20, 1.0f)                            \
+    FLOCK_DOTQ_ROWS(LINK FN, PFX##_q5_0, PFX##4_q5_0, PFX##_step_q5_0, 22, -16.0f)
+
 /* The q4_k product against int8 x: a 256-element block's 32 bytes of
  * quants per pair of sub-blocks, low nibbles sub-block i, high nibbles
  * i + 1 (dequant_q4_k's order), each an integer dot with its x block

@@ -24,29 +24,14 @@
 
 #define VNNI_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/* One block of each product: the row's sums (acc, and off for the 4-bit
- * types' offset term) advanced by block p against xb. */
+/* One q8_0 block of the product: the row's sums advanced by block p
+ * against xb. */
 VNNI_FN static inline __m256 step_q8_0(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc)
 {
     __m256i qw = _mm256_loadu_si256((const __m256i *)(p + 2));
     /* |qw| (unsigned) times qx with qw's sign, as vpdpbusd takes them */
     __m256i i = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
     return _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xb->d), _mm256_cvtepi32_ps(i), acc);
-}
-
-VNNI_FN static inline __m256 step_q4_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
-{
-    return step_scale(_mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles(p + 2), qx), f16_bcast(p), xds, acc, off);
-}
-
-VNNI_FN static inline __m256 step_q4_1(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
-{
-    return step_scale(_mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles(p + 4), qx), f16_pair(p), xds, acc, off);
-}
-
-VNNI_FN static inline __m256 step_q5_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
-{
-    return step_scale(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q5_u8(p), qx), f16_bcast(p), xds, acc, off);
 }
 
 VNNI_FN static float dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
@@ -58,21 +43,20 @@ VNNI_FN static float dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
     return hsum8(acc);
 }
 
-/* The 4-bit and 5-bit types, one row and four rows (dotq_loops.h). Not
- * q8_0's four-row product, as in the AVX2 table: one row at a time
- * (prefetched) was as fast or faster in the decode (SmolLM2's q8_0 LM head). */
-FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_0, dotq4_q4_0, step_q4_0, 18, -8.0f)
-FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q4_1, dotq4_q4_1, step_q4_1, 20, 1.0f)
-FLOCK_DOTQ_ROWS(static VNNI_FN, dotq_q5_0, dotq4_q5_0, step_q5_0, 22, -16.0f)
-
-/* q4_k against int8 x (dotq_loops.h), each sub-block's 32 u8 x i8
- * products summed by vpdpbusd: the AVX2 table's int32 lanes and float
- * steps, so its result bit for bit. */
+/* The sum of the 32 u8 x i8 products of a block as 8 int32 lanes. */
 VNNI_FN static inline __m256i dot_vnni(__m256i a, __m256i b)
 {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b);
 }
 
+/* The 4-bit and 5-bit types, one row and four rows (dotq_loops.h). Not
+ * q8_0's four-row product, as in the AVX2 table: one row at a time
+ * (prefetched) was as fast or faster in the decode (SmolLM2's q8_0 LM head). */
+FLOCK_DOTQ_4BIT(static, VNNI_FN, dotq, dot_vnni)
+
+/* q4_k against int8 x (dotq_loops.h), each sub-block's 32 u8 x i8
+ * products summed by vpdpbusd: the AVX2 table's int32 lanes and float
+ * steps, so its result bit for bit. */
 FLOCK_DOTQ_Q4_K(static VNNI_FN, dotq_q4_k, dot_vnni)
 
 /* q6_k against int8 x, as the AVX2 table's: int32 lane j of vpdpbusd sums

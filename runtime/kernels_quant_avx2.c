@@ -336,32 +336,15 @@ AVX2_FN static inline __m256i dot_u8i8(__m256i a, __m256i b)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
 }
 
-/* One block of each integer dot product: the row's running sums (acc, and
- * off for the 4-bit types' offset term) advanced by block p against xb.
- * The one-row and four-row kernels run the same steps, so a row's result
- * is bitwise the same whichever computes it. */
+/* One q8_0 block of the integer dot product: the row's running sums
+ * advanced by block p against xb (the 4-bit and 5-bit types' steps are
+ * FLOCK_DOTQ_4BIT's, dotq_loops.h). */
 AVX2_FN static inline __m256 step_q8_0(const uint8_t *p, const flock_q8x *xb, __m256i qx, __m256 acc)
 {
     __m256i qw = _mm256_loadu_si256((const __m256i *)(p + 2));
     /* |qw| times qx with qw's sign: unsigned x signed, as maddubs takes them */
     __m256i i = dot_u8i8(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
     return _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xb->d), _mm256_cvtepi32_ps(i), acc);
-}
-
-AVX2_FN static inline __m256 step_q4_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
-{
-    return step_scale(dot_u8i8(nibbles(p + 2), qx), f16_bcast(p), xds, acc, off);
-}
-
-AVX2_FN static inline __m256 step_q4_1(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
-{
-    return step_scale(dot_u8i8(nibbles(p + 4), qx), f16_pair(p), xds, acc, off);
-}
-
-/* q5_0: the unsigned 5-bit quants against qx, then - 16 dw s (as q4_0's - 8). */
-AVX2_FN static inline __m256 step_q5_0(const uint8_t *p, __m128 xds, __m256i qx, __m256 acc, __m128 *off)
-{
-    return step_scale(dot_u8i8(q5_u8(p), qx), f16_bcast(p), xds, acc, off);
 }
 
 /* q4_k against int8 x (dotq_loops.h), each sub-block's products by
@@ -397,9 +380,7 @@ AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
  * four at a time). Not for q8_0: there four interleaved row streams ran at
  * 10 GB/s against 17 GB/s one row at a time (both prefetched; 30 MB of
  * rows, one Zen 3 core), so q8_0 has no dotq4. */
-FLOCK_DOTQ_ROWS(AVX2_FN, flock_qa_dotq_q4_0, flock_qa_dotq4_q4_0, step_q4_0, 18, -8.0f)
-FLOCK_DOTQ_ROWS(AVX2_FN, flock_qa_dotq_q4_1, flock_qa_dotq4_q4_1, step_q4_1, 20, 1.0f)
-FLOCK_DOTQ_ROWS(AVX2_FN, flock_qa_dotq_q5_0, flock_qa_dotq4_q5_0, step_q5_0, 22, -16.0f)
+FLOCK_DOTQ_4BIT(, AVX2_FN, flock_qa_dotq, dot_u8i8)
 
 #define DOT4(T, DT)                                                                                         \
     AVX2_FN void flock_qa_dot4_##T(const void *w, size_t stride, const float *x, size_t n, float *out)      \
