@@ -35,6 +35,7 @@ typedef struct mm_ctx {
     const flock_q8x *xq;    /* T = 1: x as int8 blocks when w's dtype has dotq, else NULL */
     const float *xt;        /* T >= FLOCK_EXEC_WIDE_T: x transposed, [cols][tp] (the outer tile), else NULL */
     size_t tp;
+    const flock_q8x *xqt;   /* T >= FLOCK_EXEC_WIDE_T: x as int8 blocks, token t's at t cols / 32 (gemmq), else NULL */
 } mm_ctx;
 
 /* Whether rows of dtype dt, n wide, take an int8 input (dotq). */
@@ -125,6 +126,22 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
     float *tile = c->e->tile + (size_t)thread * FLOCK_EXEC_WTILE * (size_t)(c->e->max_width * 2 > c->e->max_dff
                                                                                 ? c->e->max_width * 2
                                                                                 : c->e->max_dff);
+    if (c->xqt) { /* int8: 16 rows unpacked once, then 8 tokens at a time (kernels.h, gemmq) */
+        uint8_t *pack = (uint8_t *)tile;
+        size_t nb = n / 32;
+        for (int64_t r = b; r < end; r += 16) {
+            int nr = (int)(end - r < 16 ? end - r : 16);
+            k->qpack[dt](flock_wmat_row(w, r), w->row_bytes, nr, n, pack);
+            for (int32_t t = 0; t < c->T; t += 8)
+                k->gemmq(pack, nb, c->xqt + (size_t)t * nb, nb, c->T - t < 8 ? c->T - t : 8, c->y + t * c->ldy + r,
+                         (size_t)c->ldy, nr);
+            if (c->bias)
+                for (int32_t t = 0; t < c->T; t++)
+                    for (int j = 0; j < nr; j++)
+                        c->y[t * c->ldy + r + j] += c->bias[r + j];
+        }
+        return;
+    }
     if (c->xt) { /* over x transposed: wt rows x tb tokens at a time */
         int wt, tb;
         flock_outer_gemm_fn outer = flock_exec_outer_gemm(k, &wt, &tb);
@@ -225,15 +242,51 @@ static const float *exec_xt(flock_exec *e, const float *x, int64_t ldx, int32_t 
     return e->xt;
 }
 
+typedef struct xq_ctx {
+    const flock_kernel_table *k;
+    const float *x;
+    int64_t ldx;
+    size_t n;
+    flock_q8x *xq;
+} xq_ctx;
+
+static void xq_task(void *arg, int64_t b, int64_t end, int thread)
+{
+    (void)thread;
+    const xq_ctx *c = arg;
+    for (int64_t t = b; t < end; t++)
+        c->k->quant_x(c->x + t * c->ldx, c->xq + (size_t)t * (c->n / 32), c->n);
+}
+
+/* x [T][ldx] (n columns) as int8 blocks in e->xt's memory (token t's n / 32
+ * blocks at t n / 32; 40 bytes a block against xt's 4 a column and token)
+ * when the table has an int8 prefill tile for w's dtype; else NULL. */
+static const flock_q8x *exec_quant_xt(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T)
+{
+    size_t n = (size_t)w->cols;
+    if (!e->k->gemmq || (unsigned)w->dtype >= FLOCK_KDT_COUNT || !e->k->qpack[w->dtype] || !e->xt || n % 32 ||
+        n > (size_t)e->max_width || (size_t)T > e->xt_tp)
+        return NULL;
+    xq_ctx c = {e->k, x, ldx, n, (flock_q8x *)e->xt};
+    flock_pool_run(e->pool, T, T / ((int64_t)e->n_threads * 4) + 1, xq_task, &c);
+    return c.xq;
+}
+
 /* y[T, rows] = x[T, cols] W^T (+ bias). Weight rows may be wider than the
  * tile only for LM heads over d_model, which fits: tile rows hold max(2 *
  * max_width, max_dff) floats. */
 static void matmul_mv(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T, float *y,
                       int64_t ldy, const float *bias, flock_cpu_matvec_fn mv)
 {
-    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL, NULL, 0};
+    mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL, NULL, 0, NULL};
     if (T == 1 && !c.mv)
         c.xq = quant_input(e, w->dtype, x, (size_t)w->cols);
+    if (T >= FLOCK_EXEC_WIDE_T && (c.xqt = exec_quant_xt(e, w, x, ldx, T))) {
+        /* rows handed out in multiples of the int8 tile's 16, ~8 chunks per thread */
+        int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 15) / 16 * 16;
+        flock_pool_run(e->pool, w->rows, grain < 16 ? 16 : grain, mm_task, &c);
+        return;
+    }
     int wt_rows, wt_tokens; /* the tile's rows and tokens */
     if (T >= FLOCK_EXEC_WIDE_T && flock_exec_outer_gemm(e->k, &wt_rows, &wt_tokens) &&
         (c.xt = exec_xt(e, x, ldx, T, (size_t)w->cols, &c.tp))) {
@@ -300,7 +353,7 @@ static void linear_group_build(flock_exec *e, int32_t i, mm_group *gp)
             break;
         int32_t wi = p->values[op->in[0]].width, wo = p->values[op->out].width;
         g.m[g.n] = (mm_ctx){e, W(e, op->w[0]), flock_exec_value(e, op->in[0]), wi, 1, flock_exec_value(e, op->out), wo,
-                            vecw(e, op->w[1]), gen_mv(e, j), NULL, NULL, 0};
+                            vecw(e, op->w[1]), gen_mv(e, j), NULL, NULL, 0, NULL};
         /* one quantization of the shared input serves every matrix that takes it */
         const flock_wmat *wj = W(e, op->w[0]);
         if (!g.m[g.n].mv && takes_q8x(e, wj->dtype, (size_t)wi))
@@ -396,7 +449,7 @@ void flock_exec_lm_head_batch(flock_exec *const *es, size_t n, const flock_op *o
         flock_exec *e = es[s];
         const flock_wmat *w = W(e, op->w[0]);
         const float *x = flock_exec_value(e, op->in[0]);
-        c[s] = (mm_ctx){e, w, x, wi, 1, lm_head_out(e), e->n_vocab, NULL, gen_mv(e, i), NULL, NULL, 0};
+        c[s] = (mm_ctx){e, w, x, wi, 1, lm_head_out(e), e->n_vocab, NULL, gen_mv(e, i), NULL, NULL, 0, NULL};
         if (!c[s].mv)
             c[s].xq = quant_input(e, w->dtype, x, (size_t)w->cols);
     }

@@ -27,6 +27,9 @@ typedef struct flock_q8x {
 
 /* An outer-product prefill tile over transposed activations (the table's
  * gemm12x32 and gemm6x16 below). */
+/* The bytes of one 32-element block of a packed 16-row tile (qpack). */
+#define FLOCK_QPACK_BLOCK 640
+
 typedef void (*flock_outer_gemm_fn)(const float *w, size_t ws, int nr, const float *xt, size_t tp, size_t n, float *y,
                                     size_t ldy, int nt, const void *pf, size_t pf_lines);
 
@@ -76,6 +79,18 @@ typedef struct flock_kernel_table {
      * the AVX-512 table runs gemm12x32 instead): xt holds 16 readable
      * floats per k. */
     flock_outer_gemm_fn gemm6x16;
+    /* Prefill with int8 activations (the AVX-512 VNNI table; NULL
+     * elsewhere). qpack[dt] (q8_0, q4_0, q4_1, q5_0, q4_k) unpacks rows
+     * w, w + row_bytes, ... (nr <= 16 of them, n elements, n % 32 == 0)
+     * into n / 32 blocks of FLOCK_QPACK_BLOCK bytes: u8 q[8][16][4]
+     * (elements 4c..4c+3 of row r at [c][r]), float dw[16], float c[16],
+     * the weight being dw q + c (rows past nr zero). gemmq takes such a
+     * tile and nt <= 8 tokens' int8 blocks (token t's nb blocks at
+     * xq + t ldx): y[t * ldy + r] = sum over blocks of dw[r] dx isum +
+     * c[r] s for r < nr (isum: the block's integer dot product; dx, s:
+     * the token block's scale and scaled sum, flock_q8x). */
+    void (*qpack[FLOCK_KDT_COUNT])(const void *w, size_t row_bytes, int nr, size_t n, void *pack);
+    void (*gemmq)(const void *pack, size_t nb, const flock_q8x *xq, size_t ldx, int nt, float *y, size_t ldy, int nr);
     /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
      * (n a multiple of 32) into n / 32 blocks once per product, then dotq
      * is an integer dot product of a quantized row with them (q8_0, q4_0,

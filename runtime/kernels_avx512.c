@@ -72,6 +72,150 @@ VNNI_FN static inline __m256i q6_scaled(__m256i q, __m256i qx, int8_t s0, int8_t
 
 FLOCK_DOTQ_Q6_K(static VNNI_FN, dotq_q6_k, q6_scaled)
 
+/* ---- prefill with int8 activations (kernels.h, qpack and gemmq) ---------
+ * A weight tile of 16 rows is unpacked once per prompt step into the u8
+ * integers of its blocks, laid out so that one 64-byte load holds four
+ * consecutive elements of each of the 16 rows; vpdpbusd multiplies it by
+ * four int8 elements of one token broadcast to every lane, so the 16 lanes
+ * accumulate 16 rows' dot products for that token. Per 32-element block and
+ * token: 8 vpdpbusd (512 multiply-adds) and four float steps. */
+
+/* The 16 rows' 32 u8 integers of one block (row r in u[r]) into
+ * pack[c][r][0..3] = elements 4c..4c+3 of row r: a 16 x 8 transpose of
+ * dwords, the rows r and r + 8 in the two halves of one zmm. */
+VNNI_FN static inline void qpack_store(const __m256i u[16], uint8_t *pack)
+{
+    __m512i z[8], t[8], s[8];
+    for (int i = 0; i < 8; i++)
+        z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(u[i]), u[i + 8], 1);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        s[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        s[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        s[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        s[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    /* s[j] (j < 4) holds dwords j (128-bit lanes 0 and 2) and j + 4 (lanes
+     * 1 and 3) of rows 0-3 (from s[j]) and 4-7 (from s[j + 4]) per half */
+    const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0), hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+    for (int j = 0; j < 4; j++) {
+        _mm512_storeu_si512(pack + 64 * j, _mm512_permutex2var_epi64(s[j], lo, s[j + 4]));
+        _mm512_storeu_si512(pack + 64 * (j + 4), _mm512_permutex2var_epi64(s[j], hi, s[j + 4]));
+    }
+}
+
+/* One 32-element block of a row of each type: its u8 integers q, and dw, c
+ * with w = dw q + c (the offset folded into c). */
+VNNI_FN static inline __m256i qu_q8_0(const uint8_t *row, size_t b, float *dw, float *c)
+{
+    const uint8_t *p = row + b * 34;
+    *dw = half(p), *c = -128.f * *dw;
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_set1_epi8((char)0x80));
+}
+
+VNNI_FN static inline __m256i qu_q4_0(const uint8_t *row, size_t b, float *dw, float *c)
+{
+    const uint8_t *p = row + b * 18;
+    *dw = half(p), *c = -8.f * *dw;
+    return nibbles(p + 2);
+}
+
+VNNI_FN static inline __m256i qu_q4_1(const uint8_t *row, size_t b, float *dw, float *c)
+{
+    const uint8_t *p = row + b * 20;
+    *dw = half(p), *c = half(p + 2);
+    return nibbles(p + 4);
+}
+
+VNNI_FN static inline __m256i qu_q5_0(const uint8_t *row, size_t b, float *dw, float *c)
+{
+    const uint8_t *p = row + b * 22;
+    *dw = half(p), *c = -16.f * *dw;
+    return q5_u8(p);
+}
+
+/* q4_k: block b is sub-block b % 8 of super-block b / 8 (x = d sc q - dmin m;
+ * sub-blocks 2i and 2i + 1 are the low and high nibbles of qs[32 i..]). */
+VNNI_FN static inline __m256i qu_q4_k(const uint8_t *row, size_t b, float *dw, float *c)
+{
+    const uint8_t *p = row + (b / 8) * 144;
+    uint8_t sc[8], m[8];
+    flock_kquant_scales(p + 4, sc, m);
+    int j = (int)(b % 8);
+    *dw = half(p) * sc[j], *c = -(half(p + 2) * m[j]);
+    __m256i q = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * (j / 2)));
+    if (j & 1)
+        q = _mm256_srli_epi16(q, 4);
+    return _mm256_and_si256(q, _mm256_set1_epi8(0x0F));
+}
+
+#define QPACK_FN(T)                                                                                                    \
+    VNNI_FN static void qpack_##T(const void *w, size_t row_bytes, int nr, size_t n, void *pack)                      \
+    {                                                                                                                  \
+        uint8_t *pk = pack;                                                                                            \
+        for (size_t b = 0; b < n / 32; b++, pk += FLOCK_QPACK_BLOCK) {                                                 \
+            __m256i u[16];                                                                                             \
+            float *dw = (float *)(pk + 512), *c = dw + 16;                                                             \
+            for (int r = 0; r < 16; r++)                                                                               \
+                if (r < nr) {                                                                                          \
+                    u[r] = qu_##T((const uint8_t *)w + (size_t)r * row_bytes, b, &dw[r], &c[r]);                       \
+                } else {                                                                                               \
+                    u[r] = _mm256_setzero_si256();                                                                     \
+                    dw[r] = c[r] = 0.f;                                                                                \
+                }                                                                                                      \
+            qpack_store(u, pk);                                                                                        \
+        }                                                                                                              \
+    }
+
+QPACK_FN(q8_0)
+QPACK_FN(q4_0)
+QPACK_FN(q4_1)
+QPACK_FN(q5_0)
+QPACK_FN(q4_k)
+
+/* y[t * ldy + r] for rows r < nr of the tile and tokens t < nt <= 8: the
+ * integer sums of each block (8 vpdpbusd per token), then
+ * acc += (isum dx) dw + c s. Tokens past nt repeat the last one (not stored). */
+VNNI_FN static void gemmq16x8(const void *pack, size_t nb, const flock_q8x *xq, size_t ldx, int nt, float *y,
+                              size_t ldy, int nr)
+{
+    const flock_q8x *x[8];
+    for (int t = 0; t < 8; t++)
+        x[t] = xq + (size_t)(t < nt ? t : nt - 1) * ldx;
+    __m512 acc[8];
+    for (int t = 0; t < 8; t++)
+        acc[t] = _mm512_setzero_ps();
+    const uint8_t *pk = pack;
+    for (size_t b = 0; b < nb; b++, pk += FLOCK_QPACK_BLOCK) {
+        __m512i is[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++)
+            is[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            const __m512i wv = _mm512_loadu_si512(pk + 64 * c);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) {
+                int32_t q4;
+                memcpy(&q4, x[t][b].q + 4 * c, 4);
+                is[t] = _mm512_dpbusd_epi32(is[t], wv, _mm512_set1_epi32(q4));
+            }
+        }
+        const __m512 dw = _mm512_loadu_ps(pk + 512), cc = _mm512_loadu_ps(pk + 576);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(is[t]), _mm512_set1_ps(x[t][b].d));
+            acc[t] = _mm512_fmadd_ps(cc, _mm512_set1_ps(x[t][b].s), _mm512_fmadd_ps(v, dw, acc[t]));
+        }
+    }
+    const __mmask16 m = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    for (int t = 0; t < nt; t++)
+        _mm512_mask_storeu_ps(y + (size_t)t * ldy, m, acc[t]);
+}
+
 /* ---- q8_0 axpy (the decode's down_t rows) in 512-bit registers ----------
  * y += a d q: each block's 32 int8 quants widened to two vectors of 16
  * floats and one FMA per element, the AVX2 table's operations per element
@@ -305,6 +449,12 @@ static void build_avx512_table(void)
     avx512_table.gemm4x6 = gemm4x6;
     avx512_table.down8x32 = down8x32;
     avx512_table.gemm12x32 = gemm12x32;
+    avx512_table.gemmq = gemmq16x8;
+    avx512_table.qpack[FLOCK_DTYPE_Q8_0] = qpack_q8_0;
+    avx512_table.qpack[FLOCK_DTYPE_Q4_0] = qpack_q4_0;
+    avx512_table.qpack[FLOCK_DTYPE_Q4_1] = qpack_q4_1;
+    avx512_table.qpack[FLOCK_DTYPE_Q5_0] = qpack_q5_0;
+    avx512_table.qpack[FLOCK_DTYPE_Q4_K] = qpack_q4_k;
 }
 
 /* AVX-512F/DQ/BW/VL from CPUID leaf 7 (EBX bits 16, 17, 30, 31; DQ for the

@@ -412,6 +412,66 @@ static void check_dotq_same(const flock_kernel_table *a, const flock_kernel_tabl
     }
 }
 
+/* The int8 prefill tile (qpack + gemmq, where table v has it) against the
+ * double-precision product of the dequantized rows with the tokens' own
+ * int8 blocks: 21 rows (a full tile of 16 and a part of 5) by 11 tokens
+ * (8 and 3), odd block counts; entries outside the rows and tokens asked
+ * for stay untouched. */
+static void check_gemmq(const flock_kernel_table *v, uint64_t seed)
+{
+    static const flock_dtype qt[] = {FLOCK_DTYPE_Q8_0, FLOCK_DTYPE_Q4_0, FLOCK_DTYPE_Q4_1, FLOCK_DTYPE_Q5_0,
+                                     FLOCK_DTYPE_Q4_K};
+    assert_non_null(v->gemmq);
+    uint64_t s = seed;
+    enum { ROWS = 21, T = 11, LDY = ROWS + 3 };
+    for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
+        flock_dtype dt = qt[ti];
+        assert_non_null(v->qpack[dt]);
+        size_t B = flock_dtype_block(dt);
+        size_t lens[2] = {B == 32 ? 3 * B : B, B == 32 ? 19 * B : 3 * B};
+        for (int li = 0; li < 2; li++) {
+            size_t n = lens[li], nb = n / 32, rb = flock_dtype_row_bytes(dt, n);
+            float *ex = malloc(ROWS * n * 4), *x = malloc(T * n * 4), *y = malloc(T * LDY * 4);
+            void *w = rand_qrows(dt, ROWS * n, ex, &s);
+            flock_q8x *xq = malloc(T * nb * sizeof *xq);
+            void *pack = flock_aligned_alloc(nb * FLOCK_QPACK_BLOCK);
+            for (size_t i = 0; i < T * n; i++)
+                x[i] = flock_test_randf(&s);
+            for (int t = 0; t < T; t++)
+                v->quant_x(x + t * n, xq + t * nb, n);
+            for (int i = 0; i < T * LDY; i++)
+                y[i] = 12345.f;
+            for (int r = 0; r < ROWS; r += 16) {
+                int nr = ROWS - r < 16 ? ROWS - r : 16;
+                v->qpack[dt]((const uint8_t *)w + r * rb, rb, nr, n, pack);
+                for (int t = 0; t < T; t += 8)
+                    v->gemmq(pack, nb, xq + t * nb, nb, T - t < 8 ? T - t : 8, y + t * LDY + r, LDY, nr);
+            }
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < LDY; r++) {
+                    float got = y[t * LDY + r];
+                    if (r >= ROWS) {
+                        if (got != 12345.f)
+                            fail_msg("%s n %zu: y[%d][%d] outside the rows written (%g)", flock_dtype_name(dt), n,
+                                     t, r, (double)got);
+                        continue;
+                    }
+                    double ref = 0, mag = 0;
+                    for (size_t i = 0; i < n; i++) {
+                        const flock_q8x *xb = &xq[t * nb + i / 32];
+                        double xi = (double)xb->d * xb->q[i % 32];
+                        ref += (double)ex[r * n + i] * xi;
+                        mag += fabs((double)ex[r * n + i] * xi);
+                    }
+                    if (fabs(got - ref) > 4.0 * (double)n * FLT_EPSILON * (mag + 1.0))
+                        fail_msg("%s n %zu row %d token %d: gemmq %.9g, reference %.9g", flock_dtype_name(dt), n, r,
+                                 t, (double)got, ref);
+                }
+            free(ex), free(x), free(y), free(w), free(xq), free(pack);
+        }
+    }
+}
+
 static void test_kernels_simd(void **state)
 {
     (void)state;
@@ -431,6 +491,7 @@ static void test_kernels_simd(void **state)
         check_table(v, 0x5679);
         check_quant_table(v, 0x8766);
         check_dotq_same(k, v, 0x8767);
+        check_gemmq(v, 0x8768);
         check_microkernels(v);
         if (!getenv("FLOCK_KERNELS"))
             assert_ptr_equal(flock_kernels_best(), v);
