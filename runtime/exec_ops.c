@@ -132,9 +132,19 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
         for (int64_t r = b; r < end; r += 16) {
             int nr = (int)(end - r < 16 ? end - r : 16);
             k->qpack[dt](flock_wmat_row(w, r), w->row_bytes, nr, n, pack);
-            for (int32_t t = 0; t < c->T; t += 8)
+            /* the next tile's rows come in while this one computes, spread
+             * over the groups of tokens */
+            int64_t rn = r + 16, nn = end - rn < 16 ? end - rn : 16;
+            const char *pf = nn > 0 ? (const char *)flock_wmat_row(w, rn) : NULL;
+            size_t lines = nn > 0 ? ((size_t)nn * w->row_bytes + 63) / 64 : 0, groups = ((size_t)c->T + 7) / 8;
+            size_t share = (lines + groups - 1) / groups;
+            for (int32_t t = 0; t < c->T; t += 8) {
+                size_t now = lines < share ? lines : share;
                 k->gemmq(pack, nb, c->xqt + (size_t)t * nb, nb, c->T - t < 8 ? c->T - t : 8, c->y + t * c->ldy + r,
-                         (size_t)c->ldy, nr);
+                         (size_t)c->ldy, nr, pf, now);
+                pf = pf ? pf + 64 * now : NULL;
+                lines -= now;
+            }
             if (c->bias)
                 for (int32_t t = 0; t < c->T; t++)
                     for (int j = 0; j < nr; j++)
@@ -634,6 +644,7 @@ typedef struct down_ctx {
 } down_ctx;
 
 #define DOWN_COLS 64
+#define DOWN_PF 16
 
 static void down_task(void *arg, int64_t b, int64_t end, int thread)
 {
@@ -649,10 +660,18 @@ static void down_task(void *arg, int64_t b, int64_t end, int thread)
             D = (const float *)c->w->data + c0;
             ldd = (size_t)c->d;
         } else {
-            for (int32_t i = 0; i < c->d_ff; i++)
-                k->to_f32[c->w->dtype]((const uint8_t *)flock_wmat_row(c->w, i) +
-                                           flock_dtype_row_bytes(c->w->dtype, (uint64_t)c0),
-                                       blk + (size_t)i * DOWN_COLS, (size_t)cn);
+            size_t off = flock_dtype_row_bytes(c->w->dtype, (uint64_t)c0),
+                   len = flock_dtype_row_bytes(c->w->dtype, (uint64_t)cn);
+            for (int32_t i = 0; i < c->d_ff; i++) {
+                /* the rows' slices are row_bytes apart: fetched DOWN_PF rows ahead */
+                if (i + DOWN_PF < c->d_ff) {
+                    const char *pf = (const char *)flock_wmat_row(c->w, i + DOWN_PF) + off;
+                    __builtin_prefetch(pf);
+                    __builtin_prefetch(pf + len - 1);
+                }
+                k->to_f32[c->w->dtype]((const uint8_t *)flock_wmat_row(c->w, i) + off, blk + (size_t)i * DOWN_COLS,
+                                       (size_t)cn);
+            }
             D = blk;
             ldd = DOWN_COLS;
         }

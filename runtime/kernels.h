@@ -88,9 +88,11 @@ typedef struct flock_kernel_table {
      * tile and nt <= 8 tokens' int8 blocks (token t's nb blocks at
      * xq + t ldx): y[t * ldy + r] = sum over blocks of dw[r] dx isum +
      * c[r] s for r < nr (isum: the block's integer dot product; dx, s:
-     * the token block's scale and scaled sum, flock_q8x). */
+     * the token block's scale and scaled sum, flock_q8x). It prefetches
+     * the first pf_lines 64-byte lines at pf (the next tile's rows). */
     void (*qpack[FLOCK_KDT_COUNT])(const void *w, size_t row_bytes, int nr, size_t n, void *pack);
-    void (*gemmq)(const void *pack, size_t nb, const flock_q8x *xq, size_t ldx, int nt, float *y, size_t ldy, int nr);
+    void (*gemmq)(const void *pack, size_t nb, const flock_q8x *xq, size_t ldx, int nt, float *y, size_t ldy, int nr,
+                  const void *pf, size_t pf_lines);
     /* Decode with int8 activations, as llama.cpp does it: quant_x turns x
      * (n a multiple of 32) into n / 32 blocks once per product, then dotq
      * is an integer dot product of a quantized row with them (q8_0, q4_0,

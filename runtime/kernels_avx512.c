@@ -72,6 +72,33 @@ VNNI_FN static inline __m256i q6_scaled(__m256i q, __m256i qx, int8_t s0, int8_t
 
 FLOCK_DOTQ_Q6_K(static VNNI_FN, dotq_q6_k, q6_scaled)
 
+/* x into int8 blocks (kernels.h, quant_x), bitwise the scalar
+ * flock_q_quant_x: the same amax, d = amax / 127, id = 1 / d and products
+ * x id; roundf (half away from zero) as trunc plus one step away from zero
+ * where the remainder is at least a half (exact: |x id| <= 127). */
+VNNI_FN static void quant_x512(const float *x, flock_q8x *xq, size_t n)
+{
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u), one = _mm512_castps_si512(_mm512_set1_ps(1.0f));
+    for (size_t b = 0; b < n / 32; b++, x += 32) {
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x1), _mm512_abs_ps(x0)));
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        __m512i q[2];
+        for (int h = 0; h < 2; h++) {
+            __m512 t = _mm512_mul_ps(h ? x1 : x0, _mm512_set1_ps(id));
+            __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, r)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+            /* one step away from zero: copysign(1, t) */
+            __m512 step = _mm512_castsi512_ps(_mm512_or_si512(one, _mm512_and_si512(_mm512_castps_si512(t), sign)));
+            q[h] = _mm512_cvtps_epi32(_mm512_mask_add_ps(r, up, r, step));
+        }
+        _mm_storeu_si128((__m128i *)xq[b].q, _mm512_cvtepi32_epi8(q[0]));
+        _mm_storeu_si128((__m128i *)(xq[b].q + 16), _mm512_cvtepi32_epi8(q[1]));
+        xq[b].d = d;
+        xq[b].s = d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
+    }
+}
+
 /* ---- prefill with int8 activations (kernels.h, qpack and gemmq) ---------
  * A weight tile of 16 rows is unpacked once per prompt step into the u8
  * integers of its blocks, laid out so that one 64-byte load holds four
@@ -178,10 +205,14 @@ QPACK_FN(q4_k)
 
 /* y[t * ldy + r] for rows r < nr of the tile and tokens t < nt <= 8: the
  * integer sums of each block (8 vpdpbusd per token), then
- * acc += (isum dx) dw + c s. Tokens past nt repeat the last one (not stored). */
+ * acc += (isum dx) dw + c s. Tokens past nt repeat the last one (not stored).
+ * The first pf_lines 64-byte lines at pf (the next tile's rows) are
+ * prefetched, spread over the blocks. */
 VNNI_FN static void gemmq16x8(const void *pack, size_t nb, const flock_q8x *xq, size_t ldx, int nt, float *y,
-                              size_t ldy, int nr)
+                              size_t ldy, int nr, const void *pf, size_t pf_lines)
 {
+    const char *pfc = pf;
+    const size_t per = (pf_lines + nb - 1) / (nb ? nb : 1); /* lines prefetched per block */
     const flock_q8x *x[8];
     for (int t = 0; t < 8; t++)
         x[t] = xq + (size_t)(t < nt ? t : nt - 1) * ldx;
@@ -190,6 +221,8 @@ VNNI_FN static void gemmq16x8(const void *pack, size_t nb, const flock_q8x *xq, 
         acc[t] = _mm512_setzero_ps();
     const uint8_t *pk = pack;
     for (size_t b = 0; b < nb; b++, pk += FLOCK_QPACK_BLOCK) {
+        for (size_t l = 0; l < per && pf_lines; l++, pf_lines--, pfc += 64)
+            __builtin_prefetch(pfc);
         __m512i is[8];
 #pragma GCC unroll 8
         for (int t = 0; t < 8; t++)
@@ -450,6 +483,7 @@ static void build_avx512_table(void)
     avx512_table.down8x32 = down8x32;
     avx512_table.gemm12x32 = gemm12x32;
     avx512_table.gemmq = gemmq16x8;
+    avx512_table.quant_x = quant_x512;
     avx512_table.qpack[FLOCK_DTYPE_Q8_0] = qpack_q8_0;
     avx512_table.qpack[FLOCK_DTYPE_Q4_0] = qpack_q4_0;
     avx512_table.qpack[FLOCK_DTYPE_Q4_1] = qpack_q4_1;

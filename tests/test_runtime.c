@@ -412,6 +412,33 @@ static void check_dotq_same(const flock_kernel_table *a, const flock_kernel_tabl
     }
 }
 
+/* Table v's quant_x bitwise the scalar one: random blocks of several
+ * magnitudes, a zero block, and ties (x id exactly k + 1/2, which roundf
+ * takes away from zero). */
+static void check_quant_x_same(const flock_kernel_table *v, uint64_t seed)
+{
+    enum { N = 32 * 40 };
+    uint64_t s = seed;
+    float *x = malloc(N * 4);
+    for (size_t i = 0; i < N; i++) {
+        size_t b = i / 32;
+        float scale = b == 3 ? 0.f : powf(10.f, (float)(b % 7) - 3.f);
+        x[i] = flock_test_randf(&s) * scale;
+    }
+    for (int j = 0; j < 32; j++) /* block 5: amax 127 (d = 1, id = 1), the rest halves */
+        x[5 * 32 + j] = j == 0 ? 127.f : (float)(j - 16) + 0.5f;
+    flock_q8x *a = malloc((N / 32) * sizeof *a), *b = malloc((N / 32) * sizeof *b);
+    flock_kernels_scalar()->quant_x(x, a, N);
+    v->quant_x(x, b, N);
+    for (size_t i = 0; i < N / 32; i++)
+        if (memcmp(&a[i], &b[i], sizeof a[i]) != 0)
+            fail_msg("block %zu: %s quant_x differs from the scalar one (d %g / %g, s %g / %g)", i, v->name,
+                     (double)a[i].d, (double)b[i].d, (double)a[i].s, (double)b[i].s);
+    assert_int_equal(a[5].q[1], -15); /* -14.5, away from zero */
+    assert_int_equal(a[5].q[20], 5);  /* 4.5 */
+    free(x), free(a), free(b);
+}
+
 /* The int8 prefill tile (qpack + gemmq, where table v has it) against the
  * double-precision product of the dequantized rows with the tokens' own
  * int8 blocks: 21 rows (a full tile of 16 and a part of 5) by 11 tokens
@@ -445,7 +472,7 @@ static void check_gemmq(const flock_kernel_table *v, uint64_t seed)
                 int nr = ROWS - r < 16 ? ROWS - r : 16;
                 v->qpack[dt]((const uint8_t *)w + r * rb, rb, nr, n, pack);
                 for (int t = 0; t < T; t += 8)
-                    v->gemmq(pack, nb, xq + t * nb, nb, T - t < 8 ? T - t : 8, y + t * LDY + r, LDY, nr);
+                    v->gemmq(pack, nb, xq + t * nb, nb, T - t < 8 ? T - t : 8, y + t * LDY + r, LDY, nr, w, 2);
             }
             for (int t = 0; t < T; t++)
                 for (int r = 0; r < LDY; r++) {
@@ -492,6 +519,7 @@ static void test_kernels_simd(void **state)
         check_quant_table(v, 0x8766);
         check_dotq_same(k, v, 0x8767);
         check_gemmq(v, 0x8768);
+        check_quant_x_same(v, 0x8769);
         check_microkernels(v);
         if (!getenv("FLOCK_KERNELS"))
             assert_ptr_equal(flock_kernels_best(), v);
