@@ -461,7 +461,7 @@ static const flock_kernel_table avx2_table = {
     .gemm4x3 = gemm4x3,
     .gemm6x16 = gemm6x16,
     .down4x16 = down4x16,
-    .quant_x = flock_q_quant_x,
+    .quant_x = flock_qa_quant_x,
     .dotq = {[FLOCK_DTYPE_Q8_0] = flock_qa_dotq_q8_0, [FLOCK_DTYPE_Q4_0] = flock_qa_dotq_q4_0,
              [FLOCK_DTYPE_Q4_1] = flock_qa_dotq_q4_1, [FLOCK_DTYPE_Q5_0] = flock_qa_dotq_q5_0,
              [FLOCK_DTYPE_Q4_K] = flock_qa_dotq_q4_k, [FLOCK_DTYPE_Q6_K] = flock_qa_dotq_q6_k},

@@ -35,12 +35,13 @@ FLOCK_QUANT_KERNELS(flock_qa, q4_k)
 FLOCK_QUANT_KERNELS(flock_qa, q6_k)
 FLOCK_QUANT_KERNELS(flock_qa, q5_0)
 
-/* int8 activations (kernels.h, flock_q8x): x into blocks (scalar, both
- * tables), and the integer dot products of every quantized type (a k-quant
+/* int8 activations (kernels.h, flock_q8x): x into blocks (scalar; the SIMD
+ * tables have their own, bitwise the same), and the integer dot products of every quantized type (a k-quant
  * block of 256 against eight x blocks of 32: q4_k's sub-blocks of 32 take
  * one x block each, q6_k's pairs of 16-element sub-blocks one). */
 struct flock_q8x;
 void flock_q_quant_x(const float *x, struct flock_q8x *xq, size_t n);
+void flock_qa_quant_x(const float *x, struct flock_q8x *xq, size_t n); /* AVX2, bitwise the scalar one */
 float flock_qs_dotq_q8_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q4_0(const void *w, const struct flock_q8x *xq, size_t n);
 float flock_qs_dotq_q4_1(const void *w, const struct flock_q8x *xq, size_t n);

@@ -18,6 +18,47 @@
 
 #include <string.h>
 
+/* x into int8 blocks (kernels.h, quant_x), bitwise the scalar
+ * flock_q_quant_x: the same amax, d = amax / 127, id = 1 / d and products
+ * x id; roundf (half away from zero) as trunc plus one step away from zero
+ * where the remainder is at least a half (exact: |x id| <= 127). */
+AVX2_FN void flock_qa_quant_x(const float *x, flock_q8x *xq, size_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f), half_ = _mm256_set1_ps(0.5f);
+    for (size_t b = 0; b < n / 32; b++, x += 32) {
+        __m256 v[4];
+        __m256 a = _mm256_setzero_ps();
+        for (int h = 0; h < 4; h++) {
+            v[h] = _mm256_loadu_ps(x + 8 * h);
+            a = _mm256_max_ps(_mm256_andnot_ps(sign, v[h]), a);
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        __m256i q[4];
+        for (int h = 0; h < 4; h++) {
+            __m256 t = _mm256_mul_ps(v[h], _mm256_set1_ps(id));
+            __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 up = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(t, r)), half_, _CMP_GE_OQ);
+            __m256 step = _mm256_or_ps(one, _mm256_and_ps(t, sign)); /* copysign(1, t) */
+            q[h] = _mm256_cvtps_epi32(_mm256_add_ps(r, _mm256_and_ps(up, step)));
+        }
+        /* 32 int32 in [-127, 127] to int8 in order: the packs work per
+         * 128-bit lane, the permute puts the dwords back in order */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)xq[b].q, p);
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        xq[b].d = d;
+        xq[b].s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
 /* The 32 values of a block as four vectors of 8 (elements 0-7, 8-15, 16-23, 24-31). */
 typedef struct q32 {
     __m256 v[4];

@@ -511,6 +511,7 @@ static void test_kernels_simd(void **state)
     check_quant_table(k, 0x8765);
     check_microkernels(k);
     check_glu(k, 0x2468);
+    check_quant_x_same(k, 0x2469);
     /* The AVX-512 VNNI table runs only where the CPU has it; elsewhere the
      * AVX2 table above is what runs, and this says so rather than skip. */
     const flock_kernel_table *v = flock_kernels_avx512();
