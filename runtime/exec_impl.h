@@ -11,6 +11,7 @@
 #define FLOCK_EXEC_WTILE 12 /* ... with gemm12x32 (the tile buffer holds this many rows) */
 #define FLOCK_STAT_SLICES 8 /* fixed token slices of the FF activation and GRIFFIN's statistic */
 #define FLOCK_EXEC_WIDE_T 16 /* prompt steps of at least this many tokens use the outer-product tile */
+#define FLOCK_EXEC_INT8_T 2 /* ... of at least this many, the int8 tile (gemmq) where the table and dtype have it */
 
 struct flock_exec {
     const flock_program *prog;

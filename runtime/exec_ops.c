@@ -35,7 +35,7 @@ typedef struct mm_ctx {
     const flock_q8x *xq;    /* T = 1: x as int8 blocks when w's dtype has dotq, else NULL */
     const float *xt;        /* T >= FLOCK_EXEC_WIDE_T: x transposed, [cols][tp] (the outer tile), else NULL */
     size_t tp;
-    const flock_q8x *xqt;   /* T >= FLOCK_EXEC_WIDE_T: x as int8 blocks, token t's at t cols / 32 (gemmq), else NULL */
+    const flock_q8x *xqt;   /* T >= FLOCK_EXEC_INT8_T: x as int8 blocks, token t's at t cols / 32 (gemmq), else NULL */
 } mm_ctx;
 
 /* Whether rows of dtype dt, n wide, take an int8 input (dotq). */
@@ -291,7 +291,7 @@ static void matmul_mv(flock_exec *e, const flock_wmat *w, const float *x, int64_
     mm_ctx c = {e, w, x, ldx, T, y, ldy, bias, T == 1 ? mv : NULL, NULL, NULL, 0, NULL};
     if (T == 1 && !c.mv)
         c.xq = quant_input(e, w->dtype, x, (size_t)w->cols);
-    if (T >= FLOCK_EXEC_WIDE_T && (c.xqt = exec_quant_xt(e, w, x, ldx, T))) {
+    if (T >= FLOCK_EXEC_INT8_T && (c.xqt = exec_quant_xt(e, w, x, ldx, T))) {
         /* rows handed out in multiples of the int8 tile's 16, ~8 chunks per thread */
         int64_t grain = (w->rows / ((int64_t)e->n_threads * 8) + 15) / 16 * 16;
         flock_pool_run(e->pool, w->rows, grain < 16 ? 16 : grain, mm_task, &c);
