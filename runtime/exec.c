@@ -170,6 +170,10 @@ flock_status flock_exec_create(const flock_program *p, const flock_plan *plan, c
         e->xt = flock_lazy_alloc(maxw * e->xt_tp * sizeof(float));
         ok = ok && e->xt;
     }
+    if (k->gemmq) { /* whatever the chunk: the int8 tile's results do not depend on the step's size */
+        e->xqt = flock_lazy_alloc(chunk * (maxw / 32 + 1) * sizeof(flock_q8x));
+        ok = ok && e->xqt;
+    }
     e->dscratch = flock_aligned_alloc(nt * dff * 64 * sizeof(float));
     e->stat_part = flock_aligned_alloc((size_t)FLOCK_STAT_SLICES * dff * sizeof(double));
     e->rope_cs = flock_aligned_alloc((size_t)(e->max_rope_dim + 2) * sizeof(float));
@@ -221,6 +225,7 @@ void flock_exec_free(flock_exec *e)
     flock_lazy_free(e->att_scratch);
     free(e->tile);
     flock_lazy_free(e->xt);
+    flock_lazy_free(e->xqt);
     free(e->rope_cs);
     free(e->dscratch);
     free(e->stat_part);

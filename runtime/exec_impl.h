@@ -44,6 +44,7 @@ struct flock_exec {
     float *att_scratch;  /* flock_att_scratch_floats(threads, n_ctx, max_heads, max_head_dim) */
     float *tile;         /* [threads][WTILE][max row]: weight rows converted to f32 */
     float *xt;           /* [max_width][xt_tp]: a prompt step's input transposed (outer tile), or NULL */
+    flock_q8x *xqt;      /* [chunk][max_width / 32]: a prompt step's input as int8 blocks (gemmq), or NULL */
     size_t xt_tp;
     float *dscratch;     /* [threads][max_dff][64]: a column block of down_t as f32 (prefill) */
     double *stat_part;   /* [STAT_SLICES][max_dff]: GRIFFIN's statistic per token slice (prefill) */

@@ -268,16 +268,16 @@ static void xq_task(void *arg, int64_t b, int64_t end, int thread)
         c->k->quant_x(c->x + t * c->ldx, c->xq + (size_t)t * (c->n / 32), c->n);
 }
 
-/* x [T][ldx] (n columns) as int8 blocks in e->xt's memory (token t's n / 32
- * blocks at t n / 32; 40 bytes a block against xt's 4 a column and token)
- * when the table has an int8 prefill tile for w's dtype; else NULL. */
+/* x [T][ldx] (n columns) as int8 blocks in e->xqt (token t's n / 32
+ * blocks at t n / 32) when the table has an int8 prefill tile for w's
+ * dtype; else NULL. */
 static const flock_q8x *exec_quant_xt(flock_exec *e, const flock_wmat *w, const float *x, int64_t ldx, int32_t T)
 {
     size_t n = (size_t)w->cols;
-    if (!e->k->gemmq || (unsigned)w->dtype >= FLOCK_KDT_COUNT || !e->k->qpack[w->dtype] || !e->xt || n % 32 ||
-        n > (size_t)e->max_width || (size_t)T > e->xt_tp)
+    if (!e->k->gemmq || (unsigned)w->dtype >= FLOCK_KDT_COUNT || !e->k->qpack[w->dtype] || !e->xqt || n % 32 ||
+        n > (size_t)e->max_width || T > e->chunk)
         return NULL;
-    xq_ctx c = {e->k, x, ldx, n, (flock_q8x *)e->xt};
+    xq_ctx c = {e->k, x, ldx, n, e->xqt};
     flock_pool_run(e->pool, T, T / ((int64_t)e->n_threads * 4) + 1, xq_task, &c);
     return c.xq;
 }
