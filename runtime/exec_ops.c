@@ -72,6 +72,47 @@ static inline void prefetch_ahead(const flock_wmat *w, int64_t r0, int64_t r1)
         __builtin_prefetch(p + o);
 }
 
+/* Adds the bias of rows [r, r + nr) to every token's outputs. */
+static inline void add_bias(const mm_ctx *c, int64_t r, int64_t nr)
+{
+    if (c->bias)
+        for (int32_t t = 0; t < c->T; t++)
+            for (int64_t j = 0; j < nr; j++)
+                c->y[t * c->ldy + r + j] += c->bias[r + j];
+}
+
+/* The prefill tiles' prefetch of the next tile (rows [rn, rn + nn) of w,
+ * within [.., end)) while this one computes: its lines handed out in equal
+ * shares, at most cap a share, over the kernel calls of the step. */
+typedef struct pf_spread {
+    const char *p;
+    size_t lines, share;
+} pf_spread;
+
+static inline pf_spread pf_spread_init(const flock_wmat *w, int64_t rn, int64_t end, int64_t tile, size_t calls,
+                                       size_t cap)
+{
+    int64_t nn = end - rn < tile ? end - rn : tile;
+    pf_spread f = {NULL, 0, 0};
+    if (nn > 0) {
+        f.p = flock_wmat_row(w, rn);
+        f.lines = ((size_t)nn * w->row_bytes + 63) / 64;
+        f.share = (f.lines + calls - 1) / calls;
+        f.share = f.share < cap ? f.share : cap;
+    }
+    return f;
+}
+
+/* The next call's share: its first line in *p, the count returned. */
+static inline size_t pf_spread_take(pf_spread *f, const void **p)
+{
+    size_t now = f->lines < f->share ? f->lines : f->share;
+    *p = f->p;
+    f->p = f->p ? f->p + 64 * now : NULL;
+    f->lines -= now;
+    return now;
+}
+
 static void mm_task(void *arg, int64_t b, int64_t end, int thread)
 {
     const mm_ctx *c = arg;
@@ -134,21 +175,14 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
             k->qpack[dt](flock_wmat_row(w, r), w->row_bytes, nr, n, pack);
             /* the next tile's rows come in while this one computes, spread
              * over the groups of tokens */
-            int64_t rn = r + 16, nn = end - rn < 16 ? end - rn : 16;
-            const char *pf = nn > 0 ? (const char *)flock_wmat_row(w, rn) : NULL;
-            size_t lines = nn > 0 ? ((size_t)nn * w->row_bytes + 63) / 64 : 0, groups = ((size_t)c->T + 7) / 8;
-            size_t share = (lines + groups - 1) / groups;
+            pf_spread f = pf_spread_init(w, r + 16, end, 16, ((size_t)c->T + 7) / 8, SIZE_MAX);
             for (int32_t t = 0; t < c->T; t += 8) {
-                size_t now = lines < share ? lines : share;
+                const void *pf;
+                size_t now = pf_spread_take(&f, &pf);
                 k->gemmq(pack, nb, c->xqt + (size_t)t * nb, nb, c->T - t < 8 ? c->T - t : 8, c->y + t * c->ldy + r,
                          (size_t)c->ldy, nr, pf, now);
-                pf = pf ? pf + 64 * now : NULL;
-                lines -= now;
             }
-            if (c->bias)
-                for (int32_t t = 0; t < c->T; t++)
-                    for (int j = 0; j < nr; j++)
-                        c->y[t * c->ldy + r + j] += c->bias[r + j];
+            add_bias(c, r, nr);
         }
         return;
     }
@@ -160,23 +194,16 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
             for (int j = 0; j < nr; j++)
                 k->to_f32[dt](flock_wmat_row(w, r + j), tile + (size_t)j * n, n);
             /* the next tile's rows come in (to L2) while this one
-             * computes, spread over the blocks of tokens */
-            int64_t rn = r + wt, nn = end - rn < wt ? end - rn : wt;
-            const char *pf = nn > 0 ? (const char *)flock_wmat_row(w, rn) : NULL;
-            size_t lines = nn > 0 ? ((size_t)nn * w->row_bytes + 63) / 64 : 0, blocks = ((size_t)c->T + tb - 1) / tb;
-            size_t share = (lines + blocks - 1) / blocks;
-            share = share < n ? share : n;
+             * computes, spread over the blocks of tokens (at most one line
+             * per k step of the kernel) */
+            pf_spread f = pf_spread_init(w, r + wt, end, wt, ((size_t)c->T + tb - 1) / tb, n);
             for (int32_t t = 0; t < c->T; t += tb) {
-                size_t now = lines < share ? lines : share;
+                const void *pf;
+                size_t now = pf_spread_take(&f, &pf);
                 int nt = c->T - t < tb ? c->T - t : tb;
                 outer(tile, n, nr, c->xt + t, c->tp, n, c->y + t * c->ldy + r, (size_t)c->ldy, nt, pf, now);
-                pf = pf ? pf + 64 * now : NULL;
-                lines -= now;
             }
-            if (c->bias)
-                for (int32_t t = 0; t < c->T; t++)
-                    for (int j = 0; j < nr; j++)
-                        c->y[t * c->ldy + r + j] += c->bias[r + j];
+            add_bias(c, r, nr);
         }
         return;
     }
@@ -201,10 +228,7 @@ static void mm_task(void *arg, int64_t b, int64_t end, int thread)
                     yt[j] = k->dot[FLOCK_DTYPE_F32](tile + j * n, xt, n);
             }
         }
-        if (c->bias)
-            for (t = 0; t < c->T; t++)
-                for (int64_t j = 0; j < nr; j++)
-                    c->y[t * c->ldy + r + j] += c->bias[r + j];
+        add_bias(c, r, nr);
     }
 }
 
