@@ -636,6 +636,65 @@ static void test_griffin_ties(void **state)
 }
 
 
+static int cmp_pair_ref(const void *a, const void *b)
+{
+    const flock_rank_pair *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->index - y->index;
+}
+
+/* flock_select_topk's quickselect on long lists (past its insertion-sort
+ * cut-off) against a full sort: random scores with many ties, NaN, +-inf,
+ * already sorted and reversed inputs (the median-of-three pivot's bad
+ * cases for a naive pivot), every k at the edges and a few between. */
+static void test_griffin_select_long(void **state)
+{
+    (void)state;
+    uint64_t s = 0x5e1ec7;
+    enum { N = 1537 };
+    double *sc = malloc(N * sizeof *sc);
+    flock_rank_pair *scratch = malloc(N * sizeof *scratch), *ref = malloc(N * sizeof *ref);
+    int32_t *idx = malloc(N * sizeof *idx);
+    uint8_t *want = malloc(N);
+    const int64_t ns[] = {17, 100, 1024, N};
+    for (int kind = 0; kind < 5; kind++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+            int64_t n = ns[ni];
+            for (int64_t i = 0; i < n; i++) {
+                double r = flock_test_randf(&s);
+                sc[i] = kind == 0   ? r
+                        : kind == 1 ? (double)(int)(r * 8) /* heavy ties */
+                        : kind == 2 ? (double)i             /* ascending */
+                        : kind == 3 ? (double)(n - i)       /* descending */
+                                    : (i % 97 == 0 ? NAN : i % 89 == 0 ? INFINITY : i % 83 == 0 ? -INFINITY : r);
+            }
+            const int64_t ks[] = {1, 2, n / 3, n / 2, n - 2, n - 1, n};
+            for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                int64_t k = ks[ki];
+                for (int64_t i = 0; i < n; i++)
+                    ref[i] = (flock_rank_pair){isnan(sc[i]) ? -INFINITY : sc[i], (int32_t)i};
+                qsort(ref, (size_t)n, sizeof *ref, cmp_pair_ref);
+                memset(want, 0, N);
+                for (int64_t j = 0; j < k; j++)
+                    want[ref[j].index] = 1;
+                for (int64_t i = 0; i < n; i++)
+                    idx[i] = -7;
+                flock_select_topk(sc, n, k, idx, scratch);
+                for (int64_t i = 0, j = 0; i < n; i++)
+                    if (want[i]) {
+                        if (idx[j] != i)
+                            fail_msg("kind %d n %lld k %lld: idx[%lld] = %d, expected %lld", kind, (long long)n,
+                                     (long long)k, (long long)j, idx[j], (long long)i);
+                        j++;
+                    }
+                for (int64_t j = k; j < n; j++)
+                    assert_int_equal(idx[j], -7); /* nothing written past k */
+            }
+        }
+    free(sc), free(scratch), free(ref), free(idx), free(want);
+}
+
 static void test_allocate_budget(void **state)
 {
     (void)state;
@@ -1254,6 +1313,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_keep_count),
         cmocka_unit_test(test_griffin_hand),
         cmocka_unit_test(test_griffin_ties),
+        cmocka_unit_test(test_griffin_select_long),
         cmocka_unit_test(test_select_rank_random),
         cmocka_unit_test(test_allocate_budget),
         cmocka_unit_test(test_select_blend),
