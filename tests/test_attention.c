@@ -311,11 +311,26 @@ static void test_attention_simd(void **state)
     check_attention(k);
 }
 
+/* The AVX-512 table: its prefill tasks run as matrix products
+ * (attention.c, att_task_tile) where head_dim is a multiple of 32. */
+static void test_attention_avx512(void **state)
+{
+    (void)state;
+    const flock_kernel_table *k = flock_kernels_avx512();
+    if (!k) {
+        print_message("no AVX-512 VNNI here: its attention not tested\n");
+        skip();
+    }
+    check_kernels(k);
+    check_attention(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attention_scalar),
         cmocka_unit_test(test_attention_simd),
+        cmocka_unit_test(test_attention_avx512),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
