@@ -76,6 +76,17 @@ QTAG=$(basename "$MODEL" .gguf | tr 'A-Z' 'a-z' | grep -o 'q[0-9]_[0-9a-z_]*' | 
 QTAG=${QTAG:-quantized}
 
 # ---- runs --------------------------------------------------------------------------
+# llama-bench times prompt processing and generation as separate tests, and
+# its generation test starts from an empty context unless given a depth:
+# its decode runs at depth $PROMPT (-d), as flock's decode steps follow the
+# prompt, so both attend over the same positions (until this was added the
+# llama.cpp decode rows were at depth 0, which flattered it at 512 tokens).
+lbench() { # model threads file-prefix [llama-bench options]: $f.pp.json, $f.tg.json
+    local m=$1 t=$2 f=$3
+    shift 3
+    "$LBIN/llama-bench" -m "$m" -t "$t" -p "$PROMPT" -n 0 -r 3 -o json "$@" >"$f.pp.json" 2>"$f.err" &&
+        "$LBIN/llama-bench" -m "$m" -t "$t" -p 0 -n "$GEN" -d "$PROMPT" -r 3 -o json "$@" >"$f.tg.json" 2>>"$f.err"
+}
 OUT="$WORK/runs"
 rm -rf "$OUT" && mkdir -p "$OUT"
 IFS=, read -ra TLIST <<<"$THREADS"
@@ -88,10 +99,9 @@ for t in "${TLIST[@]}"; do
         # crash where the kernel does not grant AMX tile state: rerun without
         # repacking, and say so in the table.
         f="$OUT/llama-$tag-$t-r$r"
-        if ! "$LBIN/llama-bench" -m "$m" -t "$t" -p "$PROMPT" -n "$GEN" -r 3 -o json >"$f.json" 2>"$f.err"; then
+        if ! lbench "$m" "$t" "$f"; then
             say "llama-bench failed on $(basename "$m") with its default repacking; rerunning with --repack 0"
-            "$LBIN/llama-bench" -m "$m" -t "$t" -p "$PROMPT" -n "$GEN" -r 3 --repack 0 -o json >"$f.json" 2>"$f.err" ||
-                die "llama-bench failed: $f.err"
+            lbench "$m" "$t" "$f" --repack 0 || die "llama-bench failed: $f.err"
             echo "$tag-$t" >>"$OUT/norepack"
         fi
     done
@@ -151,9 +161,9 @@ def ts(r):
     s = "%.2f" % r["tok_s"]
     return s + (" (%.1f-%.1f)" % (min(r["tok_s_rounds"]), max(r["tok_s_rounds"])) if r.get("tok_s_rounds") else "")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print("\n%s on %s (%d cores): prompt %s tokens, %s decode steps; decode tok/s relative to llama.cpp on the f16 "
+print("\n%s on %s (%d cores): prompt %s tokens, %s decode steps after it (llama.cpp's at depth %s); decode tok/s relative to llama.cpp on the f16 "
       "GGUF and on the original quantized one (flock's source bundle keeps its blocks); prefill relative to "
-      "llama.cpp on the same weights%s" % (mname, cpu, os.cpu_count(), prompt, gen,
+      "llama.cpp on the same weights%s" % (mname, cpu, os.cpu_count(), prompt, gen, prompt,
       "; each figure the median of %d rounds (range in parentheses)" % rounds if rounds > 1 else ""))
 print("| engine | weights | threads | keep | prefill tok/s | decode tok/s | MB/token | GB/s (of copy) | vs llama.cpp f16 | vs llama.cpp quantized | prefill vs llama.cpp |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
