@@ -38,9 +38,10 @@ typedef struct flock_kernel_table {
     /* Whether the one-token decode prefetches float (f16, bf16, f32) weight
      * rows by software ahead of the dot and gather kernels (exec_ops.c).
      * A property of the cores the table is chosen for: the AVX-512 table
-     * no (Zen 4, SmolLM2 f16 decode, alternating runs without and with it:
-     * one thread 87-89 against 64-75 tok/s, two threads 106-111 against
-     * 101-104; docs/runtime.md), the AVX2 table yes (the Zen 3 decode
+     * no on Zen 4 (AMD family 19h; SmolLM2 f16 decode, alternating runs
+     * without and with it: one thread 87-89 against 64-75 tok/s, two
+     * threads 106-111 against 101-104; docs/runtime.md) and yes elsewhere
+     * (Zen 5: faster with it, kernels_avx512.c), the AVX2 table yes (the Zen 3 decode
      * figures were measured with it; not measured there without it). The
      * int8 path prefetches either way (on Zen 4 the same with or without). */
     bool prefetch_float;
