@@ -147,12 +147,29 @@ static void att_task_rows(const flock_kernel_table *k, const flock_att_args *a, 
     }
 }
 
-/* Whether the prefill tasks run att_task_tile: the table's 12 x 32
- * outer-product tile for the scores and its 8 x 32 down tile for p V,
- * head_dim a multiple of 32. */
-static bool use_tile(const flock_kernel_table *k, const flock_att_args *a)
+/* The prefill tile's kernels (att_task_tile): the table's outer-product
+ * tile for the scores (wr keys x tb rows a call) and its down tile for p V
+ * (dr rows x dc columns): the AVX-512 table's gemm12x32 and down8x32, else
+ * the AVX2 table's gemm6x16 and down4x16. */
+typedef struct att_tile {
+    flock_outer_gemm_fn outer;
+    void (*down)(const float *z, size_t ldz, const float *D, size_t ldd, size_t K, float *out, size_t ldo);
+    int wr, tb, dr, dc;
+} att_tile;
+
+/* Whether the prefill tasks run att_task_tile (head_dim a multiple of the
+ * down tile's columns), and with which kernels. */
+static bool use_tile(const flock_kernel_table *k, const flock_att_args *a, att_tile *t)
 {
-    return k->gemm12x32 && k->down8x32 && a->head_dim % 32 == 0 && a->T > 1;
+    if (a->T <= 1)
+        return false;
+    if (k->gemm12x32 && k->down8x32)
+        *t = (att_tile){k->gemm12x32, k->down8x32, 12, 32, 8, 32};
+    else if (k->gemm6x16 && k->down4x16)
+        *t = (att_tile){k->gemm6x16, k->down4x16, 6, 16, 4, 16};
+    else
+        return false;
+    return a->head_dim % t->dc == 0;
 }
 
 /* A prefill task as matrix products: row i of the task is token t0 + i /
@@ -169,12 +186,12 @@ static bool use_tile(const flock_kernel_table *k, const flock_att_args *a)
  * widened every K and V row again for each token and reduced each score
  * horizontally (Zen 5, SmolLM2 f16, 512-token prompt: 21% of prefill).
  * Leaves o, l, m as att_task_rows does, but o in O ([rows][hd]). */
-static void att_task_tile(const flock_kernel_table *k, const flock_att_args *a, int32_t kvh, int32_t t0, int32_t t1,
-                          float *m, float *l, float *ws)
+static void att_task_tile(const flock_kernel_table *k, const att_tile *tl, const flock_att_args *a, int32_t kvh,
+                          int32_t t0, int32_t t1, float *m, float *l, float *ws)
 {
     int32_t hd = a->head_dim, group = a->n_head / a->n_kv_head;
-    int32_t nr = (t1 - t0) * group, nr8 = (nr + 7) & ~7;
-    size_t rows = tile_rows(a->n_head), tp = ((size_t)nr + 31) & ~(size_t)31;
+    int32_t nr = (t1 - t0) * group, nr8 = (nr + tl->dr - 1) / tl->dr * tl->dr;
+    size_t rows = tile_rows(a->n_head), tp = ((size_t)nr + (size_t)tl->tb - 1) / (size_t)tl->tb * (size_t)tl->tb;
     int64_t B = block_keys(hd);
     float *qt = ws, *S = qt + (size_t)hd * rows, *O = S + rows * ATT_BLOCK_MAX, *kf = O + rows * (size_t)hd,
           *vf = kf + (size_t)B * hd;
@@ -207,10 +224,10 @@ static void att_task_tile(const flock_kernel_table *k, const flock_att_args *a, 
             K = (const float *)a->kc + at, V = (const float *)a->vc + at, ldk = ld;
         }
         /* S[i][j] = q_i . k_j */
-        for (size_t j = 0; j < nb; j += 12)
-            for (int32_t r = 0; r < nr; r += 32)
-                k->gemm12x32(K + j * ldk, ldk, nb - j < 12 ? (int)(nb - j) : 12, qt + r, tp, (size_t)hd,
-                             S + (size_t)r * ATT_BLOCK_MAX + j, ATT_BLOCK_MAX, nr - r < 32 ? nr - r : 32, NULL, 0);
+        for (size_t j = 0; j < nb; j += (size_t)tl->wr)
+            for (int32_t r = 0; r < nr; r += tl->tb)
+                tl->outer(K + j * ldk, ldk, nb - j < (size_t)tl->wr ? (int)(nb - j) : tl->wr, qt + r, tp, (size_t)hd,
+                          S + (size_t)r * ATT_BLOCK_MAX + j, ATT_BLOCK_MAX, nr - r < tl->tb ? nr - r : tl->tb, NULL, 0);
         for (int32_t i = 0; i < nr; i++) {
             int64_t pos = a->n_past + t0 + i / group, j0 = first_key(a, pos), j1 = pos + 1;
             j0 = j0 > b0 ? j0 : b0;
@@ -241,10 +258,10 @@ static void att_task_tile(const flock_kernel_table *k, const flock_att_args *a, 
             memset(sg + n, 0, (nb - f - n) * sizeof *si);
         }
         /* O += P V */
-        for (int32_t r = 0; r < nr8; r += 8)
-            for (int32_t c = 0; c < hd; c += 32)
-                k->down8x32(S + (size_t)r * ATT_BLOCK_MAX, ATT_BLOCK_MAX, V + c, ldk, nb, O + (size_t)r * hd + c,
-                            (size_t)hd);
+        for (int32_t r = 0; r < nr8; r += tl->dr)
+            for (int32_t c = 0; c < hd; c += tl->dc)
+                tl->down(S + (size_t)r * ATT_BLOCK_MAX, ATT_BLOCK_MAX, V + c, ldk, nb, O + (size_t)r * hd + c,
+                         (size_t)hd);
     }
 }
 
@@ -270,10 +287,11 @@ static void prefill_task(void *arg, int64_t b, int64_t end, int thread)
         int32_t tile = j->ntile - 1 - (int32_t)(task / a->n_kv_head), kvh = (int32_t)(task % a->n_kv_head);
         int32_t t0 = tile * FLOCK_ATT_QTILE, t1 = t0 + FLOCK_ATT_QTILE < a->T ? t0 + FLOCK_ATT_QTILE : a->T;
         float *o0 = a->out + (size_t)t0 * a->ldo + (size_t)kvh * group * hd;
-        if (use_tile(j->k, a)) {
+        att_tile tl;
+        if (use_tile(j->k, a, &tl)) {
             float *O = s + ATT_BLOCK_MAX * (size_t)a->n_head + (size_t)hd * tile_rows(a->n_head) +
                        tile_rows(a->n_head) * ATT_BLOCK_MAX;
-            att_task_tile(j->k, a, kvh, t0, t1, m, l, s + ATT_BLOCK_MAX * (size_t)a->n_head);
+            att_task_tile(j->k, &tl, a, kvh, t0, t1, m, l, s + ATT_BLOCK_MAX * (size_t)a->n_head);
             for (int32_t i = 0; i < (t1 - t0) * group; i++) {
                 float inv = l[i] > 0 ? 1.f / l[i] : 0.f, *oi = O + (size_t)i * hd;
                 float *o = o0 + (size_t)(i / group) * a->ldo + (size_t)(i % group) * hd;
