@@ -85,6 +85,29 @@ AVX2_FN static inline float lane1(__m128 v)
         out[2] = hsum8(a2) + (K) * lane1(f2), out[3] = hsum8(a3) + (K) * lane1(f3);                         \
     }
 
+/* The q8_0 row product over a table's STEP(p, xb, qx, acc) (its 34-byte
+ * block against x block xb): block b into acc[b % 4], then (a0 + a1) +
+ * (a2 + a3), so both tables sum in the same order. Four chains: with one,
+ * each block's FMA waited for the last (its 4-cycle latency per 34 bytes
+ * capped one core at about 25 GB/s: Zen 5, Gemma 3's q8_0 LM head, `perf
+ * annotate` stalled on the FMA and the vpdpbusd feeding it). */
+#define FLOCK_DOTQ_Q8_0(ATTR, NAME, STEP)                                                                   \
+    ATTR float NAME(const void *w, const flock_q8x *xq, size_t n)                                           \
+    {                                                                                                       \
+        const uint8_t *p = w;                                                                               \
+        size_t nb = n / 32, b = 0;                                                                          \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                         \
+        for (; b + 4 <= nb; b += 4, p += 136) {                                                             \
+            a0 = STEP(p, &xq[b], load_qx(&xq[b]), a0);                                                      \
+            a1 = STEP(p + 34, &xq[b + 1], load_qx(&xq[b + 1]), a1);                                         \
+            a2 = STEP(p + 68, &xq[b + 2], load_qx(&xq[b + 2]), a2);                                         \
+            a3 = STEP(p + 102, &xq[b + 3], load_qx(&xq[b + 3]), a3);                                        \
+        }                                                                                                   \
+        for (; b < nb; b++, p += 34)                                                                        \
+            a0 = STEP(p, &xq[b], load_qx(&xq[b]), a0);                                                      \
+        return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                          \
+    }
+
 /* The 4-bit and 5-bit types' steps and their one-row and four-row products
  * (PFX_q4_0 and PFX4_q4_0, ... q4_1, q5_0), DOT(u8, i8) giving the 8 int32
  * lane sums of a block's 32 products: q4_0 and q5_0 take the unsigned

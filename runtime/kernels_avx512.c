@@ -34,25 +34,9 @@ VNNI_FN static inline __m256 step_q8_0(const uint8_t *p, const flock_q8x *xb, __
     return _mm256_fmadd_ps(_mm256_set1_ps(half(p) * xb->d), _mm256_cvtepi32_ps(i), acc);
 }
 
-/* Four accumulators, block b into acc[b % 4]: with one, each block's FMA
- * waited for the last (its 4-cycle latency per 34 bytes capped one core at
- * about 25 GB/s: Zen 5, Gemma 3's q8_0 LM head, `perf annotate` stalled on
- * the FMA and the vpdpbusd feeding it). */
-VNNI_FN static float dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    size_t nb = n / 32, b = 0;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (; b + 4 <= nb; b += 4, p += 136) {
-        a0 = step_q8_0(p, &xq[b], load_qx(&xq[b]), a0);
-        a1 = step_q8_0(p + 34, &xq[b + 1], load_qx(&xq[b + 1]), a1);
-        a2 = step_q8_0(p + 68, &xq[b + 2], load_qx(&xq[b + 2]), a2);
-        a3 = step_q8_0(p + 102, &xq[b + 3], load_qx(&xq[b + 3]), a3);
-    }
-    for (; b < nb; b++, p += 34)
-        a0 = step_q8_0(p, &xq[b], load_qx(&xq[b]), a0);
-    return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-}
+/* The q8_0 row loop of dotq_loops.h over this table's vpdpbusd step:
+ * bitwise the AVX2 table's. */
+FLOCK_DOTQ_Q8_0(VNNI_FN static, dotq_q8_0, step_q8_0)
 
 /* The sum of the 32 u8 x i8 products of a block as 8 int32 lanes. */
 VNNI_FN static inline __m256i dot_vnni(__m256i a, __m256i b)

@@ -406,24 +406,7 @@ AVX2_FN static inline __m256i q6_scaled(__m256i q, __m256i qx, int8_t s0, int8_t
 
 FLOCK_DOTQ_Q6_K(AVX2_FN, flock_qa_dotq_q6_k, q6_scaled)
 
-/* Block b into acc[b % 4], then (a0 + a1) + (a2 + a3): four chains, so
- * a block's FMA does not wait for the last one's (the AVX-512 table's
- * dotq_q8_0 takes the same steps in the same order: bitwise this). */
-AVX2_FN float flock_qa_dotq_q8_0(const void *w, const flock_q8x *xq, size_t n)
-{
-    const uint8_t *p = w;
-    size_t nb = n / 32, b = 0;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (; b + 4 <= nb; b += 4, p += 136) {
-        a0 = step_q8_0(p, &xq[b], load_qx(&xq[b]), a0);
-        a1 = step_q8_0(p + 34, &xq[b + 1], load_qx(&xq[b + 1]), a1);
-        a2 = step_q8_0(p + 68, &xq[b + 2], load_qx(&xq[b + 2]), a2);
-        a3 = step_q8_0(p + 102, &xq[b + 3], load_qx(&xq[b + 3]), a3);
-    }
-    for (; b < nb; b++, p += 34)
-        a0 = step_q8_0(p, &xq[b], load_qx(&xq[b]), a0);
-    return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-}
+FLOCK_DOTQ_Q8_0(AVX2_FN, flock_qa_dotq_q8_0, step_q8_0)
 
 /* Four rows against the same int8 x: one load of each x block serves the
  * four rows, and their four independent chains hide the FMA latency that
