@@ -185,9 +185,10 @@ static bool use_tile(const flock_kernel_table *k, const flock_att_args *a, att_t
  * replaced per token calls of the AVX2 att_qk / att_pv kernels, which
  * widened every K and V row again for each token and reduced each score
  * horizontally (Zen 5, SmolLM2 f16, 512-token prompt: 21% of prefill).
- * Leaves o, l, m as att_task_rows does, but o in O ([rows][hd]). */
+ * Writes the normalized outputs of the task's rows from o0 (token stride
+ * ldo, heads hd apart), as prefill_task does after att_task_rows. */
 static void att_task_tile(const flock_kernel_table *k, const att_tile *tl, const flock_att_args *a, int32_t kvh,
-                          int32_t t0, int32_t t1, float *m, float *l, float *ws)
+                          int32_t t0, int32_t t1, float *m, float *l, float *ws, float *o0)
 {
     int32_t hd = a->head_dim, group = a->n_head / a->n_kv_head;
     int32_t nr = (t1 - t0) * group, nr8 = (nr + tl->dr - 1) / tl->dr * tl->dr;
@@ -263,6 +264,12 @@ static void att_task_tile(const flock_kernel_table *k, const att_tile *tl, const
                 tl->down(S + (size_t)r * ATT_BLOCK_MAX, ATT_BLOCK_MAX, V + c, ldk, nb, O + (size_t)r * hd + c,
                          (size_t)hd);
     }
+    for (int32_t i = 0; i < nr; i++) {
+        float inv = l[i] > 0 ? 1.f / l[i] : 0.f, *oi = O + (size_t)i * hd;
+        float *o = o0 + (size_t)(i / group) * a->ldo + (size_t)(i % group) * hd;
+        for (int32_t d = 0; d < hd; d++)
+            o[d] = oi[d] * inv;
+    }
 }
 
 typedef struct att_job {
@@ -289,15 +296,7 @@ static void prefill_task(void *arg, int64_t b, int64_t end, int thread)
         float *o0 = a->out + (size_t)t0 * a->ldo + (size_t)kvh * group * hd;
         att_tile tl;
         if (use_tile(j->k, a, &tl)) {
-            float *O = s + ATT_BLOCK_MAX * (size_t)a->n_head + (size_t)hd * tile_rows(a->n_head) +
-                       tile_rows(a->n_head) * ATT_BLOCK_MAX;
-            att_task_tile(j->k, &tl, a, kvh, t0, t1, m, l, s + ATT_BLOCK_MAX * (size_t)a->n_head);
-            for (int32_t i = 0; i < (t1 - t0) * group; i++) {
-                float inv = l[i] > 0 ? 1.f / l[i] : 0.f, *oi = O + (size_t)i * hd;
-                float *o = o0 + (size_t)(i / group) * a->ldo + (size_t)(i % group) * hd;
-                for (int32_t d = 0; d < hd; d++)
-                    o[d] = oi[d] * inv;
-            }
+            att_task_tile(j->k, &tl, a, kvh, t0, t1, m, l, s + ATT_BLOCK_MAX * (size_t)a->n_head, o0);
             continue;
         }
         att_rows r = {kvh, t0, t1, 0, INT64_MAX, o0, a->ldo, (size_t)hd, m, l};
