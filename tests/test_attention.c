@@ -299,16 +299,22 @@ static void test_attention_scalar(void **state)
     check_attention(flock_kernels_scalar());
 }
 
-static void test_attention_simd(void **state)
+/* Table k's kernels and attention, or a skip naming the CPU feature the
+ * table needs (`missing`) where this machine lacks it. */
+static void check_table(const flock_kernel_table *k, const char *missing)
 {
-    (void)state;
-    const flock_kernel_table *k = flock_kernels_avx2();
     if (!k) {
-        print_message("no AVX2/FMA/F16C here: SIMD attention not tested\n");
+        print_message("no %s here: its attention not tested\n", missing);
         skip();
     }
     check_kernels(k);
     check_attention(k);
+}
+
+static void test_attention_simd(void **state)
+{
+    (void)state;
+    check_table(flock_kernels_avx2(), "AVX2/FMA/F16C");
 }
 
 /* The AVX-512 table: its prefill tasks run as matrix products
@@ -316,13 +322,7 @@ static void test_attention_simd(void **state)
 static void test_attention_avx512(void **state)
 {
     (void)state;
-    const flock_kernel_table *k = flock_kernels_avx512();
-    if (!k) {
-        print_message("no AVX-512 VNNI here: its attention not tested\n");
-        skip();
-    }
-    check_kernels(k);
-    check_attention(k);
+    check_table(flock_kernels_avx512(), "AVX-512 VNNI");
 }
 
 int main(void)
